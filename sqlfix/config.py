@@ -1,0 +1,195 @@
+"""Settings and where each came from: command line, then environment, then pyproject.toml.
+
+Pure: the caller hands in the command-line values, the environment and the
+project root; nothing here connects or starts anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .context import DEFAULT_NOW
+from .errors import ConfigError
+from .seeds import random_seed
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+KNOWN_KEYS = frozenset(
+    {
+        "dsn",
+        "seed",
+        "fixtures_dir",
+        "schema",
+        "allow_any_database",
+        "now",
+        "faker_locale",
+        "lint",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    dsn: str | None = None
+    seed: int = 0
+    fixtures_dir: Path = Path("fixtures_sql")
+    schema: tuple[Path, ...] = ()
+    allow_any_database: bool = False
+    now: dt.datetime = DEFAULT_NOW
+    faker_locale: str = "en_US"
+    lint: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)  # key -> where it came from
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key, "default")
+
+
+def parse_seed(text: str) -> int | None:
+    """An int seed, or None for `random`; a ValueError quotes the bad value."""
+    if text.strip().lower() == "random":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"seed must be a non-negative integer or 'random', not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"seed must be a non-negative integer or 'random', not {text!r}")
+    return value
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The nearest pyproject.toml at or above `start`."""
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_table(pyproject: Path | None) -> dict[str, Any]:
+    """`[tool.sqlfix]` of a pyproject.toml, checked for unknown keys."""
+    if pyproject is None or not pyproject.is_file():
+        return {}
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{pyproject}: invalid TOML: {exc}") from exc
+    table = data.get("tool", {}).get("sqlfix", {})
+    unknown = sorted(set(table) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{pyproject}: unknown key(s) in [tool.sqlfix]: {', '.join(unknown)}; "
+            f"known keys are {', '.join(sorted(KNOWN_KEYS))}"
+        )
+    return dict(table)
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: [tool.sqlfix] {key} = {value!r} has the wrong type")
+    return value
+
+
+def _seed(values: Mapping[str, Any], where: str) -> int | None:
+    """The seed from wherever it was set; None means pick a random one."""
+    value = values["seed"]
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{where}: seed = {value!r} must be an integer or 'random'")
+    try:
+        return parse_seed(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _now(value: Any, where: str) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: [tool.sqlfix] now = {value!r} is not an ISO "
+                "timestamp such as '2024-01-01T12:00:00+00:00'"
+            ) from None
+    else:
+        raise ConfigError(f"{where}: [tool.sqlfix] now must be a timestamp, not {value!r}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _schema(table: Mapping[str, Any], root: Path, where: str) -> tuple[Path, ...]:
+    value = table["schema"]
+    files = [value] if isinstance(value, str) else value
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError(f"{where}: [tool.sqlfix] schema must be a list of .sql paths")
+    return tuple(root / f for f in files)
+
+
+@dataclass
+class _Collector:
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def put(self, key: str, value: Any, source: str) -> None:
+        if key not in self.values and value is not None:
+            self.values[key] = value
+            self.sources[key] = source
+
+
+def load_settings(
+    root: Path,
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    pyproject: Path | None = None,
+) -> Settings:
+    """Settings for a project rooted at `root`; highest first: cli, env, pyproject."""
+    cli = cli or {}
+    env = env or {}
+    pyproject = pyproject if pyproject is not None else root / "pyproject.toml"
+    table = read_table(pyproject)
+    where = str(pyproject)
+    got = _Collector()
+    for key in ("dsn", "seed", "fixtures_dir"):
+        got.put(key, cli.get(key), f"option --sqlfix-{key.split('_')[0]}")
+    got.put("dsn", env.get("SQLFIX_DSN") or None, "env SQLFIX_DSN")
+    got.put("seed", env.get("SQLFIX_SEED") or None, "env SQLFIX_SEED")
+    for key in table:
+        got.put(key, table[key], where)
+    return _build(root, got, table, where)
+
+
+def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) -> Settings:
+    values, sources = got.values, dict(got.sources)
+    seed = _seed(values, sources.get("seed", "default")) if "seed" in values else 0
+    if seed is None:
+        seed = random_seed()
+        sources["seed"] = f"random, from {sources['seed']}"
+    fixtures = Path(values.get("fixtures_dir", "fixtures_sql"))
+    if sources.get("fixtures_dir") == where:
+        fixtures = root / _typed(table, "fixtures_dir", str, where)
+    return Settings(
+        root=root,
+        dsn=values.get("dsn"),
+        seed=int(seed),
+        fixtures_dir=fixtures if fixtures.is_absolute() else root / fixtures,
+        schema=_schema(table, root, where) if "schema" in table else (),
+        allow_any_database=bool(_typed(table, "allow_any_database", bool, where))
+        if "allow_any_database" in table
+        else False,
+        now=_now(table["now"], where) if "now" in table else DEFAULT_NOW,
+        faker_locale=_typed(table, "faker_locale", str, where)
+        if "faker_locale" in table
+        else "en_US",
+        lint=_typed(table, "lint", dict, where) if "lint" in table else {},
+        sources=sources,
+    )

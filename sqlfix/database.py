@@ -1,0 +1,104 @@
+"""The test database: connect, refuse unsafe targets, apply the schema once.
+
+The schema (the only place DDL is allowed) is applied once per session, outside
+any test's boundary, in one transaction. Its hash is recorded in
+`sqlfix.schema_state` so a long-lived test database given by DSN is not rebuilt
+(or half-rebuilt) on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .boundary import SqlfixConnection
+from .errors import DatabaseError
+from .library import display_path
+
+_STATE_DDL = b"""
+CREATE SCHEMA IF NOT EXISTS sqlfix;
+CREATE TABLE IF NOT EXISTS sqlfix.schema_state (
+    schema_hash text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def connect(dsn: str) -> SqlfixConnection:
+    try:
+        return SqlfixConnection.connect(dsn, autocommit=False)
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(
+            f"cannot connect to the test database ({exc}). Check the DSN "
+            "(--sqlfix-dsn, SQLFIX_DSN or [tool.sqlfix] dsn), or leave it unset and "
+            "sqlfix starts its own PostgreSQL"
+        ) from exc
+
+
+def check_safe(conn: psycopg.Connection[Any], allow_any_database: bool) -> None:
+    name = conn.info.dbname
+    if "test" in name.lower() or allow_any_database:
+        return
+    raise DatabaseError(
+        f"refusing to use database {name!r}: its name does not contain 'test'. sqlfix "
+        "writes and rolls back data and applies the schema there, so it only runs against "
+        "test databases. Point the DSN at a test database (e.g. myapp_test), or set "
+        "allow_any_database = true in [tool.sqlfix] if this one really is disposable"
+    )
+
+
+def schema_hash(files: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
+    """Apply the schema files unless this exact schema is already there; True if applied."""
+    if not files:
+        return False
+    for path in files:
+        if not path.is_file():
+            raise DatabaseError(f"schema file {path} not found; fix [tool.sqlfix] schema")
+    wanted = schema_hash(files)
+    with conn.transaction():
+        conn.execute(_STATE_DDL)
+        applied = [r[0] for r in conn.execute(b"SELECT schema_hash FROM sqlfix.schema_state")]
+        if wanted in applied:
+            return False
+        if applied:
+            raise DatabaseError(
+                f"the schema files changed since sqlfix applied them to database "
+                f"{conn.info.dbname!r}. Recreate that test database (dropdb/createdb) so the "
+                "new schema can be applied to an empty one"
+            )
+        for path in files:
+            _run_schema_file(conn, path)
+        conn.execute(b"INSERT INTO sqlfix.schema_state (schema_hash) VALUES (%s)", [wanted])
+    conn.commit()
+    return True
+
+
+def _run_schema_file(conn: psycopg.Connection[Any], path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    try:
+        with conn.transaction():  # a savepoint: the error names this file alone
+            conn.execute(text.encode())
+    except psycopg.Error as exc:
+        line = _error_line(text, exc.diag.statement_position)
+        raise DatabaseError(
+            f"{display_path(path)}:{line}:1: schema failed: {exc.diag.sqlstate} "
+            f"{exc.diag.message_primary or exc}. If the objects already exist, the database "
+            "was not built by sqlfix: point the DSN at an empty test database"
+        ) from exc
+
+
+def _error_line(text: str, position: str | None) -> int:
+    if not position or not position.isdigit():
+        return 1
+    return text.count("\n", 0, int(position) - 1) + 1

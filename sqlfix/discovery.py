@@ -1,0 +1,73 @@
+"""Fixture names to files: `"billing/invoices.sql"` under the fixtures directory."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .errors import ConfigError
+
+
+class FixtureNotFound(ConfigError):
+    """A fixture name names no file, or a file outside the fixtures directory."""
+
+
+@dataclass(frozen=True)
+class FixtureDir:
+    root: Path
+    exclude: frozenset[Path] = field(default_factory=frozenset)  # schema files live here too
+
+    def resolve(self, name: str) -> Path:
+        """The file of fixture `name`; raises FixtureNotFound saying what to do."""
+        pure = PurePosixPath(name.replace("\\", "/"))
+        if pure.is_absolute() or ".." in pure.parts or Path(name).is_absolute():
+            raise FixtureNotFound(
+                f"fixture name {name!r} leaves the fixtures directory {self.root}; "
+                "name fixtures relative to it, e.g. 'users.sql' or 'billing/invoices.sql'"
+            )
+        path = self.root.joinpath(*pure.parts)
+        if not path.is_file():
+            raise FixtureNotFound(self._missing_message(name))
+        return path
+
+    def _missing_message(self, name: str) -> str:
+        if not self.root.is_dir():
+            return (
+                f"fixture {name!r}: the fixtures directory {self.root} does not exist; "
+                "create it or set fixtures_dir in [tool.sqlfix] (or --sqlfix-fixtures)"
+            )
+        close = difflib.get_close_matches(name, self.names(), n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return f"fixture {name!r} not found in {self.root}{hint}"
+
+    def names(self) -> list[str]:
+        """Every fixture name under the directory, sorted, schema files left out."""
+        if not self.root.is_dir():
+            return []
+        excluded = {p.resolve() for p in self.exclude}
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*.sql")
+            if p.is_file() and p.resolve() not in excluded
+        )
+
+    def name_of(self, path: Path) -> str | None:
+        """The fixture name of a file, or None when it is outside the directory."""
+        try:
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return None
+
+    def is_schema(self, path: Path) -> bool:
+        return path.resolve() in {p.resolve() for p in self.exclude}
+
+
+def read_sql(path: Path) -> str:
+    """A fixture's text with newlines normalised (Jinja does the same, keeping columns true)."""
+    return path.read_text(encoding="utf-8").replace("\r\n", "\n")
+
+
+def dedupe(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))

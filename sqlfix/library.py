@@ -1,0 +1,173 @@
+"""Fixture names to a checked load plan: resolve, order, render, guard.
+
+This is the pure half of loading (no database): the plugin, `lint`, `render`
+and `check` all go through it, so a fixture is judged the same way everywhere.
+Compiled fixtures are cached per (name, content, seed): a file that many tests
+use is rendered and parsed once per session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import guard
+from .context import DEFAULT_NOW, TemplateContext
+from .discovery import FixtureDir, FixtureNotFound, dedupe, read_sql
+from .errors import Finding, FixtureError, Severity
+from .plan import Requirement, load_order, parse_requires
+from .render import RenderedFixture, render_template
+from .seeds import derive_seed
+
+
+def display_path(path: Path) -> str:
+    """The path as an editor or CI log wants it: relative to the working directory."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+@dataclass(frozen=True)
+class CompiledFixture:
+    rendered: RenderedFixture
+    statements: tuple[guard.Statement, ...]
+    warnings: tuple[Finding, ...]
+
+    @property
+    def name(self) -> str:
+        return self.rendered.name
+
+    def locate(self, offset: int) -> tuple[int, int]:
+        return self.rendered.locate(offset)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """The fixtures of one test, requirements first: what the loader executes."""
+
+    fixtures: tuple[CompiledFixture, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fixtures)
+
+    def __iter__(self) -> Iterator[CompiledFixture]:
+        return iter(self.fixtures)
+
+
+def _guard_findings(rendered: RenderedFixture, result: guard.GuardResult) -> list[Finding]:
+    findings = []
+    for v in result.violations:
+        line, col = rendered.locate(v.offset)
+        findings.append(Finding(v.code, v.message, rendered.path, line, col, v.severity))
+    return findings
+
+
+def _quoted_placeholders(rendered: RenderedFixture) -> list[Finding]:
+    """`'{{ x }}'`: sqlfix quotes values itself, so these quotes double up."""
+    findings = []
+    for start, end in rendered.expressions:
+        if guard.inside_string(rendered.sql, start):
+            line, col = rendered.locate(start)
+            findings.append(
+                Finding(
+                    "SQLF204",
+                    "{{ }} placeholder inside quotes: sqlfix already writes values as "
+                    "quoted SQL literals; drop the quotes around it",
+                    rendered.path,
+                    line,
+                    col,
+                )
+            )
+        del end
+    return findings
+
+
+@dataclass
+class FixtureLibrary:
+    directory: FixtureDir
+    seed: int = 0
+    now: dt.datetime = DEFAULT_NOW
+    locale: str = "en_US"
+    _cache: dict[tuple[str, str], CompiledFixture] = field(default_factory=dict, repr=False)
+
+    def path(self, name: str) -> Path:
+        return self.directory.resolve(name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.directory.resolve(name)
+        except FixtureNotFound:
+            return False
+        return True
+
+    def requires(self, name: str) -> tuple[Requirement, ...]:
+        return parse_requires(read_sql(self.path(name)))
+
+    def order(self, names: Iterable[str]) -> list[str]:
+        """Requested names plus their requirements, in load order."""
+        requested = dedupe(names)
+        for name in requested:
+            self.path(name)  # unknown names fail here, before any requirement
+        return load_order(
+            requested, self.requires, lambda n: display_path(self.path(n)), self.exists
+        )
+
+    def check(self, name: str) -> tuple[CompiledFixture | None, list[Finding]]:
+        """Render and guard one fixture; every finding, errors and warnings."""
+        path = self.path(name)
+        text = read_sql(path)
+        shown = display_path(path)
+        file_seed = derive_seed(self.seed, name)
+        context = TemplateContext(file_seed, self.seed, self.now, self.locale)
+        try:
+            rendered = render_template(text, name=name, path=shown, context=context)
+        except FixtureError as exc:
+            return None, list(exc.findings)
+        result = guard.scan(rendered.sql)
+        findings = _guard_findings(rendered, result) + _quoted_placeholders(rendered)
+        findings.sort(key=lambda f: (f.line, f.col, f.code))
+        warnings = tuple(f for f in findings if f.severity is Severity.WARNING)
+        return CompiledFixture(rendered, result.statements, warnings), findings
+
+    def compile(self, name: str) -> CompiledFixture:
+        """One fixture, checked; raises FixtureError listing every error in it."""
+        key = (name, read_sql(self.path(name)))
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        compiled, findings = self.check(name)
+        errors = [f for f in findings if f.severity is Severity.ERROR]
+        if errors or compiled is None:
+            raise FixtureError(errors)
+        self._cache[key] = compiled
+        return compiled
+
+    def plan(self, names: Iterable[str]) -> LoadPlan:
+        """The checked load plan of a test's fixtures; raises FixtureError."""
+        fixtures = tuple(self.compile(n) for n in self.order(names))
+        check_id_collisions(fixtures)
+        return LoadPlan(fixtures)
+
+
+def check_id_collisions(fixtures: Iterable[CompiledFixture]) -> None:
+    """Two labels of one table with the same id() would merge two rows into one."""
+    seen: dict[tuple[str, int], tuple[str, str]] = {}
+    for fixture in fixtures:
+        for table, label, value in fixture.rendered.ids:
+            other = seen.setdefault((table, value), (label, fixture.rendered.path))
+            if other[0] != label:
+                raise FixtureError(
+                    [
+                        Finding(
+                            "SQLF303",
+                            f"id({table!r}, {label!r}) and id({table!r}, {other[0]!r}) "
+                            f"(in {other[1]}) are the same id {value}; rename one of the labels",
+                            fixture.rendered.path,
+                        )
+                    ]
+                )

@@ -1,0 +1,75 @@
+"""Execute a load plan on a connection: one round trip, errors mapped to file:line.
+
+The whole plan goes to the server as one simple-protocol query wrapped in a
+savepoint. If it fails, the savepoint is rolled back (the database is as it
+was) and the statements are replayed one by one to find which one failed:
+slow, but only on the error path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from .errors import Finding, LoadError
+from .library import CompiledFixture, LoadPlan
+
+_SAVEPOINT = "sqlfix_load"
+
+
+def plan_sql(plan: LoadPlan) -> str:
+    """All fixtures of the plan as one SQL text, in load order."""
+    return "\n".join(f.rendered.sql for f in plan)
+
+
+def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
+    """Run `plan` inside the connection's open transaction; raises LoadError.
+
+    On error nothing of the plan remains and the transaction is usable again.
+    """
+    if not plan.fixtures:
+        return
+    sql = f"SAVEPOINT {_SAVEPOINT};\n{plan_sql(plan)}\nRELEASE SAVEPOINT {_SAVEPOINT};"
+    try:
+        conn.execute(sql.encode())
+    except psycopg.Error as exc:
+        conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
+        error = _locate_failure(conn, plan) or _unplaced(plan, exc)
+        conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
+        raise error from exc
+
+
+def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError | None:
+    """Replay statement by statement (inside the savepoint) to find the one that fails."""
+    for fixture in plan:
+        for statement in fixture.statements:
+            try:
+                conn.execute(statement.text.encode())
+            except psycopg.Error as exc:
+                return _load_error(fixture, statement.offset, statement.text, exc)
+    return None
+
+
+def _load_error(fixture: CompiledFixture, offset: int, text: str, exc: psycopg.Error) -> LoadError:
+    diag = exc.diag
+    position = diag.statement_position
+    if position and position.isdigit():
+        offset += int(position) - 1  # syntax errors say where in the statement
+    line, col = fixture.locate(offset)
+    parts = [f"{diag.sqlstate or '?'} {diag.message_primary or str(exc).strip()}"]
+    if diag.message_detail:
+        parts.append(f"DETAIL: {diag.message_detail}")
+    if diag.message_hint:
+        parts.append(f"HINT: {diag.message_hint}")
+    message = "; ".join(parts) + "; nothing from this load was kept"
+    finding = Finding(
+        "SQLF701", f"server rejected the statement: {message}", fixture.rendered.path, line, col
+    )
+    return LoadError(finding, diag.sqlstate, text)
+
+
+def _unplaced(plan: LoadPlan, exc: psycopg.Error) -> LoadError:
+    # The batch failed but no single statement did (e.g. a deferred constraint).
+    last = plan.fixtures[-1]
+    return _load_error(last, 0, plan_sql(plan), exc)

@@ -1,0 +1,44 @@
+"""`@uses(...)`: the marker a test, class or module declares its fixtures with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+MARKER = "uses"
+MARKER_HELP = (
+    "uses(*fixture_files): load these .sql fixtures (relative to the fixtures directory) "
+    "into the test's rollback boundary, e.g. @uses('users.sql', 'orders.sql')"
+)
+
+
+def validate_names(names: Iterable[object], where: str = "uses()") -> tuple[str, ...]:
+    """The names, checked: non-empty strings. A TypeError says what was wrong."""
+    checked = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"{where} takes fixture file names such as 'users.sql', got {name!r}")
+        checked.append(name)
+    return tuple(checked)
+
+
+def uses(*names: str) -> pytest.MarkDecorator:
+    """Declare the fixture files a test needs: `@uses("users.sql", "orders.sql")`.
+
+    Works on a test function, on a test class (every test in it) and as
+    `pytestmark = uses(...)` in a module. Markers stack: a class's and a
+    method's files are combined, each loaded once.
+    """
+    if not names:
+        raise TypeError("uses() needs at least one fixture file, e.g. uses('users.sql')")
+    return pytest.mark.uses.with_args(*validate_names(names))
+
+
+def requested_names(item: pytest.Item) -> tuple[str, ...]:
+    """Every file the item's `uses` markers name: module first, then class, then function."""
+    markers = list(item.iter_markers(MARKER))
+    names: list[str] = []
+    for mark in reversed(markers):  # iter_markers gives the closest (function) first
+        names.extend(validate_names(mark.args, f"@uses on {item.nodeid}"))
+    return tuple(dict.fromkeys(names))

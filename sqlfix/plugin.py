@@ -1,0 +1,160 @@
+"""The pytest plugin: options, the `uses` marker, the `sqlfix` and `sqlfix_conn` fixtures.
+
+Per test: begin a transaction, load the test's fixtures, mark a savepoint, run
+the test, check the boundary held, roll back (always).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from .boundary import Boundary, SqlfixConnection
+from .config import Settings, load_settings, parse_seed
+from .errors import SqlfixError
+from .fixtures import Sqlfix
+from .marker import MARKER, MARKER_HELP, requested_names
+from .session import DatabaseSession
+
+SESSION_KEY = pytest.StashKey[DatabaseSession]()
+BOUNDARY_KEY = pytest.StashKey[Boundary]()
+USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
+
+
+def _seed_option(text: str) -> str:
+    try:
+        parse_seed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sqlfix", "sqlfix: SQL fixtures in a rollback boundary")
+    group.addoption(
+        "--sqlfix-dsn",
+        metavar="DSN",
+        default=None,
+        help="PostgreSQL to test against (default: SQLFIX_DSN, [tool.sqlfix] dsn, "
+        "else an embedded throwaway server)",
+    )
+    group.addoption(
+        "--sqlfix-seed",
+        metavar="N|random",
+        default=None,
+        type=_seed_option,
+        help="seed for fixture values (default 0); 'random' picks one and prints it",
+    )
+    group.addoption(
+        "--sqlfix-fixtures",
+        metavar="DIR",
+        default=None,
+        help="fixtures directory (default: [tool.sqlfix] fixtures_dir or fixtures_sql)",
+    )
+
+
+def _settings(config: pytest.Config) -> Settings:
+    fixtures = config.getoption("sqlfix_fixtures")
+    if fixtures is not None:
+        fixtures = str(config.invocation_params.dir / Path(fixtures))
+    cli = {
+        "dsn": config.getoption("sqlfix_dsn"),
+        "seed": config.getoption("sqlfix_seed"),
+        "fixtures_dir": fixtures,
+    }
+    return load_settings(config.rootpath, cli, os.environ)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    try:
+        settings = _settings(config)
+    except SqlfixError as exc:
+        raise pytest.UsageError(f"sqlfix: {exc}") from None
+    session = DatabaseSession(settings)
+    config.stash[SESSION_KEY] = session
+    config.add_cleanup(session.stop)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = config.stash[SESSION_KEY]
+    s = session.settings
+    return [
+        f"sqlfix: seed={s.seed} ({s.source('seed')}); replay with --sqlfix-seed={s.seed}",
+        f"sqlfix: fixtures {s.fixtures_dir} ({s.source('fixtures_dir')}); "
+        f"database: {session.where}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
+    session = pytestconfig.stash[SESSION_KEY]
+    try:
+        session.start()
+    except SqlfixError as exc:
+        pytest.fail(f"sqlfix could not prepare the database: {exc}", pytrace=False)
+    return session
+
+
+@pytest.fixture
+def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> Iterator[Sqlfix]:
+    """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
+    boundary = Boundary(_sqlfix_session.connection())
+    boundary.begin()
+    request.node.stash[BOUNDARY_KEY] = boundary
+    request.node.stash[USED_KEY] = True
+    handle = Sqlfix(_sqlfix_session, boundary)
+    try:
+        handle.load(*requested_names(request.node))
+        boundary.protect()
+    except (SqlfixError, TypeError) as exc:
+        boundary.end()
+        pytest.fail(f"sqlfix could not load the fixtures of this test:\n{exc}", pytrace=False)
+    try:
+        yield handle
+    finally:
+        del request.node.stash[BOUNDARY_KEY]
+        boundary.end()
+
+
+@pytest.fixture
+def sqlfix_conn(sqlfix: Sqlfix) -> SqlfixConnection:
+    """The test's psycopg connection, inside its rollback boundary, fixtures loaded."""
+    return sqlfix.conn
+
+
+@pytest.fixture(autouse=True)
+def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
+    """Tests marked with @uses get their fixtures even if they request no sqlfix fixture."""
+    if request.node.get_closest_marker(MARKER) is not None:
+        request.getfixturevalue("sqlfix")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    outcome_error: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        outcome_error = exc
+    boundary = item.stash.get(BOUNDARY_KEY, None)
+    reason = boundary.broken() if boundary is not None else None
+    if outcome_error is not None:
+        raise outcome_error
+    if reason is not None:
+        pytest.fail(f"sqlfix: the rollback boundary did not hold. {reason}", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and item.stash.get(USED_KEY, False):
+        seed = item.config.stash[SESSION_KEY].settings.seed
+        report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))
+    return report

@@ -1,0 +1,404 @@
+"""A throwaway PostgreSQL server for a test session, ready in a fraction of a second.
+
+`initdb` runs once per installation into a cache directory; every start copies that cluster
+into a private runtime directory (on /dev/shm when possible) and runs `postgres` on a unix
+socket there, with durability switched off. A watchdog process removes the runtime directory
+and kills the server if this Python process dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from sqlfix.binaries import Binaries, digest, find_binaries, runnable_by
+from sqlfix.errors import ServerError
+
+DBNAME = "sqlfix_test"
+SUPERUSER = "sqlfix"
+ENV_CACHE_DIR = "SQLFIX_CACHE_DIR"
+_CLUSTER_FORMAT = "v1"  # bump when the cached cluster's contents change
+_PORT = 5432
+_SOCKET_NAME = f".s.PGSQL.{_PORT}"
+_MAX_SOCKET_PATH = 100  # sun_path holds 104-108 bytes depending on the OS
+_MIN_SHM_FREE = 256 * 1024 * 1024  # Docker's default 64 MB /dev/shm is too small for us
+_READY_TIMEOUT = 60.0
+_POLL_INTERVAL = 0.002
+_SETTINGS = {
+    "listen_addresses": "",  # unix socket only: no TCP port to collide on
+    "port": str(_PORT),
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "32MB",
+    "huge_pages": "off",
+    "max_connections": "50",
+    "jit": "off",
+}
+
+# Runs as `python -I -S -c`: reads the postmaster pid from stdin; "done" means we stopped it
+# ourselves. EOF without "done" means the parent died: stop the server, remove the directory.
+_WATCHDOG = r"""
+import os, shutil, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+runtime, pid = sys.argv[1], None
+for line in sys.stdin.buffer:
+    if line.strip() == b"done":
+        sys.exit(0)
+    pid = int(line)
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:  # a zombie is dead too (some pid 1s never reap orphans)
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return True  # no /proc (macOS): kill() found it
+
+if pid is not None:
+    for sig in (signal.SIGQUIT, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            break
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not alive(pid):
+            break
+shutil.rmtree(runtime, ignore_errors=True)
+"""
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """Who runs initdb and postgres: `None` ids mean ourselves (we are not root)."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+    @property
+    def ids(self) -> tuple[int, int] | None:
+        return None if self.uid is None or self.gid is None else (self.uid, self.gid)
+
+    @property
+    def extra_groups(self) -> list[int] | None:
+        return [] if self.uid is not None else None  # drop root's supplementary groups
+
+    def chown(self, path: Path) -> None:
+        if self.uid is not None and self.gid is not None:
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+
+    def chown_tree(self, root: Path) -> None:
+        if self.uid is None:
+            return
+        self.chown(root)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in (*dirnames, *filenames):
+                self.chown(Path(dirpath, name))
+
+
+class EmbeddedServer:
+    """A running private PostgreSQL; `stop()` (or leaving the `with` block) removes it."""
+
+    def __init__(self, runtime: _Runtime, binaries: Binaries) -> None:
+        self._runtime = runtime
+        self.binaries = binaries  # the installation actually run (maybe a private copy)
+        self.dbname = DBNAME
+        self.dsn = runtime.dsn(DBNAME)
+        self.runtime_dir = runtime.dir
+        self.pid = runtime.pid
+
+    @classmethod
+    def start(
+        cls, binaries: Binaries | None = None, cache_dir: Path | None = None
+    ) -> EmbeddedServer:
+        try:
+            return cls._start(binaries, cache_dir)
+        except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
+            raise ServerError(f"could not start the embedded PostgreSQL: {exc}") from exc
+
+    @classmethod
+    def _start(cls, binaries: Binaries | None, cache_dir: Path | None) -> EmbeddedServer:
+        original = binaries if binaries is not None else find_binaries()
+        ident = _server_identity()
+        runnable = runnable_by(original, ident.ids, _runtime_base())
+        template = _cached_cluster(runnable, original, _cache_root(cache_dir), ident)
+        runtime = _Runtime(ident)
+        try:
+            shutil.copytree(template, runtime.data, symlinks=True)
+            ident.chown_tree(runtime.data)
+            runtime.launch(runnable)
+            runtime.wait_ready(DBNAME)
+        except BaseException:
+            runtime.close()
+            raise
+        return cls(runtime, runnable)
+
+    def stop(self) -> None:
+        self._runtime.close()
+
+    def __enter__(self) -> EmbeddedServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedServer(dsn={self.dsn!r}, pid={self.pid})"
+
+
+class _Runtime:
+    """A private directory for one postmaster (data/, socket, log), guarded by a watchdog."""
+
+    def __init__(self, ident: _Identity) -> None:
+        self.ident = ident
+        self._owner = os.getpid()  # a forked child must not tear down our server at its exit
+        self.dir = _make_runtime_dir(ident)
+        self.proc: subprocess.Popen[bytes] | None = None
+        try:
+            self._pipe: int | None
+            self._pipe, self._watchdog = _spawn_watchdog(self.dir)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        atexit.register(self.close)
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "postgres.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def dsn(self, dbname: str) -> str:
+        return make_conninfo(host=str(self.dir), port=_PORT, user=SUPERUSER, dbname=dbname)
+
+    def launch(self, binaries: Binaries) -> None:
+        args = [str(binaries.postgres), "-D", str(self.data), "-k", str(self.dir)]
+        for name, value in _SETTINGS.items():
+            args += ["-c", f"{name}={value}"]
+        with open(self.log, "wb") as log:  # opened by us, so early FATALs land in it too
+            # A session of its own: a terminal Ctrl-C must not race our orderly stop.
+            self.proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.dir, env=_child_env(), start_new_session=True, user=self.ident.uid,
+                group=self.ident.gid, extra_groups=self.ident.extra_groups,
+            )  # fmt: skip
+        self._tell(f"{self.proc.pid}\n")
+
+    def wait_ready(self, dbname: str) -> None:
+        assert self.proc is not None
+        socket, deadline = self.dir / _SOCKET_NAME, time.monotonic() + _READY_TIMEOUT
+        while (code := self.proc.poll()) is None and time.monotonic() < deadline:
+            if socket.exists() and self._can_connect(dbname):
+                return
+            time.sleep(_POLL_INTERVAL)
+        what = f"exited with code {code}" if code is not None else "did not get ready in time"
+        raise ServerError(
+            f"PostgreSQL {what} while starting; end of its log {self.log}:\n{self.log_tail()}"
+        )
+
+    def _can_connect(self, dbname: str) -> bool:
+        try:
+            with psycopg.connect(self.dsn(dbname), connect_timeout=5):
+                return True
+        except psycopg.OperationalError:  # e.g. "the database system is starting up"
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop_server(self, sig: int | None = None) -> int | None:
+        """Signal the postmaster (default SIGQUIT: immediate; SIGINT: clean) and reap it."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGQUIT if sig is None else sig)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def close(self) -> None:
+        """Stop the server, delete the directory, dismiss the watchdog; safe to repeat."""
+        atexit.unregister(self.close)
+        if os.getpid() != self._owner:
+            return
+        self.stop_server()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._pipe is not None:
+            self._tell("done\n")
+            os.close(self._pipe)
+            self._pipe = None
+            try:
+                self._watchdog.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+
+    def _tell(self, message: str) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):  # a dead watchdog must not break us
+                os.write(self._pipe, message.encode())
+
+
+def _spawn_watchdog(runtime_dir: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    # Only we hold the write end (os.pipe fds are not inherited), so the watchdog reads EOF
+    # exactly when this process is gone.
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(runtime_dir)],
+            stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return write_end, proc
+
+
+def _server_identity() -> _Identity:
+    """initdb and postgres refuse to run as root: use `postgres`, else `nobody`."""
+    if os.geteuid() != 0:
+        return _Identity()
+    import pwd  # POSIX only; imported here so that importing this module never fails
+
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(name)
+            return _Identity(entry.pw_uid, entry.pw_gid)
+    raise ServerError(
+        "running as root, and there is neither a `postgres` nor a `nobody` user to run "
+        "PostgreSQL as (it refuses to run as root); run as a normal user, or set SQLFIX_DSN"
+    )
+
+
+def _child_env() -> dict[str, str]:
+    # The C locale always exists; PG* variables (PGDATA, PGPORT, ...) must not steer the server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LC_", "LANG"))}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def _run_as(ident: _Identity, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=300, check=False, cwd=cwd,
+        env=_child_env(), user=ident.uid, group=ident.gid, extra_groups=ident.extra_groups,
+    )  # fmt: skip
+
+
+def _runtime_base() -> Path:
+    """/dev/shm when usable (copy and start are ~5x faster there), else the temp dir."""
+    shm = Path("/dev/shm")
+    with contextlib.suppress(OSError):
+        usage = shutil.disk_usage(shm)
+        if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) and usage.free > _MIN_SHM_FREE:
+            return shm
+    return Path(tempfile.gettempdir())
+
+
+def _make_runtime_dir(ident: _Identity) -> Path:
+    # "sqlfix-XXXXXXXX/.s.PGSQL.5432" is 30 bytes: keep the base short for sun_path.
+    bases = [_runtime_base(), Path(tempfile.gettempdir()), Path("/tmp")]
+    usable = [b for b in bases if len(os.fsencode(b)) + 30 <= _MAX_SOCKET_PATH]
+    if not usable:
+        raise ServerError(f"no temp dir short enough for a unix socket path; tried {bases}")
+    path = Path(tempfile.mkdtemp(prefix="sqlfix-", dir=usable[0]))
+    ident.chown(path)  # mkdtemp makes it 0700 for us; the server must create files in it
+    return path
+
+
+def _cache_root(cache_dir: Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "sqlfix"
+
+
+def _cached_cluster(runnable: Binaries, original: Binaries, root: Path, ident: _Identity) -> Path:
+    """The initdb'ed cluster with `sqlfix_test` in it, built on first use."""
+    key = f"cluster-{_CLUSTER_FORMAT}-pg{original.version}-{digest(str(original.bindir))}"
+    final = root / key
+    if (final / "PG_VERSION").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    import fcntl  # POSIX only; imported here so that importing this module never fails
+
+    # The lock only saves xdist workers from each running initdb; the rename is what is safe.
+    with open(root / f"{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not (final / "PG_VERSION").is_file():
+            _build_cluster(runnable, ident, final)
+    return final
+
+
+def _build_cluster(binaries: Binaries, ident: _Identity, final: Path) -> None:
+    runtime = _Runtime(ident)  # built where the server user can write, then copied as us
+    try:
+        result = _run_as(ident, [
+            str(binaries.initdb), "-D", str(runtime.data), "-A", "trust", "-U", SUPERUSER,
+            "-E", "UTF8", "--locale=C", "--no-sync", "--wal-segsize=1",  # 1 MB WAL: less to copy
+        ], cwd=runtime.dir)  # fmt: skip
+        if result.returncode != 0:
+            raise ServerError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        runtime.launch(binaries)
+        runtime.wait_ready("postgres")
+        with psycopg.connect(runtime.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {DBNAME}")
+        # A clean shutdown, so that every copy starts without crash recovery.
+        if runtime.stop_server(signal.SIGINT) != 0:
+            raise ServerError(f"PostgreSQL did not shut down cleanly:\n{runtime.log_tail()}")
+        (runtime.data / "postmaster.opts").unlink(missing_ok=True)
+        _publish(runtime.data, final)
+    finally:
+        runtime.close()
+
+
+def _publish(source: Path, final: Path) -> None:
+    """Copy `source` to `final` atomically: the first of racing processes wins."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
+        os.rename(staging, final)  # fails if another process published first: fine
+    except OSError:
+        if not (final / "PG_VERSION").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,56 @@
+import pytest
+
+from sqlfix.config import load_settings
+from sqlfix.errors import ConfigError
+
+
+def write(tmp_path, body):
+    (tmp_path / "pyproject.toml").write_text(body)
+    return tmp_path
+
+
+def test_defaults_without_pyproject(tmp_path):
+    settings = load_settings(tmp_path)
+    assert settings.dsn is None and settings.seed == 0
+    assert settings.fixtures_dir == tmp_path / "fixtures_sql"
+    assert settings.source("seed") == "default"
+
+
+def test_cli_beats_env_beats_pyproject(tmp_path):
+    write(tmp_path, '[tool.sqlfix]\nseed = 1\ndsn = "dbname=a_test"\n')
+    settings = load_settings(tmp_path, {"seed": "3"}, {"SQLFIX_SEED": "2", "SQLFIX_DSN": "dbname=b_test"})
+    assert (settings.seed, settings.source("seed")) == (3, "option --sqlfix-seed")
+    assert (settings.dsn, settings.source("dsn")) == ("dbname=b_test", "env SQLFIX_DSN")
+    assert load_settings(tmp_path, {}, {"SQLFIX_SEED": "2"}).seed == 2
+    assert load_settings(tmp_path).seed == 1
+
+
+def test_random_seed_is_picked_and_says_so(tmp_path):
+    settings = load_settings(tmp_path, {"seed": "random"})
+    assert 0 <= settings.seed < 2**32
+    assert settings.source("seed").startswith("random")
+
+
+def test_schema_and_fixtures_dir_are_relative_to_the_project(tmp_path):
+    write(tmp_path, '[tool.sqlfix]\nfixtures_dir = "data"\nschema = ["db/schema.sql"]\n')
+    settings = load_settings(tmp_path)
+    assert settings.fixtures_dir == tmp_path / "data"
+    assert settings.schema == (tmp_path / "db" / "schema.sql",)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("[tool.sqlfix]\nfixture_dir = 'x'\n", "unknown key(s) in [tool.sqlfix]: fixture_dir"),
+        ("[tool.sqlfix]\nseed = 'abc'\n", "'abc'"),
+        ("[tool.sqlfix]\nseed = -1\n", "non-negative"),
+        ("[tool.sqlfix]\nallow_any_database = 'yes'\n", "wrong type"),
+        ("[tool.sqlfix]\nnow = 'tomorrow'\n", "ISO timestamp"),
+        ("[tool.sqlfix\n", "invalid TOML"),
+    ],
+)
+def test_bad_configuration_is_an_error_that_names_it(tmp_path, body, words):
+    write(tmp_path, body)
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path)
+    assert words in str(info.value)

@@ -1,0 +1,72 @@
+import pytest
+
+from sqlfix.context import TemplateContext
+from sqlfix.errors import FixtureError
+from sqlfix.render import render_template
+
+
+def render(source, seed=0, run_seed=0):
+    return render_template(source, name="t.sql", path="fx/t.sql",
+                           context=TemplateContext(seed, run_seed))
+
+
+def error(source):
+    with pytest.raises(FixtureError) as info:
+        render(source)
+    (finding,) = info.value.findings
+    return finding
+
+
+def test_values_are_quoted_and_cannot_inject_sql():
+    out = render("INSERT INTO t VALUES ({{ name }});".replace("name", "\"x'); DROP TABLE t; --\""))
+    assert out.sql == "INSERT INTO t VALUES ('x''); DROP TABLE t; --');"
+
+
+def test_same_seed_same_bytes_other_seed_other_values():
+    source = "SELECT {{ fake.name() }}, {{ rng.randint(1, 10**9) }}, {{ row('a').fake.email() }};"
+    assert render(source, seed=1).sql == render(source, seed=1).sql
+    assert render(source, seed=1).sql != render(source, seed=2).sql
+
+
+def test_row_values_depend_only_on_their_label():
+    one = render("SELECT {{ row('alice').fake.name() }};")
+    two = render("SELECT {{ row('bob').fake.name() }}, {{ row('alice').fake.name() }};")
+    assert one.sql.split("SELECT ")[1].rstrip(";") in two.sql
+
+
+def test_lines_and_columns_map_back_through_loops():
+    source = (
+        "-- header\n"
+        "{% for i in range(3) %}\n"
+        "INSERT INTO t VALUES ({{ i }});\n"
+        "{% endfor %}\n"
+        "  DELETE FROM t;\n"
+    )
+    out = render(source)
+    offsets = [i for i in range(len(out.sql)) if out.sql.startswith("INSERT", i)]
+    assert [out.locate(o) for o in offsets] == [(3, 1)] * 3
+    assert out.locate(out.sql.index("DELETE")) == (5, 3)
+
+
+def test_ids_are_recorded():
+    out = render("SELECT {{ id('users', 'alice') }};")
+    ((table, label, value),) = out.ids
+    assert (table, label) == ("users", "alice") and value > 0
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "line", "words"),
+    [
+        ("SELECT 1;\n{{ missing }}", "SQLF202", 2, "'missing' is undefined"),
+        ("{% for x in %}", "SQLF201", 1, "syntax error"),
+        ("\n\n{{ 1 // 0 }}", "SQLF203", 3, "ZeroDivisionError"),
+        ("{{ now.now() }}", "SQLF203", 1, "unsafe"),
+        ("{{ rng.seed(3) }}", "SQLF203", 1, "unsafe"),
+        ("{{ [1, 2] }}", "SQLF203", 1, "cannot write a list"),
+        ("{% for x in [1] %}{{ ',' if not loop.last }}{% endfor %}", "SQLF203", 1, "loop.last"),
+    ],
+)
+def test_template_errors_name_file_line_and_fix(source, code, line, words):
+    finding = error(source)
+    assert (finding.code, finding.path, finding.line) == (code, "fx/t.sql", line)
+    assert words in finding.message

