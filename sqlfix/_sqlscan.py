@@ -13,7 +13,7 @@ PostgreSQL 9.1): a backslash escapes a quote only in E'' strings.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 # Token kinds. Whitespace and comments are not tokens.
@@ -36,8 +36,7 @@ _LEX = re.compile(
     (?:[ \t\n\r\f\v]+|--[^\n\r]*)*
     (?:
       (?P<punct>[;(),]|\.(?![0-9]))
-    | (?P<estring>[eE]'[^'\\]*(?:(?:\\[\s\S]|'')[^'\\]*)*')
-    | (?P<open_estring>[eE]')
+    | (?P<estring>[eE]')
     | (?P<string>(?:[uU]&|[bBxXnN])?'[^']*(?:''[^']*)*')
     | (?P<open_string>(?:[uU]&|[bBxXnN])?')
     | (?P<qident>(?:[uU]&)?"[^"]*(?:""[^"]*)*")
@@ -54,11 +53,14 @@ _LEX = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
-_OPEN_COMMENT = "block comment (/* ... */ comments nest: each /* needs its own */)"
 _BLOCK_EDGE = re.compile(r"/\*|\*/")
+_E_BODY = re.compile(r"[^'\\]*(?:(?:\\[\s\S]|'')[^'\\]*)*'")
+# PostgreSQL's quotecontinue: 'a'<newline>'b' is one string, and after E'a' still an E'' one.
+_CONTINUE = re.compile(
+    r"(?:[ \t\f]|--[^\n\r]*(?![^\n\r]))*[\n\r](?:[ \t\n\r\f\v]|--[^\n\r]*[\n\r])*'"
+)
 # Token kind of each group whose match is a whole token.
 _KIND = {
-    "estring": STRING,
     "string": STRING,
     "qident": QIDENT,
     "number": NUMBER,
@@ -66,11 +68,13 @@ _KIND = {
     "meta": META,
     "other": OTHER,
 }
-# Openings whose closing quote is missing: group name -> (token kind, description).
+# What an opening that is never closed is called, by group.
 _OPEN = {
-    "open_estring": (STRING, "escape string (E'...')"),
-    "open_string": (STRING, "string literal ('...')"),
-    "open_qident": (QIDENT, 'quoted identifier ("...")'),
+    "estring": "escape string (E'...')",
+    "open_string": "string literal ('...')",
+    "open_qident": 'quoted identifier ("...")',
+    "dollar": "dollar-quoted string ({tag} ... {tag})",
+    "block_comment": "block comment (/* ... */ comments nest: each /* needs its own */)",
 }
 
 
@@ -116,32 +120,27 @@ def tokenize(sql: str) -> tuple[list[Token], Unterminated | None]:
             append(Token(_KIND[group], start, pos, sql[start:pos]))
         elif group == "end":
             return tokens, None
-        elif group == "block_comment":
-            pos = _block_comment_end(sql, start)
+        else:  # an opening whose end is found by code
+            kind, find_end = _SPANS[group]
+            pos = find_end(sql, start, pos)
             if pos < 0:
-                return tokens, Unterminated(start, _OPEN_COMMENT)
-        elif group == "dollar":
-            tag, pos = m.group(group), sql.find(m.group(group), pos)
-            if pos < 0:
-                what = f"dollar-quoted string ({tag} ... {tag})"
-                return _unclosed(sql, tokens, start, DOLLAR, what)
-            pos += len(tag)
-            append(Token(DOLLAR, start, pos, sql[start:pos]))
-        else:
-            return _unclosed(sql, tokens, start, *_OPEN[group])
+                return _unclosed(sql, tokens, start, kind, _OPEN[group].format(tag=m[group]))
+            if kind:
+                append(Token(kind, start, pos, sql[start:pos]))
 
 
 def _unclosed(
     sql: str, tokens: list[Token], start: int, kind: str, what: str
 ) -> tuple[list[Token], Unterminated]:
     """Ends the tokens with a literal opened at `start` that runs to the end of the text."""
-    tokens.append(Token(kind, start, len(sql), sql[start:]))
+    if kind:
+        tokens.append(Token(kind, start, len(sql), sql[start:]))
     return tokens, Unterminated(start, what)
 
 
-def _block_comment_end(sql: str, start: int) -> int:
+def _block_comment_end(sql: str, start: int, pos: int) -> int:
     """End offset of the block comment opening at `start` (they nest), or -1 if unclosed."""
-    depth, pos = 1, start + 2
+    depth = 1
     while depth:
         m = _BLOCK_EDGE.search(sql, pos)
         if m is None:
@@ -149,6 +148,38 @@ def _block_comment_end(sql: str, start: int) -> int:
         depth += 1 if m.group() == "/*" else -1
         pos = m.end()
     return pos
+
+
+def _dollar_end(sql: str, start: int, pos: int) -> int:
+    tag = sql[start:pos]
+    close = sql.find(tag, pos)
+    return close + len(tag) if close >= 0 else -1
+
+
+def _estring_end(sql: str, start: int, pos: int) -> int:
+    """End of an E'' string, with its continuations on following lines; -1 if unclosed."""
+    while True:
+        body = _E_BODY.match(sql, pos)
+        if body is None:
+            return -1
+        more = _CONTINUE.match(sql, body.end())
+        if more is None:
+            return body.end()
+        pos = more.end()
+
+
+def _never(sql: str, start: int, pos: int) -> int:
+    return -1  # the regex matched only an opening quote: no closing one follows
+
+
+# Group -> (token kind, "" for none; the function finding the end from the opening's end).
+_SPANS: dict[str, tuple[str, Callable[[str, int, int], int]]] = {
+    "estring": (STRING, _estring_end),
+    "dollar": (DOLLAR, _dollar_end),
+    "block_comment": ("", _block_comment_end),
+    "open_string": (STRING, _never),
+    "open_qident": (QIDENT, _never),
+}
 
 
 class _StatementEnd:

@@ -9,6 +9,7 @@ transactions stays inside the boundary and keeps seeing the fixture rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -73,9 +74,12 @@ def _scalar(conn: psycopg.Connection[Any], query: bytes) -> Any:
 class Boundary:
     """One test's transaction on the session connection."""
 
-    def __init__(self, conn: SqlfixConnection) -> None:
+    def __init__(
+        self, conn: SqlfixConnection, after: Callable[[SqlfixConnection], None] | None = None
+    ) -> None:
         self.conn = conn
         self.xid: str | None = None
+        self._after = after  # runs at the end of every test, e.g. to reset sequences
 
     def begin(self) -> None:
         if self.conn.info.transaction_status != TransactionStatus.IDLE:
@@ -119,6 +123,13 @@ class Boundary:
 
     def end(self) -> None:
         """Roll back everything the test did; safe to call more than once."""
-        self.conn._sqlfix_savepoint = None
-        if not self.conn.closed:
-            self.conn.real_rollback()
+        conn = self.conn
+        conn._sqlfix_savepoint = None
+        if conn.closed:
+            return
+        if self._after is not None:
+            if conn.info.transaction_status != TransactionStatus.INTRANS:
+                conn.real_rollback()  # an aborted transaction can run nothing
+            self._after(conn)  # non-transactional work (setval) survives the rollback
+            self._after = None
+        conn.real_rollback()

@@ -32,8 +32,11 @@ KNOWN_KEYS = frozenset(
         "now",
         "faker_locale",
         "lint",
+        "setup_command",
+        "reset_sequences",
     }
 )
+LINT_KEYS = frozenset({"select", "ignore", "tests"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Settings:
     now: dt.datetime = DEFAULT_NOW
     faker_locale: str = "en_US"
     lint: Mapping[str, Any] = field(default_factory=dict)
+    setup_command: str | tuple[str, ...] | None = None
+    reset_sequences: bool = True
     sources: Mapping[str, str] = field(default_factory=dict)  # key -> where it came from
 
     def source(self, key: str) -> str:
@@ -135,6 +140,43 @@ def _schema(table: Mapping[str, Any], root: Path, where: str) -> tuple[Path, ...
     return tuple(root / f for f in files)
 
 
+def _setup_command(table: Mapping[str, Any], where: str) -> str | tuple[str, ...]:
+    value = table["setup_command"]
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: [tool.sqlfix] setup_command must be a command line string "
+                      f"(run by the shell) or a list of arguments, not {value!r}")
+
+
+def _lint(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`[tool.sqlfix.lint]`: select/ignore (lists of rule codes) and tests (a directory).
+
+    Rule codes themselves are checked by the lint, which knows them.
+    """
+    lint = dict(_typed(table, "lint", dict, where))
+    unknown = sorted(set(lint) - LINT_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) in [tool.sqlfix.lint]: {', '.join(unknown)}; "
+            f"known keys are {', '.join(sorted(LINT_KEYS))}"
+        )
+    for key in ("select", "ignore"):
+        value = lint.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise ConfigError(
+                f"{where}: [tool.sqlfix.lint] {key} = {value!r} must be a list of rule codes, "
+                'e.g. ["SQLF501"]'
+            )
+    if not isinstance(lint.get("tests", ""), str):
+        raise ConfigError(
+            f"{where}: [tool.sqlfix.lint] tests = {lint['tests']!r} must be a directory "
+            'path such as "tests"'
+        )
+    return lint
+
+
 @dataclass
 class _Collector:
     values: dict[str, Any] = field(default_factory=dict)
@@ -190,6 +232,9 @@ def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) ->
         faker_locale=_typed(table, "faker_locale", str, where)
         if "faker_locale" in table
         else "en_US",
-        lint=_typed(table, "lint", dict, where) if "lint" in table else {},
+        lint=_lint(table, where) if "lint" in table else {},
+        setup_command=_setup_command(table, where) if "setup_command" in table else None,
+        reset_sequences=bool(_typed(table, "reset_sequences", bool, where))
+        if "reset_sequences" in table else True,
         sources=sources,
     )

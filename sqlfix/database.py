@@ -2,7 +2,7 @@
 
 The schema (the only place DDL is allowed) is applied once per session, outside
 any test's boundary, in one transaction. Its hash is recorded in
-`sqlfix.schema_state` so a long-lived test database given by DSN is not rebuilt
+`_sqlfix.schema_state` so a long-lived test database given by DSN is not rebuilt
 (or half-rebuilt) on every run.
 """
 
@@ -20,8 +20,8 @@ from .errors import DatabaseError
 from .library import display_path
 
 _STATE_DDL = b"""
-CREATE SCHEMA IF NOT EXISTS sqlfix;
-CREATE TABLE IF NOT EXISTS sqlfix.schema_state (
+CREATE SCHEMA IF NOT EXISTS _sqlfix;
+CREATE TABLE IF NOT EXISTS _sqlfix.schema_state (
     schema_hash text PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
@@ -68,7 +68,7 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
     wanted = schema_hash(files)
     with conn.transaction():
         conn.execute(_STATE_DDL)
-        applied = [r[0] for r in conn.execute(b"SELECT schema_hash FROM sqlfix.schema_state")]
+        applied = [r[0] for r in conn.execute(b"SELECT schema_hash FROM _sqlfix.schema_state")]
         if wanted in applied:
             return False
         if applied:
@@ -79,7 +79,7 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
             )
         for path in files:
             _run_schema_file(conn, path)
-        conn.execute(b"INSERT INTO sqlfix.schema_state (schema_hash) VALUES (%s)", [wanted])
+        conn.execute(b"INSERT INTO _sqlfix.schema_state (schema_hash) VALUES (%s)", [wanted])
     conn.commit()
     return True
 

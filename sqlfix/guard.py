@@ -8,10 +8,13 @@ given to `scan`; the caller maps them back to the source file.
 
 The text is lexed by `sqlfix._sqlscan`, a small scanner that follows
 PostgreSQL's and psql's rules (nested block comments, dollar quotes, backslashes
-only in E'' strings, psql meta-commands, no split inside parentheses). sqlparse
+only in E'' strings, also across an E'a'<newline>'b' continuation, psql
+meta-commands, no split inside parentheses), as the server must read the same
+text the guard approved. sqlparse
 is not used: its splitter does not nest block comments, treats a backslash as an
 escape in standard strings (so `'a\\'); DROP TABLE x; --'` would hide a real
-DROP) and does not know meta-commands; it is also about 30 times slower.
+DROP) and does not know meta-commands; `sqlparse.split` alone also costs 5-10 us per
+character where this scanner, splitting and all checks included, costs under 1.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ _RULE_TABLE = (
         "missing-semicolon",
         "a statement is not terminated by ';'",
         Severity.ERROR,
-        "statement is not terminated by ';'{hint}; add one: sqlfix concatenates fixtures,"
+        "statement is not terminated by ';'; {hint}: sqlfix concatenates fixtures,"
         " so it would run into the next file",
     ),
     _Rule(
@@ -368,5 +371,5 @@ def _unterminated(pairs: Sequence[tuple[Piece, Statement]]) -> Iterator[Violatio
         if piece.terminated:
             continue
         hidden = any(t.kind == SEMI for t in piece.tokens)
-        hint = " (its ';' is inside an unclosed '(' or BEGIN ... END)" if hidden else ""
+        hint = "its ';' is inside an unclosed '(' or BEGIN, close that" if hidden else "add one"
         yield _violation(NO_SEMICOLON, statement.offset, hint=hint)

@@ -19,9 +19,13 @@ from .errors import SqlfixError
 from .fixtures import Sqlfix
 from .marker import MARKER, MARKER_HELP, requested_names
 from .session import DatabaseSession
+from .sqla import sqlfix_sqla_engine, sqlfix_sqla_session
+
+__all__ = ["sqlfix_sqla_engine", "sqlfix_sqla_session"]  # fixtures re-exported for pytest
 
 SESSION_KEY = pytest.StashKey[DatabaseSession]()
 BOUNDARY_KEY = pytest.StashKey[Boundary]()
+ESCAPE_KEY = pytest.StashKey[str]()  # why the boundary broke, for the failure report
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
 
 
@@ -96,14 +100,15 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     try:
         session.start()
     except SqlfixError as exc:
-        pytest.fail(f"sqlfix could not prepare the database: {exc}", pytrace=False)
+        # Every database test would fail the same way: stop the run, say why once.
+        pytest.exit(f"sqlfix could not prepare the test database: {exc}", returncode=3)
     return session
 
 
 @pytest.fixture
 def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> Iterator[Sqlfix]:
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
-    boundary = Boundary(_sqlfix_session.connection())
+    boundary = _sqlfix_session.boundary()
     boundary.begin()
     request.node.stash[BOUNDARY_KEY] = boundary
     request.node.stash[USED_KEY] = True
@@ -136,6 +141,7 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """After the test body: did the boundary hold? If not, restore and fail the test."""
     outcome_error: BaseException | None = None
     try:
         yield
@@ -143,10 +149,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         outcome_error = exc
     boundary = item.stash.get(BOUNDARY_KEY, None)
     reason = boundary.broken() if boundary is not None else None
+    if reason is not None:
+        restored = item.config.stash[SESSION_KEY].restore()
+        item.stash[ESCAPE_KEY] = f"the rollback boundary did not hold. {reason}\n{restored}."
     if outcome_error is not None:
         raise outcome_error
     if reason is not None:
-        pytest.fail(f"sqlfix: the rollback boundary did not hold. {reason}", pytrace=False)
+        pytest.fail(f"sqlfix: {item.stash[ESCAPE_KEY]}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -157,4 +166,8 @@ def pytest_runtest_makereport(
     if report.failed and item.stash.get(USED_KEY, False):
         seed = item.config.stash[SESSION_KEY].settings.seed
         report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))
+        escape = item.stash.get(ESCAPE_KEY, None)
+        if escape is not None and call.when == "call" and call.excinfo is not None \
+                and "rollback boundary" not in str(call.excinfo.value):
+            report.sections.append(("sqlfix boundary", escape))
     return report

