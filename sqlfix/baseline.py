@@ -30,18 +30,9 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY 1, 2
 """
 _SEQUENCES = b"""
-SELECT format('%%I.%%I', schemaname, sequencename), last_value
+SELECT format('%%I.%%I', schemaname, sequencename)
 FROM pg_sequences WHERE schemaname <> ALL (%s) AND schemaname NOT LIKE 'pg\\_%%'
 ORDER BY 1
-"""
-_RESET = b"""
-SELECT count(*) FROM (
-  SELECT CASE WHEN b.last_value IS NULL THEN setval(b.seq::regclass, s.start_value, false)
-              ELSE setval(b.seq::regclass, b.last_value, true) END
-  FROM unnest(%s::text[], %s::bigint[]) AS b (seq, last_value)
-  JOIN pg_sequences s ON format('%%I.%%I', s.schemaname, s.sequencename) = b.seq
-  WHERE s.last_value IS DISTINCT FROM b.last_value
-) AS moved
 """
 _INSERTABLE_COLUMNS = b"""
 SELECT a.attname FROM pg_attribute a
@@ -56,7 +47,30 @@ class Baseline:
     tables: tuple[tuple[str, str], ...]  # (schema, table) of every user table
     saved: tuple[tuple[str, str], ...]  # tables with rows, copied to COPY_SCHEMA
     sequences: tuple[str, ...]  # qualified, quoted names
-    positions: tuple[int | None, ...]  # last_value; None: never called
+    reset_query: bytes = b""  # puts back every sequence that moved; see reset_sequences
+
+
+def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
+    """One statement that setval()s each sequence whose state differs from now.
+
+    Reading a sequence relation directly costs about half of going through the
+    pg_sequences view, and the statement is built once per session.
+    """
+    if not sequences:
+        return b""
+    parts = []
+    for name in sequences:
+        row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
+            sql.SQL(name))).fetchone()
+        assert row is not None
+        parts.append(sql.SQL(
+            "SELECT setval({name}, {value}, {called}) FROM {seq} "
+            "WHERE (last_value, is_called) IS DISTINCT FROM ({value}, {called})").format(
+            name=sql.Literal(name), value=sql.Literal(row[0]), called=sql.Literal(row[1]),
+            seq=sql.SQL(name)))
+    query = sql.SQL("SELECT count(*) FROM ({}) AS moved").format(
+        sql.SQL(" UNION ALL ").join(parts))
+    return query.as_bytes(conn)
 
 
 def _copy_name(schema: str, table: str) -> sql.Identifier:
@@ -68,15 +82,15 @@ def capture(conn: psycopg.Connection[Any]) -> Baseline:
     own = list(_OWN_SCHEMAS)
     with conn.transaction():
         tables = [(r[0], r[1]) for r in conn.execute(_TABLES, [own])]
-        seqs = conn.execute(_SEQUENCES, [own]).fetchall()
+        seqs = [r[0] for r in conn.execute(_SEQUENCES, [own])]
+        reset = _reset_query(conn, seqs)
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE; CREATE SCHEMA {}").format(
             sql.Identifier(COPY_SCHEMA), sql.Identifier(COPY_SCHEMA)))
         saved = [t for t in tables if _has_rows(conn, t)]
         for schema, table in saved:
             conn.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
                 _copy_name(schema, table), sql.Identifier(schema, table)))
-    return Baseline(tuple(tables), tuple(saved), tuple(s[0] for s in seqs),
-                    tuple(s[1] for s in seqs))
+    return Baseline(tuple(tables), tuple(saved), tuple(seqs), reset)
 
 
 def _has_rows(conn: psycopg.Connection[Any], table: tuple[str, str]) -> bool:
@@ -90,9 +104,9 @@ def reset_sequences(conn: psycopg.Connection[Any], baseline: Baseline) -> int:
 
     setval() is not transactional: this holds even if the caller then rolls back.
     """
-    if not baseline.sequences:
+    if not baseline.reset_query:
         return 0
-    row = conn.execute(_RESET, [list(baseline.sequences), list(baseline.positions)]).fetchone()
+    row = conn.execute(baseline.reset_query).fetchone()
     return int(row[0]) if row else 0
 
 

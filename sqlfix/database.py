@@ -29,8 +29,15 @@ CREATE TABLE IF NOT EXISTS _sqlfix.schema_state (
 
 
 def connect(dsn: str) -> SqlfixConnection:
+    """A connection for the session; its strings follow the rules fixtures are checked by.
+
+    The guard and the quoting read '...' the way PostgreSQL does with
+    standard_conforming_strings on (backslash is a plain character); the
+    connection makes sure the server reads them that way too.
+    """
     try:
-        return SqlfixConnection.connect(dsn, autocommit=False)
+        return SqlfixConnection.connect(
+            dsn, autocommit=False, options="-c standard_conforming_strings=on")
     except psycopg.OperationalError as exc:
         raise DatabaseError(
             f"cannot connect to the test database ({exc}). Check the DSN "

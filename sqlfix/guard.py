@@ -147,6 +147,7 @@ RULES: dict[str, tuple[str, str]] = {r.code: (r.name, r.summary) for r in _RULE_
 _ALLOW = "allow"
 _FIRST_TWO: dict[tuple[str, str], str] = {
     ("SET", "LOCAL"): _ALLOW,
+    ("SET", "CONSTRAINTS"): _ALLOW,  # lasts until the end of the transaction, like SET LOCAL
     ("PREPARE", "TRANSACTION"): TRANSACTION,
     ("SECURITY", "LABEL"): DDL,
     ("REFRESH", "MATERIALIZED"): DDL,

@@ -38,6 +38,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
         (),
     ),
     ("set-local", "SET LOCAL search_path TO app, public;", ()),
+    ("set-constraints", "SET CONSTRAINTS ALL DEFERRED;", ()),
     ("set-local-lower", "set local timezone = 'UTC';", ()),
     ("params-and-casts", "INSERT INTO t VALUES ($1::int, 'x'::text, -1.5e3, .5);", ()),
     ("several", "INSERT INTO a VALUES (1);\n\nINSERT INTO b VALUES (2);\n", ()),
