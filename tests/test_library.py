@@ -1,0 +1,81 @@
+"""Names to a checked load plan, without a database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sqlfix.discovery import FixtureDir, FixtureNotFound
+from sqlfix.errors import FixtureError
+from sqlfix.library import FixtureLibrary, LoadPlan, check_id_collisions
+from sqlfix.render import RenderedFixture
+from sqlfix.sourcemap import SourceMap
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> FixtureLibrary:
+    (tmp_path / "users.sql").write_text("INSERT INTO users (id) VALUES ({{ id('users', 'a') }});\n")
+    (tmp_path / "billing").mkdir()
+    (tmp_path / "billing" / "invoices.sql").write_text(
+        "-- requires: users.sql\nINSERT INTO invoices (user_id) VALUES ({{ id('users', 'a') }});\n")
+    (tmp_path / "schema.sql").write_text("CREATE TABLE users (id int);\n")
+    return FixtureLibrary(FixtureDir(tmp_path, frozenset({tmp_path / "schema.sql"})))
+
+
+def test_names_are_relative_to_the_fixtures_directory(library):
+    plan = library.plan(["billing/invoices.sql"])
+    assert isinstance(plan, LoadPlan)
+    assert plan.names == ("users.sql", "billing/invoices.sql")
+    assert library.directory.names() == ["billing/invoices.sql", "users.sql"]
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd.sql", "/etc/passwd.sql", "billing/../../x.sql"])
+def test_names_that_leave_the_directory_are_refused(library, name):
+    with pytest.raises(FixtureNotFound, match="leaves the fixtures directory"):
+        library.plan([name])
+
+
+def test_a_missing_name_suggests_close_matches(library):
+    with pytest.raises(FixtureNotFound, match=r"'user.sql' not found .*did you mean 'users.sql'"):
+        library.plan(["user.sql"])
+
+
+def test_compiled_fixtures_are_cached_until_the_file_changes(library, tmp_path):
+    first = library.compile("users.sql")
+    assert library.compile("users.sql") is first
+    (tmp_path / "users.sql").write_text("INSERT INTO users (id) VALUES (1);\n")
+    assert library.compile("users.sql") is not first
+
+
+def test_every_error_in_a_file_is_reported_at_once(library, tmp_path):
+    (tmp_path / "bad.sql").write_text("DROP TABLE users;\nBEGIN;\nINSERT INTO t VALUES ('{{ 1 }}');\n")
+    with pytest.raises(FixtureError) as info:
+        library.compile("bad.sql")
+    assert [(f.code, f.line) for f in info.value.findings] == [
+        ("SQLF101", 1), ("SQLF102", 2), ("SQLF204", 3)]
+
+
+def _rendered(path: str, ids: tuple[tuple[str, str, int], ...]) -> RenderedFixture:
+    return RenderedFixture(path, path, 0, "", SourceMap((), (), (), ()), (), ids)
+
+
+def test_two_labels_with_one_id_are_an_error():
+    from sqlfix.library import CompiledFixture
+
+    one = CompiledFixture(_rendered("a.sql", (("users", "alice", 7),)), (), ())
+    two = CompiledFixture(_rendered("b.sql", (("users", "zed", 7), ("orders", "x", 7))), (), ())
+    with pytest.raises(FixtureError, match=r"id\('users', 'zed'\) and id\('users', 'alice'\)"):
+        check_id_collisions([one, two])
+    check_id_collisions([one, CompiledFixture(_rendered("c.sql", (("orders", "x", 7),)), (), ())])
+
+
+def test_importing_the_plugin_imports_neither_faker_nor_sqlalchemy():
+    code = ("import sys, sqlfix.plugin; "
+            "print(sorted(m for m in ('faker', 'sqlalchemy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
