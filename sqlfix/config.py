@@ -216,9 +216,10 @@ def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) ->
     if seed is None:
         seed = random_seed()
         sources["seed"] = f"random, from {sources['seed']}"
+    for key in ("dsn", "fixtures_dir"):  # from pyproject they may be of any TOML type
+        if sources.get(key) == where:
+            _typed(table, key, str, where)
     fixtures = Path(values.get("fixtures_dir", "fixtures_sql"))
-    if sources.get("fixtures_dir") == where:
-        fixtures = root / _typed(table, "fixtures_dir", str, where)
     return Settings(
         root=root,
         dsn=values.get("dsn"),

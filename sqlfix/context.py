@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from .frozen_clock import frozen_clock
 from .seeds import derive_seed, fixture_id
 
 DEFAULT_NOW = dt.datetime(2024, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
@@ -23,7 +24,12 @@ DEFAULT_NOW = dt.datetime(2024, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 def _shared_faker(locale: str) -> Any:
     from faker import Faker  # lazy: only templates that use `fake` pay for it
 
-    return Faker(locale)
+    try:
+        return Faker(locale)
+    except AttributeError as exc:  # Faker's way of saying "no such locale"
+        raise LookupError(
+            f"faker_locale {locale!r} is not a Faker locale ({exc}); set [tool.sqlfix] "
+            "faker_locale to one such as 'en_US', 'de_DE' or 'fr_FR'") from None
 
 
 class SeededFaker:
@@ -34,10 +40,13 @@ class SeededFaker:
     two labels never disturb each other's sequences.
     """
 
-    def __init__(self, seed: int, locale: str, labels: Callable[[str], RowValues]) -> None:
+    def __init__(
+        self, seed: int, locale: str, labels: Callable[[str], RowValues], now: dt.datetime
+    ) -> None:
         self._random = random.Random(seed)
         self._locale = locale
         self._labels = labels
+        self._now = now
 
     def for_label(self, label: str) -> SeededFaker:
         """A Faker keyed to a row label: its values do not depend on other rows."""
@@ -53,7 +62,8 @@ class SeededFaker:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             faker.random = self._random
-            return target(*args, **kwargs)
+            with frozen_clock(self._now):  # date providers count from `now`, not today
+                return target(*args, **kwargs)
 
         return call
 
@@ -93,7 +103,7 @@ class TemplateContext:
             # Keyed to the run seed and label only, so `row('alice')` gives alice
             # the same values in every file that mentions her.
             seed = derive_seed(self.run_seed, "row", label)
-            fake = SeededFaker(derive_seed(seed, "fake"), self.locale, self.row)
+            fake = SeededFaker(derive_seed(seed, "fake"), self.locale, self.row, self.now)
             self._rows[label] = RowValues(label, random.Random(seed), fake)
         return self._rows[label]
 
@@ -101,7 +111,9 @@ class TemplateContext:
         return {
             "seed": self.file_seed,
             "rng": random.Random(self.file_seed),
-            "fake": SeededFaker(derive_seed(self.file_seed, "fake"), self.locale, self.row),
+            "fake": SeededFaker(
+                derive_seed(self.file_seed, "fake"), self.locale, self.row, self.now
+            ),
             "id": self.id,
             "row": self.row,
             "now": self.now,

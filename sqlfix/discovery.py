@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .errors import ConfigError
+from .errors import ConfigError, Finding, FixtureError
 
 
 class FixtureNotFound(ConfigError):
@@ -30,6 +31,11 @@ class FixtureDir:
         path = self.root.joinpath(*pure.parts)
         if not path.is_file():
             raise FixtureNotFound(self._missing_message(name))
+        if self.is_schema(path):
+            raise FixtureNotFound(
+                f"{name!r} is a schema file ([tool.sqlfix] schema): it is applied once per "
+                "session, before any test, and cannot be loaded as a fixture"
+            )
         return path
 
     def _missing_message(self, name: str) -> str:
@@ -64,9 +70,23 @@ class FixtureDir:
         return path.resolve() in {p.resolve() for p in self.exclude}
 
 
+def normalize_name(name: str) -> str:
+    """One spelling per fixture: `./users.sql` and `users.sql` are the same file."""
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p != "."]
+    return "/".join(parts) if parts else name
+
+
 def read_sql(path: Path) -> str:
-    """A fixture's text with newlines normalised (Jinja does the same, keeping columns true)."""
-    return path.read_text(encoding="utf-8").replace("\r\n", "\n")
+    """A fixture's text with newlines normalised (Jinja does the same, keeping columns true).
+
+    Raises FixtureError (SQLF001) naming the file when it is not UTF-8 text.
+    """
+    try:
+        return path.read_text(encoding="utf-8").replace("\r\n", "\n")
+    except UnicodeDecodeError as exc:
+        raise FixtureError([Finding(
+            "SQLF001", f"not valid UTF-8 text (byte {exc.start}); save the file as UTF-8",
+            os.path.relpath(path), 1, 1)]) from None
 
 
 def dedupe(names: Iterable[str]) -> tuple[str, ...]:

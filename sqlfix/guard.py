@@ -168,8 +168,8 @@ _KNOWN_OTHER = frozenset(
     )
 )
 _HINTS = {
-    "SET": "use SET LOCAL, which ends with the test's transaction",
-    "RESET": "use SET LOCAL, which ends with the test's transaction",
+    "SET": "use SET LOCAL (or SET CONSTRAINTS), which end with the test's transaction",
+    "RESET": "use SET LOCAL (or SET CONSTRAINTS), which end with the test's transaction",
     "COPY": "write the rows as INSERT statements",
     "CALL": "write the data statements themselves",
     "DO": "write the data statements themselves",

@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import guard
 from .context import DEFAULT_NOW, TemplateContext
-from .discovery import FixtureDir, FixtureNotFound, dedupe, read_sql
+from .discovery import FixtureDir, FixtureNotFound, dedupe, normalize_name, read_sql
 from .errors import Finding, FixtureError, Severity
 from .plan import Requirement, load_order, parse_requires
 from .render import RenderedFixture, render_template
@@ -106,11 +106,12 @@ class FixtureLibrary:
         return True
 
     def requires(self, name: str) -> tuple[Requirement, ...]:
-        return parse_requires(read_sql(self.path(name)))
+        found = parse_requires(read_sql(self.path(name)))
+        return tuple(replace(r, name=normalize_name(r.name)) for r in found)
 
     def order(self, names: Iterable[str]) -> list[str]:
         """Requested names plus their requirements, in load order."""
-        requested = dedupe(names)
+        requested = dedupe(normalize_name(n) for n in names)
         for name in requested:
             self.path(name)  # unknown names fail here, before any requirement
         return load_order(
@@ -119,8 +120,12 @@ class FixtureLibrary:
 
     def check(self, name: str) -> tuple[CompiledFixture | None, list[Finding]]:
         """Render and guard one fixture; every finding, errors and warnings."""
+        name = normalize_name(name)
         path = self.path(name)
-        text = read_sql(path)
+        try:
+            text = read_sql(path)
+        except FixtureError as exc:
+            return None, list(exc.findings)
         shown = display_path(path)
         file_seed = derive_seed(self.seed, name)
         context = TemplateContext(file_seed, self.seed, self.now, self.locale)
@@ -136,6 +141,7 @@ class FixtureLibrary:
 
     def compile(self, name: str) -> CompiledFixture:
         """One fixture, checked; raises FixtureError listing every error in it."""
+        name = normalize_name(name)
         key = (name, read_sql(self.path(name)))
         cached = self._cache.get(key)
         if cached is not None:

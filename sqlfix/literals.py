@@ -58,7 +58,8 @@ def to_sql_literal(value: Any) -> str:
     if isinstance(value, Decimal):
         return _decimal(value)
     if isinstance(value, str):
-        return quote_string(value)
+        # exact str: Markup (from | safe, | tojson) would HTML-escape the quotes
+        return quote_string(str.__str__(value))
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return quote_string(
             value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()

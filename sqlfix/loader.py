@@ -1,9 +1,9 @@
-"""Execute a load plan on a connection: one round trip, errors mapped to file:line.
+"""Execute a load plan on a connection: its SQL in one query, errors mapped to file:line.
 
-The whole plan goes to the server as one simple-protocol query wrapped in a
-savepoint. If it fails, the savepoint is rolled back (the database is as it
-was) and the statements are replayed one by one to find which one failed:
-slow, but only on the error path.
+The whole plan goes to the server as one simple-protocol query, after a
+savepoint (a second, tiny round trip). If it fails, the savepoint is rolled
+back (the database is as it was) and the statements are replayed one by one
+to find which one failed: slow, but only on the error path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
     """
     if not plan.fixtures:
         return
-    sql = f"SAVEPOINT {_SAVEPOINT};\n{plan_sql(plan)}\nRELEASE SAVEPOINT {_SAVEPOINT};"
+    # Its own round trip: PostgreSQL parses a whole simple query before running any
+    # of it, so a syntax error anywhere would also cancel a SAVEPOINT sent with it.
+    conn.execute(f"SAVEPOINT {_SAVEPOINT}".encode())
+    sql = f"{plan_sql(plan)}\nRELEASE SAVEPOINT {_SAVEPOINT};"
     try:
         conn.execute(sql.encode())
     except psycopg.Error as exc:
@@ -59,9 +62,9 @@ def _load_error(fixture: CompiledFixture, offset: int, text: str, exc: psycopg.E
     line, col = fixture.locate(offset)
     parts = [f"{diag.sqlstate or '?'} {diag.message_primary or str(exc).strip()}"]
     if diag.message_detail:
-        parts.append(f"DETAIL: {diag.message_detail}")
+        parts.append(f"DETAIL: {diag.message_detail.rstrip('.')}")
     if diag.message_hint:
-        parts.append(f"HINT: {diag.message_hint}")
+        parts.append(f"HINT: {diag.message_hint.rstrip('.')}")
     message = "; ".join(parts) + "; nothing from this load was kept"
     finding = Finding(
         "SQLF701", f"server rejected the statement: {message}", fixture.rendered.path, line, col

@@ -99,10 +99,11 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     session = pytestconfig.stash[SESSION_KEY]
     try:
         session.start()
+        return session
     except SqlfixError as exc:
-        # Every database test would fail the same way: stop the run, say why once.
-        pytest.exit(f"sqlfix could not prepare the test database: {exc}", returncode=3)
-    return session
+        problem = str(exc)
+    # Every database test would fail the same way: stop the run, say why once.
+    pytest.exit(f"sqlfix: the test database could not be prepared.\n{problem}", returncode=3)
 
 
 @pytest.fixture
@@ -116,9 +117,12 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     try:
         handle.load(*requested_names(request.node))
         boundary.protect()
+        problem = None
     except (SqlfixError, TypeError) as exc:
         boundary.end()
-        pytest.fail(f"sqlfix could not load the fixtures of this test:\n{exc}", pytrace=False)
+        problem = str(exc)
+    if problem is not None:  # outside `except`: the report shows the message once
+        pytest.fail(f"sqlfix could not load the fixtures of this test:\n{problem}", pytrace=False)
     try:
         yield handle
     finally:

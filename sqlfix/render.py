@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +104,8 @@ class _FixtureSandbox(SandboxedEnvironment):
 
 
 def _finalize(value: Any) -> str:
+    if isinstance(value, str) and MARK in value:
+        return str.__str__(value)  # a macro's or block's output: the template's own text
     if isinstance(value, jinja2.Undefined):
         if "inline if" not in str(value._undefined_hint or ""):
             value._fail_with_undefined_error()  # the name's own error: 'x' is undefined
@@ -115,9 +117,12 @@ def _finalize(value: Any) -> str:
     return EXPR_OPEN + to_sql_literal(value) + EXPR_CLOSE
 
 
-def _environment(source: str, path: str) -> jinja2.Environment:
+def _environment(source: str, name: str, path: str) -> jinja2.Environment:
+    def load(wanted: str) -> tuple[str, str, Callable[[], bool]] | None:
+        return (source, path, lambda: True) if wanted == name else None  # no includes
+
     return _FixtureSandbox(
-        loader=jinja2.FunctionLoader(lambda _name: (source, path, lambda: True)),
+        loader=jinja2.FunctionLoader(load),
         undefined=jinja2.StrictUndefined,
         finalize=_finalize,
         extensions=[_SourceMarks, "jinja2.ext.do", "jinja2.ext.loopcontrols"],
@@ -140,7 +145,7 @@ def render_template(
                 )
             ]
         )
-    env = _environment(source, path)
+    env = _environment(source, name, path)
     try:
         marked = env.get_template(name).render(context.as_dict())
     except jinja2.TemplateSyntaxError as exc:
@@ -148,7 +153,7 @@ def render_template(
             [
                 Finding(
                     "SQLF201",
-                    f"template syntax error: {exc.message}; fix the Jinja tag",
+                    f"template syntax error: {_clause(exc.message)}; fix the Jinja tag",
                     path,
                     exc.lineno or 1,
                 )
@@ -174,8 +179,22 @@ def _template_line(exc: BaseException, path: str) -> int:
     return (lines[-1] or 1) if lines else 1
 
 
+def _clause(text: object) -> str:
+    """A message as a clause that more text can follow ("x is unsafe." -> "x is unsafe")."""
+    return str(text).strip().rstrip(".")
+
+
 def _render_finding(exc: Exception, path: str) -> Finding:
     line = _template_line(exc, path)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return Finding(
+            "SQLF203",
+            f"cannot include {exc.name!r}: fixtures do not include, import or extend other "
+            "templates; load another fixture first with `-- requires: other.sql`, or use a "
+            "{% macro %} defined in this file",
+            path,
+            line,
+        )
     if isinstance(exc, jinja2.UndefinedError):
         return Finding(
             "SQLF202",
@@ -187,11 +206,13 @@ def _render_finding(exc: Exception, path: str) -> Finding:
     if isinstance(exc, SecurityError):
         return Finding(
             "SQLF203",
-            f"not allowed in a fixture template: {exc}; values must come "
+            f"not allowed in a fixture template: {_clause(exc)}; values must come "
             "from seed, rng, fake, row() and now so every run renders the same",
             path,
             line,
         )
     if isinstance(exc, LiteralError):
-        return Finding("SQLF203", f"cannot quote a value: {exc}", path, line)
-    return Finding("SQLF203", f"error while rendering: {type(exc).__name__}: {exc}", path, line)
+        return Finding("SQLF203", f"cannot quote a value: {_clause(exc)}", path, line)
+    return Finding(
+        "SQLF203", f"error while rendering: {type(exc).__name__}: {_clause(exc)}", path, line
+    )

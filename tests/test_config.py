@@ -47,6 +47,10 @@ def test_schema_and_fixtures_dir_are_relative_to_the_project(tmp_path):
         ("[tool.sqlfix]\nallow_any_database = 'yes'\n", "wrong type"),
         ("[tool.sqlfix]\nnow = 'tomorrow'\n", "ISO timestamp"),
         ("[tool.sqlfix\n", "invalid TOML"),
+        ("[tool.sqlfix]\nfixtures_dir = 5\n", "fixtures_dir = 5 has the wrong type"),
+        ("[tool.sqlfix]\ndsn = 5\n", "dsn = 5 has the wrong type"),
+        ("[tool.sqlfix]\nsetup_command = 5\n", "setup_command must be a command line"),
+        ("[tool.sqlfix]\nreset_sequences = 'no'\n", "wrong type"),
     ],
 )
 def test_bad_configuration_is_an_error_that_names_it(tmp_path, body, words):

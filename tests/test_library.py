@@ -79,3 +79,19 @@ def test_importing_the_plugin_imports_neither_faker_nor_sqlalchemy():
             "print(sorted(m for m in ('faker', 'sqlalchemy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_names_are_normalised_so_a_file_loads_once(library):
+    assert library.plan(["./users.sql", "users.sql"]).names == ("users.sql",)
+
+
+def test_a_schema_file_cannot_be_loaded_as_a_fixture(library):
+    with pytest.raises(FixtureNotFound, match="'schema.sql' is a schema file"):
+        library.plan(["schema.sql"])
+
+
+def test_a_file_that_is_not_utf8_is_named(library, tmp_path):
+    (tmp_path / "latin1.sql").write_bytes("INSERT INTO t VALUES ('caf\xe9');\n".encode("latin-1"))
+    with pytest.raises(FixtureError, match=r"latin1.sql:1:1: SQLF001 not valid UTF-8"):
+        library.compile("latin1.sql")
+    assert [f.code for f in library.check("latin1.sql")[1]] == ["SQLF001"]

@@ -147,8 +147,8 @@ def test_a_failing_fixture_statement_names_file_line_and_sqlstate(shop):
     result = shop.runpytest(*NO_RANDOM)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([
-        "*fixtures_sql/dup.sql:4:1: SQLF701 server rejected the statement: 23505 duplicate key*",
-        "*DETAIL: Key (email)=(alice@example.com) already exists*",
+        "*fixtures_sql/dup.sql:4:1: SQLF701 server rejected the statement: 23505 duplicate key*"
+        "DETAIL: Key (email)=(alice@example.com) already exists; nothing from this load was kept",
         "*--- statement ---*",
         "*INSERT INTO users (email, full_name, created_at)*",
     ])
@@ -206,3 +206,26 @@ def test_the_example_suite_passes_in_any_order(shop, order):
     shop.makepyfile(test_shop=(REPO / "tests" / "examples" / "test_shop.py").read_text())
     result = shop.runpytest_subprocess(*order)
     result.assert_outcomes(passed=7)
+
+
+def test_a_statement_the_server_cannot_parse_is_mapped_to_its_line(shop):
+    (shop.path / "fixtures_sql" / "grammar.sql").write_text(
+        "-- requires: users.sql\nINSERT INTO products (sku, name, price_cents) VALUES ('A', 'a', 5);\n"
+        "INSERT INTO 'users' (email) VALUES ('x@y');\n"
+    )
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("grammar.sql")
+        def test_grammar():
+            pass
+
+        def test_clean(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+        """
+    )
+    result = shop.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*fixtures_sql/grammar.sql:3:13: SQLF701 server rejected the statement: 42601 syntax error*"])
+    assert "InvalidSavepointSpecification" not in result.stdout.str()

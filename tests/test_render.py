@@ -70,3 +70,33 @@ def test_template_errors_name_file_line_and_fix(source, code, line, words):
     finding = error(source)
     assert (finding.code, finding.path, finding.line) == (code, "fx/t.sql", line)
     assert words in finding.message
+
+
+def test_markup_values_are_quoted_like_any_other():
+    out = render("SELECT {{ 'a; DROP TABLE t' | safe }}, {{ {'k': \"it's\"} | tojson }};")
+    assert out.sql == "SELECT 'a; DROP TABLE t', '{\"k\": \"it\\u0027s\"}';"
+
+
+def test_macro_output_is_template_text_with_quoted_values():
+    out = render("{% macro r(n) %}({{ n }}, 'x'){% endmacro %}VALUES {{ r(1) }}, {{ r('a') }};")
+    assert out.sql == "VALUES (1, 'x'), ('a', 'x');"
+
+
+def test_include_is_refused_with_what_to_do():
+    assert "-- requires:" in error("{% include 'other.sql' %}").message
+
+
+def test_faker_dates_count_from_now_not_from_the_real_clock():
+    import datetime as dt
+
+    context = TemplateContext(0, 0, now=dt.datetime(2011, 3, 4, tzinfo=dt.timezone.utc))
+    out = render_template("SELECT {{ fake.date_this_year() }}, {{ fake.past_date() }};",
+                          name="t.sql", path="t.sql", context=context)
+    first, second = out.sql.removeprefix("SELECT ").rstrip(";").split(", ")
+    assert first.startswith("'2011-") and second.startswith("'2011-")
+
+
+def test_an_unknown_faker_locale_says_so():
+    context = TemplateContext(0, 0, locale="xx_XX")
+    with pytest.raises(FixtureError, match="faker_locale 'xx_XX' is not a Faker locale"):
+        render_template("SELECT {{ fake.name() }};", name="t.sql", path="t.sql", context=context)
