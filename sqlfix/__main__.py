@@ -1,0 +1,3 @@
+from sqlfix.cli import main
+
+raise SystemExit(main())

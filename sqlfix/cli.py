@@ -1,0 +1,316 @@
+"""`python -m sqlfix lint | render | check`: the DBA's tools.
+
+Exit codes: 0 clean, 1 findings (or a fixture that did not load), 2 usage or
+internal error. Settings come from the options, then SQLFIX_* variables, then
+`[tool.sqlfix]` of the nearest pyproject.toml, as for the pytest plugin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__, dbcheck, report
+from .baseline import reset_sequences
+from .config import Settings, find_pyproject, load_settings, parse_seed
+from .discovery import normalize_name
+from .errors import FixtureError, SqlfixError
+from .lint import lint, lint_options
+from .session import DatabaseSession, make_library
+from .targets import Target, UsageError, Workspace
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+Handler = Callable[[argparse.Namespace, TextIO], int]
+
+DESCRIPTION = """\
+Check, render and load sqlfix fixtures outside pytest: the DBA's tools.
+Run `python -m sqlfix COMMAND --help` for a command's options and examples.
+"""
+EPILOG = """\
+examples:
+  python -m sqlfix lint                         # every fixture in the fixtures directory
+  python -m sqlfix lint --format github         # annotations in a GitHub Actions log
+  python -m sqlfix render orders.sql | psql -d myapp_test
+  python -m sqlfix check                        # on the embedded PostgreSQL
+
+exit codes: 0 clean, 1 findings or a fixture that did not load, 2 usage or internal error
+rules: docs/lint.md; commands: docs/cli.md
+"""
+LINT_EPILOG = """\
+Prints `path:line:col: CODE message` per finding, then a summary. Any finding
+(a warning too) gives exit code 1; silence one on its line with
+`-- sqlfix: noqa: SQLF501`, or every rule there with `-- sqlfix: noqa`.
+
+examples:
+  python -m sqlfix lint
+  python -m sqlfix lint fixtures_sql/orders.sql --format json
+  python -m sqlfix lint --ignore SQLF501 --tests tests
+  python -m sqlfix lint --select SQLF1,SQLF3     # DDL/statements and requires only
+"""
+RENDER_EPILOG = """\
+Each fixture is preceded by a `-- sqlfix: NAME (seed N)` line. Errors go to stderr.
+
+examples:
+  python -m sqlfix render orders.sql
+  python -m sqlfix render orders.sql --seed 7 | psql -d myapp_test
+"""
+CHECK_EPILOG = """\
+Lints first (errors stop before the database), then applies the schema and loads
+each fixture with its requirements in a transaction that is rolled back: OK with
+rows inserted per table and load time, or the server's error at file:line.
+Nothing is ever committed.
+
+examples:
+  python -m sqlfix check                                   # embedded PostgreSQL
+  python -m sqlfix check fixtures_sql/orders.sql
+  python -m sqlfix check --dsn postgresql://localhost/myapp_test
+"""
+
+
+def _seed(text: str) -> str:
+    try:
+        parse_seed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _codes(text: str) -> list[str]:
+    return [code.strip() for code in text.split(",") if code.strip()]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fixtures",
+        metavar="DIR",
+        type=Path,
+        help="fixtures directory (default: [tool.sqlfix] fixtures_dir or fixtures_sql)",
+    )
+    parser.add_argument(
+        "--seed",
+        metavar="N|random",
+        type=_seed,
+        help="seed for template values (default: SQLFIX_SEED, [tool.sqlfix] seed, else 0)",
+    )
+
+
+def _paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        metavar="PATH",
+        nargs="*",
+        type=Path,
+        help="fixture files or directories (default: the fixtures directory); "
+        "the schema files are skipped",
+    )
+
+
+def _lint_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _subparser(
+        sub, "lint", "check fixtures without a database (render, guard, requires)", LINT_EPILOG
+    )
+    _paths(parser)
+    parser.add_argument(
+        "--format",
+        choices=sorted(report.FORMATS),
+        default="text",
+        help="output format (default: text)",
+    )
+    for option, what in (("--select", "only these rules"), ("--ignore", "not these rules")):
+        parser.add_argument(
+            option,
+            metavar="CODES",
+            type=_codes,
+            action="extend",
+            help=f"{what}: comma-separated codes or prefixes such as SQLF101,SQLF5 "
+            "(default: [tool.sqlfix.lint])",
+        )
+    parser.add_argument(
+        "--tests",
+        metavar="DIR",
+        type=Path,
+        help="test files to read uses() from, for SQLF601/SQLF602 "
+        "(default: [tool.sqlfix.lint] tests)",
+    )
+    _common(parser)
+    parser.set_defaults(handler=run_lint)
+
+
+def _render_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _subparser(
+        sub, "render", "print a fixture and its requirements as SQL, in load order", RENDER_EPILOG
+    )
+    parser.add_argument("name", metavar="NAME", help="fixture name (orders.sql) or its path")
+    _common(parser)
+    parser.set_defaults(handler=run_render)
+
+
+def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _subparser(
+        sub, "check", "lint, then load each fixture into PostgreSQL and roll back", CHECK_EPILOG
+    )
+    _paths(parser)
+    parser.add_argument(
+        "--dsn",
+        metavar="DSN",
+        help="PostgreSQL to load into (default: SQLFIX_DSN, [tool.sqlfix] dsn, "
+        "else an embedded throwaway server)",
+    )
+    _common(parser)
+    parser.set_defaults(handler=run_check)
+
+
+def _subparser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, title: str, epilog: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=title,
+        description=f"{title[0].upper()}{title[1:]}.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser(prog: str = "python -m sqlfix") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sqlfix {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_lint_parser, _render_parser, _check_parser):
+        add(sub)
+    return parser
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """Settings of the project around the working directory; options beat env and pyproject."""
+    cwd = Path.cwd()
+    pyproject = find_pyproject(cwd)
+    root = pyproject.parent if pyproject is not None else cwd
+    fixtures = args.fixtures
+    cli = {
+        "dsn": getattr(args, "dsn", None),
+        "seed": args.seed,
+        "fixtures_dir": str(fixtures.resolve()) if fixtures is not None else None,
+    }
+    settings = load_settings(root, cli, os.environ, pyproject)
+    # load_settings names command-line values after the pytest options (--sqlfix-dsn)
+    sources = {k: v.replace("--sqlfix-", "--") for k, v in settings.sources.items()}
+    return dataclasses.replace(settings, sources=sources)
+
+
+def run_lint(args: argparse.Namespace, out: TextIO) -> int:
+    settings = settings_for(args)
+    options = lint_options(settings, args.select, args.ignore, args.tests)
+    workspace = Workspace(make_library(settings))
+    targets = workspace.targets(args.paths)
+    result = lint(workspace, targets, options)
+    out.write(report.FORMATS[args.format](result.findings, len(targets)))
+    return EXIT_FINDINGS if result.findings else EXIT_OK
+
+
+def _render_target(workspace: Workspace, name: str) -> Target:
+    """A fixture name, else the path of a .sql file; FixtureNotFound says what exists."""
+    if not workspace.library.exists(name) and Path(name).is_file():
+        targets = workspace.targets([Path(name)])
+        if not targets:
+            raise UsageError(f"{name} is a schema file, not a fixture")
+        return targets[0]
+    name = normalize_name(name)
+    return Target(name, workspace.library.path(name), name)
+
+
+def run_render(args: argparse.Namespace, out: TextIO) -> int:
+    settings = settings_for(args)
+    workspace = Workspace(make_library(settings))
+    try:
+        plan = workspace.plan(_render_target(workspace, args.name))
+    except FixtureError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_FINDINGS
+    for fixture in plan:
+        for warning in fixture.warnings:
+            sys.stderr.write(f"{warning.format()}\n")
+        out.write(f"-- sqlfix: {fixture.name} (seed {settings.seed})\n")
+        sql = fixture.rendered.sql
+        out.write(sql if sql.endswith("\n") else sql + "\n")
+    return EXIT_OK
+
+
+def _resetter(session: DatabaseSession) -> dbcheck.AfterLoad | None:
+    """Puts back the sequences a rolled-back load advanced (nextval() is not transactional)."""
+    baseline = session.baseline
+    if baseline is None or not session.settings.reset_sequences:
+        return None
+    return lambda conn: reset_sequences(conn, baseline)
+
+
+def run_check(args: argparse.Namespace, out: TextIO) -> int:
+    settings = settings_for(args)
+    # The test-file rules (SQLF601/602) are lint's: check is about the fixtures.
+    options = dataclasses.replace(lint_options(settings), tests=None)
+    workspace = Workspace(make_library(settings))
+    targets = workspace.targets(args.paths)
+    result = lint(workspace, targets, options)
+    if result.findings:
+        out.write("\n".join(f.format() for f in result.findings) + "\n")
+    if result.errors:
+        out.write(
+            f"{report.summary(result.findings, len(targets))} Fix the errors first: "
+            "nothing was sent to the database.\n"
+        )
+        return EXIT_FINDINGS
+    if not targets:
+        out.write("No fixtures to check.\n")
+        return EXIT_OK
+    return _load_all(settings, workspace, targets, out)
+
+
+def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], out: TextIO) -> int:
+    session = DatabaseSession(settings)
+    where = f"DSN from {settings.source('dsn')}" if settings.dsn else "embedded PostgreSQL"
+    fixtures = report.plural(len(targets), "fixture")
+    out.write(f"Loading {fixtures} (seed {settings.seed}) into {where}\n")
+    out.flush()
+    session.start()
+    try:
+        outcomes = dbcheck.run(session.connection(), workspace, targets, out, _resetter(session))
+    finally:
+        session.stop()
+    failed = sum(not o.ok for o in outcomes)
+    verdict = f"{len(outcomes) - failed} OK, {failed} failed" if failed else f"{fixtures} OK"
+    verdict = f"All {verdict}" if not failed and len(outcomes) > 1 else verdict
+    out.write(f"{verdict}; every load was rolled back, nothing was committed.\n")
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `sqlfix` command; returns its exit code."""
+    prog = "sqlfix" if Path(sys.argv[0]).name == "sqlfix" else "python -m sqlfix"
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse printed
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    handler: Handler = args.handler
+    out = sys.stdout
+    try:
+        return handler(args, out)
+    except SqlfixError as exc:
+        sys.stderr.write(f"sqlfix {args.command}: {exc}\n")
+    except BrokenPipeError:  # `render ... | head` stopped reading: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no 2nd error at exit
+        return EXIT_FINDINGS
+    except Exception:  # noqa: BLE001 - a bug: say so, with the traceback, exit 2
+        sys.stderr.write(traceback.format_exc())
+        sys.stderr.write(f"sqlfix {args.command}: internal error (a bug in sqlfix)\n")
+    return EXIT_ERROR

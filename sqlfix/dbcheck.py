@@ -1,0 +1,139 @@
+"""`sqlfix check`, the database half: load each fixture in a transaction that is rolled back.
+
+For each fixture: count the rows of every user table, load the fixture and its
+requirements with `sqlfix.loader.load` (the same loader the tests use), count
+again, roll back. The report says what the fixture inserted (rows per table) and
+how long the load took, or where the server rejected it. Nothing is committed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import psycopg
+
+from .errors import Finding, FixtureError, LoadError
+from .loader import load
+from .targets import Target, Workspace
+
+# Exact row counts of every user table in one round trip: each count runs server-side
+# through query_to_xml. sqlfix's own bookkeeping schemas are left out.
+COUNT_ROWS = b"""
+SELECT schemaname, tablename,
+       (xpath('/row/n/text()', query_to_xml(
+           format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename),
+           false, true, '')))[1]::text::bigint
+FROM pg_catalog.pg_tables
+WHERE schemaname NOT IN ('information_schema', 'sqlfix')
+  AND schemaname NOT LIKE 'pg\\_%' AND schemaname NOT LIKE '\\_sqlfix%'
+ORDER BY schemaname, tablename
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How loading one fixture (with its requirements) went."""
+
+    target: Target
+    millis: float = 0.0
+    changes: tuple[tuple[str, int], ...] = ()  # (table, rows added) for tables that changed
+    findings: tuple[Finding, ...] = ()  # why it failed; empty when it loaded
+    statement: str = ""  # the statement the server rejected
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def count_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Rows per user table; `public` tables by bare name, others as schema.table."""
+    counts = {}
+    for schema, table, rows in conn.execute(COUNT_ROWS).fetchall():
+        counts[table if schema == "public" else f"{schema}.{table}"] = int(rows)
+    return counts
+
+
+def _changes(before: dict[str, int], after: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(
+        (table, after[table] - before.get(table, 0))
+        for table in sorted(after)
+        if after[table] != before.get(table, 0)
+    )
+
+
+AfterLoad = Callable[[psycopg.Connection[Any]], object]
+
+
+def load_one(
+    conn: psycopg.Connection[Any],
+    workspace: Workspace,
+    target: Target,
+    after: AfterLoad | None = None,
+) -> Outcome:
+    """Load `target` and its requirements inside a transaction, then roll it back.
+
+    `after` runs once the transaction is rolled back (the session puts back the
+    sequences the load advanced: nextval() is not undone by a rollback).
+    """
+    try:
+        plan = workspace.plan(target)
+    except FixtureError as exc:
+        return Outcome(target, findings=exc.findings)
+    try:
+        before = count_rows(conn)
+        began = time.perf_counter()
+        load(conn, plan)
+        millis = (time.perf_counter() - began) * 1000
+        changes = _changes(before, count_rows(conn))
+    except LoadError as exc:
+        millis = (time.perf_counter() - began) * 1000
+        return Outcome(target, millis, findings=(exc.finding,), statement=exc.statement)
+    finally:
+        conn.rollback()  # outside any test boundary: a real ROLLBACK
+        if after is not None:
+            after(conn)
+            conn.rollback()  # end the transaction it ran in
+    return Outcome(target, millis, changes)
+
+
+def describe(outcome: Outcome, width: int) -> list[str]:
+    """The report lines of one outcome: OK with rows per table, or FAIL with where and why."""
+    name = outcome.target.key.ljust(width)
+    if outcome.ok:
+        rows = ", ".join(f"{table} {delta:+d}" for table, delta in outcome.changes)
+        return [f"OK    {name}  {outcome.millis:7.1f} ms  {rows or 'no rows changed'}"]
+    lines = [f"FAIL  {name}".rstrip()]
+    lines.extend(f"  {finding.format()}" for finding in outcome.findings)
+    statement = outcome.statement.strip().splitlines()
+    if statement:
+        shown = statement[:6] + (["..."] if len(statement) > 6 else [])
+        lines.append("  statement:")
+        lines.extend(f"    {line}" for line in shown)
+    return lines
+
+
+def run(
+    conn: psycopg.Connection[Any],
+    workspace: Workspace,
+    targets: Sequence[Target],
+    out: TextIO,
+    after: AfterLoad | None = None,
+) -> list[Outcome]:
+    """Load each target in turn, reporting as it goes; progress on a terminal."""
+    tty = out.isatty()
+    width = max((len(t.key) for t in targets), default=0)
+    outcomes = []
+    for number, target in enumerate(targets, start=1):
+        if tty:
+            out.write(f"\r\x1b[K[{number}/{len(targets)}] {target.key}")
+            out.flush()
+        outcome = load_one(conn, workspace, target, after)
+        outcomes.append(outcome)
+        if tty:
+            out.write("\r\x1b[K")
+        out.write("\n".join(describe(outcome, width)) + "\n")
+        out.flush()
+    return outcomes

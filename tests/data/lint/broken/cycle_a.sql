@@ -1,0 +1,2 @@
+-- requires: cycle_b.sql
+INSERT INTO users (id) VALUES (10);

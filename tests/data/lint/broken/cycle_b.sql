@@ -1,0 +1,2 @@
+-- requires: cycle_a.sql
+INSERT INTO users (id) VALUES (11);

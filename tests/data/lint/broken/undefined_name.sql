@@ -1,0 +1,2 @@
+INSERT INTO users (id, email) VALUES (1,
+    {{ emial }});

@@ -1,0 +1,1 @@
+INSERT INTO users (id, email) VALUES (4, 'dan@example.com);

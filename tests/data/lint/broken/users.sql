@@ -1,0 +1,1 @@
+INSERT INTO users (id, email) VALUES ({{ id('users', 'alice') }}, 'alice@example.com');

@@ -1,0 +1,390 @@
+"""`python -m sqlfix lint | render | check`, as a DBA runs them (check against real PostgreSQL)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+from test_lint import validate_json_findings
+
+from sqlfix.cli import main
+from sqlfix.server import EmbeddedServer
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data" / "lint"
+SHIPPED = REPO / "fixtures_sql"
+
+
+def expected(folder: Path) -> list[str]:
+    lines = (folder / "EXPECTED").read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SQLFIX_DSN", "SQLFIX_SEED"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project (a pyproject.toml) as the working directory."""
+    (tmp_path / "pyproject.toml").write_text("[tool.sqlfix]\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def broken(project: Path) -> Path:
+    shutil.copytree(DATA / "broken", project / "fx")
+    (project / "pyproject.toml").write_text('[tool.sqlfix]\nfixtures_dir = "fx"\n', encoding="utf-8")
+    return project / "fx"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------ lint
+
+
+def test_lint_on_the_shipped_fixtures_is_clean(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    assert run(capsys, "lint") == (0, "All checks passed (4 fixtures).\n", "")
+
+
+def test_lint_text_reports_each_broken_finding_once(
+    broken: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "lint")
+    assert (code, err) == (1, "")
+    *lines, summary = out.splitlines()
+    found = [re.sub(r"^fx/(.*?): (SQLF\d+) .*", r"\1 \2", line) for line in lines]
+    assert found == expected(broken)
+    assert summary == "Found 17 findings (15 errors, 2 warnings) in 15 files."
+
+
+def test_lint_json_is_valid_and_matches_the_text(broken: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "lint", "--format", "json")
+    data = json.loads(out)
+    validate_json_findings(data)
+    found = [
+        f"{Path(d['filename']).name}:{d['location']['row']}:{d['location']['column']} {d['code']}"
+        for d in data
+    ]
+    assert (code, found) == (1, expected(broken))
+
+
+def test_lint_github_annotations(broken: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "lint", "--format", "github")
+    *lines, summary = out.splitlines()
+    pattern = re.compile(r"::(error|warning) file=fx/(.*?),line=(\d+),col=(\d+),title=(SQLF\d+)::.+")
+    found = []
+    for line in lines:
+        match = pattern.fullmatch(line)
+        assert match, line
+        found.append(f"{match[2]}:{match[3]}:{match[4]} {match[5]}")
+        assert (match[1] == "warning") == (match[5] in {"SQLF403", "SQLF501"})
+    assert (code, found) == (1, expected(broken))
+    assert summary.startswith("Found 17 findings")
+
+
+def test_lint_given_files_and_the_select_ignore_options(
+    broken: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "lint", "fx/transaction.sql", "fx/ddl.sql", "--ignore", "SQLF101")
+    assert code == 1
+    assert [line.split(": ")[1].split()[0] for line in out.splitlines()[:-1]] == ["SQLF102", "SQLF102"]
+    assert run(capsys, "lint", "fx/ddl.sql", "--select", "SQLF5")[:2] == (0, "All checks passed (1 fixture).\n")
+
+
+def test_lint_config_applies_and_the_option_replaces_it(
+    broken: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (broken.parent / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\n[tool.sqlfix.lint]\nignore = ["SQLF1"]\n', encoding="utf-8"
+    )
+    assert run(capsys, "lint", "fx/ddl.sql")[0] == 0
+    assert run(capsys, "lint", "fx/ddl.sql", "--ignore", "SQLF501")[0] == 1
+
+
+def test_lint_with_tests_reports_unused_and_missing(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "fixtures_sql").mkdir()
+    (project / "fixtures_sql" / "used.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    (project / "fixtures_sql" / "unused.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    (project / "tests").mkdir()
+    (project / "tests" / "test_x.py").write_text(
+        'from sqlfix import uses\n\n@uses("used.sql", "usd.sql")\ndef test_x(): ...\n', encoding="utf-8"
+    )
+    code, out, _ = run(capsys, "lint", "--tests", "tests")
+    assert code == 1
+    assert out.splitlines()[:2] == [
+        "fixtures_sql/unused.sql:1:1: SQLF601 fixture 'unused.sql' is not used: no test in tests "
+        "names it in uses() and no fixture requires it; use it, or delete it if it is dead data",
+        "tests/test_x.py:3:19: SQLF602 uses() names a missing fixture: fixture 'usd.sql' not found "
+        f"in {project / 'fixtures_sql'}; did you mean 'used.sql', 'unused.sql'?; fix the name or "
+        "add the file",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lint", "--select", "SQLF999"], "unknown rule code 'SQLF999'"),
+        (["lint", "nowhere.sql"], "nowhere.sql: no such file or directory"),
+        (["lint", "--tests", "nowhere"], "the tests directory nowhere does not exist"),
+        (["lint"], "the fixtures directory fixtures_sql does not exist"),
+        (["lint", "--seed", "-1"], "seed must be a non-negative integer"),
+        (["lint", "--format", "xml"], "invalid choice: 'xml'"),
+        ([], "the following arguments are required: COMMAND"),
+        (["render", "nope.sql"], "fixture 'nope.sql' not found"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(
+    project: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    if argv != ["lint"]:
+        (project / "fixtures_sql").mkdir()
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert message in err
+
+
+def test_an_internal_error_exits_2_with_its_traceback(
+    broken: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("sqlfix.cli.lint", boom)
+    code, _, err = run(capsys, "lint")
+    assert code == 2
+    assert "RuntimeError: boom" in err and "internal error" in err
+
+
+@pytest.mark.parametrize("command", [[], ["lint"], ["render"], ["check"]])
+def test_help_lists_options_with_examples(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    code, out, _ = run(capsys, *command, "--help")
+    assert code == 0
+    assert "examples:" in out and "python -m sqlfix" in out
+    assert "--seed" in out or not command
+
+
+# ------------------------------------------------------------------ render
+
+
+def test_render_prints_the_fixture_and_its_requirements_in_load_order(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    code, out, err = run(capsys, "render", "orders.sql")
+    assert (code, err) == (0, "")
+    headers = [line for line in out.splitlines() if line.startswith("-- sqlfix:")]
+    assert headers == [
+        "-- sqlfix: users.sql (seed 0)",
+        "-- sqlfix: products.sql (seed 0)",
+        "-- sqlfix: orders.sql (seed 0)",
+    ]
+    assert "{{" not in out and "'alice@example.com'" in out
+    assert run(capsys, "render", "fixtures_sql/orders.sql")[1] == out  # a path works too
+    seven = run(capsys, "render", "orders.sql", "--seed", "7")[1]
+    assert "(seed 7)" in seven and seven.replace("seed 7", "seed 0") != out
+
+
+def test_render_of_a_broken_fixture_goes_to_stderr(broken: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "render", "loop_ddl.sql")
+    assert (code, out) == (1, "")
+    assert err.startswith("fx/loop_ddl.sql:6:5: SQLF101 ")
+
+
+def test_render_warnings_go_to_stderr_and_the_sql_to_stdout(
+    broken: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "render", "nondeterministic.sql")
+    assert code == 0
+    assert out.startswith("-- sqlfix: nondeterministic.sql (seed 0)\nINSERT INTO orders")
+    assert err.startswith("fx/nondeterministic.sql:2:9: SQLF501 ")
+
+
+# ------------------------------------------------------------------ check
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmbeddedServer]:
+    with EmbeddedServer.start() as srv:
+        yield srv
+
+
+@pytest.fixture
+def dsn(server: EmbeddedServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database of the test's own on the embedded server."""
+    name = "cli_" + re.sub(r"\W", "_", request.node.name).lower()[:40] + "_test"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    yield make_conninfo(server.dsn, dbname=name)
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+
+
+# Every table and sequence but the system's and the baseline copy the session start rewrites
+# (as in a test run): sqlfix's schema record is counted.
+ALL_ROWS = b"""
+SELECT schemaname || '.' || tablename,
+       (xpath('/row/n/text()', query_to_xml(
+           format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text
+FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema', '_sqlfix_baseline')
+UNION ALL
+SELECT 'sequence ' || schemaname || '.' || sequencename, coalesce(last_value::text, 'unused')
+FROM pg_sequences
+ORDER BY 1
+"""
+
+
+def db_state(dsn: str) -> dict[str, str]:
+    """Rows of every table and the position of every sequence."""
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute(ALL_ROWS).fetchall())
+
+
+def test_check_loads_every_shipped_fixture_and_commits_nothing(
+    dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    assert run(capsys, "check", "--dsn", dsn)[0] == 0  # applies the schema (as a test run does)
+    with psycopg.connect(dsn) as conn:  # rows of our own, so "unchanged" is not just "empty"
+        conn.execute(
+            b"INSERT INTO users (id, email, full_name, created_at) VALUES (1, 'dba@example.com', 'D', now())"
+        )
+        conn.execute(b"SELECT nextval('order_items_id_seq')")
+    before = db_state(dsn)
+    assert (before["public.users"], before["public.orders"]) == ("1", "0")
+    assert before["sequence public.order_items_id_seq"] == "1"
+
+    code, out, err = run(capsys, "check", "--dsn", dsn)
+
+    assert db_state(dsn) == before
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "Loading 4 fixtures (seed 0) into DSN from option --dsn"
+    assert [line.split()[:2] for line in lines[1:5]] == [
+        ["OK", "inventory_audit.sql"],
+        ["OK", "orders.sql"],
+        ["OK", "products.sql"],
+        ["OK", "users.sql"],
+    ]
+    assert re.search(r"orders\.sql +\d+\.\d ms  order_items \+3, orders \+2, products \+4, users \+4$", lines[2])
+    assert lines[1].endswith("  products +4")  # inventory_audit.sql: its requirement's rows
+    assert lines[-1] == "All 4 fixtures OK; every load was rolled back, nothing was committed."
+
+
+def test_check_maps_server_errors_to_file_line_and_sqlstate(
+    project: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(DATA / "server", project / "fx")
+    shutil.copy(SHIPPED / "schema.sql", project / "schema.sql")
+    (project / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\nschema = ["schema.sql"]\n', encoding="utf-8"
+    )
+    code, out, _ = run(capsys, "check", "--dsn", dsn)
+    assert code == 1
+    found = []
+    for line in out.splitlines():
+        if line.startswith("OK "):
+            found.append(f"{line.split()[1]} OK")
+        elif match := re.match(r"  fx/(\S+): SQLF701 server rejected the statement: (\w{5}) ", line):
+            found.append(f"{match[1]} {match[2]}")
+    assert found == expected(DATA / "server")
+    assert "    VALUES (4, 'dee@example.com',, 'Dee'," in out  # the rendered statement
+    assert out.splitlines()[-1] == "1 OK, 5 failed; every load was rolled back, nothing was committed."
+    after = db_state(dsn)
+    assert all(n in ("0", "unused") for k, n in after.items() if "public." in k), after
+
+
+def test_check_stops_at_lint_errors_before_the_database(
+    broken: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "check", "fx/ddl.sql", "--dsn", "host=/nonexistent dbname=never_test")
+    assert (code, err) == (1, "")
+    assert out.splitlines() == [
+        "fx/ddl.sql:3:1: SQLF101 DDL statement (CREATE TABLE) in a fixture; fixtures hold data only: "
+        "put schema changes in the schema files ([tool.sqlfix] schema) or your migrations",
+        "Found 1 finding (1 error, 0 warnings) in 1 file. Fix the errors first: nothing was sent "
+        "to the database.",
+    ]
+
+
+def test_check_reports_an_unreachable_database_with_exit_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "fixtures_sql").mkdir()
+    (project / "fixtures_sql" / "a.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    code, _, err = run(capsys, "check", "--dsn", "host=/nonexistent dbname=never_test")
+    assert code == 2
+    assert "cannot connect to the test database" in err
+
+
+def test_check_leaves_the_test_file_rules_to_lint(
+    project: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "pyproject.toml").write_text('[tool.sqlfix.lint]\ntests = "tests"\n', encoding="utf-8")
+    (project / "fixtures_sql").mkdir()
+    (project / "fixtures_sql" / "a.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    (project / "tests").mkdir()
+    (project / "tests" / "test_x.py").write_text('uses("nope.sql")\n', encoding="utf-8")
+    assert run(capsys, "lint")[0] == 1  # SQLF601 for a.sql, SQLF602 for nope.sql
+    code, out, _ = run(capsys, "check", "--dsn", dsn)
+    assert code == 0
+    assert re.fullmatch(r"OK    a\.sql +\d+\.\d ms  no rows changed", out.splitlines()[1])
+
+
+def test_check_with_no_fixtures_starts_no_database(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "fixtures_sql").mkdir()
+    code, out, _ = run(capsys, "check", "--dsn", "host=/nonexistent dbname=never_test")
+    assert (code, out) == (0, "No fixtures to check.\n")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_check_shows_progress_on_a_terminal(
+    dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(REPO)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["check", "--dsn", dsn, "fixtures_sql/users.sql", "fixtures_sql/orders.sql"]) == 0
+    text = terminal.getvalue()
+    assert "\r\x1b[K[1/2] orders.sql\r\x1b[KOK    orders.sql" in text
+    assert "\r\x1b[K[2/2] users.sql\r\x1b[KOK    users.sql" in text
+
+
+def test_python_m_sqlfix_check_runs_on_the_embedded_server() -> None:
+    """The README's main job, as a fresh shell runs it: no DSN, sqlfix starts PostgreSQL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfix", "check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "into embedded PostgreSQL" in result.stdout
+    assert result.stdout.count("\nOK ") == 4
