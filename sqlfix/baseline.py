@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 COPY_SCHEMA = "_sqlfix_baseline"
 _OWN_SCHEMAS = ("pg_catalog", "information_schema", "_sqlfix", COPY_SCHEMA)
@@ -34,6 +35,13 @@ SELECT format('%%I.%%I', schemaname, sequencename)
 FROM pg_sequences WHERE schemaname <> ALL (%s) AND schemaname NOT LIKE 'pg\\_%%'
 ORDER BY 1
 """
+_FOREIGN_KEYS = b"""
+SELECT cn.nspname, c.relname, rn.nspname, r.relname
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE k.contype = 'f'
+"""
 _INSERTABLE_COLUMNS = b"""
 SELECT a.attname FROM pg_attribute a
 WHERE a.attrelid = format('%%I.%%I', %s::text, %s::text)::regclass
@@ -45,7 +53,7 @@ ORDER BY a.attnum
 @dataclass(frozen=True)
 class Baseline:
     tables: tuple[tuple[str, str], ...]  # (schema, table) of every user table
-    saved: tuple[tuple[str, str], ...]  # tables with rows, copied to COPY_SCHEMA
+    saved: tuple[tuple[str, str], ...]  # tables with rows, copied to COPY_SCHEMA; parents first
     sequences: tuple[str, ...]  # qualified, quoted names
     reset_query: bytes = b""  # puts back every sequence that moved; see reset_sequences
 
@@ -60,7 +68,8 @@ def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
         return b""
     parts = []
     for name in sequences:
-        row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
+        row = conn.cursor(row_factory=tuple_row).execute(sql.SQL(
+            "SELECT last_value, is_called FROM {}").format(
             sql.SQL(name))).fetchone()
         assert row is not None
         parts.append(sql.SQL(
@@ -80,22 +89,41 @@ def _copy_name(schema: str, table: str) -> sql.Identifier:
 def capture(conn: psycopg.Connection[Any]) -> Baseline:
     """Record the state after the schema; commits its copies."""
     own = list(_OWN_SCHEMAS)
+    cur = conn.cursor(row_factory=tuple_row)
     with conn.transaction():
-        tables = [(r[0], r[1]) for r in conn.execute(_TABLES, [own])]
-        seqs = [r[0] for r in conn.execute(_SEQUENCES, [own])]
+        tables = [(r[0], r[1]) for r in cur.execute(_TABLES, [own])]
+        seqs = [r[0] for r in cur.execute(_SEQUENCES, [own])]
         reset = _reset_query(conn, seqs)
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE; CREATE SCHEMA {}").format(
+        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE; CREATE SCHEMA {}").format(
             sql.Identifier(COPY_SCHEMA), sql.Identifier(COPY_SCHEMA)))
         saved = [t for t in tables if _has_rows(conn, t)]
         for schema, table in saved:
-            conn.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
+            cur.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
                 _copy_name(schema, table), sql.Identifier(schema, table)))
-    return Baseline(tuple(tables), tuple(saved), tuple(seqs), reset)
+        edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
+    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), tuple(seqs), reset)
+
+
+def parents_first(
+    tables: list[tuple[str, str]], edges: list[tuple[tuple[str, str], tuple[str, str]]]
+) -> list[tuple[str, str]]:
+    """`tables` ordered so a referenced table comes before the tables that reference it.
+
+    Tables in a foreign-key cycle keep their order; their constraints must be
+    deferrable (or the reload runs with triggers off, see `restore`).
+    """
+    wanted = set(tables)
+    needs = {t: {p for c, p in edges if c == t and p in wanted and p != t} for t in tables}
+    order: list[tuple[str, str]] = []
+    while len(order) < len(tables):
+        ready = [t for t in tables if t not in order and needs[t] <= set(order)]
+        order.extend(ready or [t for t in tables if t not in order])
+    return order
 
 
 def _has_rows(conn: psycopg.Connection[Any], table: tuple[str, str]) -> bool:
     query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(*table))
-    row = conn.execute(query).fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
     return bool(row and row[0])
 
 
@@ -106,29 +134,45 @@ def reset_sequences(conn: psycopg.Connection[Any], baseline: Baseline) -> int:
     """
     if not baseline.reset_query:
         return 0
-    row = conn.execute(baseline.reset_query).fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute(baseline.reset_query).fetchone()
     return int(row[0]) if row else 0
 
 
 def restore(conn: psycopg.Connection[Any], baseline: Baseline) -> str:
     """Truncate every table, reload the schema's own rows, reset sequences; commits.
 
+    Triggers (foreign-key checks included) are off during the reload when the
+    role may do that (`session_replication_role`), so the reload adds nothing
+    the schema did not; otherwise tables are reloaded referenced-first.
     Returns a one-line account of what was done, for the failure message.
     """
     with conn.transaction():
+        quiet = _triggers_off(conn)
         if baseline.tables:
             names = sql.SQL(", ").join(sql.Identifier(*t) for t in baseline.tables)
             conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(names))
         for schema, table in baseline.saved:
             _reload(conn, schema, table)
         moved = reset_sequences(conn, baseline)
+    triggers = "triggers off" if quiet else "triggers on: not allowed to turn them off"
     return (f"sqlfix restored the baseline: truncated {len(baseline.tables)} table(s), "
-            f"reloaded the schema's rows into {len(baseline.saved)}, reset {moved} sequence(s)")
+            f"reloaded the schema's rows into {len(baseline.saved)} ({triggers}), "
+            f"reset {moved} sequence(s)")
+
+
+def _triggers_off(conn: psycopg.Connection[Any]) -> bool:
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the transaction usable
+            conn.execute(b"SET LOCAL session_replication_role = replica")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
 
 
 def _reload(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
     target = sql.Identifier(schema, table)
-    columns = [r[0] for r in conn.execute(_INSERTABLE_COLUMNS, [schema, table])]
+    cur = conn.cursor(row_factory=tuple_row)
+    columns = [r[0] for r in cur.execute(_INSERTABLE_COLUMNS, [schema, table])]
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    conn.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
+    cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
         target, cols, cols, _copy_name(schema, table)))

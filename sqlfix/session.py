@@ -49,6 +49,7 @@ class DatabaseSession:
             conn.close()
             self.stop()
             raise
+        conn._sqlfix_owned = True
         self.dsn, self._conn = dsn, conn
         self.startup_seconds = time.perf_counter() - began
 
@@ -65,18 +66,23 @@ class DatabaseSession:
         self.start()
         assert self.dsn is not None
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.dsn)
+            conn = connect(self.dsn)
+            conn._sqlfix_owned = True
+            if self._reset_query:  # the closed connection's test could not reset them
+                reset_sequences(conn, self.baseline)  # type: ignore[arg-type]
+                conn.real_rollback()
+            self._conn = conn
         return self._conn
+
+    @property
+    def _reset_query(self) -> bytes:
+        if self.baseline is None or not self.settings.reset_sequences:
+            return b""
+        return self.baseline.reset_query
 
     def boundary(self) -> Boundary:
         """A new test boundary on the session connection."""
-        baseline = self.baseline if self.settings.reset_sequences else None
-
-        def after_test(conn: SqlfixConnection) -> None:
-            if baseline is not None:
-                reset_sequences(conn, baseline)
-
-        return Boundary(self.connection(), after_test)
+        return Boundary(self.connection(), self._reset_query)
 
     def restore(self) -> str:
         """Back to the baseline after a test's changes escaped; says what was done."""

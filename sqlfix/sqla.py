@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 
 from .fixtures import Sqlfix
@@ -33,17 +34,59 @@ def _sqlalchemy() -> Any:
                     "pip install 'sqlfix[sqlalchemy]'", pytrace=False)
 
 
+_ENGINE_SAVEPOINT = "sqlfix_engine"
+
+
+class _SavepointTransactions:
+    """The engine's transactions as savepoints nested in whatever the connection is in.
+
+    A session the code under test opens, commits or closes then only ever touches
+    its own savepoint: closing it without a commit cannot undo rows the test (or a
+    factory) flushed before, nor destroy another session's savepoint.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def begin(self, dbapi_conn: Any) -> None:
+        dbapi_conn.execute(f"SAVEPOINT {_ENGINE_SAVEPOINT}".encode())
+        self.depth += 1
+
+    def commit(self, dbapi_conn: Any) -> None:
+        if self.depth:
+            self.depth -= 1
+            dbapi_conn.execute(f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}".encode())
+
+    def rollback(self, dbapi_conn: Any) -> None:
+        if not self.depth:
+            return  # nothing of ours is open
+        self.depth -= 1
+        try:
+            dbapi_conn.execute(
+                f"ROLLBACK TO SAVEPOINT {_ENGINE_SAVEPOINT}; "
+                f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}".encode())
+        except psycopg.errors.InvalidSavepointSpecification:
+            dbapi_conn.rollback()  # the test rolled back past it already: back to its state
+
+
 def make_engine(sqlfix: Sqlfix) -> Engine:
     """An engine whose every connection is the test's own connection."""
     sa = _sqlalchemy()
     pool = importlib.import_module("sqlalchemy.pool")
     conn = sqlfix.conn
+    # No reset on return: every rollback must pair with a begin (see _SavepointTransactions).
     engine: Engine = sa.create_engine(
-        "postgresql+psycopg://", creator=lambda: conn, poolclass=pool.StaticPool)
+        "postgresql+psycopg://", creator=lambda: conn, poolclass=pool.StaticPool,
+        pool_reset_on_return=None)
     # Connect now: SQLAlchemy's first connect inspects the server and rolls back,
     # which must happen before the test writes anything.
     with engine.connect():
         pass
+    transactions = _SavepointTransactions()
+    dialect: Any = engine.dialect  # per engine: overriding its methods touches no other
+    dialect.do_begin = transactions.begin
+    dialect.do_commit = transactions.commit
+    dialect.do_rollback = transactions.rollback
     return engine
 
 
@@ -74,10 +117,15 @@ def sqlfix_sqla_session(
     """A Session joined to the test's transaction; `session.commit()` leaves nothing behind."""
     orm = importlib.import_module("sqlalchemy.orm")
     seed_factory_boy(sqlfix, request.node.nodeid)
-    with sqlfix_sqla_engine.connect() as connection:
-        connection.begin()
-        session: Session = orm.Session(bind=connection, join_transaction_mode="create_savepoint")
+    connection = sqlfix_sqla_engine.connect()
+    connection.begin()
+    session: Session = orm.Session(bind=connection, join_transaction_mode="create_savepoint")
+    try:
+        yield session
+    finally:
         try:
-            yield session
-        finally:
             session.close()
+            connection.close()
+        except Exception:
+            if not sqlfix.escaped:  # after an escape its savepoints are gone: say nothing
+                raise

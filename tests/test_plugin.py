@@ -229,3 +229,31 @@ def test_a_statement_the_server_cannot_parse_is_mapped_to_its_line(shop):
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*fixtures_sql/grammar.sql:3:13: SQLF701 server rejected the statement: 42601 syntax error*"])
     assert "InvalidSavepointSpecification" not in result.stdout.str()
+
+
+def test_xdist_workers_share_the_controllers_seed(shop):
+    shop.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_seed(sqlfix, n):
+            with open(f"seed-{os.getpid()}.txt", "w") as out:
+                out.write(str(sqlfix.seed))
+        """
+    )
+    result = shop.runpytest_subprocess("-n", "2", "--sqlfix-seed=random", "-p", "no:randomly")
+    result.assert_outcomes(passed=6)
+    header = next(line for line in result.outlines if line.startswith("sqlfix: seed="))
+    seed = header.split("seed=")[1].split()[0]
+    seen = {p.read_text() for p in shop.path.glob("seed-*.txt")}
+    assert len(list(shop.path.glob("seed-*.txt"))) == 2  # both workers ran tests
+    assert seen == {seed}
+
+
+def test_xdist_with_one_dsn_for_all_workers_is_refused(shop):
+    shop.makepyfile("def test_a(sqlfix_conn): pass")
+    result = shop.runpytest_subprocess("-n", "2", "--sqlfix-dsn=dbname=x_test", "-p", "no:randomly")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*each worker needs a database of its own*"])

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# Imported here, in the outer session, so pytester's in-process runs share one copy:
+# it unloads modules first imported by an inner run, and SQLAlchemy does not survive
+# being imported twice into one process.
+import factory  # noqa: F401
+import sqlalchemy.orm  # noqa: F401
+
 NO_RANDOM = ("-p", "no:randomly")
 
 MODELS = '''
@@ -119,3 +125,48 @@ def test_3_print_names():
     again = shop.runpytest_subprocess("-s", *NO_RANDOM)
     names = [line for line in first.outlines if "NAMES=" in line]
     assert names and names == [line for line in again.outlines if "NAMES=" in line]
+
+
+def test_a_service_session_closed_without_commit_undoes_only_its_own_work(shop):
+    shop.makepyfile(
+        MODELS
+        + """
+def find_user(engine, email):
+    with Session(engine) as s:
+        return s.scalar(select(User).where(User.email == email))
+
+def forgetful_service(engine):
+    with Session(engine) as s:
+        s.add(User(email="forgotten@example.org", full_name="F", created_at=func.now()))
+        s.flush()  # and closes without commit: its row must go, nothing else
+
+@uses("users.sql")
+def test_flushed_rows_survive(sqlfix_sqla_session, sqlfix_sqla_engine, sqlfix_conn):
+    UserFactory(email="spam@x.org")
+    assert find_user(sqlfix_sqla_engine, "spam@x.org")
+    forgetful_service(sqlfix_sqla_engine)
+    assert find_user(sqlfix_sqla_engine, "spam@x.org")
+    assert find_user(sqlfix_sqla_engine, "forgotten@example.org") is None
+    sqlfix_conn.commit()  # the test's own commit keeps the session usable
+    sqlfix_sqla_session.add(User(email="late@example.org", full_name="L", created_at=func.now()))
+    sqlfix_sqla_session.commit()
+    assert count(sqlfix_sqla_session) == 6
+"""
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=1)
+
+
+def test_an_escape_under_a_session_is_reported_once_without_teardown_noise(shop):
+    shop.makepyfile(
+        MODELS
+        + """
+def test_1_escapes(sqlfix_sqla_session, sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('x', 'y', 1); COMMIT")
+
+def test_2_clean(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+"""
+    )
+    result = shop.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "does not exist" not in result.stdout.str()

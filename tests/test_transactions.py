@@ -169,3 +169,217 @@ def test_2_restored(sqlfix_conn):
 """
     )
     pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=1, failed=1)
+
+
+def test_connection_settings_a_test_changes_do_not_reach_the_next(shop):
+    shop.makepyfile(
+        """
+from psycopg.rows import dict_row
+
+def test_1_sets_a_row_factory(sqlfix_conn):
+    sqlfix_conn.row_factory = dict_row
+    assert sqlfix_conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+
+def test_2_gets_tuples_again(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT 1").fetchone() == (1,)
+"""
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=2)
+
+
+def test_escapes_in_fixture_setup_or_teardown_are_caught_and_undone(shop):
+    shop.makepyfile(
+        COUNT
+        + """
+import pytest
+from sqlfix import uses
+
+@pytest.fixture
+def commits_in_teardown(sqlfix_conn):
+    yield
+    sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('leak', 'L', 1)")
+    sqlfix_conn.execute("COMMIT")
+
+@pytest.fixture
+def commits_then_fails_in_setup(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('leak2', 'L', 1)")
+    sqlfix_conn.execute("COMMIT")
+    raise RuntimeError("setup broke")
+
+@uses("users.sql")
+def test_1(commits_in_teardown):
+    pass
+
+def test_2(commits_then_fails_in_setup):
+    pass
+
+def test_3_clean(sqlfix_conn):
+    assert count(sqlfix_conn, "products") == 0
+    assert count(sqlfix_conn, "users") == 0
+"""
+    )
+    result = shop.runpytest(*NO_RANDOM)
+    # test_1 passes, then errors at teardown; test_2 errors in setup and at teardown
+    result.assert_outcomes(passed=2, errors=3)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_1*", "*rollback boundary did not hold*"])
+
+
+def test_an_escape_is_reported_even_when_the_test_skips_or_xfails(shop):
+    shop.makepyfile(
+        """
+import pytest
+
+def test_skips(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('x', 'y', 1); COMMIT")
+    pytest.skip("not today")
+
+@pytest.mark.xfail(reason="known")
+def test_xfails(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('z', 'y', 1); COMMIT")
+    assert False
+"""
+    )
+    result = shop.runpytest(*NO_RANDOM)
+    result.assert_outcomes(skipped=1, xfailed=1, errors=2)
+    assert result.stdout.str().count("rollback boundary did not hold") >= 2
+
+
+def test_commit_outside_any_boundary_is_refused(shop):
+    shop.makepyfile(
+        COUNT
+        + """
+import psycopg
+import pytest
+
+LEAKED = []
+
+def test_1_keeps_a_reference(sqlfix_conn):
+    LEAKED.append(sqlfix_conn)
+
+def test_2_uses_it_without_asking():
+    conn = LEAKED[0]
+    conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('leak', 'L', 1)")
+    with pytest.raises(psycopg.ProgrammingError, match="outside a test's rollback boundary"):
+        conn.commit()
+
+def test_3_clean(sqlfix_conn):
+    assert count(sqlfix_conn, "products") == 0
+"""
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=3)
+
+
+def test_commit_checks_deferred_constraints_and_fixtures_do_too(pytester):
+    (pytester.path / "schema.sql").write_text(
+        "CREATE TABLE parents (id int PRIMARY KEY);\n"
+        "CREATE TABLE children (id int PRIMARY KEY, parent_id int NOT NULL\n"
+        "  REFERENCES parents DEFERRABLE INITIALLY DEFERRED);\n")
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (pytester.path / "fixtures_sql").mkdir()
+    (pytester.path / "fixtures_sql" / "orphan.sql").write_text(
+        "INSERT INTO parents VALUES (1);\nINSERT INTO children VALUES (1, 999);\n")
+    pytester.makepyfile(
+        """
+import psycopg
+import pytest
+from sqlfix import uses
+
+def test_commit_fails_like_a_real_commit(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO parents VALUES (7)")
+    sqlfix_conn.commit()
+    sqlfix_conn.execute("INSERT INTO children VALUES (1, 42)")  # deferred: accepted for now
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        sqlfix_conn.commit()
+    # as after a failed COMMIT, the work since the last commit is gone, the rest stays
+    assert sqlfix_conn.execute("SELECT count(*) FROM children").fetchone() == (0,)
+    assert sqlfix_conn.execute("SELECT count(*) FROM parents").fetchone() == (1,)
+
+@uses("orphan.sql")
+def test_orphan_fixture():
+    pass
+"""
+    )
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*fixtures_sql/orphan.sql:2:1: SQLF701 server rejected the statement: 23503*"])
+
+
+def test_transactional_sequence_changes_in_a_test_are_undone_too(shop):
+    shop.makepyfile(
+        """
+def ins(conn):
+    return conn.execute(
+        "INSERT INTO products (sku, name, price_cents) VALUES (gen_random_uuid()::text, 'A', 1) RETURNING id"
+    ).fetchone()[0]
+
+def test_1_truncates(sqlfix_conn):
+    ins(sqlfix_conn), ins(sqlfix_conn)
+    sqlfix_conn.execute("TRUNCATE products, order_items RESTART IDENTITY")
+
+def test_2_fresh(sqlfix_conn):
+    assert ins(sqlfix_conn) == 1
+
+def test_3_drops_a_table(sqlfix_conn):
+    ins(sqlfix_conn)
+    sqlfix_conn.execute("DROP TABLE order_items")
+
+def test_4_fresh(sqlfix_conn):
+    assert ins(sqlfix_conn) == 1
+    assert sqlfix_conn.execute("SELECT count(*) FROM order_items").fetchone() == (0,)
+"""
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=4)
+
+
+def test_code_under_test_in_pipeline_mode_or_after_an_error_commits_like_psycopg(shop):
+    shop.makepyfile(
+        COUNT
+        + """
+import psycopg
+import pytest
+
+def test_pipeline(sqlfix_conn):
+    with sqlfix_conn.pipeline():
+        sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('p', 'P', 1)")
+        sqlfix_conn.commit()
+    assert count(sqlfix_conn, "products") == 1
+
+def test_commit_after_an_error_rolls_back(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('q', 'Q', 1)")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('r', 'R', -1)")
+    sqlfix_conn.commit()
+    assert count(sqlfix_conn, "products") == 0
+"""
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=2)
+
+
+def test_restore_reloads_linked_schema_rows_once(pytester):
+    (pytester.path / "schema.sql").write_text(
+        "CREATE TABLE audit (id serial PRIMARY KEY, what text);\n"
+        "CREATE TABLE statuses (code text PRIMARY KEY);\n"
+        "CREATE FUNCTION log_status() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN INSERT INTO audit (what) VALUES (NEW.code); RETURN NEW; END $$;\n"
+        "CREATE TRIGGER statuses_audit AFTER INSERT ON statuses FOR EACH ROW EXECUTE FUNCTION log_status();\n"
+        "CREATE TABLE categories (id int PRIMARY KEY, status text NOT NULL REFERENCES statuses);\n"
+        "INSERT INTO statuses VALUES ('active');\n"
+        "INSERT INTO categories VALUES (1, 'active');\n"
+        "CREATE TABLE items (id serial PRIMARY KEY, name text);\n")
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    pytester.makepyfile(
+        """
+def test_1_escapes(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO items (name) VALUES ('x'); COMMIT")
+
+def test_2_restored(sqlfix_conn):
+    q = lambda sql: sqlfix_conn.execute(sql).fetchall()
+    assert q("SELECT count(*) FROM items") == [(0,)]
+    assert q("SELECT * FROM categories") == [(1, "active")]
+    assert q("SELECT id, what FROM audit") == [(1, "active")]
+    assert q("INSERT INTO audit (what) VALUES ('n') RETURNING id") == [(2,)]
+"""
+    )
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*restored the baseline*(triggers off)*"])

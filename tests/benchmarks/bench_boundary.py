@@ -51,7 +51,7 @@ def main(rounds: int) -> None:
 
         def sqlfix_test(reset: bool) -> Callable[[], None]:
             def run() -> None:
-                boundary = Boundary(conn, (lambda c: reset_sequences(c, baseline)) if reset else None)
+                boundary = Boundary(conn, baseline.reset_query if reset else b"")
                 boundary.begin()
                 load(conn, plan)
                 boundary.protect()
