@@ -18,7 +18,7 @@ from . import guard
 from .context import DEFAULT_NOW, TemplateContext
 from .discovery import FixtureDir, FixtureNotFound, dedupe, normalize_name, read_sql
 from .errors import Finding, FixtureError, Severity
-from .plan import Requirement, load_order, parse_requires
+from .plan import Requirement, load_order, misplaced_requires, parse_requires
 from .render import RenderedFixture, render_template
 from .seeds import derive_seed
 
@@ -135,6 +135,12 @@ class FixtureLibrary:
             return None, list(exc.findings)
         result = guard.scan(rendered.sql)
         findings = _guard_findings(rendered, result) + _quoted_placeholders(rendered)
+        findings += [
+            Finding("SQLF304", "`-- requires:` below the first line of SQL is not read; move it "
+                    "into the comment header at the top of the file", shown, line, col,
+                    Severity.WARNING)
+            for line, col in misplaced_requires(text)
+        ]
         findings.sort(key=lambda f: (f.line, f.col, f.code))
         warnings = tuple(f for f in findings if f.severity is Severity.WARNING)
         return CompiledFixture(rendered, result.statements, warnings), findings

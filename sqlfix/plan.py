@@ -46,6 +46,19 @@ def parse_requires(text: str) -> tuple[Requirement, ...]:
     return tuple(found)
 
 
+def misplaced_requires(text: str) -> tuple[tuple[int, int], ...]:
+    """(line, col) of `-- requires:` lines below the header, which `parse_requires` ignores."""
+    found = []
+    in_header = True
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            in_header = False
+        elif not in_header and _REQUIRES.match(line):
+            found.append((lineno, len(line) - len(line.lstrip()) + 1))
+    return tuple(found)
+
+
 RequiresOf = Callable[[str], tuple[Requirement, ...]]
 PathOf = Callable[[str], str]
 

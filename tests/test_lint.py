@@ -569,3 +569,13 @@ def test_github_format_escapes_per_the_workflow_command_rules() -> None:
         "::warning file=fx/b%2C c.sql,line=1,col=2,title=SQLF501::nondeterministic now(), 100%25%0Asure",
         "Found 2 findings (1 error, 1 warning) in 2 files.",
     ]
+
+
+def test_requires_not_in_header_doc_examples(tmp_path: Path) -> None:
+    section = doc_section("SQLF304")
+    bad, good = doc_example(section, "Bad"), doc_example(section, "Good")
+    assert bad is not None and good is not None
+    users = "INSERT INTO users VALUES ({{ id('users', 'ann') }});\n"
+    found = run_lint(tmp_path / "b", {"orders.sql": bad, "users.sql": users}).findings
+    assert [(f.code, f.line, f.col) for f in found] == [("SQLF304", 2, 1)]
+    assert run_lint(tmp_path / "g", {"orders.sql": good, "users.sql": users}).findings == ()

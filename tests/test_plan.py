@@ -50,3 +50,11 @@ def test_a_missing_requirement_names_the_chain_and_the_line():
     (finding,) = info.value.findings
     assert finding.format().startswith("fx/broken.sql:1:14: SQLF301")
     assert "broken.sql -> nope.sql" in finding.message
+
+
+def test_requires_below_the_header_is_found_for_the_lint():
+    from sqlfix.plan import misplaced_requires
+
+    text = "-- requires: a.sql\nSELECT 1;\n  -- requires: b.sql\n-- not this\n"
+    assert misplaced_requires(text) == ((3, 3),)
+    assert misplaced_requires("-- requires: a.sql\n\nSELECT 1;\n") == ()
