@@ -36,7 +36,7 @@ EPILOG = """\
 examples:
   python -m sqlfix lint                         # every fixture in the fixtures directory
   python -m sqlfix lint --format github         # annotations in a GitHub Actions log
-  python -m sqlfix render orders.sql | psql -d myapp_test
+  python -m sqlfix render orders.sql | psql -d myapp_test -1 -v ON_ERROR_STOP=1
   python -m sqlfix check                        # on the embedded PostgreSQL
 
 exit codes: 0 clean, 1 findings or a fixture that did not load, 2 usage or internal error
@@ -58,7 +58,7 @@ Each fixture is preceded by a `-- sqlfix: NAME (seed N)` line. Errors go to stde
 
 examples:
   python -m sqlfix render orders.sql
-  python -m sqlfix render orders.sql --seed 7 | psql -d myapp_test
+  python -m sqlfix render orders.sql --seed 7 | psql -d myapp_test -1 -v ON_ERROR_STOP=1
 """
 CHECK_EPILOG = """\
 Lints first (errors stop before the database), then applies the schema and loads
@@ -250,15 +250,17 @@ def run_render(args: argparse.Namespace, out: TextIO) -> int:
 def _resetter(session: DatabaseSession) -> dbcheck.AfterLoad | None:
     """Puts back the sequences a rolled-back load advanced (nextval() is not transactional)."""
     baseline = session.baseline
-    if baseline is None or not session.settings.reset_sequences:
+    if baseline is None:
         return None
+    # Always, whatever reset_sequences says: check promises to leave the database as it was.
     return lambda conn: reset_sequences(conn, baseline)
 
 
 def run_check(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_for(args)
     # The test-file rules (SQLF601/602) are lint's: check is about the fixtures.
-    options = dataclasses.replace(lint_options(settings), tests=None)
+    lint_config = {k: v for k, v in settings.lint.items() if k != "tests"}
+    options = lint_options(dataclasses.replace(settings, lint=lint_config))
     workspace = Workspace(make_library(settings))
     targets = workspace.targets(args.paths)
     result = lint(workspace, targets, options)

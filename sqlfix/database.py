@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+from . import guard
 from .boundary import SqlfixConnection
 from .errors import DatabaseError
 from .library import display_path
@@ -42,7 +43,7 @@ def connect(dsn: str) -> SqlfixConnection:
     except psycopg.OperationalError as exc:
         raise DatabaseError(
             f"cannot connect to the test database ({exc}). Check the DSN "
-            "(--sqlfix-dsn, SQLFIX_DSN or [tool.sqlfix] dsn), or leave it unset and "
+            "(the DSN option, SQLFIX_DSN or [tool.sqlfix] dsn), or leave it unset and "
             "sqlfix starts its own PostgreSQL"
         ) from exc
 
@@ -100,12 +101,29 @@ def _run_schema_file(conn: psycopg.Connection[Any], path: Path) -> None:
         with conn.transaction():  # a savepoint: the error names this file alone
             conn.execute(text.encode())
     except psycopg.Error as exc:
-        line = _error_line(text, exc.diag.statement_position)
+        position = exc.diag.statement_position
+        line = _error_line(text, position) if position else _failing_line(conn, text)
         raise DatabaseError(
             f"{display_path(path)}:{line}:1: schema failed: {exc.diag.sqlstate} "
             f"{exc.diag.message_primary or exc}. If the objects already exist, the database "
             "was not built by sqlfix: point the DSN at an empty test database"
         ) from exc
+
+
+def _failing_line(conn: psycopg.Connection[Any], text: str) -> int:
+    """The line of the statement that fails, found by replaying one at a time (error path)."""
+    try:
+        with conn.transaction():
+            for statement in guard.scan(text).statements:
+                try:
+                    with conn.transaction():
+                        conn.execute(statement.text.encode())
+                except psycopg.Error:
+                    return text.count("\n", 0, statement.offset) + 1
+            raise psycopg.Rollback()
+    except psycopg.Error:
+        pass
+    return 1
 
 
 def _error_line(text: str, position: str | None) -> int:

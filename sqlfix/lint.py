@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import rules, usage
+from . import guard, rules, usage
 from .config import Settings
 from .discovery import normalize_name
 from .errors import Finding, FixtureError, Severity
@@ -23,10 +23,12 @@ from .library import display_path
 from .targets import Target, UsageError, Workspace
 
 _CYCLE = re.compile(r"cycle: (?P<chain>.+?); ")
-_NOQA = re.compile(
-    r"(?:--|#)\s*sqlfix:\s*noqa\b(?:\s*:\s*(?P<codes>[A-Z0-9]+(?:\s*,\s*[A-Z0-9]+)*))?",
-    re.IGNORECASE,
-)
+_NOQA_BODY = r"\s*sqlfix:\s*noqa\b(?:\s*:\s*(?P<codes>[A-Z0-9]+(?:\s*,\s*[A-Z0-9]+)*))?"
+# An SQL comment in .sql files, a Python one in test files (SQLF602 points there).
+_NOQA = {
+    "--": re.compile(r"--" + _NOQA_BODY, re.IGNORECASE),
+    "#": re.compile(r"#" + _NOQA_BODY, re.IGNORECASE),
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ def lint_options(
         tests = settings.root / config["tests"]
     if tests is not None and not tests.is_dir():
         raise UsageError(f"the tests directory {display_path(tests)} does not exist")
+    if chosen is not None and not chosen:
+        raise UsageError("select names no rule: every rule would be off; list codes such as "
+                         "SQLF1 or SQLF501, or leave select out for all rules")
     return LintOptions(chosen, ignored, tests)
 
 
@@ -156,14 +161,21 @@ class _Noqa:
     def _line(self, path: str, line: int) -> str:
         if path not in self._lines:
             try:
-                self._lines[path] = Path(path).read_text(encoding="utf-8").splitlines()
+                # split("\n"), as the renderer counts lines; splitlines() knows more breaks
+                self._lines[path] = Path(path).read_text(encoding="utf-8").split("\n")
             except (OSError, UnicodeDecodeError):
                 self._lines[path] = []
         lines = self._lines[path]
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def silences(self, finding: Finding) -> bool:
-        match = _NOQA.search(self._line(finding.path, finding.line))
+        rule = rules.RULES.get(finding.code)
+        if rule is None or not rule.silenceable:
+            return False  # the loader refuses the fixture whatever the comment says
+        line = self._line(finding.path, finding.line)
+        pattern = _NOQA["#" if finding.path.endswith(".py") else "--"]
+        match = next((m for m in pattern.finditer(line)
+                      if not guard.inside_string(line, m.start())), None)
         if match is None:
             return False
         if match.group("codes") is None:

@@ -50,14 +50,32 @@ def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
 
 
 def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError | None:
-    """Replay statement by statement (inside the savepoint) to find the one that fails."""
-    for fixture in plan:
-        for statement in fixture.statements:
-            try:
-                conn.execute(f"{statement.text}\n{_CHECK_DEFERRED}".encode())
-            except psycopg.Error as exc:
-                return _load_error(fixture, statement.offset, statement.text, exc)
-    return None
+    """Replay statement by statement (inside the savepoint) to find the one that fails.
+
+    First as loaded: a statement that fails by itself is the culprit. If none does,
+    a deferred constraint failed at the end: the culprit is the statement after
+    which the check starts failing for good (a fixture may insert a child before
+    its parent under SET CONSTRAINTS ALL DEFERRED).
+    """
+    statements = [(f, s) for f in plan for s in f.statements]
+    for fixture, statement in statements:
+        try:
+            conn.execute(statement.text.encode())
+        except psycopg.Error as exc:
+            return _load_error(fixture, statement.offset, statement.text, exc)
+    conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
+    culprit: tuple[CompiledFixture, Any, psycopg.Error] | None = None
+    for fixture, statement in statements:
+        conn.execute(statement.text.encode())
+        try:
+            conn.execute(_CHECK_DEFERRED.encode())
+            culprit = None
+        except psycopg.Error as failed:
+            conn.execute(b"ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check")
+            culprit = culprit or (fixture, statement, failed)
+    if culprit is None:
+        return None
+    return _load_error(culprit[0], culprit[1].offset, culprit[1].text, culprit[2])
 
 
 def _load_error(fixture: CompiledFixture, offset: int, text: str, exc: psycopg.Error) -> LoadError:

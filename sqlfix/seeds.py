@@ -15,7 +15,9 @@ ID_SPAN = 2**31 - 1 - ID_MIN
 
 def _digest(*parts: object) -> int:
     text = "\x1f".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    # surrogateescape: a file name that is not valid UTF-8 still hashes (to its bytes)
+    data = text.encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 def derive_seed(seed: int, *parts: object) -> int:

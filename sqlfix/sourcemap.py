@@ -12,12 +12,14 @@ import bisect
 from dataclasses import dataclass
 
 MARK = "\x00"
-EXPR_OPEN = f"{MARK}E{MARK}"
-EXPR_CLOSE = f"{MARK}e{MARK}"
+# Mark bodies are digits and punctuation only, so filters such as {% filter upper %}
+# over template text cannot change them.
+EXPR_OPEN = f"{MARK}<{MARK}"
+EXPR_CLOSE = f"{MARK}>{MARK}"
 
 
 def position_mark(line: int, col: int) -> str:
-    return f"{MARK}P{line}:{col}{MARK}"
+    return f"{MARK}{line}:{col}{MARK}"
 
 
 def mark_data(text: str, line: int, col: int) -> str:
@@ -74,14 +76,14 @@ class _Builder:
             self.col += len(chunk)  # marks follow every newline, so no newline here
 
     def mark(self, body: str) -> None:
-        if body == "E":
+        if body == "<":
             self.expr_start = self.length
             self.segments.append((self.length, self.line, self.col, False))
-        elif body == "e" and self.expr_start is not None:
+        elif body == ">" and self.expr_start is not None:
             self.expressions.append((self.expr_start, self.length))
             self.expr_start = None
-        elif body.startswith("P"):
-            line, col = body[1:].split(":")
+        elif ":" in body:
+            line, col = body.split(":")
             self.line, self.col = int(line), int(col)
             self.segments.append((self.length, self.line, self.col, True))
 

@@ -40,18 +40,45 @@ def find_test_files(root: Path) -> list[Path]:
         p
         for p in root.rglob("*.py")
         if (p.name.startswith("test_") or p.name.endswith("_test.py") or p.name == "conftest.py")
-        and not any(part in _SKIP_DIRS or part.startswith(".") for part in p.parent.parts)
+        and not any(
+            part in _SKIP_DIRS or part.startswith(".")
+            for part in p.relative_to(root).parent.parts  # not root's own path: it may be ../x
+        )
     )
 
 
-def _call_name(func: ast.expr) -> str | None:
+@dataclass(frozen=True)
+class _Names:
+    """What a test file calls sqlfix's `uses` and the modules it lives in."""
+
+    uses: frozenset[str]  # `uses`, or its alias from `from sqlfix import uses as u`
+    holders: frozenset[str]  # expressions whose `.uses` is sqlfix's: sqlfix, pytest.mark ...
+
+
+def _names(tree: ast.AST) -> _Names:
+    uses, holders = {"uses"}, {"sqlfix", "pytest.mark", "mark"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "sqlfix":
+            uses.update(a.asname or a.name for a in node.names if a.name == "uses")
+        elif isinstance(node, ast.ImportFrom) and node.module == "pytest":
+            holders.update(a.asname or a.name for a in node.names if a.name == "mark")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "sqlfix":
+                    holders.add(alias.asname or "sqlfix")
+                elif alias.name == "pytest" and alias.asname:
+                    holders.add(f"{alias.asname}.mark")
+    return _Names(frozenset(uses), frozenset(holders))
+
+
+def _call_name(func: ast.expr, names: _Names) -> str | None:
     """`uses`, `pytest.mark.uses`, `sqlfix.load`, ... or None for other calls."""
     if isinstance(func, ast.Name):
-        return func.id if func.id == "uses" else None
+        return func.id if func.id in names.uses else None
     if not isinstance(func, ast.Attribute):
         return None
     if func.attr == "uses":
-        return ast.unparse(func)
+        return ast.unparse(func) if ast.unparse(func.value) in names.holders else None
     if func.attr in _HANDLE_METHODS and isinstance(func.value, ast.Name):
         return f"sqlfix.{func.attr}" if func.value.id == "sqlfix" else None
     return None
@@ -69,10 +96,11 @@ def _uses_in(source: str, shown: str) -> Iterator[Use]:
     except (SyntaxError, ValueError):
         return  # pytest reports a test file that does not parse
     lines = source.splitlines()
+    names = _names(tree)
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        call = _call_name(node.func)
+        call = _call_name(node.func, names)
         if call is None:
             continue
         for arg in node.args:

@@ -75,7 +75,7 @@ def test_lint_text_reports_each_broken_finding_once(
     *lines, summary = out.splitlines()
     found = [re.sub(r"^fx/(.*?): (SQLF\d+) .*", r"\1 \2", line) for line in lines]
     assert found == expected(broken)
-    assert summary == "Found 17 findings (15 errors, 2 warnings) in 15 files."
+    assert summary == "Found 18 findings (16 errors, 2 warnings) in 16 files."
 
 
 def test_lint_json_is_valid_and_matches_the_text(broken: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +100,7 @@ def test_lint_github_annotations(broken: Path, capsys: pytest.CaptureFixture[str
         found.append(f"{match[2]}:{match[3]}:{match[4]} {match[5]}")
         assert (match[1] == "warning") == (match[5] in {"SQLF403", "SQLF501"})
     assert (code, found) == (1, expected(broken))
-    assert summary.startswith("Found 17 findings")
+    assert summary.startswith("Found 18 findings")
 
 
 def test_lint_given_files_and_the_select_ignore_options(

@@ -137,3 +137,14 @@ def test_database_url_keeps_unix_socket_hosts_in_the_query():
     assert url == "postgresql://sqlfix@/sqlfix_test?host=%2Fdev%2Fshm%2Fsqlfix-ab&port=5432"
     assert database_url("host=db.local port=6543 user=a password=p@ss dbname=x_test") == (
         "postgresql://a:p%40ss@db.local:6543/x_test")
+
+
+def test_a_failing_schema_statement_is_named_by_file_and_line(pytester):
+    (pytester.path / "schema.sql").write_text(
+        "CREATE TABLE a (id int PRIMARY KEY);\n\n"
+        "CREATE TABLE b (a_id int REFERENCES nowhere (id));\n")
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    pytester.makepyfile("def test_a(sqlfix_conn): pass\n")
+    result = pytester.runpytest(*NO_RANDOM)
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*schema.sql:3:1: schema failed: 42P01*"])

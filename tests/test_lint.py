@@ -288,20 +288,36 @@ def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ noqa, select, ignore
 
 NOISY = (
-    "CREATE TABLE t (id int);  -- sqlfix: noqa: SQLF101\n"
+    "INSERT INTO t VALUES (clock_timestamp());  -- sqlfix: noqa: SQLF501\n"
     "INSERT INTO t VALUES (now());  -- sqlfix: noqa\n"
     "INSERT INTO t VALUES (random());  -- sqlfix: noqa: SQLF101\n"  # the wrong code: reported
-    "TRUNCATE t;  -- sqlfix: NOQA:SQLF102,SQLF101\n"
+    "INSERT INTO t VALUES (now());  -- sqlfix: NOQA:SQLF102,SQLF501\n"
     "-- sqlfix: noqa: SQLF501\n"
     "INSERT INTO t VALUES (now());\n"  # the comment is on another line: reported
+    "INSERT INTO t VALUES ('-- sqlfix: noqa', now());\n"  # inside a string: not a comment
+    "INSERT INTO t VALUES (now());  # sqlfix: noqa\n"  # `#` is no SQL comment
 )
 
 
 def test_noqa_silences_its_codes_on_its_line(tmp_path: Path) -> None:
-    assert places(run_lint(tmp_path, {"a.sql": NOISY})) == [
+    assert [p for p in places(run_lint(tmp_path, {"a.sql": NOISY})) if p[3] == "SQLF501"] == [
         ("a.sql", 3, 23, "SQLF501"),
         ("a.sql", 6, 23, "SQLF501"),
+        ("a.sql", 7, 42, "SQLF501"),
+        ("a.sql", 8, 23, "SQLF501"),
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE TABLE t (id int);  -- sqlfix: noqa: SQLF101\n",
+        "INSERT INTO t VALUES ({{ nope }});  -- sqlfix: noqa\n",
+        "INSERT INTO t VALUES ('abc);  -- sqlfix: noqa\n",
+    ],
+)
+def test_noqa_cannot_silence_what_the_loader_refuses(tmp_path: Path, text: str) -> None:
+    assert run_lint(tmp_path, {"a.sql": text}).errors
 
 
 @pytest.mark.parametrize(
@@ -579,3 +595,37 @@ def test_requires_not_in_header_doc_examples(tmp_path: Path) -> None:
     found = run_lint(tmp_path / "b", {"orders.sql": bad, "users.sql": users}).findings
     assert [(f.code, f.line, f.col) for f in found] == [("SQLF304", 2, 1)]
     assert run_lint(tmp_path / "g", {"orders.sql": good, "users.sql": users}).findings == ()
+
+
+def test_uses_aliases_are_seen_and_other_uses_methods_are_not(tmp_path: Path) -> None:
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_alias.py").write_text(
+        "import sqlfix as sf\n"
+        "from sqlfix import uses as u\n"
+        "@u('a.sql')\ndef test_a(): pass\n"
+        "@sf.uses('b.sql')\ndef test_b(): pass\n"
+        "class Other:\n    def uses(self, name): pass\n"
+        "Other().uses('not-a-fixture.sql')\n",
+        encoding="utf-8",
+    )
+    assert [u.name for u in usage.scan(tests)] == ["a.sql", "b.sql"]
+
+
+def test_the_tests_directory_may_be_reached_through_dot_dirs(tmp_path: Path) -> None:
+    tests = tmp_path / ".project" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "test_x.py").write_text("from sqlfix import uses\n@uses('a.sql')\ndef test(): pass\n")
+    (tests / ".hidden").mkdir()
+    (tests / ".hidden" / "test_y.py").write_text("from sqlfix import uses\nuses('b.sql')\n")
+    assert [u.name for u in usage.scan(tests)] == ["a.sql"]
+    assert [u.name for u in usage.scan(tmp_path / ".project" / ".." / ".project" / "tests")] == ["a.sql"]
+
+
+def test_an_empty_select_is_a_usage_error(tmp_path: Path) -> None:
+    from sqlfix.config import load_settings
+    from sqlfix.lint import lint_options
+    from sqlfix.targets import UsageError
+
+    with pytest.raises(UsageError, match="select names no rule"):
+        lint_options(load_settings(tmp_path), select=[])

@@ -100,3 +100,8 @@ def test_an_unknown_faker_locale_says_so():
     context = TemplateContext(0, 0, locale="xx_XX")
     with pytest.raises(FixtureError, match="faker_locale 'xx_XX' is not a Faker locale"):
         render_template("SELECT {{ fake.name() }};", name="t.sql", path="t.sql", context=context)
+
+
+def test_lines_map_back_through_case_changing_filters():
+    out = render("-- h\n\n{% filter lower %}\nINSERT INTO t VALUES ({{ 'A' }});\n  DROP TABLE X;\n{% endfilter %}\n")
+    assert out.locate(out.sql.index("drop")) == (5, 3)

@@ -383,3 +383,42 @@ def test_2_restored(sqlfix_conn):
     result = pytester.runpytest(*NO_RANDOM)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*restored the baseline*(triggers off)*"])
+
+
+def test_a_fixture_may_defer_constraints_and_a_real_violation_is_still_pinned(pytester):
+    (pytester.path / "schema.sql").write_text(
+        "CREATE TABLE parent (id int PRIMARY KEY);\n"
+        "CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent DEFERRABLE,\n"
+        "  qty int CHECK (qty > 0));\n")
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (pytester.path / "fixtures_sql").mkdir()
+    (pytester.path / "fixtures_sql" / "ok.sql").write_text(
+        "SET CONSTRAINTS ALL DEFERRED;\nINSERT INTO child VALUES (1, 10, 1);\n"
+        "INSERT INTO parent VALUES (10);\n")
+    (pytester.path / "fixtures_sql" / "bad.sql").write_text(
+        "SET CONSTRAINTS ALL DEFERRED;\nINSERT INTO child VALUES (1, 10, 1);\n"
+        "INSERT INTO parent VALUES (10);\nINSERT INTO child VALUES (2, 10, -1);\n")
+    (pytester.path / "fixtures_sql" / "orphan.sql").write_text(
+        "SET CONSTRAINTS ALL DEFERRED;\nINSERT INTO parent VALUES (1);\n"
+        "INSERT INTO child VALUES (1, 2, 1);\nINSERT INTO child VALUES (2, 1, 1);\n")
+    pytester.makepyfile(
+        """
+from sqlfix import uses
+
+@uses("ok.sql")
+def test_ok(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM child").fetchone() == (1,)
+
+@uses("bad.sql")
+def test_bad():
+    pass
+
+@uses("orphan.sql")
+def test_orphan():
+    pass
+"""
+    )
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(["*fixtures_sql/bad.sql:4:1: SQLF701 *23514*"])
+    result.stdout.fnmatch_lines(["*fixtures_sql/orphan.sql:3:1: SQLF701 *23503*"])
