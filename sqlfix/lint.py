@@ -106,11 +106,24 @@ def _file_findings(workspace: Workspace, target: Target) -> list[Finding]:
 
 def _requirement_findings(workspace: Workspace, target: Target) -> list[Finding]:
     """Missing requirements, cycles, and id() collisions with what the file loads."""
+    # Every missing name of this file's own header; the planner stops at the first.
+    try:
+        own = workspace.requires(target.key)
+    except FixtureError:
+        return []  # unreadable: its own finding (SQLF001) says so
+    found = [
+        Finding("SQLF301", f"requires names a missing fixture {req.name!r} "
+                f"({target.key} -> {req.name}); fix the name or add the file",
+                target.shown, req.line, req.col)
+        for req in own
+        if not workspace.library.exists(req.name)
+    ]
     try:
         workspace.id_collisions(workspace.order(target))
     except FixtureError as exc:
-        return list(exc.findings)
-    return []
+        found.extend(f for f in exc.findings if (f.code, f.line, f.col) not in
+                     {(g.code, g.line, g.col) for g in found if g.path == f.path})
+    return found
 
 
 def _test_findings(workspace: Workspace, targets: Sequence[Target], tests: Path) -> list[Finding]:

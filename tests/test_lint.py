@@ -629,3 +629,9 @@ def test_an_empty_select_is_a_usage_error(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="select names no rule"):
         lint_options(load_settings(tmp_path), select=[])
+
+
+def test_every_missing_requirement_of_a_header_is_reported(tmp_path: Path) -> None:
+    text = "-- requires: x.sql, users.sql, y.sql\nSELECT 1;\n"
+    found = run_lint(tmp_path, {"m.sql": text, "users.sql": "SELECT 1;\n"}).findings
+    assert [(f.code, f.line, f.col) for f in found] == [("SQLF301", 1, 14), ("SQLF301", 1, 32)]
