@@ -6,6 +6,7 @@ import difflib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from .errors import ConfigError, Finding, FixtureError
@@ -52,7 +53,7 @@ class FixtureDir:
         """Every fixture name under the directory, sorted, schema files left out."""
         if not self.root.is_dir():
             return []
-        excluded = {p.resolve() for p in self.exclude}
+        excluded = self._schema_files
         return sorted(
             p.relative_to(self.root).as_posix()
             for p in self.root.rglob("*.sql")
@@ -67,7 +68,11 @@ class FixtureDir:
             return None
 
     def is_schema(self, path: Path) -> bool:
-        return path.resolve() in {p.resolve() for p in self.exclude}
+        return path.resolve() in self._schema_files
+
+    @cached_property
+    def _schema_files(self) -> frozenset[Path]:
+        return frozenset(p.resolve() for p in self.exclude)
 
 
 def normalize_name(name: str) -> str:

@@ -87,6 +87,21 @@ def _quoted_placeholders(rendered: RenderedFixture) -> list[Finding]:
     return findings
 
 
+@dataclass(frozen=True)
+class Source:
+    """A fixture file as last read: its text and the requirements of its header."""
+
+    path: Path
+    stamp: tuple[int, int]  # (mtime_ns, size): when it changes, the file is read again
+    text: str
+    requires: tuple[Requirement, ...]
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
 @dataclass
 class FixtureLibrary:
     directory: FixtureDir
@@ -94,11 +109,34 @@ class FixtureLibrary:
     now: dt.datetime = DEFAULT_NOW
     locale: str = "en_US"
     _cache: dict[tuple[str, str], CompiledFixture] = field(default_factory=dict, repr=False)
+    _sources: dict[str, Source] = field(default_factory=dict, repr=False)
 
     def path(self, name: str) -> Path:
         return self.directory.resolve(name)
 
+    def source(self, name: str) -> Source:
+        """The file of `name`, read once and again only when it changes (one stat a call).
+
+        Tests ask for the same fixtures over and over: this keeps path resolution,
+        reading and header parsing off the per-test path. Raises FixtureNotFound, or
+        FixtureError (SQLF001) for a file that is not UTF-8.
+        """
+        cached = self._sources.get(name)
+        if cached is not None:
+            try:
+                if _stamp(cached.path) == cached.stamp:
+                    return cached
+            except OSError:
+                pass  # gone: resolve() below says so
+        path = self.path(name)
+        stamp, text = _stamp(path), read_sql(path)
+        requires = tuple(replace(r, name=normalize_name(r.name)) for r in parse_requires(text))
+        self._sources[name] = Source(path, stamp, text, requires)
+        return self._sources[name]
+
     def exists(self, name: str) -> bool:
+        if name in self._sources:
+            return True
         try:
             self.directory.resolve(name)
         except FixtureNotFound:
@@ -106,27 +144,25 @@ class FixtureLibrary:
         return True
 
     def requires(self, name: str) -> tuple[Requirement, ...]:
-        found = parse_requires(read_sql(self.path(name)))
-        return tuple(replace(r, name=normalize_name(r.name)) for r in found)
+        return self.source(name).requires
 
     def order(self, names: Iterable[str]) -> list[str]:
         """Requested names plus their requirements, in load order."""
         requested = dedupe(normalize_name(n) for n in names)
         for name in requested:
-            self.path(name)  # unknown names fail here, before any requirement
+            self.source(name)  # unknown names fail here, before any requirement
         return load_order(
-            requested, self.requires, lambda n: display_path(self.path(n)), self.exists
+            requested, self.requires, lambda n: display_path(self.source(n).path), self.exists
         )
 
     def check(self, name: str) -> tuple[CompiledFixture | None, list[Finding]]:
         """Render and guard one fixture; every finding, errors and warnings."""
         name = normalize_name(name)
-        path = self.path(name)
         try:
-            text = read_sql(path)
+            source = self.source(name)
         except FixtureError as exc:
             return None, list(exc.findings)
-        shown = display_path(path)
+        text, shown = source.text, display_path(source.path)
         file_seed = derive_seed(self.seed, name)
         context = TemplateContext(file_seed, self.seed, self.now, self.locale)
         try:
@@ -148,7 +184,7 @@ class FixtureLibrary:
     def compile(self, name: str) -> CompiledFixture:
         """One fixture, checked; raises FixtureError listing every error in it."""
         name = normalize_name(name)
-        key = (name, read_sql(self.path(name)))
+        key = (name, self.source(name).text)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
