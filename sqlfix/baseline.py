@@ -20,6 +20,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from .boundary import scalar
+
 COPY_SCHEMA = "_sqlfix_baseline"
 _OWN_SCHEMAS = ("pg_catalog", "information_schema", "_sqlfix", COPY_SCHEMA)
 
@@ -54,7 +56,6 @@ ORDER BY a.attnum
 class Baseline:
     tables: tuple[tuple[str, str], ...]  # (schema, table) of every user table
     saved: tuple[tuple[str, str], ...]  # tables with rows, copied to COPY_SCHEMA; parents first
-    sequences: tuple[str, ...]  # qualified, quoted names
     reset_query: bytes = b""  # puts back every sequence that moved; see reset_sequences
 
 
@@ -66,17 +67,19 @@ def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
     """
     if not sequences:
         return b""
-    parts = []
-    for name in sequences:
-        row = conn.cursor(row_factory=tuple_row).execute(sql.SQL(
-            "SELECT last_value, is_called FROM {}").format(
-            sql.SQL(name))).fetchone()
-        assert row is not None
-        parts.append(sql.SQL(
+    positions = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}, last_value, is_called FROM {}").format(sql.Literal(n), sql.SQL(n))
+        for n in sequences
+    )
+    rows = conn.cursor(row_factory=tuple_row).execute(positions).fetchall()  # one round trip
+    parts = [
+        sql.SQL(
             "SELECT setval({name}, {value}, {called}) FROM {seq} "
-            "WHERE (last_value, is_called) IS DISTINCT FROM ({value}, {called})").format(
-            name=sql.Literal(name), value=sql.Literal(row[0]), called=sql.Literal(row[1]),
-            seq=sql.SQL(name)))
+            "WHERE (last_value, is_called) IS DISTINCT FROM ({value}, {called})"
+        ).format(name=sql.Literal(name), value=sql.Literal(value), called=sql.Literal(called),
+                 seq=sql.SQL(name))
+        for name, value, called in rows
+    ]
     query = sql.SQL("SELECT count(*) FROM ({}) AS moved").format(
         sql.SQL(" UNION ALL ").join(parts))
     return query.as_bytes(conn)
@@ -101,7 +104,7 @@ def capture(conn: psycopg.Connection[Any]) -> Baseline:
             cur.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
                 _copy_name(schema, table), sql.Identifier(schema, table)))
         edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
-    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), tuple(seqs), reset)
+    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset)
 
 
 def parents_first(
@@ -123,8 +126,7 @@ def parents_first(
 
 def _has_rows(conn: psycopg.Connection[Any], table: tuple[str, str]) -> bool:
     query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(*table))
-    row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
-    return bool(row and row[0])
+    return bool(scalar(conn, query.as_bytes(conn)))
 
 
 def reset_sequences(conn: psycopg.Connection[Any], baseline: Baseline) -> int:
@@ -134,8 +136,7 @@ def reset_sequences(conn: psycopg.Connection[Any], baseline: Baseline) -> int:
     """
     if not baseline.reset_query:
         return 0
-    row = conn.cursor(row_factory=tuple_row).execute(baseline.reset_query).fetchone()
-    return int(row[0]) if row else 0
+    return int(scalar(conn, baseline.reset_query) or 0)
 
 
 def restore(conn: psycopg.Connection[Any], baseline: Baseline) -> str:

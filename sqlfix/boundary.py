@@ -23,12 +23,14 @@ SAVEPOINT = "sqlfix_test"
 # A failed real COMMIT reports a deferred-constraint violation; RELEASE SAVEPOINT
 # does not check them. Checking inside a throwaway savepoint leaves every
 # constraint in the mode it had.
-_CHECK_DEFERRED = (
+CHECK_DEFERRED = (
     "SAVEPOINT sqlfix_check",
     "SET CONSTRAINTS ALL IMMEDIATE",
     "ROLLBACK TO SAVEPOINT sqlfix_check",
     "RELEASE SAVEPOINT sqlfix_check",
 )
+# After a failed check: leave its savepoint, the transaction usable again.
+UNDO_CHECK = "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check"
 
 ESCAPE_HELP = (
     "Its changes may have escaped the rollback: the transaction sqlfix opened for the test "
@@ -92,7 +94,7 @@ class SqlfixConnection(psycopg.Connection[TupleRow]):
             self.rollback()  # COMMIT of a failed transaction rolls back, silently
             return
         try:
-            run_sql(self, [*_CHECK_DEFERRED, f"SAVEPOINT {SAVEPOINT}"])
+            run_sql(self, [*CHECK_DEFERRED, f"SAVEPOINT {SAVEPOINT}"])
         except psycopg.Error:
             self.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}".encode())  # a failed commit
             raise
@@ -107,10 +109,6 @@ class SqlfixConnection(psycopg.Connection[TupleRow]):
     def real_rollback(self) -> None:
         """End the transaction for good, whatever the boundary says."""
         psycopg.Connection.rollback(self)
-
-    def real_commit(self) -> None:
-        """Commit for good: sqlfix's own set-up work, never a test's."""
-        psycopg.Connection.commit(self)
 
 
 class Boundary:

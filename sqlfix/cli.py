@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__, dbcheck, report
-from .baseline import reset_sequences
 from .config import Settings, find_pyproject, load_settings, parse_seed
 from .discovery import normalize_name
 from .errors import FixtureError, SqlfixError
@@ -247,15 +246,6 @@ def run_render(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _resetter(session: DatabaseSession) -> dbcheck.AfterLoad | None:
-    """Puts back the sequences a rolled-back load advanced (nextval() is not transactional)."""
-    baseline = session.baseline
-    if baseline is None:
-        return None
-    # Always, whatever reset_sequences says: check promises to leave the database as it was.
-    return lambda conn: reset_sequences(conn, baseline)
-
-
 def run_check(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_for(args)
     # The test-file rules (SQLF601/602) are lint's: check is about the fixtures.
@@ -286,7 +276,10 @@ def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], o
     out.flush()
     session.start()
     try:
-        outcomes = dbcheck.run(session.connection(), workspace, targets, out, _resetter(session))
+        # Sequences are put back whatever reset_sequences says: check promises to leave
+        # the database as it was.
+        outcomes = dbcheck.run(
+            lambda: session.boundary(reset_sequences=True), workspace, targets, out)
     finally:
         session.stop()
     failed = sum(not o.ok for o in outcomes)

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS _sqlfix.schema_state (
 
 
 def connect(dsn: str) -> SqlfixConnection:
+    """The session's connection: commits between tests are refused (see SqlfixConnection)."""
     """A connection for the session; its strings follow the rules fixtures are checked by.
 
     The guard and the quoting read '...' the way PostgreSQL does with
@@ -38,8 +39,10 @@ def connect(dsn: str) -> SqlfixConnection:
     connection makes sure the server reads them that way too.
     """
     try:
-        return SqlfixConnection.connect(
+        conn = SqlfixConnection.connect(
             dsn, autocommit=False, options="-c standard_conforming_strings=on")
+        conn._sqlfix_owned = True
+        return conn
     except psycopg.OperationalError as exc:
         raise DatabaseError(
             f"cannot connect to the test database ({exc}). Check the DSN "

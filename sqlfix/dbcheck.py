@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import psycopg
 
+from .boundary import Boundary
 from .errors import Finding, FixtureError, LoadError
 from .loader import load
 from .targets import Target, Workspace
@@ -27,7 +28,7 @@ SELECT schemaname, tablename,
            format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename),
            false, true, '')))[1]::text::bigint
 FROM pg_catalog.pg_tables
-WHERE schemaname NOT IN ('information_schema', 'sqlfix')
+WHERE schemaname <> 'information_schema'
   AND schemaname NOT LIKE 'pg\\_%' AND schemaname NOT LIKE '\\_sqlfix%'
 ORDER BY schemaname, tablename
 """
@@ -64,24 +65,21 @@ def _changes(before: dict[str, int], after: dict[str, int]) -> tuple[tuple[str, 
     )
 
 
-AfterLoad = Callable[[psycopg.Connection[Any]], object]
+NewBoundary = Callable[[], Boundary]
 
 
-def load_one(
-    conn: psycopg.Connection[Any],
-    workspace: Workspace,
-    target: Target,
-    after: AfterLoad | None = None,
-) -> Outcome:
-    """Load `target` and its requirements inside a transaction, then roll it back.
+def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcome:
+    """Load `target` and its requirements inside `boundary`, then roll it back.
 
-    `after` runs once the transaction is rolled back (the session puts back the
-    sequences the load advanced: nextval() is not undone by a rollback).
+    The same boundary a test gets: its end rolls back and puts back the sequences
+    the load advanced (nextval() is not undone by a rollback).
     """
     try:
         plan = workspace.plan(target)
     except FixtureError as exc:
         return Outcome(target, findings=exc.findings)
+    conn = boundary.conn
+    boundary.begin()
     try:
         before = count_rows(conn)
         began = time.perf_counter()
@@ -92,10 +90,7 @@ def load_one(
         millis = (time.perf_counter() - began) * 1000
         return Outcome(target, millis, findings=(exc.finding,), statement=exc.statement)
     finally:
-        conn.rollback()  # outside any test boundary: a real ROLLBACK
-        if after is not None:
-            after(conn)
-            conn.rollback()  # end the transaction it ran in
+        boundary.end()
     return Outcome(target, millis, changes)
 
 
@@ -116,11 +111,7 @@ def describe(outcome: Outcome, width: int) -> list[str]:
 
 
 def run(
-    conn: psycopg.Connection[Any],
-    workspace: Workspace,
-    targets: Sequence[Target],
-    out: TextIO,
-    after: AfterLoad | None = None,
+    new_boundary: NewBoundary, workspace: Workspace, targets: Sequence[Target], out: TextIO
 ) -> list[Outcome]:
     """Load each target in turn, reporting as it goes; progress on a terminal."""
     tty = out.isatty()
@@ -130,7 +121,7 @@ def run(
         if tty:
             out.write(f"\r\x1b[K[{number}/{len(targets)}] {target.key}")
             out.flush()
-        outcome = load_one(conn, workspace, target, after)
+        outcome = load_one(new_boundary(), workspace, target)
         outcomes.append(outcome)
         if tty:
             out.write("\r\x1b[K")

@@ -12,16 +12,14 @@ from typing import Any
 
 import psycopg
 
+from .boundary import CHECK_DEFERRED, UNDO_CHECK
 from .errors import Finding, LoadError
 from .library import CompiledFixture, LoadPlan
 
 _SAVEPOINT = "sqlfix_load"
 # Deferred constraints would otherwise be checked only at a COMMIT that never comes:
-# check them now, in a throwaway savepoint that leaves their mode as it was.
-_CHECK_DEFERRED = (
-    "SAVEPOINT sqlfix_check; SET CONSTRAINTS ALL IMMEDIATE; "
-    "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check;"
-)
+# check them now, the way the test connection's commit() does.
+_CHECK_DEFERRED = "; ".join(CHECK_DEFERRED) + ";"
 
 
 def plan_sql(plan: LoadPlan) -> str:
@@ -71,7 +69,7 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
             conn.execute(_CHECK_DEFERRED.encode())
             culprit = None
         except psycopg.Error as failed:
-            conn.execute(b"ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check")
+            conn.execute(UNDO_CHECK.encode())
             culprit = culprit or (fixture, statement, failed)
     if culprit is None:
         return None

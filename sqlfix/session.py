@@ -6,9 +6,7 @@ starts nothing.
 
 from __future__ import annotations
 
-import time
-
-from .baseline import Baseline, capture, reset_sequences, restore
+from .baseline import Baseline, capture, restore
 from .boundary import Boundary, SqlfixConnection
 from .config import Settings
 from .database import apply_schema, check_safe, connect
@@ -31,12 +29,10 @@ class DatabaseSession:
         self.dsn: str | None = None
         self._conn: SqlfixConnection | None = None
         self.baseline: Baseline | None = None
-        self.startup_seconds = 0.0
 
     def start(self) -> None:
         if self.dsn is not None:
             return
-        began = time.perf_counter()
         if self.settings.dsn:
             dsn = self.settings.dsn
         else:
@@ -49,9 +45,7 @@ class DatabaseSession:
             conn.close()
             self.stop()
             raise
-        conn._sqlfix_owned = True
         self.dsn, self._conn = dsn, conn
-        self.startup_seconds = time.perf_counter() - began
 
     def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
         """Schema, then migrations, then the baseline: once per session, before any test."""
@@ -66,23 +60,19 @@ class DatabaseSession:
         self.start()
         assert self.dsn is not None
         if self._conn is None or self._conn.closed:
-            conn = connect(self.dsn)
-            conn._sqlfix_owned = True
-            if self._reset_query:  # the closed connection's test could not reset them
-                reset_sequences(conn, self.baseline)  # type: ignore[arg-type]
-                conn.real_rollback()
-            self._conn = conn
+            self._conn = connect(self.dsn)
+            reset = self._sequence_reset(self.settings.reset_sequences)
+            if reset:  # the test that closed the connection could not reset them
+                self._conn.execute(b"ROLLBACK; " + reset)
         return self._conn
 
-    @property
-    def _reset_query(self) -> bytes:
-        if self.baseline is None or not self.settings.reset_sequences:
-            return b""
-        return self.baseline.reset_query
+    def _sequence_reset(self, wanted: bool) -> bytes:
+        return self.baseline.reset_query if wanted and self.baseline is not None else b""
 
-    def boundary(self) -> Boundary:
-        """A new test boundary on the session connection."""
-        return Boundary(self.connection(), self._reset_query)
+    def boundary(self, reset_sequences: bool | None = None) -> Boundary:
+        """A new boundary on the session connection; sequences reset as configured."""
+        wanted = self.settings.reset_sequences if reset_sequences is None else reset_sequences
+        return Boundary(self.connection(), self._sequence_reset(wanted))
 
     def restore(self) -> str:
         """Back to the baseline after a test's changes escaped; says what was done."""
