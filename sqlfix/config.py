@@ -98,7 +98,19 @@ def read_table(pyproject: Path | None) -> dict[str, Any]:
     return dict(table)
 
 
-def _typed(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+_MISSING = object()
+
+
+def _typed(
+    table: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    where: str,
+    default: Any = _MISSING,
+) -> Any:
+    """`table[key]` checked to be of `kind`; `default` when the key is absent, if given."""
+    if key not in table and default is not _MISSING:
+        return default
     value = table[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: [tool.sqlfix] {key} = {value!r} has the wrong type")
@@ -226,16 +238,11 @@ def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) ->
         seed=int(seed),
         fixtures_dir=fixtures if fixtures.is_absolute() else root / fixtures,
         schema=_schema(table, root, where) if "schema" in table else (),
-        allow_any_database=bool(_typed(table, "allow_any_database", bool, where))
-        if "allow_any_database" in table
-        else False,
+        allow_any_database=_typed(table, "allow_any_database", bool, where, False),
         now=_now(table["now"], where) if "now" in table else DEFAULT_NOW,
-        faker_locale=_typed(table, "faker_locale", str, where)
-        if "faker_locale" in table
-        else "en_US",
+        faker_locale=_typed(table, "faker_locale", str, where, "en_US"),
         lint=_lint(table, where) if "lint" in table else {},
         setup_command=_setup_command(table, where) if "setup_command" in table else None,
-        reset_sequences=bool(_typed(table, "reset_sequences", bool, where))
-        if "reset_sequences" in table else True,
+        reset_sequences=_typed(table, "reset_sequences", bool, where, True),
         sources=sources,
     )

@@ -141,6 +141,7 @@ _RULE_TABLE = (
 )
 _BY_CODE = {rule.code: rule for rule in _RULE_TABLE}
 RULES: dict[str, tuple[str, str]] = {r.code: (r.name, r.summary) for r in _RULE_TABLE}
+SEVERITY: dict[str, Severity] = {r.code: r.severity for r in _RULE_TABLE}
 
 # Statements are classified by their first two words if listed, else by their first word;
 # anything in neither table is SQLF103. _ALLOW marks the data statements.

@@ -18,10 +18,6 @@ from .errors import Severity
 
 DOCS_PAGE = "docs/lint.md"
 
-# guard.RULES gives each guard rule's name and summary; these two are its warnings.
-_GUARD_WARNINGS = frozenset({"SQLF403", "SQLF501"})
-
-
 @dataclass(frozen=True)
 class Rule:
     code: str
@@ -76,7 +72,7 @@ _OTHERS = (
 
 def _guard_rules() -> tuple[Rule, ...]:
     return tuple(
-        Rule(code, name, _W if code in _GUARD_WARNINGS else _E, summary)
+        Rule(code, name, guard.SEVERITY[code], summary)
         for code, (name, summary) in guard.RULES.items()
     )
 

@@ -105,3 +105,12 @@ def test_an_unknown_faker_locale_says_so():
 def test_lines_map_back_through_case_changing_filters():
     out = render("-- h\n\n{% filter lower %}\nINSERT INTO t VALUES ({{ 'A' }});\n  DROP TABLE X;\n{% endfilter %}\n")
     assert out.locate(out.sql.index("drop")) == (5, 3)
+
+
+def test_for_label_is_the_rows_faker_and_row_id_is_the_label_id():
+    out = render("SELECT {{ fake.for_label('ann').name() }}, {{ row('ann').id('users') }}, "
+                 "{{ id('users', 'ann') }};")
+    alone = render("SELECT {{ row('ann').fake.name() }};")
+    name, row_id, plain_id = out.sql.removeprefix("SELECT ").rstrip(";").split(", ")
+    assert alone.sql == f"SELECT {name};"
+    assert row_id == plain_id
