@@ -270,9 +270,8 @@ def run_check(args: argparse.Namespace, out: TextIO) -> int:
 
 def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], out: TextIO) -> int:
     session = DatabaseSession(settings)
-    where = f"DSN from {settings.source('dsn')}" if settings.dsn else "embedded PostgreSQL"
     fixtures = report.plural(len(targets), "fixture")
-    out.write(f"Loading {fixtures} (seed {settings.seed}) into {where}\n")
+    out.write(f"Loading {fixtures} (seed {settings.seed}) into {settings.database}\n")
     out.flush()
     session.start()
     try:

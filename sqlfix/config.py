@@ -57,6 +57,11 @@ class Settings:
     def source(self, key: str) -> str:
         return self.sources.get(key, "default")
 
+    @property
+    def database(self) -> str:
+        """Which database, for headers and reports."""
+        return f"DSN from {self.source('dsn')}" if self.dsn else "embedded PostgreSQL"
+
 
 def parse_seed(text: str) -> int | None:
     """An int seed, or None for `random`; a ValueError quotes the bad value."""

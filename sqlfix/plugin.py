@@ -2,6 +2,11 @@
 
 Per test: begin a transaction, load the test's fixtures, mark a savepoint, run
 the test, check the boundary held, roll back (always).
+
+Every pytest run of a project with sqlfix installed loads this module, so it
+imports only what options and configuration need. The database side (psycopg,
+Jinja, the server) is imported by the first test that uses sqlfix: a run
+without one pays nothing for it.
 """
 
 from __future__ import annotations
@@ -11,23 +16,25 @@ import os
 from collections.abc import Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pytest
 
-from .boundary import Boundary, SqlfixConnection
 from .config import Settings, load_settings, parse_seed
 from .errors import SqlfixError
-from .fixtures import Sqlfix
 from .marker import MARKER, MARKER_HELP, requested_names
-from .session import DatabaseSession
 from .sqla import sqlfix_sqla_engine, sqlfix_sqla_session
+
+if TYPE_CHECKING:
+    from .boundary import Boundary, SqlfixConnection
+    from .fixtures import Sqlfix
+    from .session import DatabaseSession
 
 __all__ = ["sqlfix_sqla_engine", "sqlfix_sqla_session"]  # fixtures re-exported for pytest
 
-SESSION_KEY = pytest.StashKey[DatabaseSession]()
-BOUNDARY_KEY = pytest.StashKey[Boundary]()
+SETTINGS_KEY = pytest.StashKey[Settings]()
+SESSION_KEY = pytest.StashKey["DatabaseSession"]()
+BOUNDARY_KEY = pytest.StashKey["Boundary"]()
 ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed anyway
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
 
@@ -110,24 +117,27 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"sqlfix: {exc}") from None
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_XdistSeed(settings.seed), "sqlfix-xdist-seed")
-    session = DatabaseSession(settings)
-    config.stash[SESSION_KEY] = session
-    config.add_cleanup(session.stop)
+    config.stash[SETTINGS_KEY] = settings
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    session = config.stash[SESSION_KEY]
-    s = session.settings
+    s = config.stash[SETTINGS_KEY]
+    where = s.database if s.dsn else f"{s.database} (started on first use)"
     return [
         f"sqlfix: seed={s.seed} ({s.source('seed')}); replay with --sqlfix-seed={s.seed}",
-        f"sqlfix: fixtures {s.fixtures_dir} ({s.source('fixtures_dir')}); "
-        f"database: {session.where}",
+        f"sqlfix: fixtures {s.fixtures_dir} ({s.source('fixtures_dir')}); database: {where}",
     ]
 
 
 @pytest.fixture(scope="session")
 def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
-    session = pytestconfig.stash[SESSION_KEY]
+    import psycopg  # here, not at the top: see the module's docstring
+
+    from .session import DatabaseSession
+
+    session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY])
+    pytestconfig.stash[SESSION_KEY] = session
+    pytestconfig.add_cleanup(session.stop)
     try:
         session.start()
         return session
@@ -144,6 +154,8 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
     reason = boundary.broken()
     if reason is None:
         return None
+    import psycopg
+
     try:
         restored = item.config.stash[SESSION_KEY].restore()
     except (SqlfixError, psycopg.Error) as exc:
@@ -156,6 +168,8 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
 @pytest.fixture
 def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> Iterator[Sqlfix]:
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
+    from .fixtures import Sqlfix
+
     boundary = _sqlfix_session.boundary()
     boundary.begin()
     item = request.node
@@ -229,6 +243,6 @@ def pytest_runtest_makereport(
         del report.wasxfail
         report.outcome = "failed"
     if report.failed and item.stash.get(USED_KEY, False):
-        seed = item.config.stash[SESSION_KEY].settings.seed
+        seed = item.config.stash[SETTINGS_KEY].seed
         report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))
     return report

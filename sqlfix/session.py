@@ -89,9 +89,3 @@ class DatabaseSession:
             self.server.stop()
             self.server = None
         self.dsn = None
-
-    @property
-    def where(self) -> str:
-        if self.settings.dsn:
-            return f"DSN from {self.settings.source('dsn')}"
-        return "embedded PostgreSQL (started on first use)"
