@@ -121,8 +121,7 @@ def _requirement_findings(workspace: Workspace, target: Target) -> list[Finding]
     try:
         workspace.id_collisions(workspace.order(target))
     except FixtureError as exc:
-        found.extend(f for f in exc.findings if (f.code, f.line, f.col) not in
-                     {(g.code, g.line, g.col) for g in found if g.path == f.path})
+        found.extend(exc.findings)  # the same missing name twice: dedupe() keeps one
     return found
 
 
