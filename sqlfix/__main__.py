@@ -1,3 +1,3 @@
-from sqlfix.cli import main
+from sqlfix.cli.main import main
 
 raise SystemExit(main())

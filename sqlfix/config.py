@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .context import DEFAULT_NOW
-from .errors import ConfigError
-from .seeds import random_seed
+from sqlfix.compiler.context import DEFAULT_NOW
+from sqlfix.compiler.seeds import random_seed
+from sqlfix.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -24,7 +24,7 @@ def shop(pytester: pytest.Pytester) -> pytest.Pytester:
 @pytest.fixture(scope="session")
 def pg_server():
     """An embedded server of the outer test session, for tests that pass a DSN."""
-    from sqlfix.server import EmbeddedServer
+    from sqlfix.database.server import EmbeddedServer
 
     with EmbeddedServer.start() as server:
         yield server

@@ -17,8 +17,8 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from test_lint import validate_json_findings
 
-from sqlfix.cli import main
-from sqlfix.server import EmbeddedServer
+from sqlfix.cli.main import main
+from sqlfix.database.server import EmbeddedServer
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data" / "lint"
@@ -170,7 +170,7 @@ def test_an_internal_error_exits_2_with_its_traceback(
     def boom(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("sqlfix.cli.lint", boom)
+    monkeypatch.setattr("sqlfix.cli.main.lint", boom)
     code, _, err = run(capsys, "lint")
     assert code == 2
     assert "RuntimeError: boom" in err and "internal error" in err

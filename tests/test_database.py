@@ -7,7 +7,7 @@ import sys
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from sqlfix.setup_command import database_url
+from sqlfix.database.setup_command import database_url
 
 NO_RANDOM = ("-p", "no:randomly")
 

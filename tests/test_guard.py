@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from sqlfix.compiler.guard import RULES, GuardResult, Statement, Violation, inside_string, scan
 from sqlfix.errors import Severity
-from sqlfix.guard import RULES, GuardResult, Statement, Violation, inside_string, scan
 
 DDL, TX, OTHER = "SQLF101", "SQLF102", "SQLF103"
 OPEN, NO_SEMI, EMPTY, NONDET = "SQLF401", "SQLF402", "SQLF403", "SQLF501"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from sqlfix.discovery import FixtureDir, FixtureNotFound
+from sqlfix.compiler.discovery import FixtureDir, FixtureNotFound
+from sqlfix.compiler.library import FixtureLibrary, LoadPlan, check_id_collisions
+from sqlfix.compiler.render import RenderedFixture
+from sqlfix.compiler.sourcemap import SourceMap
 from sqlfix.errors import FixtureError
-from sqlfix.library import FixtureLibrary, LoadPlan, check_id_collisions
-from sqlfix.render import RenderedFixture
-from sqlfix.sourcemap import SourceMap
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def _rendered(path: str, ids: tuple[tuple[str, str, int], ...]) -> RenderedFixtu
 
 
 def test_two_labels_with_one_id_are_an_error():
-    from sqlfix.library import CompiledFixture
+    from sqlfix.compiler.library import CompiledFixture
 
     one = CompiledFixture(_rendered("a.sql", (("users", "alice", 7),)), (), ())
     two = CompiledFixture(_rendered("b.sql", (("users", "zed", 7), ("orders", "x", 7))), (), ())
@@ -76,7 +76,7 @@ def test_two_labels_with_one_id_are_an_error():
 
 def test_importing_the_plugin_leaves_the_database_side_unloaded():
     # Every pytest run of a project with sqlfix installed imports the plugin.
-    code = ("import sys, sqlfix.plugin; print(sorted(m for m in ("
+    code = ("import sys, sqlfix.pytest_plugin.plugin; print(sorted(m for m in ("
             "'faker', 'sqlalchemy', 'psycopg', 'jinja2', 'sqlfix.server') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

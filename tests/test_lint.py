@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from sqlfix import guard, report, usage
+from sqlfix.cli import report, usage
+from sqlfix.cli.lint import LintOptions, LintResult, dedupe, lint, lint_options
+from sqlfix.cli.rules import RULES
+from sqlfix.cli.targets import UsageError, Workspace
+from sqlfix.compiler import guard
+from sqlfix.compiler.discovery import FixtureDir
+from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import load_settings
-from sqlfix.discovery import FixtureDir
 from sqlfix.errors import ConfigError, Finding, Severity
-from sqlfix.library import FixtureLibrary
-from sqlfix.lint import LintOptions, LintResult, dedupe, lint, lint_options
-from sqlfix.rules import RULES
-from sqlfix.targets import UsageError, Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -239,7 +240,7 @@ def test_a_cycle_is_reported_once(tmp_path: Path, files: dict[str, str | bytes])
 def test_id_collision_between_a_file_and_its_requirement(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sqlfix.context.fixture_id", lambda table, label: 1234)
+    monkeypatch.setattr("sqlfix.compiler.context.fixture_id", lambda table, label: 1234)
     files: dict[str, str | bytes] = {
         "a.sql": "INSERT INTO users VALUES ({{ id('users', 'ann') }});\n",
         "b.sql": "-- requires: a.sql\nINSERT INTO users VALUES ({{ id('users', 'bob') }});\n",
@@ -623,9 +624,9 @@ def test_the_tests_directory_may_be_reached_through_dot_dirs(tmp_path: Path) -> 
 
 
 def test_an_empty_select_is_a_usage_error(tmp_path: Path) -> None:
+    from sqlfix.cli.lint import lint_options
+    from sqlfix.cli.targets import UsageError
     from sqlfix.config import load_settings
-    from sqlfix.lint import lint_options
-    from sqlfix.targets import UsageError
 
     with pytest.raises(UsageError, match="select names no rule"):
         lint_options(load_settings(tmp_path), select=[])

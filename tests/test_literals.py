@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from sqlfix.literals import LiteralError, to_sql_literal
+from sqlfix.compiler.literals import LiteralError, to_sql_literal
 
 CASES = [
     (None, "NULL"),

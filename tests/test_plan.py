@@ -1,7 +1,7 @@
 import pytest
 
+from sqlfix.compiler.plan import Requirement, load_order, parse_requires
 from sqlfix.errors import FixtureError
-from sqlfix.plan import Requirement, load_order, parse_requires
 
 
 def test_requires_header_is_parsed_with_positions():
@@ -53,7 +53,7 @@ def test_a_missing_requirement_names_the_chain_and_the_line():
 
 
 def test_requires_below_the_header_is_found_for_the_lint():
-    from sqlfix.plan import misplaced_requires
+    from sqlfix.compiler.plan import misplaced_requires
 
     text = "-- requires: a.sql\nSELECT 1;\n  -- requires: b.sql\n-- not this\n"
     assert misplaced_requires(text) == ((3, 3),)

@@ -1,8 +1,8 @@
 import pytest
 
-from sqlfix.context import TemplateContext
+from sqlfix.compiler.context import TemplateContext
+from sqlfix.compiler.render import render_template
 from sqlfix.errors import FixtureError
-from sqlfix.render import render_template
 
 
 def render(source, seed=0, run_seed=0):

@@ -16,11 +16,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sqlfix import binaries as binaries_module
-from sqlfix import server as server_module
-from sqlfix.binaries import Binaries, find_binaries, server_version
+from sqlfix.database import binaries as binaries_module
+from sqlfix.database import server as server_module
+from sqlfix.database.binaries import Binaries, find_binaries, server_version
+from sqlfix.database.server import EmbeddedServer
 from sqlfix.errors import ServerError
-from sqlfix.server import EmbeddedServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,8 +241,8 @@ def test_nothing_found_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
 _CHILD = """
 import sys
 from pathlib import Path
-from sqlfix.binaries import Binaries
-from sqlfix.server import EmbeddedServer
+from sqlfix.database.binaries import Binaries
+from sqlfix.database.server import EmbeddedServer
 
 srv = EmbeddedServer.start(Binaries(Path(sys.argv[1]), sys.argv[2]), cache_dir=Path(sys.argv[3]))
 print(srv.pid, srv.runtime_dir, flush=True)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import psycopg
 
-from sqlfix.baseline import capture, reset_sequences
-from sqlfix.boundary import Boundary
 from sqlfix.config import load_settings
-from sqlfix.database import apply_schema, connect
-from sqlfix.loader import load, plan_sql
-from sqlfix.server import EmbeddedServer
-from sqlfix.session import make_library
+from sqlfix.database.baseline import capture, reset_sequences
+from sqlfix.database.boundary import Boundary
+from sqlfix.database.loader import load, plan_sql
+from sqlfix.database.schema import apply_schema, connect
+from sqlfix.database.server import EmbeddedServer
+from sqlfix.database.session import make_library
 
 REPO = Path(__file__).resolve().parents[2]
 BODY = b"INSERT INTO products (sku, name, price_cents) VALUES ('b1', 'B', 1), ('b2', 'B', 1)"

@@ -13,10 +13,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .discovery import FixtureDir
-from .errors import ConfigError, Finding
-from .library import CompiledFixture, FixtureLibrary, LoadPlan, check_id_collisions, display_path
-from .plan import Requirement, load_order
+from sqlfix.compiler.discovery import FixtureDir
+from sqlfix.compiler.library import (
+    CompiledFixture,
+    FixtureLibrary,
+    LoadPlan,
+    check_id_collisions,
+    display_path,
+)
+from sqlfix.compiler.plan import Requirement, load_order
+from sqlfix.errors import ConfigError, Finding
 
 
 class UsageError(ConfigError):

@@ -6,14 +6,14 @@ starts nothing.
 
 from __future__ import annotations
 
-from .baseline import Baseline, capture, restore
-from .boundary import Boundary, SqlfixConnection
-from .config import Settings
-from .database import apply_schema, check_safe, connect
-from .discovery import FixtureDir
-from .library import FixtureLibrary
-from .server import EmbeddedServer
-from .setup_command import run_setup_command
+from sqlfix.compiler.discovery import FixtureDir
+from sqlfix.compiler.library import FixtureLibrary
+from sqlfix.config import Settings
+from sqlfix.database.baseline import Baseline, capture, restore
+from sqlfix.database.boundary import Boundary, SqlfixConnection
+from sqlfix.database.schema import apply_schema, check_safe, connect
+from sqlfix.database.server import EmbeddedServer
+from sqlfix.database.setup_command import run_setup_command
 
 
 def make_library(settings: Settings) -> FixtureLibrary:

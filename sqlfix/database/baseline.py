@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from .boundary import scalar
+from sqlfix.database.boundary import scalar
 
 COPY_SCHEMA = "_sqlfix_baseline"
 _OWN_SCHEMAS = ("pg_catalog", "information_schema", "_sqlfix", COPY_SCHEMA)

@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from sqlfix.binaries import Binaries, digest, find_binaries, runnable_by
+from sqlfix.database.binaries import Binaries, digest, find_binaries, runnable_by
 from sqlfix.errors import ServerError
 
 DBNAME = "sqlfix_test"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .boundary import Boundary, SqlfixConnection
-from .library import CompiledFixture, LoadPlan, check_id_collisions
-from .loader import load
-from .seeds import fixture_id
-from .session import DatabaseSession
+from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions
+from sqlfix.compiler.seeds import fixture_id
+from sqlfix.database.boundary import Boundary, SqlfixConnection
+from sqlfix.database.loader import load
+from sqlfix.database.session import DatabaseSession
 
 __all__ = ["Sqlfix"]
 

@@ -14,13 +14,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import guard
-from .context import DEFAULT_NOW, TemplateContext
-from .discovery import FixtureDir, FixtureNotFound, dedupe, normalize_name, read_sql
-from .errors import Finding, FixtureError, Severity
-from .plan import Requirement, load_order, misplaced_requires, parse_requires
-from .render import RenderedFixture, render_template
-from .seeds import derive_seed
+from sqlfix.compiler import guard
+from sqlfix.compiler.context import DEFAULT_NOW, TemplateContext
+from sqlfix.compiler.discovery import FixtureDir, FixtureNotFound, dedupe, normalize_name, read_sql
+from sqlfix.compiler.plan import Requirement, load_order, misplaced_requires, parse_requires
+from sqlfix.compiler.render import RenderedFixture, render_template
+from sqlfix.compiler.seeds import derive_seed
+from sqlfix.errors import Finding, FixtureError, Severity
 
 
 def display_path(path: Path) -> str:

@@ -16,13 +16,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from . import __version__, dbcheck, report
-from .config import Settings, find_pyproject, load_settings, parse_seed
-from .discovery import normalize_name
-from .errors import FixtureError, SqlfixError
-from .lint import lint, lint_options
-from .session import DatabaseSession, make_library
-from .targets import Target, UsageError, Workspace
+from sqlfix import __version__
+from sqlfix.cli import check as dbcheck
+from sqlfix.cli import report
+from sqlfix.cli.lint import lint, lint_options
+from sqlfix.cli.targets import Target, UsageError, Workspace
+from sqlfix.compiler.discovery import normalize_name
+from sqlfix.config import Settings, find_pyproject, load_settings, parse_seed
+from sqlfix.database.session import DatabaseSession, make_library
+from sqlfix.errors import FixtureError, SqlfixError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 Handler = Callable[[argparse.Namespace, TextIO], int]

@@ -19,10 +19,17 @@ from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
 from jinja2.sandbox import SandboxedEnvironment
 
-from .context import SeededFaker, TemplateContext
-from .errors import Finding, FixtureError
-from .literals import LiteralError, to_sql_literal
-from .sourcemap import EXPR_CLOSE, EXPR_OPEN, MARK, SourceMap, mark_data, strip_markers
+from sqlfix.compiler.context import SeededFaker, TemplateContext
+from sqlfix.compiler.literals import LiteralError, to_sql_literal
+from sqlfix.compiler.sourcemap import (
+    EXPR_CLOSE,
+    EXPR_OPEN,
+    MARK,
+    SourceMap,
+    mark_data,
+    strip_markers,
+)
+from sqlfix.errors import Finding, FixtureError
 
 _CLOCK_ATTRS = frozenset({"now", "today", "utcnow", "fromtimestamp", "utcfromtimestamp"})
 _RNG_ATTRS = frozenset({"seed", "setstate", "getstate"})

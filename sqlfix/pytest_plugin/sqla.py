@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .seeds import derive_seed
+from sqlfix.compiler.seeds import derive_seed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-    from .fixtures import Sqlfix
+    from sqlfix.pytest_plugin.handle import Sqlfix
 
 
 def _sqlalchemy() -> Any:

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import DatabaseError
+from sqlfix.errors import DatabaseError
 
 _OUTPUT_TAIL = 4000
 

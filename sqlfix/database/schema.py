@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from . import guard
-from .boundary import SqlfixConnection
-from .errors import DatabaseError
-from .library import display_path
+from sqlfix.compiler import guard
+from sqlfix.compiler.library import display_path
+from sqlfix.database.boundary import SqlfixConnection
+from sqlfix.errors import DatabaseError
 
 _STATE_DDL = b"""
 CREATE SCHEMA IF NOT EXISTS _sqlfix;

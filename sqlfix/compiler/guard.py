@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlfix._sqlscan import (
+from sqlfix.compiler._sqlscan import (
     DOLLAR,
     DOT,
     LPAREN,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
-from .errors import ConfigError, Finding, FixtureError
+from sqlfix.errors import ConfigError, Finding, FixtureError
 
 
 class FixtureNotFound(ConfigError):

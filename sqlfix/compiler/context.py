@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from .frozen_clock import frozen_clock
-from .seeds import derive_seed, fixture_id
+from sqlfix.compiler.frozen_clock import frozen_clock
+from sqlfix.compiler.seeds import derive_seed, fixture_id
 
 DEFAULT_NOW = dt.datetime(2024, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 

@@ -15,12 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import guard, rules, usage
-from .config import Settings
-from .discovery import normalize_name
-from .errors import Finding, FixtureError, Severity
-from .library import display_path
-from .targets import Target, UsageError, Workspace
+from sqlfix.cli import rules, usage
+from sqlfix.cli.targets import Target, UsageError, Workspace
+from sqlfix.compiler import guard
+from sqlfix.compiler.discovery import normalize_name
+from sqlfix.compiler.library import display_path
+from sqlfix.config import Settings
+from sqlfix.errors import Finding, FixtureError, Severity
 
 _CYCLE = re.compile(r"cycle: (?P<chain>.+?); ")
 _NOQA_BODY = r"\s*sqlfix:\s*noqa\b(?:\s*:\s*(?P<codes>[A-Z0-9]+(?:\s*,\s*[A-Z0-9]+)*))?"

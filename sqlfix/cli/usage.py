@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .discovery import FixtureDir, FixtureNotFound
-from .errors import Finding, Severity
-from .library import display_path
+from sqlfix.compiler.discovery import FixtureDir, FixtureNotFound
+from sqlfix.compiler.library import display_path
+from sqlfix.errors import Finding, Severity
 
 UNUSED, MISSING = "SQLF601", "SQLF602"
 _HANDLE_METHODS = frozenset({"load", "render"})  # on the test's `sqlfix` handle

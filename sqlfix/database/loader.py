@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 
-from .boundary import CHECK_DEFERRED, UNDO_CHECK
-from .errors import Finding, LoadError
-from .library import CompiledFixture, LoadPlan
+from sqlfix.compiler.library import CompiledFixture, LoadPlan
+from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK
+from sqlfix.errors import Finding, LoadError
 
 _SAVEPOINT = "sqlfix_load"
 # Deferred constraints would otherwise be checked only at a COMMIT that never comes:

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import Settings, load_settings, parse_seed
-from .errors import SqlfixError
-from .marker import MARKER, MARKER_HELP, requested_names
-from .sqla import sqlfix_sqla_engine, sqlfix_sqla_session
+from sqlfix.config import Settings, load_settings, parse_seed
+from sqlfix.errors import SqlfixError
+from sqlfix.marker import MARKER, MARKER_HELP, requested_names
+from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
 
 if TYPE_CHECKING:
-    from .boundary import Boundary, SqlfixConnection
-    from .fixtures import Sqlfix
-    from .session import DatabaseSession
+    from sqlfix.database.boundary import Boundary, SqlfixConnection
+    from sqlfix.database.session import DatabaseSession
+    from sqlfix.pytest_plugin.handle import Sqlfix
 
 __all__ = ["sqlfix_sqla_engine", "sqlfix_sqla_session"]  # fixtures re-exported for pytest
 
@@ -133,7 +133,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     import psycopg  # here, not at the top: see the module's docstring
 
-    from .session import DatabaseSession
+    from sqlfix.database.session import DatabaseSession
 
     session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY])
     pytestconfig.stash[SESSION_KEY] = session
@@ -168,7 +168,7 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
 @pytest.fixture
 def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> Iterator[Sqlfix]:
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
-    from .fixtures import Sqlfix
+    from sqlfix.pytest_plugin.handle import Sqlfix
 
     boundary = _sqlfix_session.boundary()
     boundary.begin()

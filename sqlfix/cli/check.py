@@ -15,10 +15,10 @@ from typing import Any, TextIO
 
 import psycopg
 
-from .boundary import Boundary
-from .errors import Finding, FixtureError, LoadError
-from .loader import load
-from .targets import Target, Workspace
+from sqlfix.cli.targets import Target, Workspace
+from sqlfix.database.boundary import Boundary
+from sqlfix.database.loader import load
+from sqlfix.errors import Finding, FixtureError, LoadError
 
 # Exact row counts of every user table in one round trip: each count runs server-side
 # through query_to_xml. sqlfix's own bookkeeping schemas are left out.

@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import Finding, Severity
-from .rules import RULES
+from sqlfix.cli.rules import RULES
+from sqlfix.errors import Finding, Severity
 
 Formatter = Callable[[Sequence[Finding], int], str]  # findings, number of fixtures checked
 

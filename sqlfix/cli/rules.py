@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import guard
-from .errors import Severity
+from sqlfix.compiler import guard
+from sqlfix.errors import Severity
 
 DOCS_PAGE = "docs/lint.md"
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .errors import Finding, FixtureError
+from sqlfix.errors import Finding, FixtureError
 
 _REQUIRES = re.compile(r"^\s*--\s*requires\s*:(?P<names>.*)$", re.IGNORECASE)
 

@@ -1,0 +1,1 @@
+"""The command-line front end: `python -m sqlfix lint | render | check`."""
