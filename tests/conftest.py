@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_FIXTURES = REPO / "fixtures_sql"
+from helpers import EXAMPLE_FIXTURES
 
 
 @pytest.fixture

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import NO_RANDOM, REPO
 
 # Inner runs start their own embedded server; randomly would reorder their tests,
 # which the order tests below control explicitly.
-NO_RANDOM = ("-p", "no:randomly")
 
 
 def test_rows_are_visible_in_the_test_and_gone_in_the_next(shop):

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from sqlfix.cli import report, usage
 from sqlfix.cli.lint import LintOptions, LintResult, dedupe, lint, lint_options
@@ -17,8 +18,6 @@ from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import load_settings
 from sqlfix.errors import ConfigError, Finding, Severity
-
-REPO = Path(__file__).resolve().parents[1]
 
 # (id, fixture text, codes lint reports on it). Each rule has cases that fire and
 # cases close to them that must stay silent.

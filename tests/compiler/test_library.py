@@ -14,8 +14,6 @@ from sqlfix.compiler.render import RenderedFixture
 from sqlfix.compiler.sourcemap import SourceMap
 from sqlfix.errors import FixtureError
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
 def library(tmp_path: Path) -> FixtureLibrary:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-NO_RANDOM = ("-p", "no:randomly")
+from helpers import NO_RANDOM
 
 COUNT = 'def count(conn, table):\n    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]\n'
 

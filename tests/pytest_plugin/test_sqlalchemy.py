@@ -7,8 +7,7 @@ from __future__ import annotations
 # being imported twice into one process.
 import factory  # noqa: F401
 import sqlalchemy.orm  # noqa: F401
-
-NO_RANDOM = ("-p", "no:randomly")
+from helpers import NO_RANDOM
 
 MODELS = '''
 import datetime

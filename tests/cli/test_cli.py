@@ -14,14 +14,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import DATA as TEST_DATA
+from helpers import REPO
 from psycopg.conninfo import make_conninfo
 from test_lint import validate_json_findings
 
 from sqlfix.cli.main import main
 from sqlfix.database.server import EmbeddedServer
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parent / "data" / "lint"
+DATA = TEST_DATA / "lint"
 SHIPPED = REPO / "fixtures_sql"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import REPO
 
 from sqlfix.database import binaries as binaries_module
 from sqlfix.database import server as server_module
@@ -22,7 +23,7 @@ from sqlfix.database.binaries import Binaries, find_binaries, server_version
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.errors import ServerError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = REPO
 
 
 def _find_or_skip() -> Binaries:

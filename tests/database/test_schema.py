@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 
 import psycopg
+from helpers import NO_RANDOM
 from psycopg.conninfo import make_conninfo
 
 from sqlfix.database.setup_command import database_url
-
-NO_RANDOM = ("-p", "no:randomly")
 
 SIMPLE_TEST = """
 def test_users(sqlfix_conn):
