@@ -1,76 +1,60 @@
 """Python values to SQL literals: what every `{{ }}` in a fixture emits.
 
-Quoting here is what makes `{{ fake.last_name() }}` safe when it yields O'Brien,
-and what keeps a value from ever becoming SQL text. Literals are written for a
-server with `standard_conforming_strings = on` (the default since 9.1), where a
-backslash in '...' is an ordinary character and only the quote needs doubling.
+The quoting is psycopg's own (`psycopg.sql.Literal` and its dumpers), the same code
+that adapts query parameters, so a value can never become SQL text: strings with
+a backslash are written as `E'...'` (read the same whatever
+`standard_conforming_strings` says), negative numbers get a leading space
+(`balance-{{ -30 }}` is `balance- -30`, never the comment `--30`), intervals are
+exact to the microsecond, lists become arrays and `Json`/`Jsonb` wrap JSON.
+
+One deliberate difference: dates, times and timestamps are written without a cast,
+so the column they go into types them (a `::timestamptz` cast into a `timestamp`
+column would shift the value by the server's TimeZone setting).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-import uuid
-from decimal import Decimal
+import re
 from typing import Any
+
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+_CAST = re.compile(r"::[a-z ]+\Z")
 
 
 class LiteralError(ValueError):
     """A value that has no safe SQL literal form."""
 
 
-def quote_string(text: str) -> str:
-    if "\x00" in text:
-        raise LiteralError("PostgreSQL text cannot hold a NUL character (\\x00)")
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _float(value: float) -> str:
-    if math.isnan(value):
-        return "'NaN'::float8"
-    if math.isinf(value):
-        return "'Infinity'::float8" if value > 0 else "'-Infinity'::float8"
-    return repr(value)
-
-
-def _decimal(value: Decimal) -> str:
-    if value.is_nan():
-        return "'NaN'::numeric"
-    if value.is_infinite():
-        return "'Infinity'::numeric" if value > 0 else "'-Infinity'::numeric"
-    return str(value)
-
-
 def to_sql_literal(value: Any) -> str:
-    """The SQL literal for `value`; raises LiteralError for types with no safe form.
+    """The SQL literal for `value` (a str of SQL); raises LiteralError for no safe form.
 
-    Dates, times and UUIDs are quoted without a cast so PostgreSQL types them from
-    the column they are inserted into (a cast could convert time zones silently).
+    Takes None, bool, int, float, Decimal, str, date/datetime/time, timedelta,
+    UUID, bytes, lists (arrays) and psycopg's `Json`/`Jsonb` wrappers.
     """
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):  # before int: bool is an int subclass
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _float(value)
-    if isinstance(value, Decimal):
-        return _decimal(value)
-    if isinstance(value, str):
-        # exact str: Markup (from | safe, | tojson) would HTML-escape the quotes
-        return quote_string(str.__str__(value))
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return quote_string(
-            value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    if isinstance(value, str) and "\x00" in value:
+        at = value.index("\x00")
+        raise LiteralError(
+            f"the string {value[:at][-20:]!r}... holds a NUL character (U+0000) at index "
+            f"{at}; PostgreSQL text cannot hold one: remove it from the value"
         )
-    if isinstance(value, dt.timedelta):
-        return quote_string(f"{value.total_seconds()} seconds")
-    if isinstance(value, uuid.UUID):
-        return quote_string(str(value))
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return quote_string("\\x" + bytes(value).hex())
-    raise LiteralError(
-        f"cannot write a {type(value).__name__} as an SQL literal; "
-        "emit str, int, float, Decimal, bool, None, date/datetime/time, timedelta, UUID or bytes"
-    )
+    if isinstance(value, str) and type(value) is not str:
+        value = str.__str__(value)  # Markup and other str subclasses: the plain text
+    if isinstance(value, (dict, set, frozenset, tuple)):
+        raise LiteralError(
+            f"cannot write a {type(value).__name__} as an SQL literal; for a json/jsonb "
+            "column wrap it: {{ Jsonb(value) }} or {{ Json(value) }}; for an array use a list"
+        )
+    try:
+        text = sql.Literal(value).as_string(None)
+    except (pg_errors.ProgrammingError, pg_errors.DataError, TypeError, ValueError) as exc:
+        raise LiteralError(
+            f"cannot write a {type(value).__name__} as an SQL literal ({exc}); emit str, "
+            "int, float, Decimal, bool, None, date/datetime/time, timedelta, UUID, bytes, "
+            "a list, Json(...) or Jsonb(...)"
+        ) from None
+    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
+        text = _CAST.sub("", text)
+    return text

@@ -1,33 +1,71 @@
 """Map rendered SQL back to lines and columns of the template it came from.
 
-Jinja does not say which template line produced which output character, so the
-renderer plants markers in the template's literal text (and around each `{{ }}`
-output) and `strip_markers` turns the marked output into clean SQL plus a map.
-NUL is the marker: PostgreSQL text can never contain it, so neither can a fixture.
+Out of band: no character of the output carries position information, so no
+value can change how the text is read. The renderer's code generator wraps every
+piece of template text and every quoted `{{ }}` value in a `Piece`, a `str` that
+knows where each of its parts came from; joining Pieces (the only way Jinja
+assembles output, `environment.concat`) joins their maps. Any str operation on
+a Piece (`~`, `+`, a filter, a method) returns a plain `str`, which the renderer
+quotes as a value: only unchanged template output stays SQL text.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-MARK = "\x00"
-# Mark bodies are digits and punctuation only, so filters such as {% filter upper %}
-# over template text cannot change them.
-EXPR_OPEN = f"{MARK}<{MARK}"
-EXPR_CLOSE = f"{MARK}>{MARK}"
+# (offset in the piece, template line, template column, literal?)
+Segment = tuple[int, int, int, bool]
 
 
-def position_mark(line: int, col: int) -> str:
-    return f"{MARK}{line}:{col}{MARK}"
+class Piece(str):
+    """Rendered text with its source segments and the spans of its quoted values.
+
+    A literal segment's column advances with the offset (template text); a value's
+    segment maps every offset to where its `{{` stands.
+    """
+
+    segments: tuple[Segment, ...]
+    values: tuple[tuple[int, int], ...]
+
+    def __new__(
+        cls, text: str, segments: tuple[Segment, ...], values: tuple[tuple[int, int], ...] = ()
+    ) -> Piece:
+        piece = super().__new__(cls, text)
+        piece.segments = segments
+        piece.values = values
+        return piece
 
 
-def mark_data(text: str, line: int, col: int) -> str:
-    """`text` (template literal text starting at line:col) with a mark at each line start."""
-    pieces = text.split("\n")
-    out = [position_mark(line, col) + pieces[0]]
-    out.extend(position_mark(line + i, 1) + piece for i, piece in enumerate(pieces[1:], 1))
-    return "\n".join(out)
+def text_piece(text: str, line: int, col: int) -> Piece:
+    """Template text starting at line:col, one segment per source line."""
+    segments: list[Segment] = [(0, line, col, True)]
+    start = text.find("\n")
+    while start >= 0:
+        line += 1
+        segments.append((start + 1, line, 1, True))
+        start = text.find("\n", start + 1)
+    return Piece(text, tuple(segments))
+
+
+def value_piece(text: str, line: int, col: int) -> Piece:
+    """A quoted value written by the `{{ }}` at line:col."""
+    return Piece(text, ((0, line, col, False),), ((0, len(text)),))
+
+
+def join(pieces: Iterable[Piece]) -> Piece:
+    """The Pieces end to end, their maps shifted to match."""
+    texts: list[str] = []
+    segments: list[Segment] = []
+    values: list[tuple[int, int]] = []
+    offset = 0
+    for piece in pieces:
+        texts.append(piece)
+        segments.extend((offset + s, line, col, lit) for s, line, col, lit in piece.segments)
+        values.extend((offset + a, offset + b) for a, b in piece.values)
+        offset += len(piece)
+    return Piece("".join(texts), tuple(segments), tuple(values))
 
 
 @dataclass(frozen=True)
@@ -43,65 +81,20 @@ class SourceMap:
     cols: tuple[int, ...]
     literal: tuple[bool, ...]
 
+    @classmethod
+    def of(cls, piece: Piece) -> SourceMap:
+        segs = piece.segments
+        return cls(
+            starts=tuple(s[0] for s in segs),
+            lines=tuple(s[1] for s in segs),
+            cols=tuple(s[2] for s in segs),
+            literal=tuple(s[3] for s in segs),
+        )
+
     def locate(self, offset: int) -> tuple[int, int]:
+        """(line, col), both 1-based, of rendered `offset`."""
         i = bisect.bisect_right(self.starts, offset) - 1
         if i < 0:
             return 1, 1
         delta = offset - self.starts[i] if self.literal[i] else 0
         return self.lines[i], self.cols[i] + delta
-
-
-@dataclass(frozen=True)
-class Stripped:
-    sql: str
-    source_map: SourceMap
-    expressions: tuple[tuple[int, int], ...]  # (start, end) offsets of each `{{ }}` output
-
-
-class _Builder:
-    def __init__(self) -> None:
-        self.out: list[str] = []
-        self.length = 0
-        self.segments: list[tuple[int, int, int, bool]] = []
-        self.line, self.col = 1, 1
-        self.expr_start: int | None = None
-        self.expressions: list[tuple[int, int]] = []
-
-    def text(self, chunk: str) -> None:
-        if not chunk:
-            return
-        self.out.append(chunk)
-        self.length += len(chunk)
-        if self.expr_start is None:
-            self.col += len(chunk)  # marks follow every newline, so no newline here
-
-    def mark(self, body: str) -> None:
-        if body == "<":
-            self.expr_start = self.length
-            self.segments.append((self.length, self.line, self.col, False))
-        elif body == ">" and self.expr_start is not None:
-            self.expressions.append((self.expr_start, self.length))
-            self.expr_start = None
-        elif ":" in body:
-            line, col = body.split(":")
-            self.line, self.col = int(line), int(col)
-            self.segments.append((self.length, self.line, self.col, True))
-
-
-def strip_markers(marked: str) -> Stripped:
-    builder = _Builder()
-    parts = marked.split(MARK)
-    # parts alternate: text, mark body, text, mark body, ...
-    for i, part in enumerate(parts):
-        if i % 2 == 0:
-            builder.text(part)
-        else:
-            builder.mark(part)
-    segs = builder.segments
-    source_map = SourceMap(
-        starts=tuple(s[0] for s in segs),
-        lines=tuple(s[1] for s in segs),
-        cols=tuple(s[2] for s in segs),
-        literal=tuple(s[3] for s in segs),
-    )
-    return Stripped("".join(builder.out), source_map, tuple(builder.expressions))

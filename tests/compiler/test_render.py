@@ -62,7 +62,7 @@ def test_ids_are_recorded():
         ("\n\n{{ 1 // 0 }}", "SQLF203", 3, "ZeroDivisionError"),
         ("{{ now.now() }}", "SQLF203", 1, "unsafe"),
         ("{{ rng.seed(3) }}", "SQLF203", 1, "unsafe"),
-        ("{{ [1, 2] }}", "SQLF203", 1, "cannot write a list"),
+        ("{{ {'a': 1} }}", "SQLF203", 1, "cannot write a dict"),
         ("{% for x in [1] %}{{ ',' if not loop.last }}{% endfor %}", "SQLF203", 1, "loop.last"),
     ],
 )
@@ -74,7 +74,7 @@ def test_template_errors_name_file_line_and_fix(source, code, line, words):
 
 def test_markup_values_are_quoted_like_any_other():
     out = render("SELECT {{ 'a; DROP TABLE t' | safe }}, {{ {'k': \"it's\"} | tojson }};")
-    assert out.sql == "SELECT 'a; DROP TABLE t', '{\"k\": \"it\\u0027s\"}';"
+    assert out.sql == "SELECT 'a; DROP TABLE t',  E'{\"k\": \"it\\\\u0027s\"}';"
 
 
 def test_macro_output_is_template_text_with_quoted_values():
