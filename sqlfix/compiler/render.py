@@ -311,11 +311,10 @@ class _FixtureSandbox(SandboxedEnvironment):
 
     def call_binop(self, context: Context, op: str, left: Any, right: Any) -> Any:
         powers = op == "**" and isinstance(left, int) and isinstance(right, int)
-        if powers and right > 0 and abs(left) > 1 and abs(left).bit_length() * right > _MAX_INT_BITS:
+        if powers and right > 0 and abs(left).bit_length() * right > _MAX_INT_BITS + right:
             raise TemplateLimitError(
-                    f"{left} ** {right} would have over {_MAX_INT_BITS:,} bits; "
-                    "use smaller numbers"
-                )
+                f"{left} ** {right} would have over {_MAX_INT_BITS:,} bits; use smaller numbers"
+            )
         if op == "%" and isinstance(left, str):
             _check_width(left, "the % format")
             for arg in right if isinstance(right, tuple) else (right,):
