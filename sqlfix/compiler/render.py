@@ -313,7 +313,8 @@ class _FixtureSandbox(SandboxedEnvironment):
         powers = op == "**" and isinstance(left, int) and isinstance(right, int)
         if powers and right > 0 and abs(left).bit_length() * right > _MAX_INT_BITS + right:
             raise TemplateLimitError(
-                f"{left} ** {right} would have over {_MAX_INT_BITS:,} bits; use smaller numbers"
+                f"{left} ** {right} would be over the limit of {_MAX_INT_BITS:,} bits; "
+                "use smaller numbers"
             )
         if op == "%" and isinstance(left, str):
             _check_width(left, "the % format")

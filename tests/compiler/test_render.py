@@ -114,3 +114,183 @@ def test_for_label_is_the_rows_faker_and_row_id_is_the_label_id():
     name, row_id, plain_id = out.sql.removeprefix("SELECT ").rstrip(";").split(", ")
     assert alone.sql == f"SELECT {name};"
     assert row_id == plain_id
+
+
+# -- values can never become SQL text (issue #8, inputs 2 and 3)
+
+ATTACK = "\"x'); DELETE FROM t; --\""
+QUOTED = "'x''); DELETE FROM t; --'"
+
+
+@pytest.mark.parametrize(
+    ("source", "sql"),
+    [
+        # a value joined to a macro's output is a value: quoted as a whole
+        ("{% macro p() %}x{% endmacro %}{{ p() ~ V }}", "'x" + QUOTED[1:]),
+        ("{% macro p() %}x{% endmacro %}{{ V ~ p() }}", QUOTED[:-1] + "x'"),
+        ("{% macro p() %}x{% endmacro %}{{ p() + V }}", "'x" + QUOTED[1:]),
+        # Markup and the filters that return it
+        ("{{ V | safe }}", QUOTED),
+        ("{{ 'x' | safe ~ V }}", "'x" + QUOTED[1:]),
+        ("{{ V | e }}", "'x&#39;); DELETE FROM t; --'"),
+        ("{% macro p() %}x{% endmacro %}{{ p() | safe }}", "'x'"),
+        ("{{ V | string }}", QUOTED),
+        ("{{ V | trim | lower }}", QUOTED.lower()),
+        # caller() output is template text, the values inside it are quoted
+        ("{% macro m() %}[{{ caller() }}]{% endmacro %}{% call m() %}{{ V }}{% endcall %}",
+         f"[{QUOTED}]"),
+        ("{% macro m() %}{{ caller() ~ V }}{% endmacro %}{% call m() %}x{% endcall %}",
+         "'x" + QUOTED[1:]),
+        # joins of macro output and values
+        ("{% macro p() %}x{% endmacro %}{{ [p(), V] | join }}", "'x" + QUOTED[1:]),
+        ("{{ [V, V] | join(', ') }}", "'x''); DELETE FROM t; --, x''); DELETE FROM t; --'"),
+        ("{{ ', '.join([V]) }}", QUOTED),
+        ("{{ '%s' % V }}", QUOTED),
+        ("{{ '{}'.format(V) }}", QUOTED),
+        ("{{ V | replace('x', V) }}", "'x''); DELETE FROM t; --''); DELETE FROM t; --'"),
+        # a {% set %} block is template text, a value joined to it is not
+        ("{% set b %}({{ V }}){% endset %}{{ b }}", f"({QUOTED})"),
+        ("{% set b %}x{% endset %}{{ b ~ V }}", "'x" + QUOTED[1:]),
+        # case-changing filter blocks keep values quoted
+        ("{% filter upper %}{{ V }}{% endfilter %}", QUOTED.upper()),
+    ],
+)
+def test_no_output_path_writes_a_value_as_sql(source, sql):
+    assert render(source.replace("V", ATTACK)).sql == sql
+
+
+def test_a_value_holding_nul_is_refused_with_its_line():
+    finding = error("SELECT 1;\nSELECT {{ 'a\\x00' ~ 'b' }};")
+    assert (finding.code, finding.line) == ("SQLF203", 2)
+    assert "NUL character (U+0000)" in finding.message
+
+
+def test_a_file_holding_nul_is_refused_with_its_line():
+    finding = error("SELECT 1;\nSELECT 'a\x00';")
+    assert (finding.code, finding.line) == ("SQLF203", 2)
+    assert "U+0000" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("{% filter replace(\"'\", '') %}{{ V }}{% endfilter %}", "cannot hold {{ }} values"),
+        ("{% set v = V %}{% filter format(v) %}%s{% endfilter %}", "literal arguments only"),
+        ("{% set v = V %}{% filter replace('a', v) %}a{% endfilter %}", "literal arguments"),
+        ("{% set v = V %}{% filter upper | replace('A', v) %}a{% endfilter %}", "literal"),
+    ],
+)
+def test_filter_blocks_cannot_unquote_values(source, words):
+    assert words in error(source.replace("V", ATTACK)).message
+
+
+def test_filter_blocks_over_template_text_still_work():
+    assert render("{% filter replace('T', 'u') %}T{% endfilter %}").sql == "u"
+
+
+@pytest.mark.parametrize(
+    ("source", "sql"),
+    [
+        ("UPDATE a SET balance = balance-{{ delta }};", "UPDATE a SET balance = balance- -30;"),
+        ("SELECT 1-{{ -0.0 }}-{{ -1.5 }};", "SELECT 1- -0.0- -1.5;"),
+        ("SELECT 1-{{ dec }};", "SELECT 1- -12.50;"),
+        ("SELECT 1-{{ [-1] }};", "SELECT 1-'{-1}'::int2[];"),
+    ],
+)
+def test_negative_numbers_never_start_a_comment(source, sql):
+    from decimal import Decimal
+
+    out = _render_with(source, delta=-30, dec=Decimal("-12.50"))
+    assert out.sql == sql
+    assert "--" not in out.sql
+
+
+def _render_with(source, **names):
+    class Context(TemplateContext):
+        def as_dict(self):
+            return {**super().as_dict(), **names}
+
+    return render_template(source, name="t.sql", path="t.sql", context=Context(0, 0))
+
+
+def test_expression_positions_are_exact():
+    out = render("A\n  {{ 1 }} {{ 2 }}\n{{- 3 }}\n{% if 1 -%}\n   X {{ 4 }}{% endif %}")
+    assert out.sql == "A\n  1 23\nX 4"
+    located = {out.sql[i]: out.locate(i) for i in range(len(out.sql)) if out.sql[i] != " "}
+    assert located == {"A": (1, 1), "\n": (3, 9), "1": (2, 3), "2": (2, 11), "3": (3, 1),
+                       "X": (5, 4), "4": (5, 6)}
+    assert out.expressions == ((4, 5), (6, 7), (7, 8), (11, 12))
+
+
+def test_macro_text_maps_to_the_macro_body():
+    out = render("{% macro r() %}\n  DELETE FROM t;\n{% endmacro %}\nSELECT 1;\n{{ r() }}")
+    assert out.locate(out.sql.index("DELETE")) == (2, 3)
+
+
+def test_json_wrappers_are_in_the_context():
+    out = render("SELECT {{ Jsonb({'tags': ['tea'], 'n': None}) }}, {{ Json([1]) }};")
+    assert out.sql == "SELECT '{\"tags\": [\"tea\"], \"n\": null}'::jsonb, '[1]'::json;"
+
+
+# -- limits (issue #8: `'a' * 500000000` took 24 s and 2.4 GB)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "'a' * 500000000",
+        "500000000 * 'a'",
+        "[1] * 500000000",
+        "'a'.ljust(500000000)",
+        "'a'.center(500000000)",
+        "'a'.zfill(500000000)",
+        "'%500000000d' % 1",
+        "'{:>500000000}'.format(1)",
+        "'{:>{}}'.format(1, 500000000)",
+        "'a' | center(500000000)",
+        "'a' | indent(500000000, true)",
+        "'a' | format() | center(500000000)",
+        "2 ** 5000000",
+    ],
+)
+def test_values_beyond_the_size_limit_are_refused_with_their_line(expression):
+    finding = error("SELECT 1;\n\nSELECT {{ " + expression + " }};")
+    assert (finding.code, finding.line) == ("SQLF203", 3)
+    assert "too large" in finding.message and "limit" in finding.message
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s + ns.s %}{% endfor %}",
+        "{% set ns = namespace(s=['ab']) %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s + ns.s %}{% endfor %}",
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s.replace('a', 'aa') %}{% endfor %}",
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+        "{% set ns.s = [ns.s, ns.s] | join %}{% endfor %}",
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+        "{% set ns.s = ''.join([ns.s, ns.s]) %}{% endfor %}",
+    ],
+)
+def test_doubling_loops_stop_at_the_limit(source):
+    finding = error("\n" + source)
+    assert (finding.code, finding.line) == ("SQLF203", 2)
+    assert "too large" in finding.message
+
+
+def test_the_whole_output_is_capped():
+    from sqlfix.compiler import render as render_module
+
+    source = ("{% set s = 'x' * 9000000 %}{% for i in range(10) %}{% for j in range(10) %}"
+              "{{ s }}{% endfor %}{% endfor %}")
+    finding = error(source)
+    assert f"over {render_module.MAX_OUTPUT:,} characters" in finding.message
+
+
+def test_values_within_the_limits_still_render():
+    out = render("SELECT {{ 'ab' * 1000 }}, {{ 2 ** 64 }}, {{ rng.randint(1, 10**9) > 0 }};")
+    assert out.sql.startswith("SELECT 'abab") and "18446744073709551616" in out.sql
