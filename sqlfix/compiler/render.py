@@ -265,10 +265,25 @@ def _binop_size(op: str, left: Any, right: Any) -> int:
     return 0
 
 
+_LOCAL_FIELD = re.compile(r"\{[^{}]*:[^{}]*%s")  # '{:%s}'.format(now): strftime's %s
+
+
 def _utc_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Calls whose Python result depends on the host's time zone, made to use UTC."""
+    """Calls whose Python result depends on the host's time zone, made to use UTC.
+
+    `now.astimezone()` converts to UTC, a naive `timestamp()` counts from UTC, and
+    strftime's `%s` (seconds since the epoch in the host's zone) is refused.
+    """
     owner = getattr(obj, "__self__", None)
     name = getattr(obj, "__name__", "")
+    local_s = name == "strftime" and isinstance(owner, (dt.date, dt.time)) and any(
+        "%s" in str(a) for a in (*args, *kwargs.values())
+    )
+    if local_s or (name == "format" and isinstance(owner, str) and _LOCAL_FIELD.search(owner)):
+        raise SecurityError(
+            "strftime's %s depends on the time zone of the machine; write "
+            "{{ value.timestamp() | int }} for seconds since the epoch"
+        )
     if not isinstance(owner, dt.datetime):
         return _NOT_TZ
     if name == "astimezone" and not args and not kwargs:

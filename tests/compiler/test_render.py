@@ -294,3 +294,48 @@ def test_the_whole_output_is_capped():
 def test_values_within_the_limits_still_render():
     out = render("SELECT {{ 'ab' * 1000 }}, {{ 2 ** 64 }}, {{ rng.randint(1, 10**9) > 0 }};")
     assert out.sql.startswith("SELECT 'abab") and "18446744073709551616" in out.sql
+
+
+# -- the clock renders the same on every host (issue #8: now.astimezone() gave +05:30)
+
+DATE_HELPERS = [
+    "now", "now.astimezone()", "(now + timedelta(hours=5)).astimezone()", "today",
+    "now.replace(tzinfo=None).timestamp()", "now.timestamp()", "now.strftime('%Y-%m-%d %H:%M %z')",
+    "now.date()", "now.time()", "now.ctime()", "now.isoformat()", "fake.date_time()",
+    "fake.date_time_this_year()", "fake.past_datetime()", "fake.future_datetime()",
+    "fake.date_this_month()", "fake.unix_time()", "fake.iso8601()", "fake.date_time_between()",
+    "fake.time()", "fake.future_date()", "fake.date_of_birth()", "fake.past_date()",
+    "fake.date_time_ad()", "fake.date_time_this_century()", "fake.date_time_this_decade()",
+    "fake.date_time_this_month()", "fake.date()", "fake.date_between()", "fake.time_object()",
+    "fake.date_time_between_dates()", "row('a').fake.date_time()",
+]
+
+_RENDER_IN_CHILD = """
+import sys
+from sqlfix.compiler.context import TemplateContext
+from sqlfix.compiler.render import render_template
+source = sys.stdin.read()
+sys.stdout.write(render_template(source, name="t.sql", path="t.sql",
+                                 context=TemplateContext(7, 7)).sql)
+"""
+
+
+def test_dates_render_the_same_bytes_whatever_tz_is():
+    import os
+    import subprocess
+    import sys
+
+    source = "SELECT " + ",\n".join("{{ " + h + " }}" for h in DATE_HELPERS) + ";"
+    outputs = set()
+    for tz in ("UTC", "Asia/Kolkata", "America/St_Johns", "Pacific/Kiritimati"):
+        done = subprocess.run([sys.executable, "-c", _RENDER_IN_CHILD], input=source,
+                              capture_output=True, text=True, check=True,
+                              env={**os.environ, "TZ": tz})
+        outputs.add(done.stdout)
+    assert len(outputs) == 1, outputs
+    assert "+05:30" not in outputs.pop()
+
+
+@pytest.mark.parametrize("expression", ["now.strftime('%s')", "'{:%s}'.format(now)"])
+def test_strftime_seconds_in_the_host_zone_are_refused(expression):
+    assert "time zone of the machine" in error("{{ " + expression + " }}").message
