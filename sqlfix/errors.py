@@ -8,9 +8,28 @@ the same text the lint prints.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+
+
+def _name(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"<U+{ord(ch):04X}{' ' + name if name else ''}>"
+
+
+def show_invisible(text: str) -> str:
+    """`text` with each invisible character named: "a\u200bb" -> "a<U+200B ZERO WIDTH SPACE>b".
+
+    Zero-width characters, byte-order marks, no-break spaces and control characters
+    would otherwise make two names that look the same differ in a message.
+    """
+    if text.isprintable():
+        return text
+    # str.isprintable is False exactly for control, format, separator (other than
+    # the space) and unassigned characters
+    return "".join(c if c.isprintable() or c in "\n\t" else _name(c) for c in text)
 
 
 class Severity(str, Enum):
@@ -29,12 +48,19 @@ class Finding:
     col: int = 1
     severity: Severity = Severity.ERROR
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", show_invisible(self.message))
+        object.__setattr__(self, "path", show_invisible(self.path))
+
     def format(self) -> str:
         return f"{self.path}:{self.line}:{self.col}: {self.code} {self.message}"
 
 
 class SqlfixError(Exception):
     """Base of every error sqlfix raises on purpose."""
+
+    def __str__(self) -> str:
+        return show_invisible(super().__str__())
 
 
 class ConfigError(SqlfixError):

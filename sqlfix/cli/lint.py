@@ -175,7 +175,7 @@ class _Noqa:
         if path not in self._lines:
             try:
                 # split("\n"), as the renderer counts lines; splitlines() knows more breaks
-                self._lines[path] = Path(path).read_text(encoding="utf-8").split("\n")
+                self._lines[path] = Path(path).read_text(encoding="utf-8-sig").split("\n")
             except (OSError, UnicodeDecodeError):
                 self._lines[path] = []
         lines = self._lines[path]

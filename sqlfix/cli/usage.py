@@ -113,7 +113,7 @@ def scan(root: Path) -> list[Use]:
     found: list[Use] = []
     for path in find_test_files(root):
         try:
-            source = path.read_text(encoding="utf-8")
+            source = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError):
             continue
         found.extend(_uses_in(source, display_path(path)))

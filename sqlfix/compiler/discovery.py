@@ -16,6 +16,10 @@ class FixtureNotFound(ConfigError):
     """A fixture name names no file, or a file outside the fixtures directory."""
 
 
+class FixtureOutside(FixtureNotFound):
+    """A fixture path under the directory resolves (through a symlink) outside it."""
+
+
 @dataclass(frozen=True)
 class FixtureDir:
     root: Path
@@ -30,8 +34,13 @@ class FixtureDir:
                 "name fixtures relative to it, e.g. 'users.sql' or 'billing/invoices.sql'"
             )
         path = self.root.joinpath(*pure.parts)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError:  # a name too long for the file system, or one it cannot hold
+            found = False
+        if not found:
             raise FixtureNotFound(self._missing_message(name))
+        self.check_inside(path, f"fixture {name!r}")
         if self.is_schema(path):
             raise FixtureNotFound(
                 f"{name!r} is a schema file ([tool.sqlfix] schema): it is applied once per "
@@ -39,15 +48,37 @@ class FixtureDir:
             )
         return path
 
+    def check_inside(self, path: Path, what: str) -> None:
+        """Raise FixtureNotFound if `path` (under the root) resolves outside it.
+
+        A symlink, to a file or through a folder, would load a file that no one
+        reviewing the fixtures directory sees; both paths are named.
+        """
+        real, root = path.resolve(), self.root.resolve()
+        if not real.is_relative_to(root):
+            raise FixtureOutside(
+                f"{what} is {path}, which resolves (through a symbolic link) to {real}, "
+                f"outside the fixtures directory {root}; sqlfix loads only files inside "
+                "it: copy the file into the directory instead of linking to it"
+            )
+
+    def check_schema_files(self) -> None:
+        """Schema files placed under the fixtures directory must resolve inside it too."""
+        root = Path(os.path.abspath(self.root))
+        for path in sorted(self.exclude):
+            if Path(os.path.abspath(path)).is_relative_to(root) and path.exists():
+                self.check_inside(path, f"schema file {path.name!r}")
+
     def _missing_message(self, name: str) -> str:
         if not self.root.is_dir():
             return (
                 f"fixture {name!r}: the fixtures directory {self.root} does not exist; "
                 "create it or set fixtures_dir in [tool.sqlfix] (or --sqlfix-fixtures)"
             )
-        close = difflib.get_close_matches(name, self.names(), n=3)
+        close = difflib.get_close_matches(name[:300], self.names(), n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        return f"fixture {name!r} not found in {self.root}{hint}"
+        shown = name if len(name) <= 200 else f"{name[:60]}...({len(name):,} characters)"
+        return f"fixture {shown!r} not found in {self.root}{hint}"
 
     def names(self) -> list[str]:
         """Every fixture name under the directory, sorted, schema files left out."""
@@ -84,10 +115,11 @@ def normalize_name(name: str) -> str:
 def read_sql(path: Path) -> str:
     """A fixture's text with newlines normalised (Jinja does the same, keeping columns true).
 
+    A byte-order mark at the start is dropped (editors on Windows write one).
     Raises FixtureError (SQLF001) naming the file when it is not UTF-8 text.
     """
     try:
-        return path.read_text(encoding="utf-8").replace("\r\n", "\n")
+        return path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError as exc:
         raise FixtureError([Finding(
             "SQLF001", f"not valid UTF-8 text (byte {exc.start}); save the file as UTF-8",

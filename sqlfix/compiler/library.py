@@ -16,7 +16,14 @@ from pathlib import Path
 
 from sqlfix.compiler import guard
 from sqlfix.compiler.context import DEFAULT_NOW, TemplateContext
-from sqlfix.compiler.discovery import FixtureDir, FixtureNotFound, dedupe, normalize_name, read_sql
+from sqlfix.compiler.discovery import (
+    FixtureDir,
+    FixtureNotFound,
+    FixtureOutside,
+    dedupe,
+    normalize_name,
+    read_sql,
+)
 from sqlfix.compiler.plan import Requirement, load_order, misplaced_requires, parse_requires
 from sqlfix.compiler.render import RenderedFixture, render_template
 from sqlfix.compiler.seeds import derive_seed
@@ -139,6 +146,8 @@ class FixtureLibrary:
             return True
         try:
             self.directory.resolve(name)
+        except FixtureOutside:
+            raise  # there, but outside: its own error, not "missing"
         except FixtureNotFound:
             return False
         return True

@@ -99,7 +99,7 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
 
 
 def _run_schema_file(conn: psycopg.Connection[Any], path: Path) -> None:
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not SQL
     try:
         with conn.transaction():  # a savepoint: the error names this file alone
             conn.execute(text.encode())

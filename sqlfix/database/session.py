@@ -18,6 +18,7 @@ from sqlfix.database.setup_command import run_setup_command
 
 def make_library(settings: Settings) -> FixtureLibrary:
     directory = FixtureDir(settings.fixtures_dir, exclude=frozenset(settings.schema))
+    directory.check_schema_files()  # a schema file linked in from outside is refused
     return FixtureLibrary(directory, settings.seed, settings.now, settings.faker_locale)
 
 

@@ -94,3 +94,75 @@ def test_a_file_that_is_not_utf8_is_named(library, tmp_path):
     with pytest.raises(FixtureError, match=r"latin1.sql:1:1: SQLF001 not valid UTF-8"):
         library.compile("latin1.sql")
     assert [f.code for f in library.check("latin1.sql")[1]] == ["SQLF001"]
+
+
+# -- containment by resolved path (issue #8, input 5)
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    folder = tmp_path.parent / f"{tmp_path.name}-outside"
+    folder.mkdir()
+    (folder / "secret.sql").write_text("DELETE FROM users;\n")
+    return folder
+
+
+def _escape_message(exc: pytest.ExceptionInfo[FixtureNotFound], outside: Path) -> str:
+    message = str(exc.value)
+    assert str((outside / "secret.sql").resolve()) in message  # where it really is
+    assert "outside the fixtures directory" in message
+    return message
+
+
+def test_a_symlinked_file_leading_outside_is_refused(library, tmp_path, outside):
+    (tmp_path / "link.sql").symlink_to(outside / "secret.sql")
+    with pytest.raises(FixtureNotFound) as exc:
+        library.plan(["link.sql"])
+    assert str(tmp_path / "link.sql") in _escape_message(exc, outside)
+
+
+def test_a_symlinked_folder_leading_outside_is_refused(library, tmp_path, outside):
+    (tmp_path / "shared").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(FixtureNotFound) as exc:
+        library.plan(["shared/secret.sql"])
+    assert str(tmp_path / "shared" / "secret.sql") in _escape_message(exc, outside)
+
+
+def test_a_requires_through_a_symlink_is_refused(library, tmp_path, outside):
+    (tmp_path / "link.sql").symlink_to(outside / "secret.sql")
+    (tmp_path / "orders.sql").write_text("-- requires: link.sql\nSELECT 1;\n")
+    with pytest.raises(FixtureNotFound) as exc:
+        library.plan(["orders.sql"])
+    _escape_message(exc, outside)
+
+
+def test_symlinks_that_stay_inside_are_fine(library, tmp_path):
+    (tmp_path / "alias.sql").symlink_to(tmp_path / "users.sql")
+    (tmp_path / "more").symlink_to(tmp_path / "billing", target_is_directory=True)
+    names = library.plan(["alias.sql", "more/invoices.sql"]).names
+    assert {"alias.sql", "more/invoices.sql"} <= set(names)
+
+
+def test_a_schema_file_under_the_fixtures_dir_must_resolve_inside_it(tmp_path, outside):
+    (tmp_path / "schema.sql").symlink_to(outside / "secret.sql")
+    directory = FixtureDir(tmp_path, frozenset({tmp_path / "schema.sql"}))
+    with pytest.raises(FixtureNotFound, match="schema file 'schema.sql'") as exc:
+        directory.check_schema_files()
+    _escape_message(exc, outside)
+    # a schema file kept elsewhere (not under the fixtures directory) is the user's choice
+    FixtureDir(tmp_path, frozenset({outside / "secret.sql"})).check_schema_files()
+
+
+@pytest.mark.parametrize("name", ["a" * 5000 + ".sql", "d/" * 3000 + "x.sql", "é" * 300 + ".sql"])
+def test_a_very_long_name_is_not_found_not_an_oserror(library, name):
+    with pytest.raises(FixtureNotFound, match="not found in") as exc:
+        library.plan([name])
+    assert len(str(exc.value)) < 500
+
+
+def test_a_byte_order_mark_is_ignored(library, tmp_path):
+    (tmp_path / "bom.sql").write_bytes(b"\xef\xbb\xbf-- requires: users.sql\nSELECT {{ 1 }};\n")
+    assert library.plan(["bom.sql"]).names == ("users.sql", "bom.sql")
+    compiled = library.compile("bom.sql")
+    assert compiled.rendered.sql.startswith("-- requires")
+    assert compiled.locate(compiled.rendered.sql.index("SELECT")) == (2, 1)
