@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
+from sqlfix.database import fixture_role
 from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK
 from sqlfix.errors import Finding, LoadError
 
@@ -27,7 +28,7 @@ def plan_sql(plan: LoadPlan) -> str:
     return "\n".join(f.rendered.sql for f in plan)
 
 
-def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
+def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
     """Run `plan` inside the connection's open transaction; raises LoadError.
 
     On error nothing of the plan remains and the transaction is usable again.
@@ -98,3 +99,15 @@ def _unplaced(plan: LoadPlan, exc: psycopg.Error) -> LoadError:
     # The batch failed but no single statement did (e.g. a deferred constraint).
     last = plan.fixtures[-1]
     return _load_error(last, 0, plan_sql(plan), exc)
+
+
+def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
+    """Run `plan` inside the connection's open transaction; raises LoadError.
+
+    As the restricted fixture role where the session set one up (see
+    `fixture_role`). On error nothing of the plan remains and the transaction
+    is usable again.
+    """
+    if plan.fixtures:
+        with fixture_role.acting_as(conn):
+            _load_plan(conn, plan)

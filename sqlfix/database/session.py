@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
+from sqlfix.database import fixture_role
 from sqlfix.database.baseline import Baseline, capture, restore
 from sqlfix.database.boundary import Boundary, SqlfixConnection
 from sqlfix.database.schema import apply_schema, check_safe, connect
@@ -30,6 +31,7 @@ class DatabaseSession:
         self.dsn: str | None = None
         self._conn: SqlfixConnection | None = None
         self.baseline: Baseline | None = None
+        self.fixture_role: fixture_role.FixtureRole | None = None
 
     def start(self) -> None:
         if self.dsn is not None:
@@ -54,6 +56,8 @@ class DatabaseSession:
         apply_schema(conn, self.settings.schema)
         if self.settings.setup_command:
             run_setup_command(self.settings.setup_command, dsn, self.settings.root)
+        self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
+        fixture_role.attach(conn, self.fixture_role)
         self.baseline = capture(conn)
 
     def connection(self) -> SqlfixConnection:
@@ -62,6 +66,7 @@ class DatabaseSession:
         assert self.dsn is not None
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.dsn)
+            fixture_role.attach(self._conn, self.fixture_role)
             reset = self._sequence_reset(self.settings.reset_sequences)
             if reset:  # the test that closed the connection could not reset them
                 self._conn.execute(b"ROLLBACK; " + reset)
