@@ -75,23 +75,40 @@ def _guard_findings(rendered: RenderedFixture, result: guard.GuardResult) -> lis
 
 
 def _quoted_placeholders(rendered: RenderedFixture) -> list[Finding]:
-    """`'{{ x }}'`: sqlfix quotes values itself, so these quotes double up."""
+    """`'{{ x }}'` and `"{{ x }}"`: values are written as quoted literals, never inside quotes.
+
+    In a string the quotes double up; in a quoted identifier a value would become
+    (part of) a name, and a name must be the template's own text.
+    """
     findings = []
-    for start, end in rendered.expressions:
+    names = _quoted_identifiers(rendered.sql) if rendered.expressions else []
+    for start, _end in rendered.expressions:
         if guard.inside_string(rendered.sql, start):
-            line, col = rendered.locate(start)
-            findings.append(
-                Finding(
-                    "SQLF204",
-                    "{{ }} placeholder inside quotes: sqlfix already writes values as "
-                    "quoted SQL literals; drop the quotes around it",
-                    rendered.path,
-                    line,
-                    col,
-                )
-            )
-        del end
+            message = ("{{ }} placeholder inside quotes: sqlfix already writes values as "
+                       "quoted SQL literals; drop the quotes around it")
+        elif any(first < start <= last for first, last in names):
+            message = ('{{ }} placeholder inside a quoted identifier ("..."): a value is '
+                       "written as a quoted SQL literal, never as a name; write the name as "
+                       "template text (e.g. in a {% for %} over fixed names)")
+        else:
+            continue
+        line, col = rendered.locate(start)
+        findings.append(Finding("SQLF204", message, rendered.path, line, col))
     return findings
+
+
+def _quoted_identifiers(sql: str) -> list[tuple[int, int]]:
+    """(first, last) character offsets of each "quoted" or U&"quoted" identifier."""
+    if '"' not in sql:
+        return []
+    from pglast import parser  # PostgreSQL's own scanner (offsets in characters)
+
+    try:
+        tokens = parser.scan(sql)
+    except parser.ParseError:
+        return []  # an unclosed quote: the guard reports it
+    quoted = [(t.start, t.end) for t in tokens if t.name in ("IDENT", "UIDENT")]
+    return [(a, b) for a, b in quoted if sql[a] == '"' or sql[a : a + 3].lower() == 'u&"']
 
 
 @dataclass(frozen=True)

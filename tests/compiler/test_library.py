@@ -166,3 +166,26 @@ def test_a_byte_order_mark_is_ignored(library, tmp_path):
     compiled = library.compile("bom.sql")
     assert compiled.rendered.sql.startswith("-- requires")
     assert compiled.locate(compiled.rendered.sql.index("SELECT")) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'SELECT "{{ x }}" FROM t;\n',
+        'SELECT "col_{{ x }}" FROM t;\n',
+        'SELECT U&"{{ x }}" FROM t;\n',
+        'SELECT "a""{{ x }}" FROM t;\n',
+        "SELECT '{{ x }}' FROM t;\n",
+    ],
+)
+def test_placeholders_inside_quotes_or_quoted_identifiers_are_flagged(library, tmp_path, text):
+    source = "{% set x = 'n' %}" + text
+    (tmp_path / "q.sql").write_text(source)
+    findings = [f for f in library.check("q.sql")[1] if f.code == "SQLF204"]
+    assert [(f.line, f.col) for f in findings] == [(1, source.index("{{") + 1)]
+    assert ("quoted identifier" in findings[0].message) == ('"' in text)
+
+
+def test_placeholders_beside_quoted_identifiers_are_fine(library, tmp_path):
+    (tmp_path / "q.sql").write_text('SELECT "é", {{ 1 }} AS "x" FROM t WHERE "a" = {{ 2 }};\n')
+    assert not [f for f in library.check("q.sql")[1] if f.code == "SQLF204"]
