@@ -16,12 +16,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from typing import Any
 
+from psycopg import abc
 from psycopg import errors as pg_errors
-from psycopg import sql
+from psycopg.adapt import Transformer
 
 _CAST = re.compile(r"::[a-z ]+\Z")
+_LOCAL = threading.local()  # a Transformer per thread: it keeps state while it dumps
+
+
+def _transformer() -> abc.Transformer:
+    tx: abc.Transformer | None = getattr(_LOCAL, "tx", None)
+    if tx is None:
+        tx = _LOCAL.tx = Transformer.from_context(None)  # no connection: no server's form
+    return tx
 
 
 class LiteralError(ValueError):
@@ -48,7 +58,9 @@ def to_sql_literal(value: Any) -> str:
             "column wrap it: {{ Jsonb(value) }} or {{ Json(value) }}; for an array use a list"
         )
     try:
-        text = sql.Literal(value).as_string(None)
+        # what psycopg.sql.Literal(value).as_string(None) does, with one Transformer
+        # kept (it caches a dumper per type): 5x faster on a large fixture
+        text = _transformer().as_literal(value).decode()
     except (pg_errors.ProgrammingError, pg_errors.DataError, TypeError, ValueError) as exc:
         raise LiteralError(
             f"cannot write a {type(value).__name__} as an SQL literal ({exc}); emit str, "

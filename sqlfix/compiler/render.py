@@ -31,7 +31,15 @@ from psycopg.types.json import Json, Jsonb
 
 from sqlfix.compiler.context import SeededFaker, TemplateContext
 from sqlfix.compiler.literals import LiteralError, to_sql_literal
-from sqlfix.compiler.sourcemap import Piece, SourceMap, join, text_piece, value_piece
+from sqlfix.compiler.sourcemap import (
+    Piece,
+    SourceMap,
+    first_position,
+    flatten,
+    join,
+    text_piece,
+    value_piece,
+)
 from sqlfix.errors import Finding, FixtureError
 
 _CLOCK_ATTRS = frozenset({"now", "today", "utcnow", "fromtimestamp", "utcfromtimestamp"})
@@ -382,12 +390,10 @@ class _FixtureSandbox(SandboxedEnvironment):
         """Joins output; anything that is not a Piece is a value and gets quoted."""
         pieces: list[Piece] = []
         total = 0
-        last = (1, 1)
         for part in parts:
-            if not isinstance(part, Piece):
-                part = value_piece(to_sql_literal(part), *last)
-            if part.segments:
-                last = part.segments[-1][1:3]
+            if not isinstance(part, Piece):  # no known path leads here: quote it
+                where = first_position(pieces[-1]) if pieces else (1, 1)
+                part = value_piece(to_sql_literal(part), *where)
             total += len(part)
             if total > MAX_OUTPUT:
                 raise TemplateLimitError(
@@ -407,16 +413,16 @@ class _FixtureSandbox(SandboxedEnvironment):
 
     def sqlfix_filtered(self, line: int, case_only: bool, body: Piece, result: Any) -> Piece:
         """The output of a `{% filter %}` block over `body`."""
-        if body.values and not case_only:
+        if not case_only and flatten(body)[1]:
             raise LiteralError(
                 "a {% filter %} block other than upper or lower cannot hold {{ }} values "
                 "(the filter could take their quotes apart); apply the filter inside: "
                 "{{ value | f }}"
             )
-        text = result if isinstance(result, str) else str(result)
+        text = str.__str__(result) if isinstance(result, str) else str(result)
         if len(text) == len(body):  # case changes: every offset keeps its source
-            return Piece(str.__str__(text), body.segments, body.values)
-        return Piece(str.__str__(text), ((0, line, 1, False),))
+            return join([body], text)
+        return text_piece(text, line, 1)  # a length change: the block's line is all we know
 
     def sqlfix_str_join(self, parts: tuple[Any, ...]) -> str:
         texts = [str(p) for p in parts]
@@ -507,13 +513,14 @@ def render_template(
     except Exception as exc:  # noqa: BLE001 - any error a template raises is the user's
         raise FixtureError([_render_finding(exc, path)]) from exc
     assert isinstance(rendered, Piece)  # env.concat builds every render's output
+    segments, values = flatten(rendered)
     return RenderedFixture(
         name=name,
         path=path,
         seed=context.file_seed,
         sql=str.__str__(rendered),
-        source_map=SourceMap.of(rendered),
-        expressions=rendered.values,
+        source_map=SourceMap.of(segments),
+        expressions=tuple(values),
         ids=tuple((t, label, i) for (t, label), i in context.ids.items()),
     )
 

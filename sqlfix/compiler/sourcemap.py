@@ -12,60 +12,80 @@ quotes as a value: only unchanged template output stays SQL text.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-# (offset in the piece, template line, template column, literal?)
+# (offset in the rendered text, template line, template column, literal?)
 Segment = tuple[int, int, int, bool]
 
 
 class Piece(str):
-    """Rendered text with its source segments and the spans of its quoted values.
+    """Rendered text that knows where it came from.
 
-    A literal segment's column advances with the offset (template text); a value's
-    segment maps every offset to where its `{{` stands.
+    A leaf is template text starting at `leaf` = (line, col, True) or a quoted
+    value written by the `{{` at (line, col, False); a joined Piece has no leaf
+    and keeps its `children` (their lengths add up to its own). The map is
+    flattened once, at the end (`SourceMap.of`), so joining costs no copying.
     """
 
-    segments: tuple[Segment, ...]
-    values: tuple[tuple[int, int], ...]
-
-    def __new__(
-        cls, text: str, segments: tuple[Segment, ...], values: tuple[tuple[int, int], ...] = ()
-    ) -> Piece:
-        piece = super().__new__(cls, text)
-        piece.segments = segments
-        piece.values = values
-        return piece
+    leaf: tuple[int, int, bool] | None
+    children: tuple[Piece, ...]
 
 
 def text_piece(text: str, line: int, col: int) -> Piece:
-    """Template text starting at line:col, one segment per source line."""
-    segments: list[Segment] = [(0, line, col, True)]
-    start = text.find("\n")
-    while start >= 0:
-        line += 1
-        segments.append((start + 1, line, 1, True))
-        start = text.find("\n", start + 1)
-    return Piece(text, tuple(segments))
+    """Template text starting at line:col."""
+    piece = Piece(text)
+    piece.leaf, piece.children = (line, col, True), ()
+    return piece
 
 
 def value_piece(text: str, line: int, col: int) -> Piece:
     """A quoted value written by the `{{ }}` at line:col."""
-    return Piece(text, ((0, line, col, False),), ((0, len(text)),))
+    piece = Piece(text)
+    piece.leaf, piece.children = (line, col, False), ()
+    return piece
 
 
-def join(pieces: Iterable[Piece]) -> Piece:
-    """The Pieces end to end, their maps shifted to match."""
-    texts: list[str] = []
+def join(pieces: list[Piece], text: str | None = None) -> Piece:
+    """The Pieces end to end (or `text`, of the same length, mapped like them)."""
+    piece = Piece("".join(pieces) if text is None else text)
+    piece.leaf, piece.children = None, tuple(pieces)
+    return piece
+
+
+def first_position(piece: Piece) -> tuple[int, int]:
+    """(line, col) where `piece` starts, (1, 1) if it is empty."""
+    while piece.leaf is None:
+        if not piece.children:
+            return 1, 1
+        piece = piece.children[0]
+    return piece.leaf[0], piece.leaf[1]
+
+
+def flatten(root: Piece) -> tuple[list[Segment], list[tuple[int, int]]]:
+    """The segments of `root` (one per source line of template text) and its value spans."""
     segments: list[Segment] = []
     values: list[tuple[int, int]] = []
-    offset = 0
-    for piece in pieces:
-        texts.append(piece)
-        segments.extend((offset + s, line, col, lit) for s, line, col, lit in piece.segments)
-        values.extend((offset + a, offset + b) for a, b in piece.values)
-        offset += len(piece)
-    return Piece("".join(texts), tuple(segments), tuple(values))
+    stack: list[tuple[Piece, int]] = [(root, 0)]
+    while stack:
+        piece, offset = stack.pop()
+        if piece.leaf is None:
+            starts, at = [], offset
+            for child in piece.children:
+                starts.append((child, at))
+                at += len(child)
+            stack.extend(reversed(starts))
+            continue
+        line, col, literal = piece.leaf
+        segments.append((offset, line, col, literal))
+        if not literal:
+            values.append((offset, offset + len(piece)))
+            continue
+        newline = piece.find("\n")
+        while newline >= 0:
+            line += 1
+            segments.append((offset + newline + 1, line, 1, True))
+            newline = piece.find("\n", newline + 1)
+    return segments, values
 
 
 @dataclass(frozen=True)
@@ -82,8 +102,7 @@ class SourceMap:
     literal: tuple[bool, ...]
 
     @classmethod
-    def of(cls, piece: Piece) -> SourceMap:
-        segs = piece.segments
+    def of(cls, segs: list[Segment]) -> SourceMap:
         return cls(
             starts=tuple(s[0] for s in segs),
             lines=tuple(s[1] for s in segs),
