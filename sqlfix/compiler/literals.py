@@ -44,6 +44,13 @@ def to_sql_literal(value: Any) -> str:
     Takes None, bool, int, float, Decimal, str, date/datetime/time, timedelta,
     UUID, bytes, lists (arrays) and psycopg's `Json`/`Jsonb` wrappers.
     """
+    # Fast paths for the two commonest types, the same text psycopg writes
+    # (tests/compiler/test_literals.py compares them with psycopg.sql.Literal).
+    kind = type(value)
+    if kind is int:
+        return str(value) if value >= 0 else f" {value}"
+    if kind is str and "\\" not in value and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
     if isinstance(value, str) and "\x00" in value:
         at = value.index("\x00")
         raise LiteralError(

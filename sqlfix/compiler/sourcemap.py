@@ -65,26 +65,38 @@ def flatten(root: Piece) -> tuple[list[Segment], list[tuple[int, int]]]:
     """The segments of `root` (one per source line of template text) and its value spans."""
     segments: list[Segment] = []
     values: list[tuple[int, int]] = []
-    stack: list[tuple[Piece, int]] = [(root, 0)]
-    while stack:
-        piece, offset = stack.pop()
-        if piece.leaf is None:
-            starts, at = [], offset
-            for child in piece.children:
-                starts.append((child, at))
-                at += len(child)
-            stack.extend(reversed(starts))
-            continue
-        line, col, literal = piece.leaf
-        segments.append((offset, line, col, literal))
+    add_segment, add_value = segments.append, values.append
+
+    def leaf(piece: Piece, leaf: tuple[int, int, bool], offset: int) -> None:
+        line, col, literal = leaf
+        add_segment((offset, line, col, literal))
         if not literal:
-            values.append((offset, offset + len(piece)))
-            continue
+            add_value((offset, offset + len(piece)))
+            return
         newline = piece.find("\n")
         while newline >= 0:
             line += 1
-            segments.append((offset + newline + 1, line, 1, True))
+            add_segment((offset + newline + 1, line, 1, True))
             newline = piece.find("\n", newline + 1)
+
+    def walk(piece: Piece, offset: int) -> None:
+        for child in piece.children:
+            info = child.leaf
+            if info is None:
+                walk(child, offset)
+            elif not info[2]:  # a value: inlined, the commonest leaf with text
+                add_segment((offset, info[0], info[1], False))
+                add_value((offset, offset + len(child)))
+            elif "\n" in child:
+                leaf(child, info, offset)
+            else:
+                add_segment((offset, info[0], info[1], True))
+            offset += len(child)
+
+    if root.leaf is None:
+        walk(root, 0)
+    else:
+        leaf(root, root.leaf, 0)
     return segments, values
 
 

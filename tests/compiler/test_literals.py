@@ -66,3 +66,11 @@ def test_values_become_quoted_literals(value, literal):
 def test_values_without_a_safe_literal_are_refused(value, words):
     with pytest.raises(LiteralError, match=re.escape(words)):
         to_sql_literal(value)
+
+
+@pytest.mark.parametrize(
+    "value", [0, 7, -7, 10**30, -(10**30), "", "plain", "O'Brien", "''", "a\nb\tc", "é中", "a\\b"])
+def test_fast_paths_write_what_psycopg_writes(value):
+    from psycopg import sql
+
+    assert to_sql_literal(value) == sql.Literal(value).as_string(None)
