@@ -50,7 +50,7 @@ def to_sql_literal(value: Any) -> str:
     if kind is int:
         return str(value) if value >= 0 else f" {value}"
     if kind is str and "\\" not in value and "\x00" not in value:
-        return "'" + value.replace("'", "''") + "'"
+        return "'" + str(value).replace("'", "''") + "'"
     if isinstance(value, str) and "\x00" in value:
         at = value.index("\x00")
         raise LiteralError(
