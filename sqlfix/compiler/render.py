@@ -24,6 +24,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
+from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
@@ -53,8 +54,12 @@ MAX_OUTPUT = 50_000_000
 _MAX_INT_BITS = 100_000  # `9 ** 9 ** 9` would compute for hours
 # str methods whose integer arguments are widths: `'a'.ljust(10**9)`
 _WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "format"})
-_WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap", "format", "truncate"})
+_WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap", "truncate"})
 _GROWING_METHODS = frozenset({"append", "extend", "insert", "update", "setdefault", "add"})
+# Widths and precisions in a %-format ("%500000000d") and in a str.format spec
+# ("{:>500000000}"); digits elsewhere in the text are not widths.
+_PERCENT_SPEC = re.compile(r"%[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?")
+_FORMAT_SPEC = re.compile(r"\{[^{}]*?:([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 _DIGITS = re.compile(r"\d+")
 # Filters that change only letter case: a `{% filter %}` block of these may hold values.
 _CASE_FILTERS = frozenset({"upper", "lower"})
@@ -249,17 +254,28 @@ def _check_size(value: Any, what: str) -> Any:
 
 
 def _check_width(value: Any, what: str) -> None:
+    """Refuse an integer width or count over MAX_VALUE."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_VALUE:
         raise TemplateLimitError(
             f"{what} asks for a width or count of {value:,}, over the limit of {MAX_VALUE:,}"
         )
-    if isinstance(value, str):
-        for digits in _DIGITS.findall(value):
-            if len(digits) > 8 or int(digits) > MAX_VALUE:
-                raise TemplateLimitError(
-                    f"{what}: the format asks for a width of {digits}, over the limit "
-                    f"of {MAX_VALUE:,}"
-                )
+
+
+def _check_format(template: str, args: Iterable[Any], what: str, percent: bool) -> None:
+    """Refuse a format whose widths (written, or taken from `args`) are over MAX_VALUE."""
+    if percent:
+        specs = [g for m in _PERCENT_SPEC.finditer(template) for g in m.groups() if g]
+    else:
+        specs = [d for m in _FORMAT_SPEC.finditer(template) for d in _DIGITS.findall(m[1])]
+        specs += ["*"] if any("{" in m[1] for m in _FORMAT_SPEC.finditer(template)) else []
+    for spec in specs:
+        if spec == "*":  # the width comes from the arguments
+            for arg in args:
+                _check_width(arg, what)
+        elif len(spec) > 8 or int(spec) > MAX_VALUE:
+            raise TemplateLimitError(
+                f"{what}: the format asks for a width of {spec}, over the limit of {MAX_VALUE:,}"
+            )
 
 
 def _binop_size(op: str, left: Any, right: Any) -> int:
@@ -340,9 +356,8 @@ class _FixtureSandbox(SandboxedEnvironment):
                 "use smaller numbers"
             )
         if op == "%" and isinstance(left, str):
-            _check_width(left, "the % format")
-            for arg in right if isinstance(right, tuple) else (right,):
-                _check_width(arg, "the % format")
+            values = right if isinstance(right, tuple) else (right,)
+            _check_format(left, values, "the % format", percent=True)
         size = _binop_size(op, left, right)
         if size > MAX_VALUE:
             raise TemplateLimitError(
@@ -355,8 +370,10 @@ class _FixtureSandbox(SandboxedEnvironment):
         target = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped
         owner = getattr(target, "__self__", None)
         name = getattr(target, "__name__", "")
-        if isinstance(owner, str) and name in _WIDTH_METHODS:
-            for arg in (owner, *args, *kwargs.values()):
+        if isinstance(owner, str) and name in ("format", "format_map"):
+            _check_format(owner, (*args, *kwargs.values()), f"str.{name}()", percent=False)
+        elif isinstance(owner, str) and name in _WIDTH_METHODS:
+            for arg in (*args, *kwargs.values()):
                 _check_width(arg, f"str.{name}()")
         if name == "join" and isinstance(owner, str) and args:
             items = list(args[0])
@@ -437,10 +454,13 @@ class _FixtureSandbox(SandboxedEnvironment):
 
 def _limited_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def limited(*args: Any, **kwargs: Any) -> Any:
-        if name in _WIDTH_FILTERS:
-            for arg in (*args, *kwargs.values()):
-                if not isinstance(arg, (Context, jinja2.Environment)):
-                    _check_width(arg, f"the {name} filter")
+        plain = [a for a in (*args, *kwargs.values())
+                 if not isinstance(a, (Context, jinja2.Environment, EvalContext))]
+        if name == "format" and plain and isinstance(plain[0], str):
+            _check_format(plain[0], plain[1:], "the format filter", percent=True)
+        elif name in _WIDTH_FILTERS:
+            for arg in plain[1:]:  # the first is the value filtered
+                _check_width(arg, f"the {name} filter")
         return _check_size(func(*args, **kwargs), f"the {name} filter")
 
     for attr in ("jinja_pass_arg",):  # how Jinja knows to pass the context or environment

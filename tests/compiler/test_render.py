@@ -247,6 +247,7 @@ def test_json_wrappers_are_in_the_context():
         "'%500000000d' % 1",
         "'{:>500000000}'.format(1)",
         "'{:>{}}'.format(1, 500000000)",
+        "'%*d' % (500000000, 1)",
         "'a' | center(500000000)",
         "'a' | indent(500000000, true)",
         "'a' | format() | center(500000000)",
@@ -289,6 +290,21 @@ def test_the_whole_output_is_capped():
               "{{ s }}{% endfor %}{% endfor %}")
     finding = error(source)
     assert f"over {render_module.MAX_OUTPUT:,} characters" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("expression", "sql"),
+    [
+        ("'%d' % 10**12", "'1000000000000'"),
+        ("'{}'.format(10**12)", "'1000000000000'"),
+        ("'order-2024123456789-{}'.format(1)", "'order-2024123456789-1'"),
+        ("'%s' | format(10**12)", "'1000000000000'"),
+        ("'%08.2f' % 3.5", "'00003.50'"),
+        ("'{:>8}'.format(1)", "'       1'"),
+    ],
+)
+def test_big_numbers_that_are_not_widths_are_fine(expression, sql):
+    assert render("{{ " + expression + " }}").sql == sql
 
 
 def test_values_within_the_limits_still_render():
