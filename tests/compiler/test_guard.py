@@ -10,6 +10,7 @@ from sqlfix.compiler.guard import RULES, GuardResult, Statement, Violation, insi
 from sqlfix.errors import Severity
 
 DDL, TX, OTHER = "SQLF101", "SQLF102", "SQLF103"
+OUTSIDE, SYNTAX = "SQLF104", "SQLF404"
 OPEN, NO_SEMI, EMPTY, NONDET = "SQLF401", "SQLF402", "SQLF403", "SQLF501"
 
 # (id, sql, expected violation codes in offset order)
@@ -146,14 +147,13 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("deallocate", "DEALLOCATE q;", (OTHER,)),
     ("explain", "EXPLAIN ANALYZE DELETE FROM t;", (OTHER,)),
     ("checkpoint", "CHECKPOINT;", (OTHER,)),
-    ("unknown", "FROBNICATE t;", (OTHER,)),
-    ("starts-with-identifier", '"users" VALUES (1);', (OTHER,)),
-    ("paren-not-query", "(CREATE TABLE x (a int));", (OTHER,)),
+    ("show", "SHOW search_path;", (OTHER,)),
+    ("declare", "DECLARE c CURSOR FOR SELECT 1;", (OTHER,)),
     ("meta-include", "\\i other.sql\nINSERT INTO t VALUES (1);", (OTHER,)),
     ("meta-set", "\\set n 3\n", (OTHER,)),
     ("meta-copy", "\\copy t from 'rows.csv' csv\n", (OTHER,)),
     ("meta-indented", "INSERT INTO t VALUES (1);\n   \\ir more.sql\n", (OTHER,)),
-    ("meta-cuts-statement", "SELECT 1 \\gset\n", (NO_SEMI, OTHER)),
+    ("meta-cuts-statement", "SELECT 1 \\gset\n", (OTHER,)),
     # --- SQLF401 unterminated-literal (the end of the text is then not checked)
     ("open-string", "INSERT INTO t VALUES ('abc);", (OPEN,)),
     ("open-e-string", r"INSERT INTO t VALUES (E'abc\');", (OPEN,)),
@@ -168,7 +168,6 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("no-semicolon", "INSERT INTO t VALUES (1)", (NO_SEMI,)),
     ("no-semicolon-comment", "INSERT INTO t VALUES (1) -- last\n", (NO_SEMI,)),
     ("no-semicolon-last", "INSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2)\n", (NO_SEMI,)),
-    ("semicolon-in-open-paren", "INSERT INTO t VALUES (1;\nINSERT INTO t VALUES (2);", (NO_SEMI,)),
     ("ddl-and-no-semicolon", "CREATE TABLE t (a int)", (DDL, NO_SEMI)),
     # --- SQLF403 empty-fixture
     ("empty", "", (EMPTY,)),
@@ -196,6 +195,72 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("two-in-one", "INSERT INTO t VALUES (now(), random());", (NONDET, NONDET)),
     ("in-where", "DELETE FROM t WHERE at < now() - interval '1 day';", (NONDET,)),
     ("in-set-local", "SET LOCAL x.y = 1; UPDATE t SET at = now();", (NONDET,)),
+    # --- settings: SET LOCAL only, and only settings that leave the reading of text and the
+    # session's identity alone (#8: standard_conforming_strings off made 'x\\' end later)
+    ("set-local-scs", "SET LOCAL standard_conforming_strings = off;", (OTHER,)),
+    ("set-local-scs-upper", "SET LOCAL STANDARD_CONFORMING_STRINGS TO 'off';", (OTHER,)),
+    ("set-local-client-encoding", "SET LOCAL client_encoding = 'SJIS';", (OTHER,)),
+    ("set-local-names", "SET LOCAL NAMES 'SJIS';", (OTHER,)),
+    ("set-local-backslash-quote", "SET LOCAL backslash_quote = on;", (OTHER,)),
+    ("set-local-escape-warning", "SET LOCAL escape_string_warning = off;", (OTHER,)),
+    ("set-local-role", "SET LOCAL ROLE postgres;", (OTHER,)),
+    ("set-local-session-auth", "SET LOCAL SESSION AUTHORIZATION postgres;", (OTHER,)),
+    ("set-local-statement-timeout", "SET LOCAL statement_timeout = 0;", (OTHER,)),
+    ("set-local-transaction", "SET LOCAL TRANSACTION READ WRITE;", (OTHER,)),
+    ("set-local-timezone", "SET LOCAL TIME ZONE 'UTC';", ()),
+    ("set-local-datestyle", "SET LOCAL datestyle = 'ISO, DMY';", ()),
+    ("set-local-schema", "SET LOCAL SCHEMA 'app';", ()),
+    ("set-local-custom", "SET LOCAL app.tenant_id = '42';", ()),
+    ("set-local-default", "SET LOCAL search_path TO DEFAULT;", ()),
+    ("set-constraints-named", "SET CONSTRAINTS orders_user_fk IMMEDIATE;", ()),
+    # --- SQLF104 outside-reach: calls with effects beyond the test's transaction
+    ("lo-export", "SELECT lo_export(16384, '/tmp/x');", (OUTSIDE,)),
+    ("lo-import-qualified", "SELECT pg_catalog.lo_import('/etc/passwd');", (OUTSIDE,)),
+    ("lo-export-quoted", 'SELECT "pg_catalog"."lo_export"(1, \'/tmp/x\');', (OUTSIDE,)),
+    ("lo-in-insert", "INSERT INTO t (oid) VALUES (lo_from_bytea(0, '\\x00'));", (OUTSIDE,)),
+    ("read-file", "INSERT INTO t SELECT pg_read_file('/etc/passwd');", (OUTSIDE,)),
+    ("read-binary-file", "SELECT pg_read_binary_file('x');", (OUTSIDE,)),
+    ("ls-dir", "SELECT * FROM pg_ls_dir('.');", (OUTSIDE,)),
+    ("ls-waldir", "SELECT * FROM pg_ls_waldir();", (OUTSIDE,)),
+    ("stat-file", "SELECT pg_stat_file('postgresql.conf');", (OUTSIDE,)),
+    ("file-write", "SELECT pg_file_write('x', 'y', false);", (OUTSIDE,)),
+    ("terminate", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity;", (OUTSIDE,)),
+    ("cancel", "SELECT pg_cancel_backend(1);", (OUTSIDE,)),
+    ("reload", "SELECT pg_reload_conf();", (OUTSIDE,)),
+    ("rotate", "SELECT pg_rotate_logfile();", (OUTSIDE,)),
+    ("dblink", "SELECT * FROM dblink('dbname=x', 'DROP TABLE t') AS r(a text);", (OUTSIDE,)),
+    ("dblink-exec", "SELECT dblink_exec('DROP TABLE t');", (OUTSIDE,)),
+    ("set-config", "SELECT set_config('standard_conforming_strings', 'off', true);", (OUTSIDE,)),
+    ("advisory-lock", "SELECT pg_advisory_lock(1);", (OUTSIDE,)),
+    ("advisory-xact-lock", "SELECT pg_advisory_xact_lock(1);", ()),
+    ("sleep", "SELECT pg_sleep(10);", (OUTSIDE,)),
+    ("query-to-xml", "SELECT query_to_xml('DROP TABLE t', true, true, '');", (OUTSIDE,)),
+    ("notify-fn", "SELECT pg_notify('ch', 'x');", (OUTSIDE,)),
+    ("in-cte", "WITH x AS (SELECT lo_export(1, '/tmp/y')) INSERT INTO t SELECT 1 FROM x;", (OUTSIDE,)),
+    ("in-where-sub", "DELETE FROM t WHERE id IN (SELECT pg_cancel_backend(1));", (OUTSIDE,)),
+    ("copy-to-file", "COPY t TO '/tmp/t.csv';", (OUTSIDE,)),
+    ("copy-from-program", "COPY t FROM PROGRAM 'id';", (OUTSIDE,)),
+    ("copy-stdout", "COPY t TO STDOUT;", (OTHER,)),
+    ("lo-name-as-column", "INSERT INTO t (lo_export, pg_sleep) VALUES (1, 2);", ()),
+    ("lo-in-string", "INSERT INTO t VALUES ('lo_export(1, ''/tmp/x'')');", ()),
+    # --- #8 item 1: the backslash trick is one standard string to the server as to the guard
+    # with standard strings, '' inside is a quote and the backslash a character: one SELECT
+    ("backslash-trick", "SELECT 'x\\''; DROP TABLE t; --';", ()),
+    ("backslash-trick-2", "INSERT INTO t VALUES ('a\\'); DROP TABLE x; --');", (DDL,)),
+    (
+        "backslash-trick-after-scs",
+        "SET LOCAL standard_conforming_strings = off;\nSELECT 'x\\''; DROP TABLE t; --';",
+        (OTHER,),
+    ),
+    # --- SQLF404 syntax-error, found without a database
+    ("unknown", "FROBNICATE t;", (SYNTAX,)),
+    ("starts-with-identifier", '"users" VALUES (1);', (SYNTAX,)),
+    ("paren-not-query", "(CREATE TABLE x (a int));", (SYNTAX,)),
+    ("typo", "INSRT INTO t VALUES (1);", (SYNTAX,)),
+    ("semicolon-in-open-paren", "INSERT INTO t VALUES (1;\nINSERT INTO t VALUES (2);", (SYNTAX,)),
+    ("cut-short", "INSERT INTO t VALUES (1,", (SYNTAX,)),
+    ("error-then-more", "SELEC 1;\nDROP TABLE t;\nINSERT t;\nINSERT INTO t VALUES (1);", (SYNTAX, DDL, SYNTAX)),
+    ("error-after-atomic", "CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; SELECT 2; END;\nSELEC 1;", (DDL, SYNTAX)),
     # --- several rules at once, in offset order
     (
         "mixed",
@@ -245,6 +310,18 @@ OFFSETS: list[tuple[str, list[tuple[str, str]]]] = [
 ]
 
 
+# pglast reports parse-tree locations in bytes of UTF-8: the guard's offsets are characters
+OFFSETS += [
+    ("INSERT INTO t VALUES ('ééé', now());", [(NONDET, "now()")]),
+    ("SELECT '😀';\nSELECT 'déjà' INTO c;", [(DDL, "INTO c")]),
+    ("SELECT 'éé';\nSELEC 1;", [(SYNTAX, "SELEC 1")]),
+    ("SELECT 'éé', lo_export(1, '/x');", [(OUTSIDE, "lo_export(")]),
+    ("SELECT 'é' /* é */, CURRENT_DATE;", [(NONDET, "CURRENT_DATE")]),
+    ("INSERT INTO t VALUES (1);\nSELECT 'café', pg_sleep(1)", [(NO_SEMI, "SELECT 'caf"), (OUTSIDE, "pg_sleep")]),
+    ("INSERT INTO t VALUES (1,\n  2 3);", [(SYNTAX, "3);")]),
+]
+
+
 @pytest.mark.parametrize(("sql", "expected"), OFFSETS)
 def test_offsets(sql: str, expected: list[tuple[str, str]]) -> None:
     violations = scan(sql).violations
@@ -275,11 +352,11 @@ STATEMENTS: list[tuple[str, list[tuple[str, str]]]] = [
     ),
     (
         "\\set x 1  \nINSERT INTO t VALUES (1);",
-        [("\\set", "\\set x 1"), ("INSERT", "INSERT INTO t VALUES (1);")],
+        [("\\", "\\set x 1  \nINSERT INTO t VALUES (1);")],
     ),
     (
         "INSERT INTO t SELECT (1;\nSELECT 2);\nSELECT 3;",
-        [("INSERT", "INSERT INTO t SELECT (1;\nSELECT 2);"), ("SELECT", "SELECT 3;")],
+        [("INSERT", "INSERT INTO t SELECT (1;"), ("SELECT", "SELECT 2);"), ("SELECT", "SELECT 3;")],
     ),
     (
         "CREATE PROCEDURE p() BEGIN ATOMIC INSERT INTO t VALUES (1); END;\nCALL p();",
@@ -310,7 +387,7 @@ def test_result_types() -> None:
 
 
 def test_rules_table() -> None:
-    assert set(RULES) == {DDL, TX, OTHER, OPEN, NO_SEMI, EMPTY, NONDET}
+    assert set(RULES) == {DDL, TX, OTHER, OUTSIDE, OPEN, NO_SEMI, EMPTY, SYNTAX, NONDET}
     assert RULES[DDL][0] == "ddl-statement"
     assert RULES[NONDET][0] == "nondeterministic-function"
     for name, summary in RULES.values():
@@ -340,12 +417,17 @@ def test_violation_fields(sql: str) -> None:
         ("COMMIT;", "rolled back"),
         ("SET search_path = x;", "SET LOCAL"),
         ("\\i other.sql", "psql meta-command (\\i)"),
-        ("FROBNICATE;", "unknown statement (FROBNICATE)"),
+        ("FROBNICATE;", 'syntax error at or near "FROBNICATE"'),
+        ("SET LOCAL standard_conforming_strings = off;", "SET LOCAL standard_conforming_strings"),
+        ("SELECT pg_catalog.lo_export(1, '/x');", "pg_catalog.lo_export()"),
+        ("SELECT pg_terminate_backend(1);", "other sessions"),
+        ("COPY t FROM '/etc/passwd';", "COPY with a file"),
         ("SELECT 'x", "string literal"),
         ("/* a /* b */", "nest"),
         ("SELECT $q$ x", "$q$"),
         ("SELECT 1", "';'"),
-        ("INSERT INTO t VALUES (1;", "unclosed '('"),
+        ("INSERT INTO t VALUES (1;", 'syntax error at or near ";"'),
+        ("INSERT INTO t VALUES (1", "cut short"),
         ("INSERT INTO t VALUES (now());", "`now`"),
         ("INSERT INTO t VALUES (random());", "`rng`"),
         ("INSERT INTO t VALUES (gen_random_uuid());", "`fake`"),
