@@ -1,9 +1,14 @@
-"""Execute a load plan on a connection: its SQL in one query, errors mapped to file:line.
+"""Execute a load plan on a connection: each statement alone, errors mapped to file:line.
 
-The whole plan goes to the server as one simple-protocol query, after a
-savepoint (a second, tiny round trip). If it fails, the savepoint is rolled
-back (the database is as it was) and the statements are replayed one by one
-to find which one failed: slow, but only on the error path.
+Every statement the guard approved goes to the server as its own extended-protocol
+message (Parse/Bind/Execute, no parameters), all of them in one psycopg pipeline
+after a savepoint, so the load still costs about one round trip. The server
+refuses a Parse message that holds more than one command ("cannot insert multiple
+commands into a prepared statement"): if the guard and the server ever disagreed
+about where a statement ends, the load fails instead of running a statement the
+guard did not see. On error the savepoint is rolled back (the database is as it
+was); the failing statement is the first one without a result, or, for a deferred
+constraint, found by replaying the statements one by one (slow, error path only).
 """
 
 from __future__ import annotations
@@ -24,8 +29,19 @@ _CHECK_DEFERRED = "; ".join(CHECK_DEFERRED) + ";"
 
 
 def plan_sql(plan: LoadPlan) -> str:
-    """All fixtures of the plan as one SQL text, in load order."""
+    """All fixtures of the plan as one SQL text, in load order (for display and benchmarks)."""
     return "\n".join(f.rendered.sql for f in plan)
+
+
+def send_one(conn: psycopg.Connection[Any], sql: str) -> psycopg.Cursor[Any]:
+    """Execute `sql` as one extended-protocol message: the server refuses two commands in it.
+
+    binary=True makes psycopg use the extended protocol also outside a pipeline
+    (without parameters it would otherwise send a simple query, which may hold
+    many commands); prepare=False keeps it to the unnamed statement. Raises
+    psycopg.Error.
+    """
+    return conn.execute(sql.encode(), prepare=False, binary=True)
 
 
 def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
@@ -33,17 +49,29 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
 
     On error nothing of the plan remains and the transaction is usable again.
     """
-    if not plan.fixtures:
+    statements = [(f, s) for f in plan for s in f.statements]
+    if not statements:
         return
-    # Its own round trip: PostgreSQL parses a whole simple query before running any
-    # of it, so a syntax error anywhere would also cancel a SAVEPOINT sent with it.
-    conn.execute(f"SAVEPOINT {_SAVEPOINT}".encode())
-    sql = f"{plan_sql(plan)}\n{_CHECK_DEFERRED}\nRELEASE SAVEPOINT {_SAVEPOINT};"
+    cursors: list[psycopg.Cursor[Any]] = []
+    savepoint: psycopg.Cursor[Any] | None = None
     try:
-        conn.execute(sql.encode())
+        with conn.pipeline():
+            savepoint = send_one(conn, f"SAVEPOINT {_SAVEPOINT}")
+            for _, statement in statements:
+                cursors.append(send_one(conn, statement.text))
+            for check in CHECK_DEFERRED:
+                send_one(conn, check)
+            send_one(conn, f"RELEASE SAVEPOINT {_SAVEPOINT}")
     except psycopg.Error as exc:
+        if savepoint is None or savepoint.pgresult is None:
+            raise  # the transaction was unusable before the load: not the fixtures' fault
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
-        error = _locate_failure(conn, plan) or _unplaced(plan, exc)
+        failed = next((i for i, c in enumerate(cursors) if c.pgresult is None), None)
+        if failed is not None:
+            fixture, statement = statements[failed]
+            error = _load_error(fixture, statement.offset, statement.text, exc)
+        else:
+            error = _locate_failure(conn, plan) or _unplaced(plan, exc)
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
         raise error from exc
 
@@ -59,13 +87,13 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
     statements = [(f, s) for f in plan for s in f.statements]
     for fixture, statement in statements:
         try:
-            conn.execute(statement.text.encode())
+            send_one(conn, statement.text)
         except psycopg.Error as exc:
             return _load_error(fixture, statement.offset, statement.text, exc)
     conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
     culprit: tuple[CompiledFixture, Any, psycopg.Error] | None = None
     for fixture, statement in statements:
-        conn.execute(statement.text.encode())
+        send_one(conn, statement.text)
         try:
             conn.execute(_CHECK_DEFERRED.encode())
             culprit = None
