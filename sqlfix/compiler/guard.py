@@ -255,6 +255,21 @@ _OUTSIDE_PREFIXES: tuple[tuple[str, str], ...] = (
     ("pg_create_", "replication slots"),
     ("pg_drop_replication_slot", "replication slots"),
 )
+# A statement whose text has none of these cannot call a watched function nor use a
+# CURRENT_* value, so its tree is not walked (the common case: plain INSERTs). Names are
+# matched anywhere, in any case, quoted or not; U& identifiers can spell them with
+# escapes, so any U& means a walk.
+_MAY_CALL = (
+    "u&", "current_", "localtime",
+    *_NONDET_CALLS, *_OUTSIDE_CALLS, *(prefix for prefix, _ in _OUTSIDE_PREFIXES),
+)  # fmt: skip
+
+
+def _may_call(text: str) -> bool:
+    lowered = text.lower()
+    return any(name in lowered for name in _MAY_CALL)
+
+
 _STATEMENT_WORDS = frozenset(
     _words("INSERT UPDATE DELETE MERGE SELECT VALUES TABLE WITH SET CREATE ALTER DROP")
 )
@@ -274,6 +289,13 @@ def scan(sql: str) -> GuardResult:
 @lru_cache(maxsize=16)
 def _scan(sql: str) -> GuardResult:
     found: list[Violation] = []
+    whole = _parse(sql, 0, len(sql))
+    if not isinstance(whole, _Failure):  # the common case: one parse, nothing open
+        found = [v for piece in whole for v in piece.violations]
+        if not whole:
+            found.append(_violation(EMPTY, 0))
+        found.sort(key=lambda v: (v.offset, v.code))
+        return GuardResult(tuple(p.statement for p in whole), tuple(found))
     unclosed = _unclosed(sql)
     end = len(sql)
     if unclosed is not None:  # statements before the one the open literal runs in
@@ -417,12 +439,14 @@ class _Failure(NamedTuple):
 def _parse(sql: str, start: int, end: int) -> list[_Piece] | _Failure:
     chunk = sql[start:end]
     try:
-        tree = json.loads(pg.parse_sql_json(chunk))
+        text = pg.parse_sql_json(chunk)
     except pg.ParseError as exc:
         message, location = _error(exc)
         return _Failure(start + (len(chunk) if location is None else location), message)
+    tree = json.loads(text)
     chars = _Chars(chunk)
-    return [_parsed_piece(chunk, start, chars, raw) for raw in tree["stmts"]]
+    into = '"intoClause"' in text  # SELECT ... INTO is rare: skip the search without it
+    return [_parsed_piece(chunk, start, chars, raw, into) for raw in tree["stmts"]]
 
 
 def _statements_of(sql: str, start: int, end: int, semis: list[int]) -> Iterator[_Piece]:
@@ -465,7 +489,7 @@ def _syntax_piece(sql: str, start: int, end: int, failure: _Failure) -> _Piece:
     return _Piece(statement, [_violation(SYNTAX, at, failure.message, hint)])
 
 
-def _parsed_piece(chunk: str, base: int, chars: _Chars, raw: dict[str, Any]) -> _Piece:
+def _parsed_piece(chunk: str, base: int, chars: _Chars, raw: dict[str, Any], into: bool) -> _Piece:
     begin = chars(raw.get("stmt_location", 0))
     length = raw.get("stmt_len", 0)
     stop = chars(raw.get("stmt_location", 0) + length) if length else len(chunk)
@@ -476,10 +500,10 @@ def _parsed_piece(chunk: str, base: int, chars: _Chars, raw: dict[str, Any]) -> 
     statement = Statement(text, offset, _keyword(text))
     ((kind, node),) = raw["stmt"].items()
     violations: list[Violation] = []
-    refused = _check_kind(kind, node, statement, chunk, chars, base)
+    refused = _check_kind(kind, node, statement, chars, base, into)
     if refused is not None:
         violations.append(refused)
-    else:
+    elif _may_call(text):
         violations.extend(_calls(node, chunk, chars, base))
     if not terminated:
         violations.append(_violation(NO_SEMICOLON, offset, hint="add one"))
@@ -515,16 +539,16 @@ def _tail(sql: str, pieces: list[_Piece], unclosed: tuple[int, str, bool]) -> _P
 
 
 def _check_kind(
-    kind: str, node: dict[str, Any], statement: Statement, chunk: str, chars: _Chars, base: int
+    kind: str, node: dict[str, Any], statement: Statement, chars: _Chars, base: int, into: bool
 ) -> Violation | None:
     """The violation of a statement's kind, or None for an allowed data statement."""
     offset, word = statement.offset, statement.keyword
     if kind in _DATA_NODES:
-        into = _find_key(node, "intoClause")
-        if into is None:
+        clause = _find_key(node, "intoClause") if into else None
+        if clause is None:
             return None
         what = "SELECT ... INTO, which creates a table; to add rows use INSERT INTO ... SELECT"
-        return _violation(DDL, _into_offset(statement, into, chars, base), what)
+        return _violation(DDL, _into_offset(statement, clause, chars, base), what)
     if kind == "ConstraintsSetStmt":
         return None
     if kind == "VariableSetStmt":
@@ -536,7 +560,6 @@ def _check_kind(
     if kind == "CopyStmt" and ("filename" in node or node.get("is_program")):
         where = "a program on the server" if node.get("is_program") else _FILES
         return _violation(OUTSIDE, offset, "COPY with a file or PROGRAM", where)
-    del chunk
     return _violation(DISALLOWED, offset, f"{word} statement", _HINTS.get(word, "remove it"))
 
 

@@ -217,6 +217,8 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("lo-export", "SELECT lo_export(16384, '/tmp/x');", (OUTSIDE,)),
     ("lo-import-qualified", "SELECT pg_catalog.lo_import('/etc/passwd');", (OUTSIDE,)),
     ("lo-export-quoted", 'SELECT "pg_catalog"."lo_export"(1, \'/tmp/x\');', (OUTSIDE,)),
+    ("lo-export-unicode-escaped", 'SELECT U&"\\006Co_export"(1, \'/tmp/x\');', (OUTSIDE,)),
+    ("now-unicode-escaped", 'INSERT INTO t VALUES (U&"\\006Eow"());', (NONDET,)),
     ("lo-in-insert", "INSERT INTO t (oid) VALUES (lo_from_bytea(0, '\\x00'));", (OUTSIDE,)),
     ("read-file", "INSERT INTO t SELECT pg_read_file('/etc/passwd');", (OUTSIDE,)),
     ("read-binary-file", "SELECT pg_read_binary_file('x');", (OUTSIDE,)),
