@@ -288,6 +288,15 @@ def scan(sql: str) -> GuardResult:
 
 @lru_cache(maxsize=16)
 def _scan(sql: str) -> GuardResult:
+    nul = sql.find("\x00")
+    if nul >= 0:
+        # libpg_query reads C strings: it would stop at the NUL and approve only the text
+        # before it. PostgreSQL cannot take NUL in SQL text at all: refuse it.
+        result = _scan(sql.replace("\x00", " "))
+        what = "NUL character (U+0000) in the SQL text, which PostgreSQL cannot read"
+        refused = (*result.violations, _violation(SYNTAX, nul, what, "remove it"))
+        ordered = sorted(refused, key=lambda v: (v.offset, v.code))
+        return GuardResult(result.statements, tuple(ordered))
     found: list[Violation] = []
     whole = _parse(sql, 0, len(sql))
     if not isinstance(whole, _Failure):  # the common case: one parse, nothing open

@@ -255,6 +255,8 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
         (OTHER,),
     ),
     # --- SQLF404 syntax-error, found without a database
+    ("nul-between-statements", "SELECT 1;\x00DROP TABLE t;", (SYNTAX, DDL)),
+    ("nul-in-string", "INSERT INTO t VALUES ('a\x00b');", (SYNTAX,)),
     ("unknown", "FROBNICATE t;", (SYNTAX,)),
     ("starts-with-identifier", '"users" VALUES (1);', (SYNTAX,)),
     ("paren-not-query", "(CREATE TABLE x (a int));", (SYNTAX,)),
