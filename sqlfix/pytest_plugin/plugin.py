@@ -23,6 +23,11 @@ import pytest
 from sqlfix.config import Settings, load_settings, parse_seed
 from sqlfix.errors import SqlfixError
 from sqlfix.marker import MARKER, MARKER_HELP, requested_names
+from sqlfix.pytest_plugin.async_fixtures import (
+    sqlfix_aconn,
+    sqlfix_async_engine,
+    sqlfix_async_session,
+)
 from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
 
 if TYPE_CHECKING:
@@ -30,7 +35,10 @@ if TYPE_CHECKING:
     from sqlfix.database.session import DatabaseSession
     from sqlfix.pytest_plugin.handle import Sqlfix
 
-__all__ = ["sqlfix_sqla_engine", "sqlfix_sqla_session"]  # fixtures re-exported for pytest
+__all__ = [  # fixtures re-exported for pytest
+    "sqlfix_aconn", "sqlfix_async_engine", "sqlfix_async_session",
+    "sqlfix_sqla_engine", "sqlfix_sqla_session",
+]
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey["DatabaseSession"]()
