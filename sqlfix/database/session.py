@@ -6,6 +6,8 @@ starts nothing.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
@@ -80,12 +82,13 @@ class DatabaseSession:
         wanted = self.settings.reset_sequences if reset_sequences is None else reset_sequences
         return Boundary(self.connection(), self._sequence_reset(wanted))
 
-    def restore(self) -> str:
-        """Back to the baseline after a test's changes escaped; says what was done."""
+    def restore(self, tables: Collection[tuple[str, str]] | None = None) -> str:
+        """Back to the baseline (only `tables`, closed under foreign keys, if given); says what
+        was done."""
         conn = self.connection()
         conn.real_rollback()
         assert self.baseline is not None
-        return restore(conn, self.baseline)
+        return restore(conn, self.baseline, tables)
 
     def stop(self) -> None:
         if self._conn is not None and not self._conn.closed:

@@ -87,13 +87,18 @@ def _sqlalchemy_async() -> Any:
 
 
 @pytest.fixture
-def sqlfix_async_engine(sqlfix_aconn: AsyncSqlfixConnection) -> Iterator[AsyncEngine]:
+def sqlfix_async_engine(
+    sqlfix: Sqlfix, sqlfix_aconn: AsyncSqlfixConnection
+) -> Iterator[AsyncEngine]:
     """An AsyncEngine whose every connection is the test's async connection.
 
     Its transactions are savepoints nested in the test's transaction: an
     `AsyncSession(engine)` of the code under test may commit; the test's end undoes it.
     """
+    from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
     from sqlfix.pytest_plugin.sqla import savepoint_transactions
+
+    refuse_in_committed_mode(sqlfix, "sqlfix_async_engine")
 
     sa_async = _sqlalchemy_async()
     pool = importlib.import_module("sqlalchemy.pool")

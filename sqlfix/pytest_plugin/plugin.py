@@ -22,12 +22,13 @@ import pytest
 
 from sqlfix.config import Settings, load_settings, parse_seed
 from sqlfix.errors import SqlfixError
-from sqlfix.marker import MARKER, MARKER_HELP, requested_names
+from sqlfix.marker import MARKER, MARKER_HELP, commit_requested, requested_names
 from sqlfix.pytest_plugin.async_fixtures import (
     sqlfix_aconn,
     sqlfix_async_engine,
     sqlfix_async_session,
 )
+from sqlfix.pytest_plugin.own_connections import sqlfix_dsn
 from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from sqlfix.pytest_plugin.handle import Sqlfix
 
 __all__ = [  # fixtures re-exported for pytest
-    "sqlfix_aconn", "sqlfix_async_engine", "sqlfix_async_session",
+    "sqlfix_aconn", "sqlfix_async_engine", "sqlfix_async_session", "sqlfix_dsn",
     "sqlfix_sqla_engine", "sqlfix_sqla_session",
 ]
 
@@ -148,6 +149,9 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     pytestconfig.add_cleanup(session.stop)
     try:
         session.start()
+        from sqlfix.pytest_plugin.own_connections import checkpoint
+
+        checkpoint(pytestconfig, session)  # for the second-connection hint
         return session
     except (SqlfixError, psycopg.Error) as exc:
         problem = str(exc)
@@ -178,9 +182,15 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
     from sqlfix.pytest_plugin.handle import Sqlfix
 
+    item = request.node
+    if _committed(item):  # @uses(..., commit=True): no boundary, a restore after
+        from sqlfix.pytest_plugin.committed import committed_test
+
+        item.stash[USED_KEY] = True
+        yield from committed_test(item, _sqlfix_session)
+        return
     boundary = _sqlfix_session.boundary()
     boundary.begin()
-    item = request.node
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
@@ -204,6 +214,13 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     if message is not None:
         item.stash[ESCAPE_KEY] = message  # makereport keeps xfail from hiding it
         pytest.fail(message, pytrace=False)
+
+
+def _committed(item: pytest.Item) -> bool:
+    try:
+        return commit_requested(item)
+    except TypeError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
@@ -253,4 +270,12 @@ def pytest_runtest_makereport(
     if report.failed and item.stash.get(USED_KEY, False):
         seed = item.config.stash[SETTINGS_KEY].seed
         report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))
+        boundary = item.stash.get(BOUNDARY_KEY, None)
+        if call.when == "call" and boundary is not None and not boundary.conn.closed:
+            from sqlfix.pytest_plugin.own_connections import second_connection_hint
+
+            hint = second_connection_hint(
+                item.config, item.config.stash[SESSION_KEY], boundary.conn.info.backend_pid)
+            if hint:
+                report.sections.append(("sqlfix: other connections", hint))
     return report

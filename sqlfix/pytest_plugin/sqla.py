@@ -118,6 +118,9 @@ def sqlfix_sqla_engine(sqlfix: Sqlfix) -> Iterator[Engine]:
     `Session(engine)` / `sessionmaker(engine)` in the code under test may commit:
     the commit lands on sqlfix's savepoint and is rolled back with the test.
     """
+    from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
+
+    refuse_in_committed_mode(sqlfix, "sqlfix_sqla_engine")
     engine = make_engine(sqlfix)
     yield engine
     # No engine.dispose(): it would close the session's shared connection.
