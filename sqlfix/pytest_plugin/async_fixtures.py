@@ -8,7 +8,6 @@ support), whatever event loop each test runs on.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,6 +44,8 @@ def refuse_mixing(request: pytest.FixtureRequest) -> None:
 
 def _run_privately(coro: Coroutine[Any, Any, T]) -> T:
     """Run set-up/tear-down awaits on a loop of their own (nothing async keeps a loop)."""
+    import asyncio  # here: the plugin's import stays cheap for runs without async tests
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
