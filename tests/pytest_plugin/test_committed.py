@@ -154,3 +154,28 @@ def test_5_engine_refused(sqlfix_sqla_engine):
     ])
     result.stdout.fnmatch_lines(["*commit= takes True or False, got 'yes'*"])
     result.stdout.fnmatch_lines(["*sqlfix_sqla_engine is built on sqlfix's own connection*sqlfix_dsn*"])
+
+
+def test_a_connection_left_in_a_transaction_stops_the_run_with_its_name(shop):
+    shop.makepyfile('''
+import psycopg
+import pytest
+import sqlfix.pytest_plugin.committed as committed
+from sqlfix import uses
+
+committed.LOCK_TIMEOUT = "200ms"  # the restore's wait, shortened for this test
+
+@uses("users.sql", commit=True)
+def test_1_leaves_a_transaction_open(sqlfix_dsn):
+    conn = psycopg.connect(sqlfix_dsn, application_name="leaky-worker")
+    assert conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+    pytest.leak = conn  # never committed, never closed: holds a lock on users
+
+def test_2_never_runs():
+    pass
+''')
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines([
+        "*the baseline could not be restored: connections of the code under test still hold "
+        "locks after 200ms*leaky-worker*Close pools*"])
