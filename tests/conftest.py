@@ -14,6 +14,8 @@ def shop(pytester: pytest.Pytester) -> pytest.Pytester:
     shutil.copytree(EXAMPLE_FIXTURES, pytester.path / "fixtures_sql")
     pytester.makepyprojecttoml(
         '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+        # pytest-asyncio (a dev dependency) warns in every run of a project without it
+        '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n'
     )
     return pytester
 

@@ -113,7 +113,8 @@ def test_committed_mode_restores_rows_the_schema_filled_and_refuses_bad_input(py
         "INSERT INTO cities (id, country, name) VALUES ({{ id('cities', 'paris') }}, 'fr', 'Paris');\n")
     (fixtures / "broken.sql").write_text(
         "INSERT INTO notes (body) VALUES ('kept?');\nINSERT INTO cities (id, country, name) VALUES (1, 'xx', 'Nowhere');\n")
-    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n')
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+                               '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
     pytester.makepyfile('''
 import psycopg
 import pytest
