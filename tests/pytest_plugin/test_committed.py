@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg  # noqa: F401  (imported once in the outer session: see test_async.py)
+import pytest
 from helpers import NO_RANDOM
 
 COMMITTED = '''
@@ -87,6 +88,7 @@ def test_8_fails_on_its_own(sqlfix_conn):
 def test_committed_mode_threads_subprocess_async_then_clean_baseline(shop):
     shop.makepyfile(COMMITTED)
     result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict")
+    del pytest.kept  # set by the in-process run (closed by its test_8)
     result.assert_outcomes(passed=5, failed=3)
     text = result.stdout.str()
     sections = text.split("____ ")
@@ -176,6 +178,8 @@ def test_2_never_runs():
     pass
 ''')
     result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio")
+    pytest.leak.close()  # the run was in this process: its leaked connection is ours to close
+    del pytest.leak
     assert result.ret == 3
     result.stdout.fnmatch_lines([
         "*the baseline could not be restored: connections of the code under test still hold "
