@@ -113,6 +113,7 @@ def test_committed_mode_restores_rows_the_schema_filled_and_refuses_bad_input(py
     (fixtures / "schema.sql").write_text(LOOKUP_SCHEMA)
     (fixtures / "cities.sql").write_text(
         "INSERT INTO cities (id, country, name) VALUES ({{ id('cities', 'paris') }}, 'fr', 'Paris');\n")
+    (fixtures / "notes.sql").write_text("INSERT INTO notes (body) VALUES ('loaded later');\n")
     (fixtures / "broken.sql").write_text(
         "INSERT INTO notes (body) VALUES ('kept?');\nINSERT INTO cities (id, country, name) VALUES (1, 'xx', 'Nowhere');\n")
     pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
@@ -124,9 +125,11 @@ from sqlfix import uses
 
 pytestmark = uses("cities.sql", commit=True)
 
-def test_1_deletes_lookup_rows(sqlfix_dsn):
+def test_1_deletes_lookup_rows(sqlfix_dsn, sqlfix):
+    assert sqlfix.load("notes.sql") == ("notes.sql",)  # committed too, in this mode
     with psycopg.connect(sqlfix_dsn) as conn:
         assert conn.execute("SELECT name FROM cities").fetchall() == [("Paris",)]
+        assert conn.execute("SELECT body FROM notes").fetchall() == [("loaded later",)]
         conn.execute("DELETE FROM cities")
         conn.execute("DELETE FROM countries WHERE code = 'de'")
         conn.execute("UPDATE countries SET name = 'F' WHERE code = 'fr'")
