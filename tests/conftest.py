@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import shutil
 
+# Imported here, once: pytester's in-process runs drop the modules they imported, and a
+# psycopg imported afresh in each run no longer matches the exception classes its C
+# extension (imported once per process) raises, so `except psycopg.Error` would miss them.
+import psycopg  # noqa: F401
 import pytest
 from helpers import EXAMPLE_FIXTURES
 
