@@ -34,6 +34,7 @@ KNOWN_KEYS = frozenset(
         "lint",
         "setup_command",
         "reset_sequences",
+        "reset_session",
         *(TIMEOUT_KEYS := ("lock_timeout", "statement_timeout", "load_lock_timeout",
                            "load_statement_timeout")),
         "verify",
@@ -65,6 +66,7 @@ class Settings:
     lint: Mapping[str, Any] = field(default_factory=dict)
     setup_command: str | tuple[str, ...] | None = None
     reset_sequences: bool = True
+    reset_session: bool = True  # SET, SET ROLE, PREPARE, temp tables, locks undone per test
     lock_timeout: int = TIMEOUT_DEFAULTS["lock_timeout"]  # ms, for each test; 0 = none
     statement_timeout: int = TIMEOUT_DEFAULTS["statement_timeout"]
     load_lock_timeout: int = TIMEOUT_DEFAULTS["load_lock_timeout"]  # ms, for fixture loads
@@ -301,6 +303,7 @@ def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) ->
         lint=_lint(table, where) if "lint" in table else {},
         setup_command=_setup_command(table, where) if "setup_command" in table else None,
         reset_sequences=_typed(table, "reset_sequences", bool, where, True),
+        reset_session=_typed(table, "reset_session", bool, where, True),
         **_boundary_keys(values, sources),
         sources=sources,
     )

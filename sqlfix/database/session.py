@@ -117,6 +117,7 @@ class DatabaseSession:
         """A new boundary on the session connection; sequences reset as configured."""
         wanted = self.settings.reset_sequences if reset_sequences is None else reset_sequences
         return Boundary(self.connection(), self._sequence_reset(wanted),
+                        reset_session=self.settings.reset_session,
                         load_timeouts=self._load_timeouts)
 
     def begin(self, reset_sequences: bool | None = None) -> Boundary:

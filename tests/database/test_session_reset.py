@@ -260,3 +260,17 @@ def test_unqualified(sqlfix_conn):
 """
     )
     pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=1)
+
+
+def test_the_session_reset_can_be_turned_off(pytester):
+    _project(pytester, extra="reset_session = false\n")
+    pytester.makepyfile(
+        """
+def test_1_prepares(sqlfix_conn):
+    sqlfix_conn.execute("PREPARE p AS SELECT 1")
+
+def test_2_still_there(sqlfix_conn):
+    assert sqlfix_conn.execute("EXECUTE p").fetchone() == (1,)
+"""
+    )
+    pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=2)
