@@ -292,9 +292,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 
 def _fingerprint(config: pytest.Config, session: DatabaseSession) -> Fingerprint:
+    import psycopg
+
     from sqlfix.database.verify import take
 
-    fingerprint = take(session.connection(), session.settings.reset_sequences)
+    try:
+        fingerprint = take(session.connection(), session.settings.reset_sequences)
+    except psycopg.OperationalError:  # the connection or the server died since the test
+        session.restore()
+        fingerprint = take(session.connection(), session.settings.reset_sequences)
     config.stash[FINGERPRINT_KEY] = fingerprint
     return fingerprint
 
