@@ -94,6 +94,10 @@ class DatabaseSession:
                 self._conn.execute(b"ROLLBACK; " + reset)
         return self._conn
 
+    def connection_if_open(self) -> SqlfixConnection | None:
+        """The session's connection if it is open, without reconnecting."""
+        return self._conn if self._conn is not None and not self._conn.closed else None
+
     def _connect(self) -> SqlfixConnection:
         """A new test connection; waits out a server recovering from a crashed backend."""
         assert self.dsn is not None

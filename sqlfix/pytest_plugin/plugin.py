@@ -212,6 +212,10 @@ def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Excepti
         return f"{exc}\n{hint}" if hint else str(exc)
     if isinstance(exc, SqlfixError | TypeError):
         return str(exc)
+    conn = session.connection_if_open()
+    if conn is not None and not conn.broken:
+        return (f"the database refused the load of {', '.join(names) or 'fixtures'} "
+                f"({type(exc).__name__}: {str(exc).strip()}); nothing of it was kept.")
     try:  # a database error the loader could not place: the connection went away
         restored = session.restore()
     except Exception as again:  # noqa: BLE001 - reported, the run goes on
