@@ -407,8 +407,8 @@ def test_check_reports_what_a_fixture_does_to_its_session_as_fail_and_goes_on(
     assert code == 1 and "internal error" not in err, err
     lines = out.splitlines()
     assert lines[1] == "FAIL  a_ends_its_session.sql"
-    assert "the connection was lost while loading" in lines[2]
-    assert lines[3].startswith("FAIL  b_sleeps.sql")
+    assert "42501" in lines[2]  # loads run as sqlfix_fixture, which may not end the session
+    assert "FAIL  b_sleeps.sql" in lines
     assert "57014 canceling statement due to statement timeout" in out
     assert any(line.startswith("OK    c_fine.sql") and "t +1" in line for line in lines)
     assert lines[-1] == "1 OK, 2 failed; every load was rolled back, nothing was committed."
