@@ -34,8 +34,22 @@ KNOWN_KEYS = frozenset(
         "lint",
         "setup_command",
         "reset_sequences",
+        "reset_session",
+        *(TIMEOUT_KEYS := ("lock_timeout", "statement_timeout", "load_lock_timeout",
+                           "load_statement_timeout")),
+        "verify",
     }
 )
+# Defaults in milliseconds (0 = no limit): a lock that never comes or a statement that
+# never ends becomes an error naming the test or the fixture, never a hang.
+TIMEOUT_DEFAULTS = {
+    "lock_timeout": 10_000,
+    "statement_timeout": 300_000,
+    "load_lock_timeout": 5_000,
+    "load_statement_timeout": 60_000,
+}
+# Settable on the pytest command line too: key -> the option that sets it
+OPTION_KEYS = {key: "--sqlfix-" + key.replace("_", "-") for key in (*TIMEOUT_KEYS, "verify")}
 LINT_KEYS = frozenset({"select", "ignore", "tests"})
 
 
@@ -52,6 +66,12 @@ class Settings:
     lint: Mapping[str, Any] = field(default_factory=dict)
     setup_command: str | tuple[str, ...] | None = None
     reset_sequences: bool = True
+    reset_session: bool = True  # SET, SET ROLE, PREPARE, temp tables, locks undone per test
+    lock_timeout: int = TIMEOUT_DEFAULTS["lock_timeout"]  # ms, for each test; 0 = none
+    statement_timeout: int = TIMEOUT_DEFAULTS["statement_timeout"]
+    load_lock_timeout: int = TIMEOUT_DEFAULTS["load_lock_timeout"]  # ms, for fixture loads
+    load_statement_timeout: int = TIMEOUT_DEFAULTS["load_statement_timeout"]
+    verify: bool = False  # the isolation verifier: fingerprints compared after each test
     sources: Mapping[str, str] = field(default_factory=dict)  # key -> where it came from
 
     def source(self, key: str) -> str:
@@ -74,6 +94,38 @@ def parse_seed(text: str) -> int | None:
     if value < 0:
         raise ValueError(f"seed must be a non-negative integer or 'random', not {text!r}")
     return value
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(value: object) -> int:
+    """Milliseconds from an int (ms) or a PostgreSQL-style string: '500ms', '10s', '2min', '0'.
+
+    Raises ValueError quoting the bad value; 0 means no limit.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = value.strip().lower() if isinstance(value, str) else ""
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz").strip()
+    unit = text[len(number):].strip() or "ms"
+    if number.isdigit() and unit in _UNITS_MS:
+        millis = int(number) * _UNITS_MS[unit]
+        return max(1, int(millis)) if millis else 0  # 500us is a limit, not "no limit"
+    raise ValueError(f"{value!r} is not a duration: use milliseconds (5000) or a number "
+                     "with a unit (us, ms, s, min, h, d), e.g. '10s'; 0 means no limit")
+
+
+def parse_bool(value: object) -> bool:
+    """True/False from a bool or from true/false, yes/no, on/off, 1/0 (any case)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean: use true or false")
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -220,6 +272,8 @@ def load_settings(
     got = _Collector()
     for key in ("dsn", "seed", "fixtures_dir"):
         got.put(key, cli.get(key), f"option --sqlfix-{key.split('_')[0]}")
+    for key, option in OPTION_KEYS.items():
+        got.put(key, cli.get(key), f"option {option}")
     got.put("dsn", env.get("SQLFIX_DSN") or None, "env SQLFIX_DSN")
     got.put("seed", env.get("SQLFIX_SEED") or None, "env SQLFIX_SEED")
     for key in table:
@@ -249,5 +303,21 @@ def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) ->
         lint=_lint(table, where) if "lint" in table else {},
         setup_command=_setup_command(table, where) if "setup_command" in table else None,
         reset_sequences=_typed(table, "reset_sequences", bool, where, True),
+        reset_session=_typed(table, "reset_session", bool, where, True),
+        **_boundary_keys(values, sources),
         sources=sources,
     )
+
+
+def _boundary_keys(values: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, Any]:
+    """The timeouts (ms) and `verify`, from whichever place set them."""
+    found: dict[str, Any] = {}
+    for key in (*TIMEOUT_KEYS, "verify"):
+        if key not in values:
+            continue
+        try:
+            parse = parse_bool if key == "verify" else parse_duration
+            found[key] = parse(values[key])
+        except ValueError as exc:
+            raise ConfigError(f"{sources[key]}: {key}: {exc}") from None
+    return found

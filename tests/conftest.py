@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import shutil
 
+# Imported here, once: pytester's in-process runs drop the modules they imported, and a
+# psycopg imported afresh in each run no longer matches the exception classes its C
+# extension (imported once per process) raises, so `except psycopg.Error` would miss them.
+import psycopg
 import pytest
 from helpers import EXAMPLE_FIXTURES
 
@@ -34,7 +38,6 @@ def fresh_dsn(pg_server, request) -> str:
     """The DSN of a new, empty database on `pg_server`, named after the test."""
     import hashlib
 
-    import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 

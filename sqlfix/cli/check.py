@@ -18,7 +18,7 @@ import psycopg
 from sqlfix.cli.targets import Target, Workspace
 from sqlfix.database.boundary import Boundary
 from sqlfix.database.loader import load
-from sqlfix.errors import Finding, FixtureError, LoadError
+from sqlfix.errors import Finding, FixtureError, LoadError, SqlfixError
 
 # Exact row counts of every user table in one round trip: each count runs server-side
 # through query_to_xml. sqlfix's own bookkeeping schemas are left out.
@@ -78,9 +78,10 @@ def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcom
         plan = workspace.plan(target)
     except FixtureError as exc:
         return Outcome(target, findings=exc.findings)
-    conn = boundary.conn
-    boundary.begin()
+    began = time.perf_counter()
     try:
+        boundary.begin()
+        conn = boundary.conn
         before = count_rows(conn)
         began = time.perf_counter()
         load(conn, plan)
@@ -89,9 +90,23 @@ def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcom
     except LoadError as exc:
         millis = (time.perf_counter() - began) * 1000
         return Outcome(target, millis, findings=(exc.finding,), statement=exc.statement)
+    except (SqlfixError, psycopg.Error) as exc:  # e.g. a fixture that ended its own session
+        millis = (time.perf_counter() - began) * 1000
+        return Outcome(target, millis, findings=(_not_loaded(target, boundary, exc),))
     finally:
         boundary.end()
     return Outcome(target, millis, changes)
+
+
+def _not_loaded(target: Target, boundary: Boundary, exc: Exception) -> Finding:
+    """A failure the loader could not place on a line: the connection, the server."""
+    text = str(exc).strip().replace("\n", " ")
+    if boundary.conn.closed or boundary.conn.broken:
+        what = (f"the connection was lost while loading ({type(exc).__name__}: {text}); a "
+                "fixture must not end its own session. sqlfix reconnects for the next fixture")
+    else:
+        what = f"could not load ({type(exc).__name__}: {text})"
+    return Finding("SQLF701", what, str(target.path))
 
 
 def describe(outcome: Outcome, width: int) -> list[str]:

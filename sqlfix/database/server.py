@@ -155,6 +155,15 @@ class EmbeddedServer:
     def stop(self) -> None:
         self._runtime.close()
 
+    def exited(self) -> str | None:
+        """None while the postmaster runs; once it has died, its exit code and log tail."""
+        proc = self._runtime.proc
+        code = proc.poll() if proc is not None else None
+        if code is None:
+            return None
+        return (f"the embedded PostgreSQL exited (exit code {code}): its log "
+                f"{self._runtime.log} says:\n{self._runtime.log_tail(12)}")
+
     def __enter__(self) -> EmbeddedServer:
         return self
 

@@ -52,6 +52,7 @@ class Sqlfix:
         plan = library.plan(names)
         new = tuple(f for f in plan if f.name not in self.loaded)
         check_id_collisions((*self._loaded, *new))
+        self._boundary.before_load()
         load(self.conn, LoadPlan(new))
         self._loaded.extend(new)
         if self.conn._sqlfix_savepoint is not None:

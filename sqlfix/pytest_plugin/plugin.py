@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sqlfix.config import Settings, load_settings, parse_seed
+from sqlfix.config import (
+    OPTION_KEYS,
+    TIMEOUT_KEYS,
+    Settings,
+    load_settings,
+    parse_duration,
+    parse_seed,
+)
 from sqlfix.errors import SqlfixError
 from sqlfix.marker import MARKER, MARKER_HELP, commit_requested, requested_names
 from sqlfix.pytest_plugin.async_fixtures import (
@@ -34,6 +41,7 @@ from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
 if TYPE_CHECKING:
     from sqlfix.database.boundary import Boundary, SqlfixConnection
     from sqlfix.database.session import DatabaseSession
+    from sqlfix.database.verify import Fingerprint
     from sqlfix.pytest_plugin.handle import Sqlfix
 
 __all__ = [  # fixtures re-exported for pytest
@@ -46,6 +54,7 @@ SESSION_KEY = pytest.StashKey["DatabaseSession"]()
 BOUNDARY_KEY = pytest.StashKey["Boundary"]()
 ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed anyway
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
+FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
 
 
 def _seed_option(text: str) -> str:
@@ -54,6 +63,28 @@ def _seed_option(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _duration_option(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_boundary_options(group: Any) -> None:
+    """Timeouts and the verifier; see docs/boundary.md."""
+    for key in TIMEOUT_KEYS:
+        group.addoption(
+            OPTION_KEYS[key], dest=f"sqlfix_{key}", metavar="DURATION", default=None,
+            type=_duration_option,
+            help=f"{key.replace('_', ' ')} ('10s', '500ms', 0 = none; default: "
+            f"[tool.sqlfix] {key}, else as in docs/configuration.md)")
+    group.addoption(
+        OPTION_KEYS["verify"], dest="sqlfix_verify", action="store_const", const=True,
+        default=None, help="after each test, check every table and sequence is as before "
+        "the first test (default: [tool.sqlfix] verify, else off)")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,6 +109,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="fixtures directory (default: [tool.sqlfix] fixtures_dir or fixtures_sql)",
     )
+    _add_boundary_options(group)
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -88,6 +120,7 @@ def _settings(config: pytest.Config) -> Settings:
         "dsn": config.getoption("sqlfix_dsn"),
         "seed": config.getoption("sqlfix_seed"),
         "fixtures_dir": fixtures,
+        **{key: config.getoption(f"sqlfix_{key}") for key in OPTION_KEYS},
     }
     return load_settings(config.rootpath, cli, os.environ)
 
@@ -152,6 +185,8 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
         from sqlfix.pytest_plugin.own_connections import checkpoint
 
         checkpoint(pytestconfig, session)  # for the second-connection hint
+        if session.settings.verify:
+            _fingerprint(pytestconfig, session)
         return session
     except (SqlfixError, psycopg.Error) as exc:
         problem = str(exc)
@@ -174,12 +209,39 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
         pytest.exit(f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
                     f"could not be restored ({exc}); later tests would see them.\n{reason}",
                     returncode=3)
+    if boundary.lost:
+        return f"sqlfix: the test's database connection was lost. {reason}\n{restored}."
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
+
+
+def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:
+    """What went wrong loading `names`, in sqlfix's words (never a bare psycopg error)."""
+    from sqlfix.errors import LoadError
+    from sqlfix.pytest_plugin.faults import timeout_hint
+
+    if isinstance(exc, LoadError):
+        hint = timeout_hint(exc.sqlstate, session.settings, load=True)
+        return f"{exc}\n{hint}" if hint else str(exc)
+    if isinstance(exc, SqlfixError | TypeError):
+        return str(exc)
+    conn = session.connection_if_open()
+    if conn is not None and not conn.broken:
+        return (f"the database refused the load of {', '.join(names) or 'fixtures'} "
+                f"({type(exc).__name__}: {str(exc).strip()}); nothing of it was kept.")
+    try:  # a database error the loader could not place: the connection went away
+        restored = session.restore()
+    except Exception as again:  # noqa: BLE001 - reported, the run goes on
+        restored = f"sqlfix could not reconnect either: {again}"
+    return (f"the database connection was lost while loading {', '.join(names) or 'fixtures'} "
+            f"({type(exc).__name__}: {str(exc).strip()}). A fixture must not end its own "
+            f"session (pg_terminate_backend(pg_backend_pid()) and the like).\n{restored}.")
 
 
 @pytest.fixture
 def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> Iterator[Sqlfix]:
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
+    import psycopg
+
     from sqlfix.pytest_plugin.handle import Sqlfix
 
     item = request.node
@@ -189,18 +251,18 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
         item.stash[USED_KEY] = True
         yield from committed_test(item, _sqlfix_session)
         return
-    boundary = _sqlfix_session.boundary()
-    boundary.begin()
+    boundary = _sqlfix_session.begin()
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
+    names = requested_names(item)
     try:
-        handle.load(*requested_names(item))
+        handle.load(*names)
         boundary.protect()
         problem = None
-    except (SqlfixError, TypeError) as exc:
+    except (SqlfixError, TypeError, psycopg.Error) as exc:
         boundary.end()
-        problem = str(exc)
+        problem = _load_problem(_sqlfix_session, tuple(names), exc)
     if problem is not None:  # outside `except`: the report shows the message once
         pytest.fail(f"sqlfix could not load the fixtures of this test:\n{problem}", pytrace=False)
     try:
@@ -258,6 +320,38 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         pytest.fail(message, pytrace=False)
 
 
+def _fingerprint(config: pytest.Config, session: DatabaseSession) -> Fingerprint:
+    import psycopg
+
+    from sqlfix.database.verify import take
+
+    try:
+        fingerprint = take(session.connection(), session.settings.reset_sequences)
+    except psycopg.OperationalError:  # the connection or the server died since the test
+        session.restore()
+        fingerprint = take(session.connection(), session.settings.reset_sequences)
+    config.stash[FINGERPRINT_KEY] = fingerprint
+    return fingerprint
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """The verifier (--sqlfix-verify): after the test's fixtures are gone, compare."""
+    result = yield
+    reference = item.config.stash.get(FINGERPRINT_KEY, None)
+    session = item.config.stash.get(SESSION_KEY, None)
+    if reference is None or session is None or session.dsn is None:
+        return result
+    changes = reference.differences(_fingerprint(item.config, session))
+    if changes:
+        restored = session.restore()
+        _fingerprint(item.config, session)
+        pytest.fail("sqlfix --sqlfix-verify: after this test the database differs from its "
+                    "state before the first test:\n  " + "\n  ".join(changes)
+                    + f"\n{restored}.", pytrace=False)
+    return result
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -267,6 +361,12 @@ def pytest_runtest_makereport(
         # an expected failure of the test is no excuse for data escaping its boundary
         del report.wasxfail
         report.outcome = "failed"
+    if call.excinfo is not None and item.stash.get(USED_KEY, False):
+        from sqlfix.pytest_plugin.faults import explain
+
+        note = explain(call.excinfo.value, item.config.stash[SETTINGS_KEY])
+        if note is not None:
+            report.sections.append(("sqlfix", note))
     if report.failed and item.stash.get(USED_KEY, False):
         seed = item.config.stash[SETTINGS_KEY].seed
         report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))

@@ -389,3 +389,26 @@ def test_python_m_sqlfix_check_runs_on_the_embedded_server() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "into embedded PostgreSQL" in result.stdout
     assert result.stdout.count("\nOK ") == 4
+
+
+def test_check_reports_what_a_fixture_does_to_its_session_as_fail_and_goes_on(
+    project: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "schema.sql").write_text("CREATE TABLE t (id int PRIMARY KEY);\n", encoding="utf-8")
+    (project / "fx").mkdir()
+    (project / "fx" / "a_ends_its_session.sql").write_text(
+        "INSERT INTO t VALUES (1);\nSELECT pg_terminate_backend(pg_backend_pid());\n", encoding="utf-8")
+    (project / "fx" / "b_sleeps.sql").write_text("SELECT pg_sleep(5);\n", encoding="utf-8")
+    (project / "fx" / "c_fine.sql").write_text("INSERT INTO t VALUES (2);\n", encoding="utf-8")
+    (project / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\nschema = ["schema.sql"]\n'
+        'load_statement_timeout = "200ms"\n', encoding="utf-8")
+    code, out, err = run(capsys, "check", "--dsn", dsn)
+    assert code == 1 and "internal error" not in err, err
+    lines = out.splitlines()
+    assert lines[1] == "FAIL  a_ends_its_session.sql"
+    assert "42501" in lines[2]  # loads run as sqlfix_fixture, which may not end the session
+    assert "FAIL  b_sleeps.sql" in lines
+    assert "57014 canceling statement due to statement timeout" in out
+    assert any(line.startswith("OK    c_fine.sql") and "t +1" in line for line in lines)
+    assert lines[-1] == "1 OK, 2 failed; every load was rolled back, nothing was committed."

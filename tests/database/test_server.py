@@ -325,3 +325,41 @@ def test_root_copies_binaries_the_server_user_cannot_reach(
     finally:
         srv.stop()
         shutil.rmtree(srv.binaries.bindir.parent)  # the copy is keyed by this tmp bindir
+
+
+_SLEEPING_TEST = """
+import time
+from pathlib import Path
+
+def test_sleeps(sqlfix_conn):
+    data = sqlfix_conn.execute("SHOW data_directory").fetchone()[0]
+    pid = (Path(data) / "postmaster.pid").read_text().split()[0]
+    Path("started").write_text(f"{pid} {Path(data).parent}")
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_a_signal_to_pytest_leaves_no_server_and_no_directory(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    (tmp_path / "test_sleep.py").write_text(_SLEEPING_TEST)
+    (tmp_path / "pyproject.toml").write_text("[tool.sqlfix]\n")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert _wait_until(lambda: (tmp_path / "started").exists(), timeout=120)
+        time.sleep(0.2)  # the file is written in one go, but let the write land
+        pid_text, runtime = (tmp_path / "started").read_text().split()
+        pid, runtime_dir = int(pid_text), Path(runtime)
+        assert not _gone(pid) and runtime_dir.is_dir()
+        os.killpg(child.pid, sig) if sig == signal.SIGINT else child.send_signal(sig)
+        child.communicate(timeout=60)
+        assert _wait_until(lambda: _gone(pid)), f"postmaster {pid} survived {sig.name}"
+        assert _wait_until(lambda: not runtime_dir.exists()), f"{runtime_dir} left after {sig.name}"
+    finally:
+        child.kill()
+        child.communicate()
