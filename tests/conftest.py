@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import shutil
 
+# Imported here, before any in-process pytester run: pytester drops the modules an inner run
+# imported, and a second import of psycopg would raise errors of classes the first import's
+# C extension no longer matches ("the database system is starting up" escaping `except`).
+import psycopg
 import pytest
 from helpers import EXAMPLE_FIXTURES
 
@@ -32,7 +36,6 @@ def fresh_dsn(pg_server, request) -> str:
     """The DSN of a new, empty database on `pg_server`, named after the test."""
     import hashlib
 
-    import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
