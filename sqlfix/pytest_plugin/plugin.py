@@ -12,6 +12,7 @@ without one pays nothing for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -66,7 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sqlfix-seed",
-        metavar="N|random",
+        metavar="N|random|last",
         default=None,
         type=_seed_option,
         help="seed for fixture values (default 0); 'random' picks one and prints it, "
@@ -222,7 +223,8 @@ def _kept_log(config: pytest.Config) -> Path | None:
 def _keep_server_log(config: pytest.Config, session: DatabaseSession) -> None:
     target = _kept_log(config) if config.stash.get(KEEP_LOG_KEY, False) else None
     if target is not None and session.server is not None:
-        shutil.copyfile(session.server.log, target)
+        with contextlib.suppress(OSError):  # no log to keep is no reason to fail the run
+            shutil.copyfile(session.server.log, target)
 
 
 def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
@@ -290,10 +292,10 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
     A `unittest.TestCase` cannot request fixtures: it gets the handle as `self.sqlfix`
     (set before `setUp` runs).
     """
+    legacy = legacy_warning(request.node)
+    if legacy is not None:  # here, so that filterwarnings=error fails this test only
+        warnings.warn(legacy, stacklevel=1)
     if request.node.get_closest_marker(MARKER) is None:
-        legacy = legacy_warning(request.node)
-        if legacy is not None:  # a test, so that filterwarnings=error fails this test only
-            warnings.warn(legacy, stacklevel=1)
         return
     handle = request.getfixturevalue("sqlfix")
     unittest = sys.modules.get("unittest")  # not imported: no TestCase can exist

@@ -172,7 +172,8 @@ def test_seed_last_without_a_previous_run_or_without_the_cache_is_a_usage_error(
 # ------------------------------------------------------------------ --sqlfix-report
 
 
-def test_the_report_lists_fixtures_tests_rows_and_the_slowest_loads(shop):
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_the_report_lists_fixtures_tests_rows_and_the_slowest_loads(shop, workers):
     shop.makepyfile(
         """
         from sqlfix import uses
@@ -189,7 +190,7 @@ def test_the_report_lists_fixtures_tests_rows_and_the_slowest_loads(shop):
             sqlfix.load("products.sql")
         """
     )
-    result = shop.runpytest_subprocess("--sqlfix-report", "-n", "2", *NO_RANDOM)
+    result = shop.runpytest_subprocess("--sqlfix-report", *workers, *NO_RANDOM)
     result.assert_outcomes(passed=3)
     out = result.stdout.str()
     section = out[out.index("sqlfix report"):]
