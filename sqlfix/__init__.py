@@ -16,7 +16,7 @@ from .errors import (
     ServerError,
     SqlfixError,
 )
-from .marker import uses
+from .marker import SqlfixDeprecationWarning, uses
 
 __all__ = [
     "BoundaryError",
@@ -26,6 +26,7 @@ __all__ = [
     "FixtureError",
     "LoadError",
     "ServerError",
+    "SqlfixDeprecationWarning",
     "SqlfixError",
     "uses",
 ]

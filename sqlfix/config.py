@@ -1,4 +1,4 @@
-"""Settings and where each came from: command line, then environment, then pyproject.toml.
+"""Settings and where each came from: command line, environment, pytest ini, pyproject.toml.
 
 Pure: the caller hands in the command-line values, the environment and the
 project root; nothing here connects or starts anything.
@@ -155,22 +155,131 @@ def read_table(pyproject: Path | None) -> dict[str, Any]:
     return dict(table)
 
 
+# Every key but the `lint` sub-table is also a pytest ini option `sqlfix_<key>`.
+INI_PREFIX = "sqlfix_"
+INI_KEYS = KNOWN_KEYS - {"lint"}
+_BOOL_KEYS = frozenset({"allow_any_database", "reset_sequences"})
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def ini_values(raw: Mapping[str, str | list[str] | None], where: str) -> dict[str, Any]:
+    """`sqlfix_*` ini values (strings, or lines for `schema`) as `[tool.sqlfix]` would hold them.
+
+    `raw` maps keys without the prefix to what pytest's ini parser gave; unset and
+    empty values are left out. Raises ConfigError naming `where` and the option.
+    """
+    table: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None or value == "" or value == []:
+            continue
+        if key == "schema":
+            table[key] = value.split() if isinstance(value, str) else list(value)
+        elif isinstance(value, list):
+            table[key] = " ".join(value)
+        elif key in _BOOL_KEYS:
+            word = value.strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise ConfigError(f"{where}: {INI_PREFIX}{key} = {value!r} must be true or false")
+            table[key] = word in _TRUE
+        else:
+            table[key] = value.strip()
+    return table
+
+
+# The files pytest reads its configuration from, in the order it tries them per folder,
+# each with the section that makes it count (None: the file counts whatever it holds).
+_PYTEST_FILES: tuple[tuple[str, str | None], ...] = (
+    ("pytest.toml", None),
+    (".pytest.toml", None),
+    ("pytest.ini", None),
+    (".pytest.ini", None),
+    ("pyproject.toml", "tool.pytest"),
+    ("tox.ini", "pytest"),
+    ("setup.cfg", "tool:pytest"),
+)
+
+
+def _pytest_section(path: Path, section: str | None) -> dict[str, Any] | None:
+    """The pytest options of a configuration file, or None if pytest would pass it by."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        pytest_table = data.get("tool", {}).get("pytest") if section else data.get("pytest", {})
+        if pytest_table is None:
+            return None
+        options = pytest_table.get("ini_options", pytest_table)
+        return {k: v if isinstance(v, list) else str(v) for k, v in options.items()}
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, str(path))
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+    name = section or "pytest"
+    if not parser.has_section(name):
+        return {} if section is None else None
+    return dict(parser.items(name))
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where a project's configuration lives, found the way pytest finds its rootdir."""
+
+    root: Path
+    inifile: Path | None = None
+    ini: Mapping[str, Any] = field(default_factory=dict)  # the inifile's pytest options
+
+    @property
+    def pyproject(self) -> Path:
+        return self.root / "pyproject.toml"
+
+
+def find_project(start: Path) -> Project:
+    """pytest's rule (run with no path arguments): walk up from `start` to the first folder
+    with a pytest configuration file (pytest.ini, pyproject.toml with [tool.pytest...],
+    tox.ini with [pytest], setup.cfg with [tool:pytest]); it is the root. With none,
+    the first folder with a pyproject.toml; with none of those either, `start`.
+    """
+    for folder in (start, *start.parents):
+        for name, section in _PYTEST_FILES:
+            path = folder / name
+            if path.is_file():
+                options = _pytest_section(path, section)
+                if options is not None:
+                    return Project(folder, path, options)
+    pyproject = find_pyproject(start)
+    return Project(pyproject.parent if pyproject is not None else start)
+
+
+def ini_of(project: Project) -> dict[str, Any]:
+    """The `sqlfix_*` options of the project's pytest configuration file, typed."""
+    raw = {k: project.ini.get(INI_PREFIX + k) for k in INI_KEYS}
+    return ini_values(raw, str(project.inifile))
+
+
 _MISSING = object()
 
 
 def _typed(
-    table: Mapping[str, Any],
+    values: Mapping[str, Any],
     key: str,
     kind: type | tuple[type, ...],
     where: str,
     default: Any = _MISSING,
 ) -> Any:
-    """`table[key]` checked to be of `kind`; `default` when the key is absent, if given."""
-    if key not in table and default is not _MISSING:
+    """`values[key]` checked to be of `kind`; `default` when the key is absent, if given."""
+    if key not in values and default is not _MISSING:
         return default
-    value = table[key]
+    value = values[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: [tool.sqlfix] {key} = {value!r} has the wrong type")
+        raise ConfigError(f"{where} = {value!r} has the wrong type")
     return value
 
 
@@ -193,29 +302,27 @@ def _now(value: Any, where: str) -> dt.datetime:
             parsed = dt.datetime.fromisoformat(value)
         except ValueError:
             raise ConfigError(
-                f"{where}: [tool.sqlfix] now = {value!r} is not an ISO "
+                f"{where} = {value!r} is not an ISO "
                 "timestamp such as '2024-01-01T12:00:00+00:00'"
             ) from None
     else:
-        raise ConfigError(f"{where}: [tool.sqlfix] now must be a timestamp, not {value!r}")
+        raise ConfigError(f"{where} must be a timestamp, not {value!r}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
-def _schema(table: Mapping[str, Any], root: Path, where: str) -> tuple[Path, ...]:
-    value = table["schema"]
+def _schema(value: Any, root: Path, where: str) -> tuple[Path, ...]:
     files = [value] if isinstance(value, str) else value
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise ConfigError(f"{where}: [tool.sqlfix] schema must be a list of .sql paths")
+        raise ConfigError(f"{where} must be a list of .sql paths")
     return tuple(root / f for f in files)
 
 
-def _setup_command(table: Mapping[str, Any], where: str) -> str | tuple[str, ...]:
-    value = table["setup_command"]
+def _setup_command(value: Any, where: str) -> str | tuple[str, ...]:
     if isinstance(value, str) and value.strip():
         return value
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ConfigError(f"{where}: [tool.sqlfix] setup_command must be a command line string "
+    raise ConfigError(f"{where} must be a command line string "
                       f"(run by the shell) or a list of arguments, not {value!r}")
 
 
@@ -224,7 +331,7 @@ def _lint(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 
     Rule codes themselves are checked by the lint, which knows them.
     """
-    lint = dict(_typed(table, "lint", dict, where))
+    lint = dict(_typed(table, "lint", dict, f"{where}: [tool.sqlfix] lint"))
     unknown = sorted(set(lint) - LINT_KEYS)
     if unknown:
         raise ConfigError(
@@ -250,11 +357,17 @@ def _lint(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 class _Collector:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # key -> how its source spells it
 
-    def put(self, key: str, value: Any, source: str) -> None:
+    def put(self, key: str, value: Any, source: str, name: str = "") -> None:
         if key not in self.values and value is not None:
             self.values[key] = value
             self.sources[key] = source
+            self.names[key] = name or key
+
+    def where(self, key: str) -> str:
+        """`file: option` of a key's value, for error messages."""
+        return f"{self.sources[key]}: {self.names[key]}"
 
 
 def load_settings(
@@ -262,13 +375,15 @@ def load_settings(
     cli: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     pyproject: Path | None = None,
+    ini: Mapping[str, Any] | None = None,
+    ini_file: str = "pytest ini",
 ) -> Settings:
-    """Settings for a project rooted at `root`; highest first: cli, env, pyproject."""
+    """Settings for a project rooted at `root`; highest first: cli, env, pytest ini
+    options (`ini`, typed by `ini_values`, read from `ini_file`), `[tool.sqlfix]`."""
     cli = cli or {}
     env = env or {}
     pyproject = pyproject if pyproject is not None else root / "pyproject.toml"
     table = read_table(pyproject)
-    where = str(pyproject)
     got = _Collector()
     for key in ("dsn", "seed", "fixtures_dir"):
         got.put(key, cli.get(key), f"option --sqlfix-{key.split('_')[0]}")
@@ -276,34 +391,43 @@ def load_settings(
         got.put(key, cli.get(key), f"option {option}")
     got.put("dsn", env.get("SQLFIX_DSN") or None, "env SQLFIX_DSN")
     got.put("seed", env.get("SQLFIX_SEED") or None, "env SQLFIX_SEED")
+    for key, value in (ini or {}).items():
+        got.put(key, value, ini_file, INI_PREFIX + key)
     for key in table:
-        got.put(key, table[key], where)
-    return _build(root, got, table, where)
+        got.put(key, table[key], str(pyproject), f"[tool.sqlfix] {key}")
+    return _build(root, got)
 
 
-def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) -> Settings:
+def _build(root: Path, got: _Collector) -> Settings:
     values, sources = got.values, dict(got.sources)
-    seed = _seed(values, sources.get("seed", "default")) if "seed" in values else 0
+    seed = _seed(values, sources["seed"]) if "seed" in values else 0
     if seed is None:
         seed = random_seed()
         sources["seed"] = f"random, from {sources['seed']}"
-    for key in ("dsn", "fixtures_dir"):  # from pyproject they may be of any TOML type
-        if sources.get(key) == where:
-            _typed(table, key, str, where)
+    for key in ("dsn", "fixtures_dir"):  # from a file they may be of any TOML type
+        if key in values:
+            _typed(values, key, str, got.where(key))
     fixtures = Path(values.get("fixtures_dir", "fixtures_sql"))
+
+    def typed(key: str, kind: type, default: Any) -> Any:
+        return _typed(values, key, kind, got.where(key)) if key in values else default
+
     return Settings(
         root=root,
         dsn=values.get("dsn"),
         seed=int(seed),
         fixtures_dir=fixtures if fixtures.is_absolute() else root / fixtures,
-        schema=_schema(table, root, where) if "schema" in table else (),
-        allow_any_database=_typed(table, "allow_any_database", bool, where, False),
-        now=_now(table["now"], where) if "now" in table else DEFAULT_NOW,
-        faker_locale=_typed(table, "faker_locale", str, where, "en_US"),
-        lint=_lint(table, where) if "lint" in table else {},
-        setup_command=_setup_command(table, where) if "setup_command" in table else None,
-        reset_sequences=_typed(table, "reset_sequences", bool, where, True),
-        reset_session=_typed(table, "reset_session", bool, where, True),
+        schema=_schema(values["schema"], root, got.where("schema")) if "schema" in values else (),
+        allow_any_database=typed("allow_any_database", bool, False),
+        now=_now(values["now"], got.where("now")) if "now" in values else DEFAULT_NOW,
+        faker_locale=typed("faker_locale", str, "en_US"),
+        lint=_lint(values, sources["lint"]) if "lint" in values else {},
+        setup_command=(
+            _setup_command(values["setup_command"], got.where("setup_command"))
+            if "setup_command" in values else None
+        ),
+        reset_sequences=typed("reset_sequences", bool, True),
+        reset_session=typed("reset_session", bool, True),
         **_boundary_keys(values, sources),
         sources=sources,
     )

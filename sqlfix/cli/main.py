@@ -1,8 +1,9 @@
 """`python -m sqlfix lint | render | check`: the DBA's tools.
 
 Exit codes: 0 clean, 1 findings (or a fixture that did not load), 2 usage or
-internal error. Settings come from the options, then SQLFIX_* variables, then
-`[tool.sqlfix]` of the nearest pyproject.toml, as for the pytest plugin.
+internal error. Settings come from the options, then SQLFIX_* variables, then the `sqlfix_*`
+options of pytest's configuration file, then `[tool.sqlfix]` of the pyproject.toml
+in pytest's rootdir: found from the working directory as pytest finds them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlfix.cli import report
 from sqlfix.cli.lint import lint, lint_options
 from sqlfix.cli.targets import Target, UsageError, Workspace
 from sqlfix.compiler.discovery import normalize_name
-from sqlfix.config import Settings, find_pyproject, load_settings, parse_seed
+from sqlfix.config import Settings, find_project, ini_of, load_settings, parse_seed
 from sqlfix.database.session import DatabaseSession, make_library
 from sqlfix.errors import FixtureError, SqlfixError
 
@@ -194,17 +195,21 @@ def build_parser(prog: str = "python -m sqlfix") -> argparse.ArgumentParser:
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
-    """Settings of the project around the working directory; options beat env and pyproject."""
-    cwd = Path.cwd()
-    pyproject = find_pyproject(cwd)
-    root = pyproject.parent if pyproject is not None else cwd
+    """Settings of the project around the working directory, found as pytest finds it.
+
+    The root is pytest's rootdir (the first folder up with a pytest configuration
+    file); options beat env, then the inifile's `sqlfix_*` options, then
+    `[tool.sqlfix]` of the root's pyproject.toml: the same as the plugin sees.
+    """
+    project = find_project(Path.cwd())
     fixtures = args.fixtures
     cli = {
         "dsn": getattr(args, "dsn", None),
         "seed": args.seed,
         "fixtures_dir": str(fixtures.resolve()) if fixtures is not None else None,
     }
-    settings = load_settings(root, cli, os.environ, pyproject)
+    settings = load_settings(project.root, cli, os.environ, project.pyproject,
+                             ini_of(project), str(project.inifile))
     # load_settings names command-line values after the pytest options (--sqlfix-dsn)
     sources = {k: v.replace("--sqlfix-", "--") for k, v in settings.sources.items()}
     return dataclasses.replace(settings, sources=sources)

@@ -44,14 +44,11 @@ def send_one(conn: psycopg.Connection[Any], sql: str) -> psycopg.Cursor[Any]:
     return conn.execute(sql.encode(), prepare=False, binary=True)
 
 
-def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
-    """Run `plan` inside the connection's open transaction; raises LoadError.
-
-    On error nothing of the plan remains and the transaction is usable again.
-    """
+def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...]:
+    """`load` without the role; returns the rows each fixture wrote, as `load`."""
     statements = [(f, s) for f in plan for s in f.statements]
     if not statements:
-        return
+        return tuple(0 for _ in plan)
     cursors: list[psycopg.Cursor[Any]] = []
     savepoint: psycopg.Cursor[Any] | None = None
     try:
@@ -74,6 +71,17 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
             error = _locate_failure(conn, plan) or _unplaced(plan, exc)
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
         raise error from exc
+    return _rows_per_fixture(plan, cursors)
+
+
+_WRITES = ("INSERT", "UPDATE", "MERGE", "COPY")
+
+
+def _rows_per_fixture(plan: LoadPlan, cursors: list[psycopg.Cursor[Any]]) -> tuple[int, ...]:
+    """Rows written per fixture, from each statement's own cursor (one per statement)."""
+    counts = iter(
+        c.rowcount if (c.statusmessage or "").startswith(_WRITES) else 0 for c in cursors)
+    return tuple(sum(next(counts) for _ in f.statements) for f in plan)
 
 
 def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError | None:
@@ -129,13 +137,15 @@ def _unplaced(plan: LoadPlan, exc: psycopg.Error) -> LoadError:
     return _load_error(last, 0, plan_sql(plan), exc)
 
 
-def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
+def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...] | None:
     """Run `plan` inside the connection's open transaction; raises LoadError.
 
     As the restricted fixture role where the session set one up (see
-    `fixture_role`). On error nothing of the plan remains and the transaction
-    is usable again.
+    `fixture_role`). Returns the rows each fixture wrote (INSERT, UPDATE,
+    MERGE, COPY as the server counted them), in plan order. On error nothing
+    of the plan remains and the transaction is usable again.
     """
-    if plan.fixtures:
-        with fixture_role.acting_as(conn):
-            _load_plan(conn, plan)
+    if not plan.fixtures:
+        return ()
+    with fixture_role.acting_as(conn):
+        return _load_plan(conn, plan)

@@ -124,6 +124,7 @@ class EmbeddedServer:
         self.dbname = DBNAME
         self.dsn = runtime.dsn(DBNAME)
         self.runtime_dir = runtime.dir
+        self.log = runtime.log  # the server's log; removed with runtime_dir by stop()
         self.pid = runtime.pid
 
     @classmethod

@@ -12,7 +12,11 @@ without one pays nothing for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import sys
+import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,15 +25,24 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from sqlfix.config import (
+    INI_KEYS,
+    INI_PREFIX,
     OPTION_KEYS,
     TIMEOUT_KEYS,
     Settings,
+    ini_values,
     load_settings,
     parse_duration,
     parse_seed,
 )
 from sqlfix.errors import SqlfixError
-from sqlfix.marker import MARKER, MARKER_HELP, commit_requested, requested_names
+from sqlfix.marker import (
+    MARKER,
+    MARKER_HELP,
+    commit_requested,
+    legacy_warning,
+    requested_names,
+)
 from sqlfix.pytest_plugin.async_fixtures import (
     sqlfix_aconn,
     sqlfix_async_engine,
@@ -55,9 +68,14 @@ BOUNDARY_KEY = pytest.StashKey["Boundary"]()
 ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed anyway
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
 FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
+HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
+KEEP_LOG_KEY = pytest.StashKey[bool]()  # a sqlfix test failed: keep the server's log
+SEED_CACHE_KEY = "sqlfix/seed"  # the last run's seed, in pytest's cache, for --sqlfix-seed=last
 
 
 def _seed_option(text: str) -> str:
+    if text.strip().lower() == "last":
+        return "last"
     try:
         parse_seed(text)
     except ValueError as exc:
@@ -98,10 +116,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sqlfix-seed",
-        metavar="N|random",
+        metavar="N|random|last",
         default=None,
         type=_seed_option,
-        help="seed for fixture values (default 0); 'random' picks one and prints it",
+        help="seed for fixture values (default 0); 'random' picks one and prints it, "
+        "'last' replays the previous run's",
     )
     group.addoption(
         "--sqlfix-fixtures",
@@ -110,19 +129,68 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fixtures directory (default: [tool.sqlfix] fixtures_dir or fixtures_sql)",
     )
     _add_boundary_options(group)
+    group.addoption(
+        "--sqlfix-report",
+        action="store_true",
+        default=False,
+        help="at the end, per fixture file: the tests that used it, render and load time, "
+        "rows loaded; and the slowest loads",
+    )
+    for key in sorted(INI_KEYS):
+        what = f"sqlfix: [tool.sqlfix] {key}, as a pytest option (docs/configuration.md)"
+        if key == "schema":
+            parser.addini(INI_PREFIX + key, what, type="linelist")
+        else:
+            parser.addini(INI_PREFIX + key, what)
 
 
 def _settings(config: pytest.Config) -> Settings:
     fixtures = config.getoption("sqlfix_fixtures")
     if fixtures is not None:
         fixtures = str(config.invocation_params.dir / Path(fixtures))
+    seed = config.getoption("sqlfix_seed")
     cli = {
         "dsn": config.getoption("sqlfix_dsn"),
-        "seed": config.getoption("sqlfix_seed"),
+        "seed": _last_seed(config) if seed == "last" else seed,
         "fixtures_dir": fixtures,
         **{key: config.getoption(f"sqlfix_{key}") for key in OPTION_KEYS},
     }
-    return load_settings(config.rootpath, cli, os.environ)
+    where = str(config.inipath) if config.inipath is not None else "pytest -o"
+    ini = ini_values({k: config.getini(INI_PREFIX + k) for k in INI_KEYS}, where)
+    settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where)
+    if seed == "last":
+        sources = {**settings.sources, "seed": "option --sqlfix-seed=last, the previous run's"}
+        settings = replace(settings, sources=sources)
+    return settings
+
+
+def _last_seed(config: pytest.Config) -> str:
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        raise pytest.UsageError("sqlfix: --sqlfix-seed=last reads pytest's cache, which is "
+                                "off (-p no:cacheprovider); give the seed as a number")
+    seed = cache.get(SEED_CACHE_KEY, None)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise pytest.UsageError(f"sqlfix: --sqlfix-seed=last: no previous run's seed in pytest's "
+                                f"cache ({cache._cachedir}); run once first, or give the seed "
+                                "as a number")
+    return str(seed)
+
+
+def _refuse_dsn_with_xdist(config: pytest.Config, settings: Settings) -> None:
+    """On the pytest-xdist controller, before any worker starts: one DSN cannot serve many."""
+    if hasattr(config, "workerinput") or not settings.dsn:
+        return
+    if not config.pluginmanager.hasplugin("xdist") or config.getoption("collectonly"):
+        return
+    # What xdist itself checks before it starts workers (after it turned -n N into tx).
+    workers = config.getoption("tx", None) or []
+    if config.getoption("dist", "no") != "no" and len(workers) > 1:
+        raise pytest.UsageError(
+            f"sqlfix: with pytest-xdist ({len(workers)} workers), each worker needs a database "
+            f"of its own, and the DSN ({settings.source('dsn')}) names one database for all "
+            "of them. Leave the DSN unset (each worker then starts its own embedded "
+            "PostgreSQL) or run without -n.")
 
 
 class _XdistSeed:
@@ -140,11 +208,6 @@ def _worker_settings(config: pytest.Config, settings: Settings) -> Settings:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         return settings
-    if settings.dsn and int(workerinput.get("workercount", 1)) > 1:
-        raise pytest.UsageError(
-            "sqlfix: with pytest-xdist, each worker needs a database of its own, and the DSN "
-            f"({settings.source('dsn')}) names one database for all of them. Leave the DSN "
-            "unset (each worker then starts its own embedded PostgreSQL) or run without -n.")
     if "sqlfix_seed" not in workerinput:
         return settings
     sources = {**settings.sources, "seed": "the pytest-xdist controller"}
@@ -157,8 +220,17 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = _worker_settings(config, _settings(config))
     except SqlfixError as exc:
         raise pytest.UsageError(f"sqlfix: {exc}") from None
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+    _refuse_dsn_with_xdist(config, settings)
+    controller = not hasattr(config, "workerinput")
+    if config.pluginmanager.hasplugin("xdist") and controller:
         config.pluginmanager.register(_XdistSeed(settings.seed), "sqlfix-xdist-seed")
+    cache = getattr(config, "cache", None)
+    if cache is not None and controller:
+        cache.set(SEED_CACHE_KEY, settings.seed)
+    if config.getoption("sqlfix_report") and controller:
+        from sqlfix.pytest_plugin.report import LoadReport
+
+        config.pluginmanager.register(LoadReport(), "sqlfix-report")
     config.stash[SETTINGS_KEY] = settings
 
 
@@ -180,6 +252,7 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY])
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
+    pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
     try:
         session.start()
         from sqlfix.pytest_plugin.own_connections import checkpoint
@@ -192,6 +265,22 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
         problem = str(exc)
     # Every database test would fail the same way: stop the run, say why once.
     pytest.exit(f"sqlfix could not prepare the test database: {problem}", returncode=3)
+
+
+def _kept_log(config: pytest.Config) -> Path | None:
+    """Where a failing run's server log is copied to: pytest's cache, one file per worker."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return Path(cache.mkdir("sqlfix")) / (f"postgres-{worker}.log" if worker else "postgres.log")
+
+
+def _keep_server_log(config: pytest.Config, session: DatabaseSession) -> None:
+    target = _kept_log(config) if config.stash.get(KEEP_LOG_KEY, False) else None
+    if target is not None and session.server is not None:
+        with contextlib.suppress(OSError):  # no log to keep is no reason to fail the run
+            shutil.copyfile(session.server.log, target)
 
 
 def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
@@ -256,6 +345,7 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
     names = requested_names(item)
+    item.stash[HANDLE_KEY] = handle
     try:
         handle.load(*names)
         boundary.protect()
@@ -293,9 +383,20 @@ def sqlfix_conn(sqlfix: Sqlfix) -> SqlfixConnection:
 
 @pytest.fixture(autouse=True)
 def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
-    """Tests marked with @uses get their fixtures even if they request no sqlfix fixture."""
-    if request.node.get_closest_marker(MARKER) is not None:
-        request.getfixturevalue("sqlfix")
+    """Tests marked with @uses get their fixtures even if they request no sqlfix fixture.
+
+    A `unittest.TestCase` cannot request fixtures: it gets the handle as `self.sqlfix`
+    (set before `setUp` runs).
+    """
+    legacy = legacy_warning(request.node)
+    if legacy is not None:  # here, so that filterwarnings=error fails this test only
+        warnings.warn(legacy, stacklevel=1)
+    if request.node.get_closest_marker(MARKER) is None:
+        return
+    handle = request.getfixturevalue("sqlfix")
+    unittest = sys.modules.get("unittest")  # not imported: no TestCase can exist
+    if unittest is not None and isinstance(request.instance, unittest.TestCase):
+        request.instance.sqlfix = handle
 
 
 @pytest.hookimpl(wrapper=True)
@@ -368,8 +469,7 @@ def pytest_runtest_makereport(
         if note is not None:
             report.sections.append(("sqlfix", note))
     if report.failed and item.stash.get(USED_KEY, False):
-        seed = item.config.stash[SETTINGS_KEY].seed
-        report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))
+        report.sections.append(("sqlfix", _failure_section(item)))
         boundary = item.stash.get(BOUNDARY_KEY, None)
         if call.when == "call" and boundary is not None and not boundary.conn.closed:
             from sqlfix.pytest_plugin.own_connections import second_connection_hint
@@ -378,4 +478,24 @@ def pytest_runtest_makereport(
                 item.config, item.config.stash[SESSION_KEY], boundary.conn.info.backend_pid)
             if hint:
                 report.sections.append(("sqlfix: other connections", hint))
+    if call.when == "teardown" and HANDLE_KEY in item.stash:
+        handle = item.stash[HANDLE_KEY]
+        del item.stash[HANDLE_KEY]
+        if item.config.getoption("sqlfix_report"):
+            from sqlfix.pytest_plugin.report import ATTR, records
+
+            setattr(report, ATTR, records(handle))  # JSON-able: xdist sends it along
     return report
+
+
+def _failure_section(item: pytest.Item) -> str:
+    from sqlfix.pytest_plugin.report import failure_section, server_log_note
+
+    config = item.config
+    settings = config.stash[SETTINGS_KEY]
+    config.stash[KEEP_LOG_KEY] = True
+    session = config.stash.get(SESSION_KEY, None)
+    server = session.server if session is not None else None
+    live = server.log if server is not None else None
+    where = server_log_note(_kept_log(config) if live else None, live, settings.database)
+    return failure_section(item, settings.seed, item.stash.get(HANDLE_KEY, None), where)

@@ -146,7 +146,7 @@ def test_3_closest_marker_wins(sqlfix_dsn, sqlfix_conn):
     assert sqlfix_conn.execute("SELECT name FROM countries ORDER BY code").fetchall() == [("Germany",), ("France",)]
     assert sqlfix_conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
 
-@pytest.mark.uses("cities.sql", commit="yes")
+@pytest.mark.sqlfix("cities.sql", commit="yes")
 def test_4_bad_commit_value():
     pass
 
