@@ -7,6 +7,7 @@ project root; nothing here connects or starts anything.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,11 @@ KNOWN_KEYS = frozenset(
         "lint",
         "setup_command",
         "reset_sequences",
+        # the embedded server (docs/server.md)
+        "server_version",
+        "server_locale",
+        "server_settings",
+        "server_port",
     }
 )
 LINT_KEYS = frozenset({"select", "ignore", "tests"})
@@ -52,6 +58,10 @@ class Settings:
     lint: Mapping[str, Any] = field(default_factory=dict)
     setup_command: str | tuple[str, ...] | None = None
     reset_sequences: bool = True
+    server_version: str | None = None  # a major such as "16"
+    server_locale: str = "C"
+    server_settings: Mapping[str, str] = field(default_factory=dict)  # postgresql.conf
+    server_port: int | None = None  # TCP on 127.0.0.1 as well as the unix socket
     sources: Mapping[str, str] = field(default_factory=dict)  # key -> where it came from
 
     def source(self, key: str) -> str:
@@ -249,5 +259,67 @@ def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) ->
         lint=_lint(table, where) if "lint" in table else {},
         setup_command=_setup_command(table, where) if "setup_command" in table else None,
         reset_sequences=_typed(table, "reset_sequences", bool, where, True),
+        **_server_keys(table, where),
         sources=sources,
     )
+
+
+# ---- the embedded server's keys: server_version, server_locale, server_settings, server_port
+
+DEFAULT_SERVER_LOCALE = "C"
+# Chosen by sqlfix itself: a user value would break the socket path or the TCP option.
+RESERVED_SETTINGS = frozenset({"listen_addresses", "port", "unix_socket_directories"})
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def major_version(text: str) -> str:
+    """"16" from "16" or "16.4"; raises ValueError for anything PostgreSQL never was."""
+    match = re.fullmatch(r"\s*(\d+)(?:\.\d+)*\s*", text)
+    if match is None or not 9 <= int(match.group(1)) <= 99:
+        raise ValueError(f"{text!r} is not a PostgreSQL major version such as \"16\"")
+    return match.group(1)
+
+
+def setting_value(name: str, value: object) -> str:
+    """A TOML value as postgresql.conf text; raises ValueError on a bad name or type."""
+    if not _SETTING_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a PostgreSQL setting name")
+    if name.lower() in RESERVED_SETTINGS:
+        raise ValueError(f"{name} is set by sqlfix (use server_port for a TCP port)")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise ValueError(f"{name} = {value!r} must be a string, a number or a boolean")
+
+
+def _checked(key: str, check: Any, *args: Any) -> str:
+    """`check(*args[:-1])`, its ValueError as a ConfigError naming `key` and the file."""
+    *values, where = args
+    try:
+        return str(check(*values))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: [tool.sqlfix] {key}: {exc}") from None
+
+
+def _server_keys(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    keys: dict[str, Any] = {}
+    if "server_version" in table:
+        version = _typed(table, "server_version", (str, int), where)
+        keys["server_version"] = _checked("server_version", major_version, str(version), where)
+    settings = _typed(table, "server_settings", dict, where, {})
+    keys["server_settings"] = {
+        name: _checked(f"server_settings.{name}", setting_value, name, value, where)
+        for name, value in settings.items()
+    }
+    locale = _typed(table, "server_locale", str, where, DEFAULT_SERVER_LOCALE)
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]+", locale):
+        raise ConfigError(f"{where}: [tool.sqlfix] server_locale = {locale!r} is not a locale "
+                          'name such as "C.UTF-8" or "en_US.UTF-8"')  # fmt: skip
+    keys["server_locale"] = locale
+    port = _typed(table, "server_port", int, where, None)
+    if port is not None and not 1024 <= port <= 65535:
+        raise ConfigError(f"{where}: [tool.sqlfix] server_port = {port} must be a TCP port "
+                          "from 1024 to 65535")  # fmt: skip
+    keys["server_port"] = port
+    return keys
