@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from sqlfix import __version__
+from sqlfix import __version__, docs_url
 from sqlfix.cli import check as dbcheck
 from sqlfix.cli import report
 from sqlfix.cli.lint import lint, lint_options
@@ -42,8 +42,9 @@ examples:
   python -m sqlfix check                        # on the embedded PostgreSQL
 
 exit codes: 0 clean, 1 findings or a fixture that did not load, 2 usage or internal error
-rules: docs/lint.md; commands: docs/cli.md
-"""
+rules: {rules}
+commands: {commands}
+""".format(rules=docs_url("lint"), commands=docs_url("cli"))
 LINT_EPILOG = """\
 Prints `path:line:col: CODE message` per finding, then a summary. Any finding
 (a warning too) gives exit code 1; silence one on its line with
