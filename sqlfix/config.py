@@ -7,8 +7,9 @@ project root; nothing here connects or starts anything.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,11 @@ KNOWN_KEYS = frozenset(
         *(TIMEOUT_KEYS := ("lock_timeout", "statement_timeout", "load_lock_timeout",
                            "load_statement_timeout")),
         "verify",
+        # the embedded server (docs/server.md)
+        "server_version",
+        "server_locale",
+        "server_settings",
+        "server_port",
     }
 )
 # Defaults in milliseconds (0 = no limit): a lock that never comes or a statement that
@@ -72,6 +78,10 @@ class Settings:
     load_lock_timeout: int = TIMEOUT_DEFAULTS["load_lock_timeout"]  # ms, for fixture loads
     load_statement_timeout: int = TIMEOUT_DEFAULTS["load_statement_timeout"]
     verify: bool = False  # the isolation verifier: fingerprints compared after each test
+    server_version: str | None = None  # a major such as "16"
+    server_locale: str = "C"
+    server_settings: Mapping[str, str] = field(default_factory=dict)  # postgresql.conf
+    server_port: int | None = None  # TCP on 127.0.0.1 as well as the unix socket
     sources: Mapping[str, str] = field(default_factory=dict)  # key -> where it came from
 
     def source(self, key: str) -> str:
@@ -157,8 +167,8 @@ def read_table(pyproject: Path | None) -> dict[str, Any]:
 
 # Every key but the `lint` sub-table is also a pytest ini option `sqlfix_<key>`.
 INI_PREFIX = "sqlfix_"
-INI_KEYS = KNOWN_KEYS - {"lint"}
-_BOOL_KEYS = frozenset({"allow_any_database", "reset_sequences"})
+INI_KEYS = KNOWN_KEYS - {"lint", "server_settings"}  # tables have no ini form
+_BOOL_KEYS = frozenset({"allow_any_database", "reset_sequences", "reset_session"})
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
@@ -429,6 +439,7 @@ def _build(root: Path, got: _Collector) -> Settings:
         reset_sequences=typed("reset_sequences", bool, True),
         reset_session=typed("reset_session", bool, True),
         **_boundary_keys(values, sources),
+        **_server_keys(values, got.where),
         sources=sources,
     )
 
@@ -445,3 +456,73 @@ def _boundary_keys(values: Mapping[str, Any], sources: Mapping[str, str]) -> dic
         except ValueError as exc:
             raise ConfigError(f"{sources[key]}: {key}: {exc}") from None
     return found
+
+
+# ---- the embedded server's keys: server_version, server_locale, server_settings, server_port
+
+DEFAULT_SERVER_LOCALE = "C"
+# Chosen by sqlfix itself: a user value would break the socket path or the TCP option.
+RESERVED_SETTINGS = frozenset({"listen_addresses", "port", "unix_socket_directories"})
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def major_version(text: str) -> str:
+    """"16" from "16" or "16.4"; raises ValueError for anything PostgreSQL never was."""
+    match = re.fullmatch(r"\s*(\d+)(?:\.\d+)*\s*", text)
+    if match is None or not 9 <= int(match.group(1)) <= 99:
+        raise ValueError(f"{text!r} is not a PostgreSQL major version such as \"16\"")
+    return match.group(1)
+
+
+def setting_value(name: str, value: object) -> str:
+    """A TOML value as postgresql.conf text; raises ValueError on a bad name or type."""
+    if not _SETTING_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a PostgreSQL setting name")
+    if name.lower() in RESERVED_SETTINGS:
+        raise ValueError(f"{name} is set by sqlfix (use server_port for a TCP port)")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise ValueError(f"{name} = {value!r} must be a string, a number or a boolean")
+
+
+def _checked(key: str, check: Any, *args: Any) -> str:
+    """`check(*args[:-1])`, its ValueError as a ConfigError naming `key` and the file."""
+    *values, where = args
+    try:
+        return str(check(*values))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from None
+
+
+def _server_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
+    """The server keys, from whichever place set them; `where(key)` names that place."""
+    keys: dict[str, Any] = {}
+    if "server_version" in values:
+        at = where("server_version")
+        version = _typed(values, "server_version", (str, int), at)
+        keys["server_version"] = _checked("server_version", major_version, str(version), at)
+    if "server_settings" in values:
+        at = where("server_settings")
+        settings = _typed(values, "server_settings", dict, at)
+        keys["server_settings"] = {
+            name: _checked(f"server_settings.{name}", setting_value, name, value, at)
+            for name, value in settings.items()
+        }
+    if "server_locale" in values:
+        locale = _typed(values, "server_locale", str, where("server_locale"))
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]+", locale):
+            raise ConfigError(f"{where('server_locale')} = {locale!r} is not a locale "
+                              'name such as "C.UTF-8" or "en_US.UTF-8"')  # fmt: skip
+        keys["server_locale"] = locale
+    if "server_port" in values:
+        port = values["server_port"]
+        if isinstance(port, str) and port.strip().isdigit():  # from an ini option
+            port = int(port)
+        port = _typed({"server_port": port}, "server_port", int, where("server_port"))
+        if not 1024 <= port <= 65535:
+            raise ConfigError(f"{where('server_port')} = {port} must be a TCP port "
+                              "from 1024 to 65535")  # fmt: skip
+        keys["server_port"] = port
+    return keys

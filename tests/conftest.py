@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 # Imported here, once: pytester's in-process runs drop the modules they imported, and a
 # psycopg imported afresh in each run no longer matches the exception classes its C
@@ -46,3 +47,17 @@ def fresh_dsn(pg_server, request) -> str:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return make_conninfo(pg_server.dsn, dbname=name)
+
+
+# The fast part, run by CI on every PostgreSQL version: `-m "not slow"`. Slow are the
+# pytest front end's tests (each runs whole pytest sessions; nothing version-specific) and
+# the benchmark; anything else that is slow says so with @pytest.mark.slow.
+_SLOW_PATHS = ("pytest_plugin/", "test_benchmark.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    for item in items:
+        where = item.path.relative_to(tests_dir).as_posix() if item.path.is_relative_to(tests_dir) else ""
+        if where.startswith(_SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)

@@ -14,20 +14,16 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import psycopg
+from psycopg import sql
 
 from sqlfix.cli.targets import Target, Workspace
 from sqlfix.database.boundary import Boundary
 from sqlfix.database.loader import load
 from sqlfix.errors import Finding, FixtureError, LoadError, SqlfixError
 
-# Exact row counts of every user table in one round trip: each count runs server-side
-# through query_to_xml. sqlfix's own bookkeeping schemas are left out.
-COUNT_ROWS = b"""
-SELECT schemaname, tablename,
-       (xpath('/row/n/text()', query_to_xml(
-           format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename),
-           false, true, '')))[1]::text::bigint
-FROM pg_catalog.pg_tables
+# The user tables; sqlfix's own bookkeeping schemas are left out.
+USER_TABLES = b"""
+SELECT schemaname, tablename FROM pg_catalog.pg_tables
 WHERE schemaname <> 'information_schema'
   AND schemaname NOT LIKE 'pg\\_%' AND schemaname NOT LIKE '\\_sqlfix%'
 ORDER BY schemaname, tablename
@@ -50,9 +46,24 @@ class Outcome:
 
 
 def count_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Rows per user table; `public` tables by bare name, others as schema.table."""
+    """Exact rows per user table; `public` tables by bare name, others as schema.table.
+
+    One `count(*) ... UNION ALL` query for all tables (plain SQL: a server built without
+    libxml has no query_to_xml). `FROM ONLY`, so a partition's rows are not counted
+    again under its parent.
+    """
+    tables = conn.execute(USER_TABLES).fetchall()
+    if not tables:
+        return {}
+    query = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}::int, count(*) FROM ONLY {}").format(
+            sql.Literal(number), sql.Identifier(schema, table)
+        )
+        for number, (schema, table) in enumerate(tables)
+    )
     counts = {}
-    for schema, table, rows in conn.execute(COUNT_ROWS).fetchall():
+    for number, rows in conn.execute(query).fetchall():
+        schema, table = tables[number]
         counts[table if schema == "public" else f"{schema}.{table}"] = int(rows)
     return counts
 

@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from sqlfix import __version__
+from sqlfix import __version__, docs_url
 from sqlfix.cli import check as dbcheck
 from sqlfix.cli import report
 from sqlfix.cli.lint import lint, lint_options
+from sqlfix.cli.serve import serve
 from sqlfix.cli.targets import Target, UsageError, Workspace
 from sqlfix.compiler.discovery import normalize_name
 from sqlfix.config import Settings, find_project, ini_of, load_settings, parse_seed
@@ -42,8 +43,9 @@ examples:
   python -m sqlfix check                        # on the embedded PostgreSQL
 
 exit codes: 0 clean, 1 findings or a fixture that did not load, 2 usage or internal error
-rules: docs/lint.md; commands: docs/cli.md
-"""
+rules: {rules}
+commands: {commands}
+""".format(rules=docs_url("lint"), commands=docs_url("cli"))
 LINT_EPILOG = """\
 Prints `path:line:col: CODE message` per finding, then a summary. Any finding
 (a warning too) gives exit code 1; silence one on its line with
@@ -168,6 +170,28 @@ def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(handler=run_check)
 
 
+SERVER_EPILOG = """\
+Starts the embedded PostgreSQL exactly as a test session would (same binaries,
+server_* options, schema files and setup_command), prints its connection string
+and waits. Ctrl-C stops it and removes its data. Fixtures are not loaded: tests
+load them in transactions that are rolled back.
+
+examples:
+  python -m sqlfix server     # then in another terminal: psql '<the dsn it printed>'
+"""
+
+
+def _server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _subparser(
+        sub, "server", "start the embedded PostgreSQL by hand and print its DSN", SERVER_EPILOG
+    )
+    parser.set_defaults(handler=run_server, seed=None, fixtures=None)
+
+
+def run_server(args: argparse.Namespace, out: TextIO) -> int:
+    return serve(settings_for(args), out)
+
+
 def _subparser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, title: str, epilog: str
 ) -> argparse.ArgumentParser:
@@ -189,7 +213,7 @@ def build_parser(prog: str = "python -m sqlfix") -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sqlfix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_lint_parser, _render_parser, _check_parser):
+    for add in (_lint_parser, _render_parser, _check_parser, _server_parser):
         add(sub)
     return parser
 

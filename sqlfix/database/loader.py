@@ -13,6 +13,7 @@ constraint, found by replaying the statements one by one (slow, error path only)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -66,9 +67,9 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...]
         failed = next((i for i, c in enumerate(cursors) if c.pgresult is None), None)
         if failed is not None:
             fixture, statement = statements[failed]
-            error = _load_error(fixture, statement.offset, statement.text, exc)
+            error = _load_error(conn, fixture, statement.offset, statement.text, exc)
         else:
-            error = _locate_failure(conn, plan) or _unplaced(plan, exc)
+            error = _locate_failure(conn, plan) or _unplaced(conn, plan, exc)
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
         raise error from exc
     return _rows_per_fixture(plan, cursors)
@@ -97,7 +98,7 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
         try:
             send_one(conn, statement.text)
         except psycopg.Error as exc:
-            return _load_error(fixture, statement.offset, statement.text, exc)
+            return _load_error(conn, fixture, statement.offset, statement.text, exc)
     conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
     culprit: tuple[CompiledFixture, Any, psycopg.Error] | None = None
     for fixture, statement in statements:
@@ -110,16 +111,25 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
             culprit = culprit or (fixture, statement, failed)
     if culprit is None:
         return None
-    return _load_error(culprit[0], culprit[1].offset, culprit[1].text, culprit[2])
+    return _load_error(conn, culprit[0], culprit[1].offset, culprit[1].text, culprit[2])
 
 
-def _load_error(fixture: CompiledFixture, offset: int, text: str, exc: psycopg.Error) -> LoadError:
+def _load_error(
+    conn: psycopg.Connection[Any],
+    fixture: CompiledFixture,
+    offset: int,
+    text: str,
+    exc: psycopg.Error,
+) -> LoadError:
     diag = exc.diag
     position = diag.statement_position
     if position and position.isdigit():
         offset += int(position) - 1  # syntax errors say where in the statement
     line, col = fixture.locate(offset)
     parts = [f"{diag.sqlstate or '?'} {diag.message_primary or str(exc).strip()}"]
+    too_new = _needs_newer_server(text, diag.sqlstate, conn.info.server_version)
+    if too_new:
+        parts.insert(0, too_new)
     if diag.message_detail:
         parts.append(f"DETAIL: {diag.message_detail.rstrip('.')}")
     if diag.message_hint:
@@ -131,10 +141,10 @@ def _load_error(fixture: CompiledFixture, offset: int, text: str, exc: psycopg.E
     return LoadError(finding, diag.sqlstate, text)
 
 
-def _unplaced(plan: LoadPlan, exc: psycopg.Error) -> LoadError:
+def _unplaced(conn: psycopg.Connection[Any], plan: LoadPlan, exc: psycopg.Error) -> LoadError:
     # The batch failed but no single statement did (e.g. a deferred constraint).
     last = plan.fixtures[-1]
-    return _load_error(last, 0, plan_sql(plan), exc)
+    return _load_error(conn, last, 0, plan_sql(plan), exc)
 
 
 def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...] | None:
@@ -149,3 +159,22 @@ def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...] | Non
         return ()
     with fixture_role.acting_as(conn):
         return _load_plan(conn, plan)
+
+
+# Statements a server older than the given version (server_version_num) cannot parse:
+# the server only says "syntax error", which reads like a typo in the fixture.
+_SINCE = ((re.compile(r"MERGE\b", re.IGNORECASE), "MERGE", 150000),)
+
+
+def _needs_newer_server(text: str, sqlstate: str | None, server_version: int) -> str:
+    if sqlstate != "42601":  # syntax_error
+        return ""
+    for pattern, what, since in _SINCE:
+        if server_version < since and pattern.match(text.lstrip()):
+            return (
+                f"{what} needs PostgreSQL {since // 10000} or later and this server is "
+                f"{server_version // 10000}; use a newer server (e.g. [tool.sqlfix] "
+                f'server_version = "{since // 10000}") or rewrite it (INSERT ... ON CONFLICT, '
+                "UPDATE ... FROM)"
+            )
+    return ""

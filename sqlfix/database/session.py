@@ -23,6 +23,7 @@ from sqlfix.database.baseline import Baseline, capture, restore
 from sqlfix.database.boundary import Boundary, SqlfixConnection
 from sqlfix.database.schema import apply_schema, check_safe, connect
 from sqlfix.database.server import EmbeddedServer
+from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
 from sqlfix.errors import DatabaseError
 
@@ -62,7 +63,7 @@ class DatabaseSession:
         if self.settings.dsn:
             dsn = self.settings.dsn
         else:
-            self.server = EmbeddedServer.start()
+            self.server = EmbeddedServer.start(options=from_settings(self.settings))
             dsn = self.server.dsn
         conn = connect(dsn)
         try:

@@ -563,7 +563,7 @@ def validate_json_findings(data: object) -> None:
         assert isinstance(item["filename"], str) and item["filename"]
         assert set(item["location"]) == {"row", "column"}
         assert all(isinstance(v, int) and v >= 1 for v in item["location"].values())
-        assert item["url"] == f"docs/lint.md#{RULES[item['code']].anchor}"
+        assert item["url"] == f"https://sqlfix.readthedocs.io/en/latest/lint/#{RULES[item['code']].anchor}"
 
 
 def test_json_format() -> None:
@@ -576,7 +576,7 @@ def test_json_format() -> None:
         "message": "nondeterministic now(), 100%\nsure",
         "filename": "fx/b, c.sql",
         "location": {"row": 1, "column": 2},
-        "url": "docs/lint.md#nondeterministic-function-sqlf501",
+        "url": "https://sqlfix.readthedocs.io/en/latest/lint/#nondeterministic-function-sqlf501",
     }
     assert json.loads(report.as_json([], 0)) == []
 
