@@ -21,7 +21,8 @@ def _header_seed(result: pytest.RunResult) -> str:
 
 
 def test_someone_elses_uses_mark_starts_nothing(shop):
-    shop.makeini("[pytest]\nmarkers =\n    uses(what): the project's own marker\n")
+    shop.makefile(".ini", pytest="[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+                  "markers =\n    uses(what): the project's own marker\n")
     shop.makepyfile(
         """
         import sys
@@ -77,7 +78,7 @@ def test_the_sqlfix_mark_and_uses_load_and_the_old_mark_warns_and_loads_nothing(
 
 def test_the_sqlfix_mark_is_listed(shop):
     result = shop.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.sqlfix(*fixture_files): load these .sql fixtures*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.sqlfix(*fixture_files*): load these .sql fixtures*"])
     assert "@pytest.mark.uses" not in result.stdout.str()
 
 
@@ -278,11 +279,12 @@ def test_ini_options_set_any_key_below_env_and_above_tool_sqlfix(shop, monkeypat
 
 
 def test_a_bad_ini_value_names_the_file_and_option(shop):
-    shop.makeini("[pytest]\nsqlfix_allow_any_database = maybe\n")
+    shop.makefile(".ini", pytest="[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+                  "sqlfix_allow_any_database = maybe\n")
     shop.makepyfile("def test_nothing(): pass")
     result = shop.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*tox.ini: sqlfix_allow_any_database = 'maybe' must be true or false"])
+    result.stderr.fnmatch_lines(["*pytest.ini: sqlfix_allow_any_database = 'maybe' must be true or false"])
 
 
 def test_plugin_and_cli_read_the_same_configuration_from_a_subfolder(shop):
