@@ -76,6 +76,14 @@ class AsyncSqlfixConnection(psycopg.AsyncConnection[TupleRow]):
             await self.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}".encode())  # a failed commit
             raise
 
+    async def close(self) -> None:
+        """Close the test's connection (the shared libpq one): the sync side records that
+        the test closed it, so sqlfix says "closed during the test", not "lost"."""
+        sync = getattr(self, "_sqlfix_sync", None)
+        if sync is not None:
+            sync._closed = True
+        await super().close()
+
     async def rollback(self) -> None:
         if self._boundary_savepoint() is None:
             await super().rollback()

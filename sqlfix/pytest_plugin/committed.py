@@ -99,13 +99,15 @@ def _restore(session: DatabaseSession, tracker: ChangeTracker) -> None:
             if not conn.closed:
                 conn.real_rollback()
                 _set_lock_timeout(conn, None)
-        tracker.restored(conn, tables)
+        # The restore runs on a fresh connection (the old one, and whatever the test left
+        # on its session, is closed): fingerprint on the session's current one.
+        tracker.restored(session.connection(), tables)
     except psycopg.errors.LockNotAvailable:
         pytest.exit(
             "sqlfix: after a committed test (@uses(..., commit=True)), the baseline could not be "
             f"restored: connections of the code under test still hold locks after {LOCK_TIMEOUT}"
-            f" ({_holders(conn)}). Close pools, join threads and wait for processes before the "
-            "test ends (a fixture's tear-down is fine).", returncode=3)
+            f" ({_holders(session.connection())}). Close pools, join threads and wait for "
+            "processes before the test ends (a fixture's tear-down is fine).", returncode=3)
     except (SqlfixError, psycopg.Error) as exc:
         pytest.exit(f"sqlfix: after a committed test (@uses(..., commit=True)), the baseline "
                     f"could not be restored ({exc}); later tests would see its rows.",
