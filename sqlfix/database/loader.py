@@ -45,6 +45,15 @@ def send_one(conn: psycopg.Connection[Any], sql: str) -> psycopg.Cursor[Any]:
     return conn.execute(sql.encode(), prepare=False, binary=True)
 
 
+# Settings that change how the server reads SQL text (the guard refuses them in fixtures):
+# set as the guard assumed for the load; undone with the load's savepoint on failure.
+_READ_AS_GUARDED = (
+    "SET LOCAL standard_conforming_strings = on",
+    "SET LOCAL backslash_quote = safe_encoding",
+    "SET LOCAL client_encoding = 'UTF8'",
+)
+
+
 def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...]:
     """`load` without the role; returns the rows each fixture wrote, as `load`."""
     statements = [(f, s) for f in plan for s in f.statements]
@@ -55,6 +64,10 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...]
     try:
         with conn.pipeline():
             savepoint = send_one(conn, f"SAVEPOINT {_SAVEPOINT}")
+            # The guard read the text as PostgreSQL reads it by default; a test may have
+            # changed how the server reads strings on this session since: put it back.
+            for setting in _READ_AS_GUARDED:
+                send_one(conn, setting)
             for _, statement in statements:
                 cursors.append(send_one(conn, statement.text))
             for check in CHECK_DEFERRED:
@@ -94,12 +107,16 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
     its parent under SET CONSTRAINTS ALL DEFERRED).
     """
     statements = [(f, s) for f in plan for s in f.statements]
+    for setting in _READ_AS_GUARDED:  # undone by the rollback to the savepoint: again
+        send_one(conn, setting)
     for fixture, statement in statements:
         try:
             send_one(conn, statement.text)
         except psycopg.Error as exc:
             return _load_error(conn, fixture, statement.offset, statement.text, exc)
     conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
+    for setting in _READ_AS_GUARDED:
+        send_one(conn, setting)
     culprit: tuple[CompiledFixture, Any, psycopg.Error] | None = None
     for fixture, statement in statements:
         send_one(conn, statement.text)
