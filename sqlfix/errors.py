@@ -95,3 +95,10 @@ class DatabaseError(SqlfixError):
 
 class BoundaryError(SqlfixError):
     """A test's changes escaped the rollback boundary."""
+
+
+class LeakedConnectionWarning(UserWarning):
+    """A committed test left a connection to the test database open (sqlfix ended it).
+
+    Make it an error with `filterwarnings = ["error::sqlfix.errors.LeakedConnectionWarning"]`.
+    """

@@ -18,6 +18,7 @@ from psycopg.rows import tuple_row
 
 from sqlfix.compiler import guard
 from sqlfix.compiler.library import display_path
+from sqlfix.database.backends import APP_NAME
 from sqlfix.database.boundary import SqlfixConnection
 from sqlfix.errors import DatabaseError
 
@@ -36,12 +37,14 @@ def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> Sqlf
     Its strings follow the rules fixtures are checked by: the guard and the quoting
     read '...' the way PostgreSQL does with standard_conforming_strings on (backslash
     is a plain character). The timeouts (ms, 0 = none) are startup options, so they
-    are what `RESET ALL` between tests comes back to.
+    are what `RESET ALL` between tests comes back to. `application_name` is "sqlfix",
+    so that sqlfix tells its own connections from the test's in `pg_stat_activity`.
     """
     options = (f"-c standard_conforming_strings=on -c lock_timeout={lock_timeout} "
                f"-c statement_timeout={statement_timeout}")
     try:
-        conn = SqlfixConnection.connect(dsn, autocommit=False, options=options)
+        conn = SqlfixConnection.connect(dsn, autocommit=False, options=options,
+                                        application_name=APP_NAME)
         conn._sqlfix_owned = True
         return conn
     except psycopg.OperationalError as exc:

@@ -4,11 +4,13 @@ The fixtures are loaded and committed on the session's connection; the code
 under test may use any connections, pools, threads or processes against the
 test database; afterwards the tables that changed (see
 `sqlfix.database.committed`) are truncated and refilled from the baseline, and
-sequences reset. Imported by the first committed test only.
+sequences reset. Before that, connections the test left open are ended (see
+`_end_leaks`). Imported by the first committed test only.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,21 +19,26 @@ import pytest
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
+from sqlfix.config import Settings
+from sqlfix.database.backends import Backend, others, terminate
 from sqlfix.database.boundary import Boundary, SqlfixConnection
 from sqlfix.database.committed import ChangeTracker
 from sqlfix.database.session import DatabaseSession
-from sqlfix.errors import SqlfixError
+from sqlfix.errors import LeakedConnectionWarning, SqlfixError
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
 from sqlfix.pytest_plugin.own_connections import checkpoint
 
 TRACKER_KEY = pytest.StashKey[ChangeTracker]()
-LOCK_TIMEOUT = "10s"  # how long the restore waits for connections the test left in a transaction
+TERMINATE_WAIT_MS = 5_000  # how long sqlfix waits for ended backends to exit, in all
+_ROUNDS = 3  # a thread still running may connect again while sqlfix ends the others
 _HOLDERS = b"""
 SELECT pid, coalesce(application_name, ''), state, left(query, 80) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND backend_type = 'client backend' AND state <> 'idle'
 """
+_WHAT_TO_DO = ("Close pools (engine.dispose(), pool.close()), join threads and wait for "
+               "processes before the test ends (a fixture's tear-down is fine).")
 
 
 class CommittedSqlfix(Sqlfix):
@@ -42,6 +49,8 @@ class CommittedSqlfix(Sqlfix):
     def load(self, *names: str) -> tuple[str, ...]:
         __tracebackhide__ = True
         try:
+            if self._session._load_timeouts:  # SET LOCAL: until the commit below
+                self.conn.execute(self._session._load_timeouts)
             loaded = super().load(*names)
         except BaseException:
             if not self.conn.closed:
@@ -72,60 +81,125 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
                         pytrace=False)
         yield handle
     finally:
-        _take_back(conn)
+        _take_back(conn, session.settings)
+        leaked = _end_leaks(session)
         _restore(session, tracker)
         checkpoint(item.config, session)  # its connections are no hint for later failures
+    if leaked:  # after the restore: the next test starts clean either way
+        pytest.fail(leaked, pytrace=False)
 
 
-def _take_back(conn: SqlfixConnection) -> None:
-    """The session's connection as sqlfix lends it: no open transaction, no autocommit."""
+def _take_back(conn: SqlfixConnection, settings: Settings) -> None:
+    """The session's connection as sqlfix lends it: no open transaction, no autocommit,
+    nothing the test SET on it (a role, search_path, timeouts), and sqlfix's bounds on waits."""
     if conn.closed:
         return  # the session opens a new one
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        conn.real_rollback()
-    if conn.autocommit:
-        conn.autocommit = False
+    try:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.real_rollback()
+        if conn.autocommit:
+            conn.autocommit = False
+        # Session-level and committed: the listing and fingerprints below run under them.
+        conn.execute(b"SET SESSION AUTHORIZATION DEFAULT; RESET ALL; " + _bounds(settings))
+        psycopg.Connection.commit(conn)
+    except psycopg.Error:
+        conn.close()  # the session opens a fresh one (with the startup timeouts)
     conn._sqlfix_owned = True
+
+
+def _bounds(settings: Settings) -> bytes:
+    """sqlfix's own work after a committed test waits no longer than a fixture load may."""
+    return (f"SET lock_timeout = {settings.load_lock_timeout}; "
+            f"SET statement_timeout = {settings.load_statement_timeout}").encode()
+
+
+def _end_leaks(session: DatabaseSession) -> str | None:
+    """End the connections the test left open on the test database; say what they were.
+
+    Connections in a transaction or running a statement hold locks and rows the
+    restore cannot see: the test fails (the message returned). Idle ones (a pool
+    not closed) could write later: a LeakedConnectionWarning. Both are ended,
+    so the next test starts from the baseline. When sqlfix may not end a busy
+    one, the run stops: the baseline cannot be restored.
+    """
+    conn = session.connection()
+    ended: dict[int, Backend] = {}
+    refused: list[tuple[Backend, str]] = []
+    alive: list[Backend] = []
+    try:
+        for _ in range(_ROUNDS):
+            found = [b for b in others(conn) if b.pid not in ended]
+            if not found:
+                break
+            still, no = terminate(conn, found, TERMINATE_WAIT_MS)
+            ended.update((b.pid, b) for b in found)
+            refused += no
+            alive += still
+    except psycopg.Error:
+        return None  # the restore below meets the same trouble and reports it
+    if not ended:
+        return None
+    left = list(ended.values())
+    busy = [b for b in left if b.in_use]
+    stuck_busy = [b for b in busy if b in alive or any(b == r for r, _ in refused)]
+    listing = "\n".join(f"  {b.describe()}" for b in left)
+    if stuck_busy:
+        reasons = "; ".join(sorted({why for _, why in refused})) or (
+            f"still there {TERMINATE_WAIT_MS} ms after pg_terminate_backend")
+        pytest.exit(
+            f"sqlfix: after a committed test (@uses(..., commit=True)), connections of the code "
+            f"under test are still in a transaction and sqlfix could not end them ({reasons}):"
+            f"\n{listing}\nThe baseline cannot be restored while they hold their locks and "
+            f"rows. {_WHAT_TO_DO} For sqlfix to end them, connect the code under test as "
+            "sqlfix's user (or grant that user pg_signal_backend).", returncode=3)
+    not_ended = ""
+    if refused or alive:
+        why_not = [f"pid {b.pid}: {why}" for b, why in refused]
+        why_not += [f"pid {b.pid}: still there after {TERMINATE_WAIT_MS} ms" for b in alive]
+        not_ended = (" Except for these, idle, which sqlfix could not end: "
+                     + "; ".join(why_not) + ".")
+    if busy:
+        return (f"sqlfix: this committed test (@uses(..., commit=True)) left {len(left)} "
+                f"connection(s) to the test database open, {len(busy)} of them in a transaction "
+                f"or running a statement:\n{listing}\nsqlfix ended them "
+                "(pg_terminate_backend), so what they had not committed is gone, and restored "
+                f"the baseline: the next test starts clean.{not_ended} {_WHAT_TO_DO}")
+    warnings.warn(LeakedConnectionWarning(
+        f"sqlfix: this committed test (@uses(..., commit=True)) left {len(left)} idle "
+        f"connection(s) to the test database open:\n{listing}\nsqlfix ended them "
+        "(pg_terminate_backend), so that nothing writes after the baseline is restored.{} "
+        "{} A pool kept across tests must survive that (SQLAlchemy pool_pre_ping=True, "
+        "psycopg_pool check=ConnectionPool.check_connection).".format(not_ended, _WHAT_TO_DO)),
+        stacklevel=1)
+    return None
 
 
 def _restore(session: DatabaseSession, tracker: ChangeTracker) -> None:
     conn = session.connection()
     try:
         tables = tracker.to_restore(conn)
-        _set_lock_timeout(conn, LOCK_TIMEOUT)
-        try:
-            session.restore(tables)
-        finally:
-            if not conn.closed:
-                conn.real_rollback()
-                _set_lock_timeout(conn, None)
+        session.restore(tables)  # on a fresh connection, under the configured timeouts
         # The restore runs on a fresh connection (the old one, and whatever the test left
         # on its session, is closed): fingerprint on the session's current one.
         tracker.restored(session.connection(), tables)
-    except psycopg.errors.LockNotAvailable:
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
         pytest.exit(
             "sqlfix: after a committed test (@uses(..., commit=True)), the baseline could not be "
-            f"restored: connections of the code under test still hold locks after {LOCK_TIMEOUT}"
-            f" ({_holders(session.connection())}). Close pools, join threads and wait for "
-            "processes before the test ends (a fixture's tear-down is fine).", returncode=3)
+            f"restored: {str(exc).strip()} ({_holders(session)}). {_WHAT_TO_DO}", returncode=3)
     except (SqlfixError, psycopg.Error) as exc:
         pytest.exit(f"sqlfix: after a committed test (@uses(..., commit=True)), the baseline "
                     f"could not be restored ({exc}); later tests would see its rows.",
                     returncode=3)
 
 
-def _set_lock_timeout(conn: SqlfixConnection, value: str | None) -> None:
-    # Session-level and committed, so that the restore's own transaction inherits it.
-    query = b"RESET lock_timeout" if value is None else f"SET lock_timeout = '{value}'".encode()
-    conn.execute(query)
-    psycopg.Connection.commit(conn)
-
-
-def _holders(conn: SqlfixConnection) -> str:
+def _holders(session: DatabaseSession) -> str:
     try:
+        conn = session.connection()
         conn.real_rollback()
         rows: list[Any] = conn.cursor(row_factory=tuple_row).execute(_HOLDERS).fetchall()
         conn.real_rollback()
     except psycopg.Error:
-        return "could not list them"
+        return "could not list the connections holding locks"
+    if not rows:
+        return "no other connection is in use now"
     return "; ".join(f"pid {pid} {app!r} {state}: {query}" for pid, app, state, query in rows)
