@@ -162,28 +162,94 @@ def test_5_engine_refused(sqlfix_sqla_engine):
     result.stdout.fnmatch_lines(["*sqlfix_sqla_engine is built on sqlfix's own connection*sqlfix_dsn*"])
 
 
-def test_a_connection_left_in_a_transaction_stops_the_run_with_its_name(shop):
+def test_connections_left_open_are_ended_named_and_the_next_test_sees_the_baseline(shop):
     shop.makepyfile('''
+import threading
 import psycopg
 import pytest
-import sqlfix.pytest_plugin.committed as committed
 from sqlfix import uses
 
-committed.LOCK_TIMEOUT = "200ms"  # the restore's wait, shortened for this test
+INSERT = "INSERT INTO products (sku, name, price_cents) VALUES (%s, 'P', 1) RETURNING id"
+LEAKS = []
 
 @uses("users.sql", commit=True)
-def test_1_leaves_a_transaction_open(sqlfix_dsn):
+def test_1_leaves_an_uncommitted_insert(sqlfix_dsn):
     conn = psycopg.connect(sqlfix_dsn, application_name="leaky-worker")
-    assert conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
-    pytest.leak = conn  # never committed, never closed: holds a lock on users
+    assert conn.execute(INSERT, ["leak"]).fetchone() == (1,)   # never committed, never closed
+    LEAKS.append(conn)
 
-def test_2_never_runs():
-    pass
+@uses("users.sql", commit=True)
+def test_2_same_key_does_not_wait(sqlfix_dsn):
+    with psycopg.connect(sqlfix_dsn) as conn:          # would wait forever on id 1 before
+        assert conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+        assert conn.execute(INSERT, ["same-key"]).fetchone() == (1,)
+
+@uses(commit=True)
+def test_3_leaves_an_idle_pool(sqlfix_dsn):
+    conn = psycopg.connect(sqlfix_dsn, autocommit=True, application_name="idle-pool")
+    conn.execute(INSERT, ["idle"])
+    conn.execute("SET search_path = nowhere")
+    LEAKS.append(conn)
+
+@uses(commit=True)
+def test_4_leaves_a_thread_running(sqlfix_dsn, sqlfix_conn):
+    def worker():
+        with psycopg.connect(sqlfix_dsn, application_name="busy-thread") as conn:
+            try:
+                conn.execute("SELECT pg_sleep(600)")
+            except psycopg.Error:
+                pass                                   # ended by sqlfix
+    threading.Thread(target=worker, daemon=True).start()
+    sleeping = None
+    while not sleeping:
+        sqlfix_conn.rollback()
+        sleeping = sqlfix_conn.execute("SELECT pid FROM pg_stat_activity WHERE "
+                                       "query LIKE '%pg_sleep(600)' AND state = 'active'").fetchone()
+
+def test_5_baseline(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+    assert sqlfix_conn.execute(INSERT, ["n"]).fetchone() == (1,)  # sequences back too
+    for conn in LEAKS:                                  # ended by the server
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")
+        conn.close()
 ''')
-    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio")
-    pytest.leak.close()  # the run was in this process: its leaked connection is ours to close
-    del pytest.leak
-    assert result.ret == 3
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio",
+                            "-W", "default::sqlfix.errors.LeakedConnectionWarning")
+    result.assert_outcomes(passed=5, errors=2, warnings=1)
+    text = result.stdout.str()
     result.stdout.fnmatch_lines([
-        "*the baseline could not be restored: connections of the code under test still hold "
-        "locks after 200ms*leaky-worker*Close pools*"])
+        "*ERROR at teardown of test_1_leaves_an_uncommitted_insert*",
+        "*left 1 connection(s) to the test database open, 1 of them in a transaction*",
+        "*pid * 'leaky-worker', idle in transaction, transaction since *, query: *INSERT INTO products*",
+        "*sqlfix ended them (pg_terminate_backend)*Close pools*join threads*wait for processes*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_4_leaves_a_thread_running*",
+        "*pid * 'busy-thread', active, transaction since *, query: *pg_sleep(600)*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*LeakedConnectionWarning: sqlfix: this committed test*left 1 idle connection(s)*",
+        "*'idle-pool', idle*",
+    ])
+    assert "test_2_same_key_does_not_wait" not in text.split("short test summary")[-1]
+
+
+def test_idle_leak_warning_can_be_made_an_error(shop):
+    shop.makepyfile('''
+import psycopg
+from sqlfix import uses
+
+@uses(commit=True)
+def test_leaves_a_pool(sqlfix_dsn):
+    test_leaves_a_pool.kept = psycopg.connect(sqlfix_dsn)
+
+def test_next(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").fetchone() == (1,)
+''')
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio",
+                            "-W", "error::sqlfix.errors.LeakedConnectionWarning")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_a_pool*",
+                                 "*LeakedConnectionWarning*idle connection(s)*"])
