@@ -89,7 +89,7 @@ def _sqlalchemy_async() -> Any:
 
 @pytest.fixture
 def sqlfix_async_engine(
-    sqlfix: Sqlfix, sqlfix_aconn: AsyncSqlfixConnection
+    request: pytest.FixtureRequest, sqlfix: Sqlfix, sqlfix_aconn: AsyncSqlfixConnection
 ) -> Iterator[AsyncEngine]:
     """An AsyncEngine whose every connection is the test's async connection.
 
@@ -99,7 +99,7 @@ def sqlfix_async_engine(
     from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
     from sqlfix.pytest_plugin.sqla import savepoint_transactions
 
-    refuse_in_committed_mode(sqlfix, "sqlfix_async_engine")
+    refuse_in_committed_mode(sqlfix, request, "sqlfix_async_engine", "sqlfix_async_session")
 
     sa_async = _sqlalchemy_async()
     pool = importlib.import_module("sqlalchemy.pool")

@@ -41,15 +41,32 @@ HINT = (
 COMMITTED_ENGINE = (
     "{name} is built on sqlfix's own connection for the rollback mode; this test is in the "
     "committed mode (@uses(..., commit=True)), where the code under test makes its own "
-    "connections: build the engine from the sqlfix_dsn fixture, e.g. "
-    "create_engine(sqlfix_dsn.replace('postgresql://', 'postgresql+psycopg://', 1)), and "
-    "dispose of it before the test ends."
+    "connections: {advice}"
 )
+_URL = "sqlfix_dsn.replace('postgresql://', 'postgresql+psycopg://', 1)"
+ADVICE = {
+    "sqlfix_sqla_engine": "build the engine from the sqlfix_dsn fixture, e.g. "
+    f"create_engine({_URL}), and engine.dispose() before the test ends.",
+    "sqlfix_sqla_session": "make sessions of an engine built from the sqlfix_dsn fixture, e.g. "
+    f"Session(create_engine({_URL})); close them and engine.dispose() before the test ends.",
+    "sqlfix_async_engine": "build an AsyncEngine from the sqlfix_dsn fixture, e.g. "
+    f"create_async_engine({_URL}) (psycopg's async driver), in an async fixture or the test, "
+    "and await engine.dispose() before the test ends.",
+    "sqlfix_async_session": "make AsyncSessions of an AsyncEngine built from the sqlfix_dsn "
+    f"fixture, e.g. async_sessionmaker(create_async_engine({_URL}))(), in an async fixture or "
+    "the test; await session.close() and await engine.dispose() before the test ends.",
+}
 
 
-def refuse_in_committed_mode(sqlfix: object, name: str) -> None:
+def refuse_in_committed_mode(
+    sqlfix: object, request: pytest.FixtureRequest, engine: str, session: str
+) -> None:
+    """In the committed mode, fail naming the fixture the test asked for: the session
+    fixture when it requested that (it needs the engine), else the engine."""
     if getattr(sqlfix, "committed", False):
-        pytest.fail("sqlfix: " + COMMITTED_ENGINE.format(name=name), pytrace=False)
+        name = session if session in request.fixturenames else engine
+        pytest.fail("sqlfix: " + COMMITTED_ENGINE.format(name=name, advice=ADVICE[name]),
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

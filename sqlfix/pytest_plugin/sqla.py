@@ -112,7 +112,7 @@ def seed_factory_boy(sqlfix: Sqlfix, nodeid: str) -> None:
 
 
 @pytest.fixture
-def sqlfix_sqla_engine(sqlfix: Sqlfix) -> Iterator[Engine]:
+def sqlfix_sqla_engine(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[Engine]:
     """An Engine for code that makes its own sessions: everything stays in the test's boundary.
 
     `Session(engine)` / `sessionmaker(engine)` in the code under test may commit:
@@ -120,7 +120,7 @@ def sqlfix_sqla_engine(sqlfix: Sqlfix) -> Iterator[Engine]:
     """
     from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
 
-    refuse_in_committed_mode(sqlfix, "sqlfix_sqla_engine")
+    refuse_in_committed_mode(sqlfix, request, "sqlfix_sqla_engine", "sqlfix_sqla_session")
     engine = make_engine(sqlfix)
     yield engine
     # No engine.dispose(): it would close the session's shared connection.

@@ -253,3 +253,50 @@ def test_next(sqlfix_conn):
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_a_pool*",
                                  "*LeakedConnectionWarning*idle connection(s)*"])
+
+
+def test_each_engine_and_session_fixture_refuses_the_committed_mode_in_its_own_name(shop):
+    shop.makepyfile('''
+import pytest
+from sqlfix import uses
+
+pytestmark = uses(commit=True)
+
+def test_sync_engine(sqlfix_sqla_engine):
+    pass
+
+def test_sync_session(sqlfix_sqla_session):
+    pass
+
+@pytest.mark.asyncio
+async def test_async_engine(sqlfix_async_engine):
+    pass
+
+@pytest.mark.asyncio
+async def test_async_session(sqlfix_async_session):
+    pass
+''')
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict", "-rE")
+    result.assert_outcomes(errors=4)
+    errors = {line.split("::")[1].split(" ")[0]: line for line in result.stdout.lines
+              if line.startswith("ERROR ")}
+    full = result.stdout.str()
+    sections = {name: next(s for s in full.split("_ ERROR at setup of ")[1:] if s.startswith(name))
+                for name in errors}
+    sync_advice = "create_engine(sqlfix_dsn.replace('postgresql://', 'postgresql+psycopg://', 1))"
+    async_advice = "create_async_engine(sqlfix_dsn.replace('postgresql://', 'postgresql+psycopg://', 1))"
+    for test, fixture, advice in [
+        ("test_sync_engine", "sqlfix_sqla_engine", sync_advice),
+        ("test_sync_session", "sqlfix_sqla_session", sync_advice),
+        ("test_async_engine", "sqlfix_async_engine", async_advice),
+        ("test_async_session", "sqlfix_async_session", async_advice),
+    ]:
+        text = " ".join(sections[test].split())
+        assert f"sqlfix: {fixture} is built on sqlfix's own connection" in text, text
+        assert advice in text, text
+        if "async" in test:
+            assert "await engine.dispose()" in text and "create_engine(" not in text, text
+        else:
+            assert "create_async_engine" not in text and "await" not in text, text
+    assert "sqlfix_async_engine is built" not in " ".join(sections["test_async_session"].split())
+    assert "async_sessionmaker(" in " ".join(sections["test_async_session"].split())
