@@ -56,6 +56,7 @@ class DatabaseSession:
         self.baseline: Baseline | None = None
         self.fixture_role: fixture_role.FixtureRole | None = None
         self._load_timeouts = load_timeouts(settings)
+        self.opened = 0  # test connections opened so far (the second-connection hint's count)
 
     def start(self) -> None:
         if self.dsn is not None:
@@ -107,7 +108,9 @@ class DatabaseSession:
         deadline = time.monotonic() + _RECONNECT_SECONDS
         while True:
             try:
-                return connect(self.dsn, s.lock_timeout, s.statement_timeout)
+                conn = connect(self.dsn, s.lock_timeout, s.statement_timeout)
+                self.opened += 1
+                return conn
             except DatabaseError:
                 if time.monotonic() > deadline or self._server_gone():
                     raise

@@ -27,7 +27,6 @@ from sqlfix.database.session import DatabaseSession
 from sqlfix.errors import LeakedConnectionWarning, SqlfixError
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
-from sqlfix.pytest_plugin.own_connections import checkpoint
 
 TRACKER_KEY = pytest.StashKey[ChangeTracker]()
 TERMINATE_WAIT_MS = 5_000  # how long sqlfix waits for ended backends to exit, in all
@@ -84,7 +83,6 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         _take_back(conn, session.settings)
         leaked = _end_leaks(session)
         _restore(session, tracker)
-        checkpoint(item.config, session)  # its connections are no hint for later failures
     if leaked:  # after the restore: the next test starts clean either way
         pytest.fail(leaked, pytrace=False)
 

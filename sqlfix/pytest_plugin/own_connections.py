@@ -3,15 +3,18 @@ cause of a failure in the rollback mode.
 
 A connection the test opens besides sqlfix's sees none of the fixtures (they are
 not committed) and its writes are not rolled back. When a rollback-mode test
-fails, sqlfix looks at the server: other client connections to the test
-database that are open and were opened after the test's transaction began
-(`pg_stat_activity`), and connections opened and closed since the previous check
-(`pg_stat_database.sessions`, published by each backend when it exits). If there
-are any, the failure report says so and points at the committed mode.
+fails, sqlfix counts the connections to the test database opened during this
+test (since its `sqlfix` fixture was set up) that are not sqlfix's own: those
+still open (`pg_stat_activity`, started after the test's mark, not named
+"sqlfix", not the test's own backend) and those opened and closed
+(`pg_stat_database.sessions` since the mark, less the connections sqlfix itself
+opened meanwhile and the ones still open). If there are any, the failure report
+says so and points at the committed mode.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,16 +22,29 @@ import pytest
 if TYPE_CHECKING:
     from sqlfix.database.session import DatabaseSession
 
-SESSIONS_KEY = pytest.StashKey[int]()  # pg_stat_database.sessions at the previous check
+_APP = "sqlfix"  # sqlfix.database.backends.APP_NAME, without importing the database side here
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where the test began: the server's session count and clock, sqlfix's own count."""
+
+    sessions: int
+    at: str  # the server's clock_timestamp(), as text
+    opened: int  # DatabaseSession.opened
+
+
+MARK_KEY = pytest.StashKey[Mark]()
+_MARK = (b"SELECT sessions, clock_timestamp()::text FROM pg_stat_database "
+         b"WHERE datname = current_database()")
 _OTHERS = b"""
-SELECT count(*) FILTER (WHERE a.backend_start >= me.xact_start),
+SELECT count(*) FILTER (WHERE a.backend_start >= %(since)s::timestamptz
+                          AND coalesce(a.application_name, '') <> %(app)s),
        (SELECT sessions FROM pg_stat_database WHERE datname = current_database())
 FROM pg_stat_activity a
-LEFT JOIN (SELECT xact_start FROM pg_stat_activity WHERE pid = %(me)s) me ON true
 WHERE a.datname = current_database() AND a.backend_type = 'client backend'
   AND a.pid NOT IN (%(me)s, pg_backend_pid())
 """
-_SESSIONS = b"SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
 HINT = (
     "{what}. In the rollback mode a second connection sees none of the fixtures (they are "
     "not committed) and what it writes is not rolled back: this is the likely cause if the "
@@ -87,50 +103,61 @@ def _query(session: DatabaseSession, query: bytes, params: dict[str, Any] | None
     import psycopg
 
     assert session.dsn is not None
-    with psycopg.connect(session.dsn, autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(session.dsn, autocommit=True, connect_timeout=5,
+                         application_name=_APP) as conn:
         return conn.execute(query, params).fetchone()
 
 
-def checkpoint(config: pytest.Config, session: DatabaseSession) -> None:
-    """Note how many sessions the test database has had; on the session's idle connection."""
+def mark(item: pytest.Item, session: DatabaseSession) -> None:
+    """Note where a rollback-mode test begins; one round trip on the session's idle connection.
+
+    Sent through libpq directly: it runs in an implicit transaction of its own, not
+    in the test's (a statistics read there would freeze the test's view of them).
+    """
     import psycopg
+    from psycopg.pq import ExecStatus, TransactionStatus
 
-    from sqlfix.database.boundary import scalar
-
-    conn = session.connection()
     try:
-        sessions = scalar(conn, _SESSIONS)
-        conn.real_rollback()  # the next read sees fresh statistics
+        conn = session.connection()
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            return
+        result = conn.pgconn.exec_(_MARK)
     except psycopg.Error:
+        return  # no mark, no hint; the test's own set-up reports a broken connection
+    if result.status != ExecStatus.TUPLES_OK or result.ntuples != 1:
         return
-    if sessions is not None:
-        config.stash[SESSIONS_KEY] = int(sessions)
+    sessions, at = result.get_value(0, 0), result.get_value(0, 1)
+    if sessions is not None and at is not None:
+        item.stash[MARK_KEY] = Mark(int(sessions), bytes(at).decode(), session.opened)
 
 
-def second_connection_hint(config: pytest.Config, session: DatabaseSession, backend: int) -> str:
+def second_connection_hint(item: pytest.Item, session: DatabaseSession, backend: int) -> str:
     """The hint for a failed rollback-mode test, or "" when no other connection was seen.
 
-    `backend` is the pid of sqlfix's connection for the test.
+    `backend` is the pid of sqlfix's connection for the test. Counts only connections
+    opened since `mark()` for this test, less sqlfix's own.
     """
     import psycopg
 
+    start = item.stash.get(MARK_KEY, None)
+    if start is None:
+        return ""
     try:
-        opened, sessions = _query(session, _OTHERS, {"me": backend})
+        still_open, sessions = _query(
+            session, _OTHERS, {"me": backend, "since": start.at, "app": _APP})
     except psycopg.Error:
         return ""
-    before = config.stash.get(SESSIONS_KEY, None)
-    closed = 0
-    if before is not None and sessions is not None:
-        closed = max(0, int(sessions) - before - int(opened))  # minus the open ones, counted
-    if sessions is not None:
-        config.stash[SESSIONS_KEY] = int(sessions) + 1  # and the next check's own connection
+    opened = 0
+    if sessions is not None:  # less sqlfix's test connections and this query's own
+        opened = int(sessions) - start.sessions - (session.opened - start.opened) - 1
+    closed = max(0, opened - int(still_open))
     parts = []
-    if opened:
-        parts.append(f"{opened} other connection(s) to the test database opened during this "
+    if still_open:
+        parts.append(f"{still_open} other connection(s) to the test database opened during this "
                      "test are still open")
     if closed:
         parts.append(f"{closed} other connection(s) to the test database were opened and closed "
-                     "since sqlfix last looked (this test, or an earlier one that passed)")
+                     "during this test")
     if not parts:
         return ""
     return HINT.format(what="sqlfix: " + "; ".join(parts))

@@ -255,9 +255,6 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
     try:
         session.start()
-        from sqlfix.pytest_plugin.own_connections import checkpoint
-
-        checkpoint(pytestconfig, session)  # for the second-connection hint
         if session.settings.verify:
             _fingerprint(pytestconfig, session)
         return session
@@ -340,6 +337,9 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
         item.stash[USED_KEY] = True
         yield from committed_test(item, _sqlfix_session)
         return
+    from sqlfix.pytest_plugin.own_connections import mark
+
+    mark(item, _sqlfix_session)  # for the second-connection hint
     boundary = _sqlfix_session.begin()
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True
@@ -475,7 +475,7 @@ def pytest_runtest_makereport(
             from sqlfix.pytest_plugin.own_connections import second_connection_hint
 
             hint = second_connection_hint(
-                item.config, item.config.stash[SESSION_KEY], boundary.conn.info.backend_pid)
+                item, item.config.stash[SESSION_KEY], boundary.conn.info.backend_pid)
             if hint:
                 report.sections.append(("sqlfix: other connections", hint))
     if call.when == "teardown" and HANDLE_KEY in item.stash:
