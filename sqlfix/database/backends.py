@@ -28,7 +28,8 @@ _OTHERS = b"""
 SELECT pid, coalesce(application_name, ''), coalesce(state, ''), xact_start, backend_start,
        left(regexp_replace(query, '\\s+', ' ', 'g'), 200)
 FROM pg_stat_activity
-WHERE datname = current_database() AND backend_type = 'client backend'
+WHERE datname = current_database()
+  AND (backend_type = 'client backend' OR backend_type IS NULL)  -- NULL: another role's
   AND pid <> pg_backend_pid() AND pid <> ALL (%s)
 ORDER BY backend_start, pid
 """
@@ -41,20 +42,30 @@ class Backend:
 
     pid: int
     application_name: str
-    state: str  # 'idle', 'active', 'idle in transaction', ...
-    xact_start: datetime | None  # None when not in a transaction
-    backend_start: datetime
+    state: str  # 'idle', 'active', 'idle in transaction', ...; '' when not ours to see
+    xact_start: datetime | None  # None when not in a transaction (or not ours to see)
+    backend_start: datetime | None
     query: str  # the current or last statement, whitespace folded, at most 200 characters
+
+    @property
+    def hidden(self) -> bool:
+        """Another role's backend, and sqlfix's user may not read its state (pg_read_all_stats)."""
+        return self.state == ""
 
     @property
     def in_use(self) -> bool:
         """In a transaction or running a statement: it may hold locks and unseen rows."""
-        return self.state != "idle"
+        return not self.hidden and self.state != "idle"
 
     def describe(self) -> str:
-        since = "" if self.xact_start is None else f", transaction since {self.xact_start:%H:%M:%S}"
+        if self.hidden:
+            return (f"pid {self.pid}, another role's connection (sqlfix's user may not see its "
+                    "state: grant it pg_read_all_stats)")
+        since = ("" if self.xact_start is None
+                 else f", transaction since {self.xact_start:%Y-%m-%d %H:%M:%S %Z}")
         app = self.application_name or "(no application_name)"
-        return f"pid {self.pid} {app!r}, {self.state}{since}, query: {self.query!r}"
+        query = f", query: {self.query!r}" if self.query else ""
+        return f"pid {self.pid} {app!r}, {self.state}{since}{query}"
 
 
 def others(conn: psycopg.Connection[Any], exclude: Collection[int] = ()) -> list[Backend]:

@@ -148,13 +148,16 @@ def _end_leaks(session: DatabaseSession) -> str | None:
             f"sqlfix: after a committed test (@uses(..., commit=True)), connections of the code "
             f"under test are still in a transaction and sqlfix could not end them ({reasons}):"
             f"\n{listing}\nThe baseline cannot be restored while they hold their locks and "
-            f"rows. {_WHAT_TO_DO} For sqlfix to end them, connect the code under test as "
-            "sqlfix's user (or grant that user pg_signal_backend).", returncode=3)
+            f"rows. {_WHAT_TO_DO} For sqlfix to end such connections, the code under test "
+            "must log in as sqlfix's user (or a role it is a member of); another role's need "
+            "pg_signal_backend granted to sqlfix's user, a superuser's a superuser.",
+            returncode=3)
     not_ended = ""
     if refused or alive:
         why_not = [f"pid {b.pid}: {why}" for b, why in refused]
         why_not += [f"pid {b.pid}: still there after {TERMINATE_WAIT_MS} ms" for b in alive]
-        not_ended = (" Except for these, idle, which sqlfix could not end: "
+        not_ended = (" Except for these, not in a transaction as far as sqlfix can see, "
+                     "which it could not end: "
                      + "; ".join(why_not) + ".")
     if busy:
         return (f"sqlfix: this committed test (@uses(..., commit=True)) left {len(left)} "
@@ -163,8 +166,8 @@ def _end_leaks(session: DatabaseSession) -> str | None:
                 "(pg_terminate_backend), so what they had not committed is gone, and restored "
                 f"the baseline: the next test starts clean.{not_ended} {_WHAT_TO_DO}")
     warnings.warn(LeakedConnectionWarning(
-        f"sqlfix: this committed test (@uses(..., commit=True)) left {len(left)} idle "
-        f"connection(s) to the test database open:\n{listing}\nsqlfix ended them "
+        f"sqlfix: this committed test (@uses(..., commit=True)) left {len(left)} "
+        f"connection(s) to the test database open, idle:\n{listing}\nsqlfix ended them "
         "(pg_terminate_backend), so that nothing writes after the baseline is restored.{} "
         "{} A pool kept across tests must survive that (SQLAlchemy pool_pre_ping=True, "
         "psycopg_pool check=ConnectionPool.check_connection).".format(not_ended, _WHAT_TO_DO)),

@@ -230,7 +230,7 @@ def test_5_baseline(sqlfix_conn):
         "*pid * 'busy-thread', active, transaction since *, query: *pg_sleep(600)*",
     ])
     result.stdout.fnmatch_lines([
-        "*LeakedConnectionWarning: sqlfix: this committed test*left 1 idle connection(s)*",
+        "*LeakedConnectionWarning: sqlfix: this committed test*left 1 connection(s)*open, idle:",
         "*'idle-pool', idle*",
     ])
     assert "test_2_same_key_does_not_wait" not in text.split("short test summary")[-1]
@@ -253,7 +253,7 @@ def test_next(sqlfix_conn):
                             "-W", "error::sqlfix.errors.LeakedConnectionWarning")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_a_pool*",
-                                 "*LeakedConnectionWarning*idle connection(s)*"])
+                                 "*LeakedConnectionWarning*connection(s) to the test database open, idle*"])
 
 
 def test_each_engine_and_session_fixture_refuses_the_committed_mode_in_its_own_name(shop):
@@ -389,3 +389,53 @@ def test_the_hint_counts_only_this_tests_connections_not_sqlfixs_nor_earlier_tes
             "during this test") in hint, hint
     assert "@uses(..., commit=True)" in hint
     result.assert_outcomes(passed=5, failed=5, errors=1)
+
+
+def test_a_leak_sqlfix_may_not_end_stops_the_run_saying_so(pytester, fresh_dsn, monkeypatch):
+    """sqlfix's user is no superuser; the code under test logs in as one: no pg_terminate_backend."""
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(fresh_dsn, autocommit=True) as admin:
+        admin.execute("DO $$ BEGIN CREATE ROLE sqlfix_limited LOGIN; "
+                      "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        dbname = admin.info.dbname
+        admin.execute(f'ALTER DATABASE "{dbname}" OWNER TO sqlfix_limited')
+        admin.execute("ALTER SCHEMA public OWNER TO sqlfix_limited")
+        admin.execute("GRANT pg_read_all_stats TO sqlfix_limited")  # sees, may not end
+    monkeypatch.setenv("SQLFIX_DSN", make_conninfo(fresh_dsn, user="sqlfix_limited"))
+    monkeypatch.setenv("LEAK_DSN", fresh_dsn)  # the server's superuser
+    fixtures = pytester.mkdir("fixtures_sql")
+    (fixtures / "schema.sql").write_text("CREATE TABLE notes (id serial PRIMARY KEY, body text);\n")
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+                               '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
+    pytester.makepyfile('''
+import os
+import psycopg
+import pytest
+from sqlfix import uses
+
+@uses(commit=True)
+def test_1_idle_superuser_connection(sqlfix_conn):
+    pytest.idle = psycopg.connect(os.environ["LEAK_DSN"], application_name="admin-idle")
+
+@uses(commit=True)
+def test_2_superuser_transaction(sqlfix_conn):
+    pytest.leak = psycopg.connect(os.environ["LEAK_DSN"], application_name="admin-writer")
+    pytest.leak.execute("INSERT INTO notes (body) VALUES ('uncommitted')")
+
+def test_3_never_runs(sqlfix_conn):
+    pass
+''')
+    result = pytester.runpytest(*NO_RANDOM, "-p", "no:anyio",
+                                "-W", "default::sqlfix.errors.LeakedConnectionWarning")
+    pytest.leak.close()
+    pytest.idle.close()
+    del pytest.leak, pytest.idle
+    assert result.ret == 3, result.stdout.str()
+    text = " ".join(result.stdout.str().split())
+    assert "'admin-idle', idle" in text and "could not end" in text, text
+    assert ("connections of the code under test are still in a transaction and sqlfix could "
+            "not end them (" in text and "terminate" in text), text  # the server's words
+    assert "'admin-writer', idle in transaction" in text and "a superuser's a superuser" in text
+    assert "INSERT INTO notes" in text
+    assert "test_3_never_runs" not in text
