@@ -439,3 +439,33 @@ def test_3_never_runs(sqlfix_conn):
     assert "'admin-writer', idle in transaction" in text and "a superuser's a superuser" in text
     assert "INSERT INTO notes" in text
     assert "test_3_never_runs" not in text
+
+
+def test_the_async_committed_example_of_docs_async(shop):
+    shop.makepyfile('''
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlfix import uses
+
+@pytest_asyncio.fixture
+async def app_sessions(sqlfix_dsn):
+    engine = create_async_engine(sqlfix_dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+    yield async_sessionmaker(engine)
+    await engine.dispose()
+
+@pytest.mark.asyncio
+@uses("users.sql", commit=True)
+async def test_1_signup(app_sessions):
+    async with app_sessions() as session:
+        await session.execute(text("DELETE FROM users"))
+        await session.commit()
+    async with app_sessions() as session:
+        assert (await session.execute(text("SELECT count(*) FROM users"))).scalar() == 0
+
+def test_3_baseline(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+''')
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict")
+    result.assert_outcomes(passed=2)  # disposed in time: no warning, no error
