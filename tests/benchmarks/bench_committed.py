@@ -8,7 +8,8 @@ application's), then runs the same test under each strategy: load orders.sql and
 its requirements, and write two rows *through a second connection* (the code
 under test on its own connection; in the rollback mode the write goes through
 sqlfix's connection, as it must there). Prints medians in ms and ratios against
-the rollback mode, and the cost of sqlfix_aconn's async front end. Figures, not
+the rollback mode, the cost of the second-connection hint's per-test mark, of listing
+the connections a committed test left open, and of sqlfix_aconn's async front end. Figures, not
 assertions: machines are shared and noisy.
 
 - committed, changed tables only: what `@uses(..., commit=True)` does;
@@ -31,6 +32,7 @@ import psycopg
 
 from sqlfix.config import load_settings
 from sqlfix.database.aboundary import AsyncFrontEnd
+from sqlfix.database.backends import others
 from sqlfix.database.baseline import capture, restore
 from sqlfix.database.boundary import Boundary
 from sqlfix.database.committed import ChangeTracker
@@ -38,6 +40,7 @@ from sqlfix.database.loader import load, plan_sql
 from sqlfix.database.schema import apply_schema, connect
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.session import make_library
+from sqlfix.pytest_plugin.own_connections import _MARK
 
 REPO = Path(__file__).resolve().parents[2]
 BODY = b"INSERT INTO products (sku, name, price_cents) VALUES ('b1', 'B', 1), ('b2', 'B', 1)"
@@ -106,6 +109,8 @@ def main(rounds: int) -> None:
             aconn = await psycopg.AsyncConnection.connect(server.dsn)
             await aconn.close()
 
+        mark_ms = timed(rounds, lambda: conn.pgconn.exec_(_MARK))
+        list_ms = timed(rounds, lambda: others(conn, [other.info.backend_pid]))
         front_ms = timed(rounds, front_end)
         connect_ms = timed(min(rounds, 200), lambda: asyncio.run(connect_async()))
         conn.close()
@@ -115,6 +120,8 @@ def main(rounds: int) -> None:
           f"({len(plan_sql(plan))} chars of SQL), {len(baseline.tables)} tables")
     for name, ms in figures.items():
         print(f"  {ms:8.3f} ms  x{ms / base:5.2f}  {name}")
+    print(f"  {mark_ms:8.3f} ms  the second-connection hint's mark (every rollback-mode test)")
+    print(f"  {list_ms:8.3f} ms  listing connections left open (every committed test)")
     print(f"  {front_ms:8.3f} ms  sqlfix_aconn's front end on the test's connection")
     print(f"  {connect_ms:8.3f} ms  an AsyncConnection.connect() per test instead (with its loop)")
 
