@@ -469,3 +469,38 @@ def test_3_baseline(sqlfix_conn):
 ''')
     result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict")
     result.assert_outcomes(passed=2)  # disposed in time: no warning, no error
+
+
+def test_a_committed_load_waits_no_longer_than_load_lock_timeout(shop):
+    (shop.path / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+        'lock_timeout = "0"\nload_lock_timeout = "200ms"\n'
+        '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
+    shop.makepyfile('''
+import threading
+import psycopg
+import pytest
+from sqlfix import uses
+
+@uses(commit=True)
+def test_1_load_behind_a_lock(sqlfix, sqlfix_dsn):
+    locker = psycopg.connect(sqlfix_dsn, application_name="locker")
+    locker.execute("LOCK TABLE users")
+    def release():  # lock_timeout is 0: without the load's own bound the load waits until this
+        with psycopg.connect(sqlfix_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [locker.info.backend_pid])
+    guard = threading.Timer(20, release)
+    guard.start()
+    try:
+        with pytest.raises(Exception) as caught:
+            sqlfix.load("users.sql")
+        assert "lock timeout" in str(caught.value), str(caught.value)
+    finally:
+        guard.cancel()
+        locker.close()
+
+def test_2_baseline(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+''')
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio")
+    result.assert_outcomes(passed=2)
