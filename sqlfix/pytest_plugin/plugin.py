@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from sqlfix.config_keys import INI_KEYS, INI_PREFIX, OPTION_KEYS, TIMEOUT_KEYS
-from sqlfix.errors import SqlfixError
 from sqlfix.marker import (
     MARKER,
     MARKER_HELP,
@@ -186,6 +185,8 @@ def settings_of(config: pytest.Config) -> Settings:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is not None:
         return settings
+    from sqlfix.errors import SqlfixError
+
     try:
         settings = _worker_settings(config, _settings(config))
     except SqlfixError as exc:
@@ -299,6 +300,7 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     import psycopg  # here, not at the top: see the module's docstring
 
     from sqlfix.database.session import DatabaseSession
+    from sqlfix.errors import SqlfixError
 
     try:  # read already unless a test reached sqlfix's fixtures by getfixturevalue
         settings = settings_of(pytestconfig)
@@ -347,6 +349,8 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
         return None
     import psycopg
 
+    from sqlfix.errors import SqlfixError
+
     try:
         restored = item.config.stash[SESSION_KEY].restore()
     except (SqlfixError, psycopg.Error) as exc:
@@ -360,7 +364,7 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
 
 def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:
     """What went wrong loading `names`, in sqlfix's words (never a bare psycopg error)."""
-    from sqlfix.errors import LoadError
+    from sqlfix.errors import LoadError, SqlfixError
     from sqlfix.pytest_plugin.faults import timeout_hint
 
     if isinstance(exc, LoadError):
@@ -386,6 +390,7 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
     import psycopg
 
+    from sqlfix.errors import SqlfixError
     from sqlfix.pytest_plugin.handle import Sqlfix
 
     item = request.node
