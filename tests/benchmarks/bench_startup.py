@@ -93,7 +93,8 @@ def main() -> None:
                 got = statistics.median(t[index] for t in times["with"])
                 # paired by round: a slow spell on the machine falls on both runs of a round
                 diffs = [w[index] - o[index] for w, o in zip(times["with"], times["without"], strict=True)]
-                low, mid, high = statistics.quantiles(diffs, n=4)
+                low, mid, high = (statistics.quantiles(diffs, n=4) if len(diffs) > 1
+                                  else diffs * 3)
                 print(f"  {what:4s}  without {base * 1e3:6.0f} ms  with {got * 1e3:6.0f} ms  "
                       f"ratio {got / base:5.3f}  sqlfix {mid * 1e3:+5.0f} ms "
                       f"(middle half of rounds {low * 1e3:+.0f} .. {high * 1e3:+.0f} ms)")
