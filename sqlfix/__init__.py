@@ -6,17 +6,21 @@ from sqlfix import uses
 def test_orders(sqlfix_conn): ...
 """
 
-from .errors import (
-    BoundaryError,
-    ConfigError,
-    DatabaseError,
-    Finding,
-    FixtureError,
-    LoadError,
-    ServerError,
-    SqlfixError,
-)
+from typing import TYPE_CHECKING, Any
+
 from .marker import SqlfixDeprecationWarning, uses
+
+if TYPE_CHECKING:
+    from .errors import (
+        BoundaryError,
+        ConfigError,
+        DatabaseError,
+        Finding,
+        FixtureError,
+        LoadError,
+        ServerError,
+        SqlfixError,
+    )
 
 __all__ = [
     "BoundaryError",
@@ -38,3 +42,13 @@ DOCS_URL = "https://sqlfix.readthedocs.io/en/latest/"
 def docs_url(page: str, anchor: str = "") -> str:
     """The absolute URL of a docs page ("lint" for docs/lint.md), with an optional #anchor."""
     return f"{DOCS_URL}{page}/" + (f"#{anchor}" if anchor else "")
+
+
+def __getattr__(name: str) -> Any:
+    """The error types, imported on first use: every pytest run imports this package
+    (the plugin lives in it), and building `Finding`, a dataclass, costs milliseconds."""
+    if name in __all__:
+        from . import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'sqlfix' has no attribute {name!r}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlfix.compiler.context import DEFAULT_NOW
 from sqlfix.compiler.seeds import random_seed
+from sqlfix.config_keys import INI_KEYS, INI_PREFIX, KNOWN_KEYS, OPTION_KEYS, TIMEOUT_KEYS
 from sqlfix.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -23,29 +24,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-KNOWN_KEYS = frozenset(
-    {
-        "dsn",
-        "seed",
-        "fixtures_dir",
-        "schema",
-        "allow_any_database",
-        "now",
-        "faker_locale",
-        "lint",
-        "setup_command",
-        "reset_sequences",
-        "reset_session",
-        *(TIMEOUT_KEYS := ("lock_timeout", "statement_timeout", "load_lock_timeout",
-                           "load_statement_timeout")),
-        "verify",
-        # the embedded server (docs/server.md)
-        "server_version",
-        "server_locale",
-        "server_settings",
-        "server_port",
-    }
-)
 # Defaults in milliseconds (0 = no limit): a lock that never comes or a statement that
 # never ends becomes an error naming the test or the fixture, never a hang.
 TIMEOUT_DEFAULTS = {
@@ -54,8 +32,6 @@ TIMEOUT_DEFAULTS = {
     "load_lock_timeout": 5_000,
     "load_statement_timeout": 60_000,
 }
-# Settable on the pytest command line too: key -> the option that sets it
-OPTION_KEYS = {key: "--sqlfix-" + key.replace("_", "-") for key in (*TIMEOUT_KEYS, "verify")}
 LINT_KEYS = frozenset({"select", "ignore", "tests"})
 
 
@@ -165,9 +141,6 @@ def read_table(pyproject: Path | None) -> dict[str, Any]:
     return dict(table)
 
 
-# Every key but the `lint` sub-table is also a pytest ini option `sqlfix_<key>`.
-INI_PREFIX = "sqlfix_"
-INI_KEYS = KNOWN_KEYS - {"lint", "server_settings"}  # tables have no ini form
 _BOOL_KEYS = frozenset({"allow_any_database", "reset_sequences", "reset_session"})
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 

@@ -17,8 +17,10 @@ def test_the_boundary_benchmark_runs_and_prints_its_figures():
 
 def test_the_startup_benchmark_runs_and_prints_its_figures():
     script = Path(__file__).parent / "benchmarks" / "bench_startup.py"
-    out = subprocess.run([sys.executable, str(script), "1"], capture_output=True, text=True,
-                         check=True, timeout=300)
+    out = subprocess.run([sys.executable, str(script), "1", "--tests", "3", "--isolated-only"],
+                         capture_output=True, text=True, check=True, timeout=300)
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("1 runs each, median wall time")
-    assert len(lines) == 5 and all(line.endswith(" ms") for line in lines[1:])
+    assert lines[0].startswith("1 rounds (+1 warm-up), `pytest -q` on 3 plain tests")
+    assert lines[1] == "isolated (no plugin autoload):"
+    assert [line.split()[0] for line in lines[2:]] == ["wall", "cpu"]
+    assert all(" ratio " in line and line.endswith(" ms)") for line in lines[2:])

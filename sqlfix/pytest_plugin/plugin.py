@@ -4,9 +4,12 @@ Per test: begin a transaction, load the test's fixtures, mark a savepoint, run
 the test, check the boundary held, roll back (always).
 
 Every pytest run of a project with sqlfix installed loads this module, so it
-imports only what options and configuration need. The database side (psycopg,
-Jinja, the server) is imported by the first test that uses sqlfix: a run
-without one pays nothing for it.
+imports only what registration needs: option names (`sqlfix.config_keys`), the
+marker, hooks and fixtures. The configuration (`sqlfix.config`, tomllib, the
+compiler) is read once a collected test needs sqlfix, or at configure time when a
+`--sqlfix-*` option is given or pytest-xdist distributes; the database side
+(psycopg, Jinja, the server) is imported by the first test that uses sqlfix.
+tests/pytest_plugin/test_startup.py holds that; docs/architecture.md has the figures.
 """
 
 from __future__ import annotations
@@ -24,18 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sqlfix.config import (
-    INI_KEYS,
-    INI_PREFIX,
-    OPTION_KEYS,
-    TIMEOUT_KEYS,
-    Settings,
-    ini_values,
-    load_settings,
-    parse_duration,
-    parse_seed,
-)
-from sqlfix.errors import SqlfixError
+from sqlfix.config_keys import INI_KEYS, INI_PREFIX, OPTION_KEYS, TIMEOUT_KEYS
 from sqlfix.marker import (
     MARKER,
     MARKER_HELP,
@@ -52,6 +44,7 @@ from sqlfix.pytest_plugin.own_connections import sqlfix_dsn
 from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
 
 if TYPE_CHECKING:
+    from sqlfix.config import Settings
     from sqlfix.database.boundary import Boundary, SqlfixConnection
     from sqlfix.database.session import DatabaseSession
     from sqlfix.database.verify import Fingerprint
@@ -62,7 +55,8 @@ __all__ = [  # fixtures re-exported for pytest
     "sqlfix_sqla_engine", "sqlfix_sqla_session",
 ]
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
+SETTINGS_KEY = pytest.StashKey["Settings"]()  # read on first need: settings_of()
+LATE_HEADER_KEY = pytest.StashKey[bool]()  # read after collection: the header comes then
 SESSION_KEY = pytest.StashKey["DatabaseSession"]()
 BOUNDARY_KEY = pytest.StashKey["Boundary"]()
 ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed anyway
@@ -74,6 +68,8 @@ SEED_CACHE_KEY = "sqlfix/seed"  # the last run's seed, in pytest's cache, for --
 
 
 def _seed_option(text: str) -> str:
+    from sqlfix.config import parse_seed
+
     if text.strip().lower() == "last":
         return "last"
     try:
@@ -84,6 +80,8 @@ def _seed_option(text: str) -> str:
 
 
 def _duration_option(text: str) -> str:
+    from sqlfix.config import parse_duration
+
     try:
         parse_duration(text)
     except ValueError as exc:
@@ -145,6 +143,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _settings(config: pytest.Config) -> Settings:
+    from sqlfix.config import ini_values, load_settings
+
     fixtures = config.getoption("sqlfix_fixtures")
     if fixtures is not None:
         fixtures = str(config.invocation_params.dir / Path(fixtures))
@@ -177,17 +177,50 @@ def _last_seed(config: pytest.Config) -> str:
     return str(seed)
 
 
+def settings_of(config: pytest.Config) -> Settings:
+    """The run's settings, read on first need and kept; raises pytest.UsageError if bad.
+
+    On the controller, the seed is stored in pytest's cache for `--sqlfix-seed=last`.
+    """
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is not None:
+        return settings
+    from sqlfix.errors import SqlfixError
+
+    try:
+        settings = _worker_settings(config, _settings(config))
+    except SqlfixError as exc:
+        raise pytest.UsageError(f"sqlfix: {exc}") from None
+    config.stash[SETTINGS_KEY] = settings
+    cache = getattr(config, "cache", None)
+    if cache is not None and not hasattr(config, "workerinput"):
+        cache.set(SEED_CACHE_KEY, settings.seed)
+    return settings
+
+
+def _asked_for(config: pytest.Config) -> bool:
+    """A `--sqlfix-*` option on the command line: read (and check) the configuration now."""
+    names = ("sqlfix_dsn", "sqlfix_seed", "sqlfix_fixtures", *(f"sqlfix_{k}" for k in OPTION_KEYS))
+    return any(config.getoption(name) is not None for name in names) or bool(
+        config.getoption("sqlfix_report"))
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many pytest-xdist workers this controller starts (0: not distributing)."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return 0
+    if config.getoption("collectonly") or config.getoption("dist", "no") == "no":
+        return 0
+    # What xdist itself checks before it starts workers (after it turned -n N into tx).
+    return len(config.getoption("tx", None) or [])
+
+
 def _refuse_dsn_with_xdist(config: pytest.Config, settings: Settings) -> None:
     """On the pytest-xdist controller, before any worker starts: one DSN cannot serve many."""
-    if hasattr(config, "workerinput") or not settings.dsn:
-        return
-    if not config.pluginmanager.hasplugin("xdist") or config.getoption("collectonly"):
-        return
-    # What xdist itself checks before it starts workers (after it turned -n N into tx).
-    workers = config.getoption("tx", None) or []
-    if config.getoption("dist", "no") != "no" and len(workers) > 1:
+    workers = _xdist_workers(config)
+    if workers > 1 and settings.dsn:
         raise pytest.UsageError(
-            f"sqlfix: with pytest-xdist ({len(workers)} workers), each worker needs a database "
+            f"sqlfix: with pytest-xdist ({workers} workers), each worker needs a database "
             f"of its own, and the DSN ({settings.source('dsn')}) names one database for all "
             "of them. Leave the DSN unset (each worker then starts its own embedded "
             "PostgreSQL) or run without -n.")
@@ -196,11 +229,11 @@ def _refuse_dsn_with_xdist(config: pytest.Config, settings: Settings) -> None:
 class _XdistSeed:
     """On the pytest-xdist controller: every worker gets the controller's seed."""
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
 
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput["sqlfix_seed"] = self.seed
+        node.workerinput["sqlfix_seed"] = settings_of(self.config).seed
 
 
 def _worker_settings(config: pytest.Config, settings: Settings) -> Settings:
@@ -216,26 +249,34 @@ def _worker_settings(config: pytest.Config, settings: Settings) -> Settings:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    try:
-        settings = _worker_settings(config, _settings(config))
-    except SqlfixError as exc:
-        raise pytest.UsageError(f"sqlfix: {exc}") from None
-    _refuse_dsn_with_xdist(config, settings)
     controller = not hasattr(config, "workerinput")
     if config.pluginmanager.hasplugin("xdist") and controller:
-        config.pluginmanager.register(_XdistSeed(settings.seed), "sqlfix-xdist-seed")
-    cache = getattr(config, "cache", None)
-    if cache is not None and controller:
-        cache.set(SEED_CACHE_KEY, settings.seed)
+        config.pluginmanager.register(_XdistSeed(config), "sqlfix-xdist-seed")
     if config.getoption("sqlfix_report") and controller:
         from sqlfix.pytest_plugin.report import LoadReport
 
         config.pluginmanager.register(LoadReport(), "sqlfix-report")
-    config.stash[SETTINGS_KEY] = settings
+    # Else the configuration waits for a collected sqlfix test (pytest_collection_modifyitems):
+    # an xdist controller collects nothing, and an option given is meant to be used.
+    if _asked_for(config) or _xdist_workers(config):
+        _refuse_dsn_with_xdist(config, settings_of(config))
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    s = config.stash[SETTINGS_KEY]
+def _needs_sqlfix(item: pytest.Item) -> bool:
+    """Marked `sqlfix`, or a fixture that reaches the database (they all need the session)."""
+    return (item.get_closest_marker(MARKER) is not None
+            or "_sqlfix_session" in getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselected theirs
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if SETTINGS_KEY not in config.stash and any(_needs_sqlfix(item) for item in items):
+        settings_of(config)  # a bad configuration stops the run here, before any test
+        config.stash[LATE_HEADER_KEY] = True
+
+
+def _header(config: pytest.Config) -> list[str]:
+    s = settings_of(config)
     where = s.database if s.dsn else f"{s.database} (started on first use)"
     return [
         f"sqlfix: seed={s.seed} ({s.source('seed')}); replay with --sqlfix-seed={s.seed}",
@@ -243,13 +284,29 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return _header(config) if SETTINGS_KEY in config.stash else []
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    """The header's lines, when the configuration was read after collection."""
+    late = config.stash.get(LATE_HEADER_KEY, False)
+    shown = config.option.verbose >= 0 and not config.getoption("no_header", False)
+    return _header(config) if late and shown else []
+
+
 @pytest.fixture(scope="session")
 def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     import psycopg  # here, not at the top: see the module's docstring
 
     from sqlfix.database.session import DatabaseSession
+    from sqlfix.errors import SqlfixError
 
-    session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY])
+    try:  # read already unless a test reached sqlfix's fixtures by getfixturevalue
+        settings = settings_of(pytestconfig)
+    except pytest.UsageError as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    session = DatabaseSession(settings)
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
     pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
@@ -289,6 +346,8 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
         return None
     import psycopg
 
+    from sqlfix.errors import SqlfixError
+
     try:
         restored = item.config.stash[SESSION_KEY].restore()
     except (SqlfixError, psycopg.Error) as exc:
@@ -302,7 +361,7 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
 
 def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:
     """What went wrong loading `names`, in sqlfix's words (never a bare psycopg error)."""
-    from sqlfix.errors import LoadError
+    from sqlfix.errors import LoadError, SqlfixError
     from sqlfix.pytest_plugin.faults import timeout_hint
 
     if isinstance(exc, LoadError):
@@ -328,6 +387,7 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
     import psycopg
 
+    from sqlfix.errors import SqlfixError
     from sqlfix.pytest_plugin.handle import Sqlfix
 
     item = request.node
@@ -465,7 +525,7 @@ def pytest_runtest_makereport(
     if call.excinfo is not None and item.stash.get(USED_KEY, False):
         from sqlfix.pytest_plugin.faults import explain
 
-        note = explain(call.excinfo.value, item.config.stash[SETTINGS_KEY])
+        note = explain(call.excinfo.value, settings_of(item.config))
         if note is not None:
             report.sections.append(("sqlfix", note))
     if report.failed and item.stash.get(USED_KEY, False):
@@ -492,7 +552,7 @@ def _failure_section(item: pytest.Item) -> str:
     from sqlfix.pytest_plugin.report import failure_section, server_log_note
 
     config = item.config
-    settings = config.stash[SETTINGS_KEY]
+    settings = settings_of(config)
     config.stash[KEEP_LOG_KEY] = True
     session = config.stash.get(SESSION_KEY, None)
     server = session.server if session is not None else None

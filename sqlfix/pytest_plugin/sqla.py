@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sqlfix.compiler.seeds import derive_seed
-
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
@@ -107,6 +105,8 @@ def seed_factory_boy(sqlfix: Sqlfix, nodeid: str) -> None:
     """Seed factory_boy's Faker and random like sqlfix seeds templates, if it is in use."""
     if "factory" not in sys.modules:
         return
+    from sqlfix.compiler.seeds import derive_seed  # here: the plugin's import stays light
+
     random_module = importlib.import_module("factory.random")
     random_module.reseed_random(derive_seed(sqlfix.seed, "factory_boy", nodeid))
 

@@ -278,13 +278,34 @@ def test_ini_options_set_any_key_below_env_and_above_tool_sqlfix(shop, monkeypat
     shop.runpytest(*NO_RANDOM).stdout.fnmatch_lines(["sqlfix: seed=6 (env SQLFIX_SEED)*"])
 
 
-def test_a_bad_ini_value_names_the_file_and_option(shop):
+@pytest.mark.parametrize("test", [
+    "from sqlfix import uses\n@uses('users.sql')\ndef test_marked(): pass",
+    "def test_fixture(sqlfix_conn): pass",
+    "import pytest\n@pytest.fixture\ndef mine(sqlfix): pass\ndef test_through_mine(mine): pass",
+    "def test_nothing(): pass",  # with a --sqlfix-* option given: read at once
+], ids=["marker", "fixture", "fixture-of-a-fixture", "option"])
+def test_a_bad_ini_value_names_the_file_and_option(shop, test):
     shop.makefile(".ini", pytest="[pytest]\nasyncio_default_fixture_loop_scope = function\n"
                   "sqlfix_allow_any_database = maybe\n")
-    shop.makepyfile("def test_nothing(): pass")
-    result = shop.runpytest()
+    shop.makepyfile(test)
+    result = shop.runpytest(*(["--sqlfix-seed=3"] if "nothing" in test else []))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*pytest.ini: sqlfix_allow_any_database = 'maybe' must be true or false"])
+    assert "passed" not in result.stdout.str()  # stopped before any test ran
+
+
+def test_a_run_with_no_sqlfix_test_does_not_read_the_configuration(shop):
+    """Decided in #12: the configuration is read (and checked) once a collected test needs
+    sqlfix; a run without one, e.g. `-k` picking only unit tests, is not stopped by it."""
+    shop.makefile(".ini", pytest="[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+                  "sqlfix_allow_any_database = maybe\n")
+    shop.makepyprojecttoml("[tool.sqlfix]\nno_such_key = 1\n")
+    shop.makepyfile("def test_unit(): pass\ndef test_db(sqlfix_conn): pass")
+    result = shop.runpytest("-k", "unit")
+    result.assert_outcomes(passed=1, deselected=1)
+    assert "sqlfix: seed=" not in result.stdout.str()
+    result = shop.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
 def test_plugin_and_cli_read_the_same_configuration_from_a_subfolder(shop):
