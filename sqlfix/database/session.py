@@ -178,7 +178,7 @@ class DatabaseSession:
             # ACCESS EXCLUSIVE ones (pg_get_expr() opens the table)
             ended = self._end_lock_holders(conn, None, "restore the baseline")
             notes += self._undo_settings(conn)
-            changes = self.schema_changes(conn)
+            changes = self.drift(conn)[0]
             if changes and self.server is None:  # the next run must not start from it either
                 conn.execute(DAMAGED, ["; ".join(changes)])
                 conn.commit()
@@ -195,6 +195,8 @@ class DatabaseSession:
                     f"the restore waited longer than lock_timeout for a lock ({exc}); held by "
                     f"{locks.summary(found) or 'a connection that is gone now'}. End that "
                     "connection (or the program it belongs to) and run again") from exc
+            # TRUNCATE gave the tables new files (pg_class rows): the same objects
+            self.drift(conn)
         finally:
             conn.close()
         return "\n".join([done, *notes])
@@ -246,14 +248,21 @@ class DatabaseSession:
         assert self.dsn is not None
         return str(psycopg.conninfo.conninfo_to_dict(self.dsn).get("dbname") or "")
 
-    def schema_changes(self, conn: psycopg.Connection[object]) -> list[str]:
-        """What changed in the schema's objects since the baseline ([] when nothing did)."""
-        assert self.schema_print is not None
-        return self.schema_print.changes(catalog.take_schema(conn, self.server is not None))
+    def drift(self, conn: psycopg.Connection[object]) -> tuple[list[str], bool]:
+        """What changed in the schema's objects since the baseline ([] when nothing did),
+        and whether database or role settings did.
 
-    def settings_changed(self, conn: psycopg.Connection[object]) -> bool:
-        assert self.settings_print is not None
-        return catalog.take_settings(conn, self._dbname()) != self.settings_print
+        Cheap (one small query) while the system catalogs did not change at all.
+        """
+        assert self.schema_print is not None and self.settings_print is not None
+        if catalog.quick(conn) == self.schema_print.quick:
+            return [], False
+        moved = catalog.take_settings(conn, self._dbname()) != self.settings_print
+        now = catalog.take_schema(conn, self.server is not None)
+        changes = self.schema_print.changes(now)
+        if not changes and not moved:  # the same: remember the catalogs' state they are in
+            self.schema_print = now
+        return changes, moved
 
     def _end_lock_holders(
         self, conn: psycopg.Connection[object], modes: tuple[str, ...] | None, what: str

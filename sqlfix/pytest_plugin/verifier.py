@@ -40,10 +40,11 @@ def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None,
         ended = session.end_lock_holders(conn, "read the tables")
         now = take(conn, session.settings.reset_sequences)
         changes = reference.differences(now)
-        if session.schema_changes(conn):  # the rebuild below names them
+        schema, settings = session.drift(conn)
+        if schema:  # the rebuild below names them
             changes = [line for line in changes if not line.endswith(_SCHEMA_LINES)]
             changes.append("the schema's objects changed: see below")
-        if session.settings_changed(conn):
+        if settings:
             changes.append("database or role settings (ALTER DATABASE/ROLE ... SET, "
                            "ALLOW_CONNECTIONS, CONNECTION LIMIT) changed: see below")
     except psycopg.errors.LockNotAvailable as exc:

@@ -252,3 +252,41 @@ def test_1_escapes(sqlfix_conn):
         "'someones psql', idle in transaction, last query: 'LOCK TABLE t IN ACCESS SHARE "
         "MODE') holding AccessShareLock on public.t. They were opened before this test run*",
     ])
+
+
+def test_the_verifier_sees_ddl_and_settings_committed_elsewhere_and_puts_them_back(pytester):
+    _project(pytester)
+    pytester.makepyfile(BASELINE_CHECK + '''
+import psycopg
+
+def other(conn):
+    return psycopg.connect(conn.info.dsn, autocommit=True)
+
+def test_1_sets_a_role_setting_elsewhere(sqlfix_conn):
+    with other(sqlfix_conn) as c:
+        c.execute("ALTER ROLE CURRENT_USER SET search_path = pg_catalog")
+
+def test_2_adds_a_column_elsewhere(sqlfix_conn):
+    with other(sqlfix_conn) as c:  # before the test's own connection takes locks on t
+        c.execute("ALTER TABLE t ADD COLUMN extra int")
+
+def test_3_temp_table_and_analyze_are_no_change(sqlfix_conn):
+    with other(sqlfix_conn) as c:
+        c.execute("CREATE TEMP TABLE scratch (x int); ANALYZE t")
+    check_baseline(sqlfix_conn)
+
+def test_4_clean(sqlfix_conn):
+    check_baseline(sqlfix_conn)
+    assert sqlfix_conn.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'extra'"
+    ).fetchone() == (0,)
+''')
+    result = pytester.runpytest(*NO_RANDOM, "--sqlfix-verify")
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_1_sets_a_role_setting_elsewhere*",
+        "*database or role settings (ALTER DATABASE/ROLE ... SET*changed: see below*",
+        "*ALTER ROLE <session user> SET search_path = pg_catalog was undone (RESET)*",
+        "*ERROR at teardown of test_2_adds_a_column_elsewhere*",
+        "*sqlfix rebuilt the test database*", "*column public.t.extra was created*",
+    ])
