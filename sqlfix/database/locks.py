@@ -38,6 +38,7 @@ JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamesp
 WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND n.nspname <> ALL (%(own)s) AND n.nspname NOT LIKE 'pg\\_%%'
+  AND c.relkind NOT IN ('i', 'I')  -- a table's lock says it; its indexes' add nothing
   AND (%(modes)s::text[] IS NULL OR l.mode = ANY (%(modes)s::text[]))
 GROUP BY 1, 2, 3, 4, 5
 ORDER BY 1

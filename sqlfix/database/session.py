@@ -85,7 +85,8 @@ class DatabaseSession:
     def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
         """Schema, then migrations, then the baseline: once per session, before any test."""
         check_safe(conn, self.settings.allow_any_database)
-        self.started_at = scalar(conn, b"SELECT now()")
+        if self.started_at is None:  # a rebuild keeps it: connections of the run stay ours
+            self.started_at = scalar(conn, b"SELECT now()")
         self._roles_before = [r[0] for r in conn.execute(b"SELECT rolname FROM pg_roles")]
         conn.rollback()
         apply_schema(conn, self.settings.schema)
@@ -151,7 +152,10 @@ class DatabaseSession:
             boundary.begin()
         return boundary
 
-    def restore(self, tables: Collection[tuple[str, str]] | None = None) -> str:
+    def restore(
+        self, tables: Collection[tuple[str, str]] | None = None,
+        end_lock_holders: bool | None = None,
+    ) -> str:
         """Back to the baseline on a new connection, as the session's own user; says how.
 
         First database and role settings a test committed (`ALTER ROLE ... SET`,
@@ -161,10 +165,11 @@ class DatabaseSession:
         (DatabaseError naming the changes); otherwise only `tables` (closed under
         foreign keys) when given, else every table, are truncated and reloaded.
         Connections this run opened that hold locks on user tables are ended first
-        (see `sqlfix.database.locks`). The old test connection is closed, with whatever
-        a test left on it (SET ROLE, search_path, temporary tables, locks). If the
-        embedded server died, a new one is started instead: a fresh copy of the
-        cluster is the baseline.
+        (see `sqlfix.database.locks`) if `end_lock_holders`; by default unless `tables`
+        is given (the committed mode waits for them and names them itself). The old
+        test connection is closed, with whatever a test left on it (SET ROLE,
+        search_path, temporary tables, locks). If the embedded server died, a new
+        one is started instead: a fresh copy of the cluster is the baseline.
         Raises DatabaseError, ServerError or psycopg.Error when that fails.
         """
         self._drop_connection()
@@ -176,7 +181,10 @@ class DatabaseSession:
         try:
             # First: the truncate waits for every lock, and the schema's fingerprint for
             # ACCESS EXCLUSIVE ones (pg_get_expr() opens the table)
-            ended = self._end_lock_holders(conn, None, "restore the baseline")
+            if end_lock_holders is None:
+                end_lock_holders = tables is None
+            ended = (self._end_lock_holders(conn, None, "restore the baseline")
+                     if end_lock_holders else [])
             notes += self._undo_settings(conn)
             changes = self.drift(conn)[0]
             if changes and self.server is None:  # the next run must not start from it either
@@ -189,6 +197,8 @@ class DatabaseSession:
             try:
                 done = restore(conn, self.baseline, tables)
             except psycopg.errors.LockNotAvailable as exc:
+                if not end_lock_holders:
+                    raise  # the caller (committed mode) names them in its own words
                 conn.rollback()
                 found = locks.holders(conn, self._since())
                 raise DatabaseError(

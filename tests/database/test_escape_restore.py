@@ -159,9 +159,16 @@ def test_2(sqlfix_conn):
 
 HOLDER = '''
 import psycopg
+import pytest
 from sqlfix import uses
 
 FORGOTTEN = []
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_them_in_the_end():  # the outer run's filterwarnings=error sees a leaked one
+    yield
+    for conn in FORGOTTEN:
+        conn.close()
 
 def hold(dsn, mode, app="forgotten"):
     other = psycopg.connect(dsn, application_name=app)
