@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS _sqlfix.schema_state (
     schema_hash text PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE _sqlfix.schema_state ADD COLUMN IF NOT EXISTS damaged text;
 """
+DAMAGED = b"UPDATE _sqlfix.schema_state SET damaged = %s"  # see DatabaseSession.restore
 
 
 def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> SqlfixConnection:
@@ -87,7 +89,15 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
         # pytest-xdist workers sharing one database take turns; the second finds it done
         cur.execute(b"SELECT pg_advisory_xact_lock(hashtext('sqlfix: apply schema'))")
         cur.execute(_STATE_DDL)
-        applied = [r[0] for r in cur.execute(b"SELECT schema_hash FROM _sqlfix.schema_state")]
+        rows = cur.execute(b"SELECT schema_hash, damaged FROM _sqlfix.schema_state").fetchall()
+        applied = [r[0] for r in rows]
+        damaged = [r[1] for r in rows if r[1]]
+        if damaged:
+            raise DatabaseError(
+                f"a test of an earlier run changed the schema of database {conn.info.dbname!r} "
+                f"and committed it ({damaged[0]}), and sqlfix does not drop a database given "
+                "by DSN. Recreate that test database (dropdb/createdb) so the schema can be "
+                "applied to an empty one")
         if wanted in applied:
             return False
         if applied:

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
-from sqlfix.database import fixture_role
+from sqlfix.database import catalog, fixture_role, locks
+from sqlfix.database.backends import APP_NAME
 from sqlfix.database.baseline import Baseline, capture, restore
-from sqlfix.database.boundary import Boundary, SqlfixConnection
-from sqlfix.database.schema import apply_schema, check_safe, connect
+from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
+from sqlfix.database.schema import DAMAGED, apply_schema, check_safe, connect
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
@@ -57,6 +61,10 @@ class DatabaseSession:
         self.fixture_role: fixture_role.FixtureRole | None = None
         self._load_timeouts = load_timeouts(settings)
         self.opened = 0  # test connections opened so far (the second-connection hint's count)
+        self.started_at: datetime | None = None  # server clock; for locks.holders
+        self.schema_print: catalog.Schema | None = None
+        self.settings_print: catalog.Settings | None = None
+        self._roles_before: list[str] = []  # roles before the schema ran (the rebuild drops others)
 
     def start(self) -> None:
         if self.dsn is not None:
@@ -64,7 +72,8 @@ class DatabaseSession:
         if self.settings.dsn:
             dsn = self.settings.dsn
         else:
-            self.server = EmbeddedServer.start(options=from_settings(self.settings))
+            if self.server is None:  # kept by a rebuild
+                self.server = EmbeddedServer.start(options=from_settings(self.settings))
             dsn = self.server.dsn
         conn = connect(dsn)
         try:
@@ -79,12 +88,18 @@ class DatabaseSession:
     def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
         """Schema, then migrations, then the baseline: once per session, before any test."""
         check_safe(conn, self.settings.allow_any_database)
+        if self.started_at is None:  # a rebuild keeps it: connections of the run stay ours
+            self.started_at = scalar(conn, b"SELECT now()")
+        self._roles_before = [r[0] for r in conn.execute(b"SELECT rolname FROM pg_roles")]
+        conn.rollback()
         apply_schema(conn, self.settings.schema)
         if self.settings.setup_command:
             run_setup_command(self.settings.setup_command, dsn, self.settings.root)
         self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
         fixture_role.attach(conn, self.fixture_role)
         self.baseline = capture(conn)
+        self.schema_print = catalog.take_schema(conn, self.server is not None)
+        self.settings_print = catalog.take_settings(conn)
 
     def connection(self) -> SqlfixConnection:
         """The session's connection; a new one (sequences reset) if the old one is gone."""
@@ -142,22 +157,190 @@ class DatabaseSession:
             boundary.begin()
         return boundary
 
-    def restore(self, tables: Collection[tuple[str, str]] | None = None) -> str:
+    def restore(
+        self, tables: Collection[tuple[str, str]] | None = None,
+        end_lock_holders: bool | None = None,
+    ) -> str:
         """Back to the baseline on a new connection, as the session's own user; says how.
 
-        Only `tables` (closed under foreign keys) when given, else every table. The old
-        connection is closed, with whatever a test left on it (SET ROLE, search_path,
-        temporary tables, locks). If the embedded server died, a new one is started
-        instead: a fresh copy of the cluster is the baseline.
+        First database and role settings a test committed (`ALTER ROLE ... SET`,
+        `ALTER DATABASE ... SET`) are put back; then, if the schema's objects changed
+        (committed DDL), the embedded database is rebuilt (dropped, created, schema and
+        `setup_command` run again) and a database given by DSN stops the session
+        (DatabaseError naming the changes); otherwise only `tables` (closed under
+        foreign keys) when given, else every table, are truncated and reloaded.
+        Connections this run opened that hold locks on user tables are ended first
+        (see `sqlfix.database.locks`) if `end_lock_holders`; by default unless `tables`
+        is given (the committed mode waits for them and names them itself). The old
+        test connection is closed, with whatever a test left on it (SET ROLE,
+        search_path, temporary tables, locks). If the embedded server died, a new
+        one is started instead: a fresh copy of the cluster is the baseline.
         Raises DatabaseError, ServerError or psycopg.Error when that fails.
         """
         self._drop_connection()
         died = self.revive()
         if died is not None:
             return died
-        assert self.baseline is not None
-        conn = self.connection()
-        return restore(conn, self.baseline, tables)
+        assert self.baseline is not None and self.dsn is not None
+        conn, notes = self._maintenance()
+        try:
+            # First: the truncate waits for every lock, and the schema's fingerprint for
+            # ACCESS EXCLUSIVE ones (pg_get_expr() opens the table)
+            if end_lock_holders is None:
+                end_lock_holders = tables is None
+            ended = (self._end_lock_holders(conn, None, "restore the baseline")
+                     if end_lock_holders else [])
+            notes += self._undo_settings(conn)
+            changes = self.drift(conn)[0]
+            if changes and self.server is None:  # the next run must not start from it either
+                conn.execute(DAMAGED, ["; ".join(changes)])
+                conn.commit()
+            if changes:
+                conn.close()
+                return self._rebuild(changes, [*notes, *ended])
+            notes += ended
+            try:
+                done = restore(conn, self.baseline, tables)
+            except psycopg.errors.LockNotAvailable as exc:
+                if not end_lock_holders:
+                    raise  # the caller (committed mode) names them in its own words
+                conn.rollback()
+                found = locks.holders(conn, self._since())
+                raise DatabaseError(
+                    f"the restore waited longer than lock_timeout for a lock ({exc}); held by "
+                    f"{locks.summary(found) or 'a connection that is gone now'}. End that "
+                    "connection (or the program it belongs to) and run again") from exc
+            # TRUNCATE gave the tables new files (pg_class rows): the same objects
+            self.drift(conn)
+        finally:
+            conn.close()
+        return "\n".join([done, *notes])
+
+    def _since(self) -> datetime:
+        assert self.started_at is not None
+        return self.started_at
+
+    def _maintenance(self) -> tuple[psycopg.Connection[object], list[str]]:
+        """A connection that may write whatever settings a test committed: for restores.
+
+        With it, what was undone to be able to connect at all (ALLOW_CONNECTIONS).
+        """
+        assert self.dsn is not None
+        s = self.settings
+        options = (f"-c default_transaction_read_only=off -c lock_timeout={s.lock_timeout} "
+                   f"-c statement_timeout={s.statement_timeout}")
+        try:
+            conn = self._own_connect(self.dsn, options)
+        except psycopg.OperationalError as first:
+            # ALTER DATABASE ... ALLOW_CONNECTIONS false: put it back from another database
+            other = make_conninfo(self.dsn, dbname="postgres")
+            try:
+                with self._own_connect(other, options) as admin:
+                    notes = self._undo_settings(admin)
+            except psycopg.Error:
+                raise DatabaseError(f"cannot connect to the test database to restore it: "
+                                    f"{first}") from first
+            if not notes:
+                raise DatabaseError(f"cannot connect to the test database to restore it: "
+                                    f"{first}") from first
+            conn = self._own_connect(self.dsn, options)
+        else:
+            notes = []
+        conn.execute(b"SET ROLE NONE")  # an ALTER ROLE ... SET role = ... a test committed
+        conn.commit()
+        return conn, notes
+
+    def _own_connect(
+        self, dsn: str, options: str = "", autocommit: bool = False
+    ) -> psycopg.Connection[Any]:
+        """A maintenance connection, named and counted as sqlfix's own (see `opened`)."""
+        conn = psycopg.connect(dsn, options=options, autocommit=autocommit,
+                               connect_timeout=10, application_name=APP_NAME)
+        if self._dbname() == conninfo_to_dict(dsn).get("dbname"):
+            self.opened += 1  # on the test database: not a connection of the test
+        return conn
+
+    def _undo_settings(self, conn: psycopg.Connection[object]) -> list[str]:
+        assert self.settings_print is not None and self.dsn is not None
+        dbname = self._dbname()
+        undone = catalog.undo_settings(conn, self.settings_print, dbname)
+        if not undone:
+            return []
+        return ["sqlfix put back database and role settings a test committed (they reach "
+                "every new session):", *(f"  {line}" for line in undone)]
+
+    def _dbname(self) -> str:
+        assert self.dsn is not None
+        return str(psycopg.conninfo.conninfo_to_dict(self.dsn).get("dbname") or "")
+
+    def drift(self, conn: psycopg.Connection[object]) -> tuple[list[str], bool]:
+        """What changed in the schema's objects since the baseline ([] when nothing did),
+        and whether database or role settings did.
+
+        Cheap (one small query) while the system catalogs did not change at all.
+        """
+        assert self.schema_print is not None and self.settings_print is not None
+        if catalog.quick(conn) == self.schema_print.quick:
+            return [], False
+        moved = catalog.take_settings(conn, self._dbname()) != self.settings_print
+        now = catalog.take_schema(conn, self.server is not None)
+        changes = self.schema_print.changes(now)
+        if not changes and not moved:  # the same: remember the catalogs' state they are in
+            self.schema_print = now
+        return changes, moved
+
+    def _end_lock_holders(
+        self, conn: psycopg.Connection[object], modes: tuple[str, ...] | None, what: str
+    ) -> list[str]:
+        """End connections of this run holding locks on user tables; lines for the message.
+
+        Raises DatabaseError naming the holders this run did not open.
+        """
+        found = locks.holders(conn, self._since(), modes)
+        if not found:
+            return []
+        others = [h for h in found if not h.ours]
+        if others:
+            raise DatabaseError(
+                f"sqlfix must {what} but other connections hold locks on tables of the test "
+                f"database: {locks.summary(others)}. They were opened before this test run, so "
+                "sqlfix does not end them: close them (or pg_terminate_backend(pid)) and run "
+                "again")
+        ended = locks.terminate(conn, found)
+        return [f"sqlfix ended a connection this run opened and left open, which held locks "
+                f"sqlfix needed to {what}: {h.describe()}. Close the connections a test "
+                "opens (a `with` block, or a fixture that closes them)" for h in ended]
+
+    def end_lock_holders(self, conn: psycopg.Connection[object], what: str) -> list[str]:
+        """For the verifier: end holders of ACCESS EXCLUSIVE locks, which block its reads."""
+        return self._end_lock_holders(conn, locks.BLOCKS_READS, what)
+
+    def _rebuild(self, changes: list[str], notes: list[str]) -> str:
+        """The schema changed: drop and create the embedded database, prepare it again."""
+        what = "\n".join(f"  {line}" for line in changes)
+        dbname = self._dbname()
+        if self.server is None:
+            raise DatabaseError(
+                f"a test changed the schema of the test database {dbname!r} and the change "
+                f"was committed (a raw COMMIT, or another connection):\n{what}\nsqlfix "
+                "rebuilds only the database of its embedded PostgreSQL; it does not drop a "
+                f"database given by DSN, and refuses it until then. Recreate {dbname!r} "
+                "(dropdb/createdb: sqlfix applies the schema to an empty database) and run "
+                "again; keep DDL in the schema files or migrations")
+        assert self.dsn is not None
+        admin_dsn = make_conninfo(self.dsn, dbname="postgres")
+        with self._own_connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            for (role,) in admin.execute(b"SELECT rolname FROM pg_roles WHERE rolname <> ALL (%s)"
+                                         b" ORDER BY 1", [self._roles_before]).fetchall():
+                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        self.dsn = None
+        self.start()
+        return "\n".join([
+            "sqlfix rebuilt the test database: the test's committed DDL changed the schema:",
+            what, f"sqlfix dropped and created database {dbname!r} and ran the schema files "
+            "(and setup_command) again", *notes])
 
     def revive(self) -> str | None:
         """Start the session, or start it again if its embedded server died; says why."""

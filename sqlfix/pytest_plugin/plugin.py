@@ -482,17 +482,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 
 def _fingerprint(config: pytest.Config, session: DatabaseSession) -> Fingerprint:
-    import psycopg
+    from sqlfix.pytest_plugin.verifier import fingerprint
 
-    from sqlfix.database.verify import take
-
-    try:
-        fingerprint = take(session.connection(), session.settings.reset_sequences)
-    except psycopg.OperationalError:  # the connection or the server died since the test
-        session.restore()
-        fingerprint = take(session.connection(), session.settings.reset_sequences)
-    config.stash[FINGERPRINT_KEY] = fingerprint
-    return fingerprint
+    config.stash[FINGERPRINT_KEY] = fingerprint(session)
+    return config.stash[FINGERPRINT_KEY]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -503,13 +496,11 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     session = item.config.stash.get(SESSION_KEY, None)
     if reference is None or session is None or session.dsn is None:
         return result
-    changes = reference.differences(_fingerprint(item.config, session))
-    if changes:
-        restored = session.restore()
-        _fingerprint(item.config, session)
-        pytest.fail("sqlfix --sqlfix-verify: after this test the database differs from its "
-                    "state before the first test:\n  " + "\n  ".join(changes)
-                    + f"\n{restored}.", pytrace=False)
+    from sqlfix.pytest_plugin.verifier import check
+
+    message, item.config.stash[FINGERPRINT_KEY] = check(session, reference)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
     return result
 
 

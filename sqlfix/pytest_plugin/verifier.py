@@ -1,0 +1,82 @@
+"""The isolation verifier's per-test check (--sqlfix-verify); imported by the first check.
+
+After each test: connections the run opened that hold an ACCESS EXCLUSIVE lock on a
+user table (they would block the verifier's reads, and every later test touching
+that table) are ended and named; then the rows, sequences, schema objects and
+database and role settings are compared with the reference taken before the first
+test. A difference is restored (`DatabaseSession.restore`) and named.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from sqlfix.database.session import DatabaseSession
+from sqlfix.database.verify import Fingerprint, take
+from sqlfix.errors import SqlfixError
+
+PREFIX = "sqlfix --sqlfix-verify: "
+_SCHEMA_LINES = ("(created and committed by the test)", "(dropped and committed by the test)")
+
+
+def fingerprint(session: DatabaseSession) -> Fingerprint:
+    """The reference state (before the first test, and again after a restore)."""
+    try:
+        return take(session.connection(), session.settings.reset_sequences)
+    except psycopg.OperationalError:  # the connection or the server died since the test
+        session.restore()
+        return take(session.connection(), session.settings.reset_sequences)
+
+
+def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None, Fingerprint]:
+    """After a test: a failure message (None if all is as before) and the reference to keep.
+
+    Never raises for what a test can do; stops the run (pytest.exit) only when the
+    database cannot be put back.
+    """
+    try:
+        conn = session.connection()
+        ended = session.end_lock_holders(conn, "read the tables")
+        now = take(conn, session.settings.reset_sequences)
+        changes = reference.differences(now)
+        schema, settings = session.drift(conn)
+        if schema:  # the rebuild below names them
+            changes = [line for line in changes if not line.endswith(_SCHEMA_LINES)]
+            changes.append("the schema's objects changed: see below")
+        if settings:
+            changes.append("database or role settings (ALTER DATABASE/ROLE ... SET, "
+                           "ALLOW_CONNECTIONS, CONNECTION LIMIT) changed: see below")
+    except psycopg.errors.LockNotAvailable as exc:
+        return (PREFIX + f"could not read the tables after this test: {exc}"
+                f"{_holders(session)}", reference)
+    except (SqlfixError, psycopg.Error) as exc:
+        return PREFIX + f"could not check this test: {exc}", reference
+    if not changes:
+        return ("\n".join([PREFIX + "after this test:", *ended]) if ended else None), reference
+    try:
+        restored = session.restore()
+        reference = fingerprint(session)
+    except (SqlfixError, psycopg.Error) as exc:
+        pytest.exit(PREFIX + "after a test the database differs from its state before the "
+                    "first test:\n  " + "\n  ".join(changes)
+                    + f"\nand the baseline could not be restored ({exc}); later tests would "
+                    "see the changes.", returncode=3)
+    return (PREFIX + "after this test the database differs from its state before the first "
+            "test:\n  " + "\n  ".join(changes) + "\n" + "\n".join([*ended, restored]) + ".",
+            reference)
+
+
+def _holders(session: DatabaseSession) -> str:
+    from sqlfix.database import locks
+
+    try:
+        conn = session.connection()
+        conn.rollback()
+        found = locks.holders(conn, session._since())
+    except (SqlfixError, psycopg.Error):
+        return ""
+    if not found:
+        return ""
+    return (f"; held by {locks.summary(found)}. Close the connections a test opens (a `with` "
+            "block, or a fixture that closes them)")
