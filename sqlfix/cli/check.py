@@ -21,11 +21,13 @@ from sqlfix.database.loader import load
 from sqlfix.errors import Finding, FixtureError, LoadError
 
 # Exact row counts of every user table in one round trip: each count runs server-side
-# through query_to_xml. sqlfix's own bookkeeping schemas are left out.
+# through query_to_xml. sqlfix's own bookkeeping schemas are left out. FROM ONLY: a row
+# is counted in the table that holds it, not again in its INHERITS parent or partitioned
+# table (which has none of its own, so it never shows as changed).
 COUNT_ROWS = b"""
 SELECT schemaname, tablename,
        (xpath('/row/n/text()', query_to_xml(
-           format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename),
+           format('SELECT count(*) AS n FROM ONLY %I.%I', schemaname, tablename),
            false, true, '')))[1]::text::bigint
 FROM pg_catalog.pg_tables
 WHERE schemaname <> 'information_schema'

@@ -26,7 +26,7 @@ COPY_SCHEMA = "_sqlfix_baseline"
 _OWN_SCHEMAS = ("pg_catalog", "information_schema", "_sqlfix", COPY_SCHEMA)
 
 _TABLES = b"""
-SELECT n.nspname, c.relname
+SELECT n.nspname, c.relname, c.relkind = 'p'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname <> ALL (%s) AND n.nspname NOT LIKE 'pg\\_%%'
@@ -57,6 +57,7 @@ class Baseline:
     tables: tuple[tuple[str, str], ...]  # (schema, table) of every user table
     saved: tuple[tuple[str, str], ...]  # tables with rows, copied to COPY_SCHEMA; parents first
     reset_query: bytes = b""  # puts back every sequence that moved; see reset_sequences
+    partitioned: frozenset[tuple[str, str]] = frozenset()  # read whole: partitions are not listed
 
 
 def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
@@ -94,17 +95,28 @@ def capture(conn: psycopg.Connection[Any]) -> Baseline:
     own = list(_OWN_SCHEMAS)
     cur = conn.cursor(row_factory=tuple_row)
     with conn.transaction():
-        tables = [(r[0], r[1]) for r in cur.execute(_TABLES, [own])]
+        rows = cur.execute(_TABLES, [own]).fetchall()
+        tables = [(r[0], r[1]) for r in rows]
+        partitioned = frozenset((r[0], r[1]) for r in rows if r[2])
         seqs = [r[0] for r in cur.execute(_SEQUENCES, [own])]
         reset = _reset_query(conn, seqs)
         cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE; CREATE SCHEMA {}").format(
             sql.Identifier(COPY_SCHEMA), sql.Identifier(COPY_SCHEMA)))
-        saved = [t for t in tables if _has_rows(conn, t)]
+        saved = [t for t in tables if _has_rows(conn, own_rows(t, partitioned))]
         for schema, table in saved:
-            cur.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
-                _copy_name(schema, table), sql.Identifier(schema, table)))
+            cur.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM {}").format(
+                _copy_name(schema, table), own_rows((schema, table), partitioned)))
         edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
-    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset)
+    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset, partitioned)
+
+
+def own_rows(table: tuple[str, str], partitioned: frozenset[tuple[str, str]]) -> sql.Composable:
+    """The table's own rows as a FROM item: ONLY, so an INHERITS parent leaves out its
+    children's rows (they are tables of their own here). A partitioned table has no rows
+    of its own (ONLY would read none); its partitions are not listed, so it is read whole.
+    """
+    name = sql.Identifier(*table)
+    return name if table in partitioned else sql.SQL("ONLY {}").format(name)
 
 
 def parents_first(
@@ -124,8 +136,8 @@ def parents_first(
     return order
 
 
-def _has_rows(conn: psycopg.Connection[Any], table: tuple[str, str]) -> bool:
-    query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(*table))
+def _has_rows(conn: psycopg.Connection[Any], source: sql.Composable) -> bool:
+    query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(source)
     return bool(scalar(conn, query.as_bytes(conn)))
 
 

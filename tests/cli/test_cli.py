@@ -389,3 +389,25 @@ def test_python_m_sqlfix_check_runs_on_the_embedded_server() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "into embedded PostgreSQL" in result.stdout
     assert result.stdout.count("\nOK ") == 4
+
+
+def test_check_counts_each_row_once_in_inherited_and_partitioned_tables(
+    project: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "schema.sql").write_text(
+        "CREATE TABLE animal (id int, name text);\n"
+        "CREATE TABLE dog (breed text) INHERITS (animal);\n"
+        "CREATE TABLE payment (id int, paid_on date) PARTITION BY RANGE (paid_on);\n"
+        "CREATE TABLE payment_2022 PARTITION OF payment FOR VALUES FROM ('2022-01-01') TO ('2023-01-01');\n"
+        "CREATE TABLE payment_2023 PARTITION OF payment FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');\n",
+        encoding="utf-8")
+    (project / "fx").mkdir()
+    (project / "fx" / "rows.sql").write_text(
+        "INSERT INTO animal VALUES (1, 'cat');\nINSERT INTO dog VALUES (2, 'rex', 'lab');\n"
+        "INSERT INTO payment VALUES (1, '2022-05-01'), (2, '2022-06-01'), (3, '2023-05-01');\n",
+        encoding="utf-8")
+    (project / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\nschema = ["schema.sql"]\n', encoding="utf-8")
+    code, out, _ = run(capsys, "check", "--dsn", dsn)
+    assert code == 0, out
+    assert out.splitlines()[1].endswith("animal +1, dog +1, payment_2022 +2, payment_2023 +1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg  # imported here, before any in-process pytester run snapshots sys.modules
 from helpers import NO_RANDOM
 
 COUNT = 'def count(conn, table):\n    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]\n'
@@ -422,3 +423,60 @@ def test_orphan():
     result.assert_outcomes(passed=1, errors=2)
     result.stdout.fnmatch_lines(["*fixtures_sql/bad.sql:4:1: SQLF701 *23514*"])
     result.stdout.fnmatch_lines(["*fixtures_sql/orphan.sql:3:1: SQLF701 *23503*"])
+
+
+INHERITANCE_SCHEMA = """
+CREATE TABLE animal (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE dog (breed text) INHERITS (animal);
+CREATE TABLE payment (id int, paid_on date NOT NULL, amount int) PARTITION BY RANGE (paid_on);
+CREATE TABLE payment_2022 PARTITION OF payment FOR VALUES FROM ('2022-01-01') TO ('2023-01-01');
+CREATE TABLE payment_2023 PARTITION OF payment FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+INSERT INTO animal VALUES (1, 'generic');
+INSERT INTO dog VALUES (2, 'rex', 'lab');
+INSERT INTO payment VALUES (1, '2022-05-01', 10), (2, '2023-05-01', 20);
+"""
+
+
+def test_a_restore_keeps_inherited_and_partitioned_rows_once(pytester):
+    (pytester.path / "schema.sql").write_text(INHERITANCE_SCHEMA)
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    pytester.makepyfile(
+        """
+        ROWS = "SELECT (SELECT count(*) FROM animal), (SELECT count(*) FROM ONLY animal), (SELECT count(*) FROM dog), (SELECT count(*) FROM payment), (SELECT count(*) FROM payment_2022)"
+
+        def test_1_escapes(sqlfix_conn):
+            sqlfix_conn.execute("INSERT INTO dog VALUES (3, 'fido', 'pug')")
+            sqlfix_conn.execute("COMMIT")
+
+        def test_2_restored_once(sqlfix_conn):
+            assert sqlfix_conn.execute(ROWS).fetchone() == (2, 1, 1, 2, 1)
+        """
+    )
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*restored the baseline*reloaded the schema's rows into 3*"])
+
+
+def test_a_sql_ascii_database_works(pg_server, shop):
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS ascii_test")
+        conn.execute("CREATE DATABASE ascii_test ENCODING 'SQL_ASCII' TEMPLATE template0"
+                     " LC_COLLATE 'C' LC_CTYPE 'C'")
+    dsn = make_conninfo(pg_server.dsn, dbname="ascii_test")
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("orders.sql")
+        def test_loads(sqlfix_conn):
+            sqlfix_conn.execute("INSERT INTO users (email, full_name, created_at) VALUES ('z@x.org', 'Zoë', now())")
+            assert sqlfix_conn.execute("SELECT full_name FROM users WHERE email = 'z@x.org'").fetchone() == ("Zoë",)
+            assert sqlfix_conn.execute("SHOW server_encoding").fetchone() == ("SQL_ASCII",)
+
+        def test_again(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+        """
+    )
+    shop.runpytest(f"--sqlfix-dsn={dsn}", *NO_RANDOM).assert_outcomes(passed=2)
