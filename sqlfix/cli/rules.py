@@ -67,6 +67,13 @@ _OTHERS = (
         "the server rejected a statement while loading (syntax, FK, unique, check, not-null)",
         only_in_check=True,
     ),
+    Rule(
+        "SQLF702",
+        "expected-error-missing",
+        _E,
+        "a fixture marked `-- sqlfix: expect-error SQLSTATE` loaded without that error",
+        only_in_check=True,
+    ),
 )
 
 
