@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import psycopg
 
 from sqlfix.cli.targets import Target, Workspace
-from sqlfix.compiler.library import LoadPlan
+from sqlfix.compiler.library import LoadPlan, label_ids
 from sqlfix.compiler.plan import parse_expect_error
 from sqlfix.database.boundary import Boundary
 from sqlfix.database.loader import load
@@ -112,6 +112,7 @@ def _load(boundary: Boundary, plan: LoadPlan, target: Target) -> Outcome:
         before = count_rows(conn)
         began = time.perf_counter()
         load(conn, plan)
+        boundary.advance_sequences(label_ids(plan))
         millis = (time.perf_counter() - began) * 1000
         changes = _changes(before, count_rows(conn))
     except LoadError as exc:

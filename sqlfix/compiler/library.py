@@ -232,6 +232,11 @@ class FixtureLibrary:
         return LoadPlan(fixtures)
 
 
+def label_ids(fixtures: Iterable[CompiledFixture]) -> set[int]:
+    """Every id() value the fixtures rendered, whatever the table."""
+    return {value for f in fixtures for _table, _label, value in f.rendered.ids}
+
+
 def check_id_collisions(fixtures: Iterable[CompiledFixture]) -> None:
     """Two labels of one table with the same id() would merge two rows into one."""
     seen: dict[tuple[str, int], tuple[str, str]] = {}

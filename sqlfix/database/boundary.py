@@ -12,7 +12,7 @@ commit, because the old savepoint is never released.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -114,11 +114,26 @@ class SqlfixConnection(psycopg.Connection[TupleRow]):
 class Boundary:
     """One test's transaction on the session connection."""
 
-    def __init__(self, conn: SqlfixConnection, reset_query: bytes = b"") -> None:
+    def __init__(
+        self, conn: SqlfixConnection, reset_query: bytes = b"", advance_query: bytes = b""
+    ) -> None:
         self.conn = conn
         self.xid: str | None = None
         self.escape: str | None = None  # why it broke, once found
         self._reset_query = reset_query  # puts sequences back; see baseline.reset_sequences
+        self._advance_query = advance_query  # see baseline.advance_query
+
+    def advance_sequences(self, label_ids: Collection[int]) -> int:
+        """After a load: move sequences past explicit ids, not past `label_ids` (id() values).
+
+        So an application INSERT with DEFAULT does not collide with a fixture's row 1.
+        Returns how many sequences moved; end() puts them back.
+        """
+        if not self._advance_query:
+            return 0
+        row = self.conn.cursor(row_factory=tuple_row).execute(
+            self._advance_query, [sorted(set(label_ids))]).fetchone()
+        return int(row[0]) if row else 0
 
     def begin(self) -> None:
         conn = self.conn

@@ -78,7 +78,8 @@ class DatabaseSession:
     def boundary(self, reset_sequences: bool | None = None) -> Boundary:
         """A new boundary on the session connection; sequences reset as configured."""
         wanted = self.settings.reset_sequences if reset_sequences is None else reset_sequences
-        return Boundary(self.connection(), self._sequence_reset(wanted))
+        advance = self.baseline.advance_query if self.baseline is not None else b""
+        return Boundary(self.connection(), self._sequence_reset(wanted), advance)
 
     def restore(self) -> str:
         """Back to the baseline after a test's changes escaped; says what was done."""

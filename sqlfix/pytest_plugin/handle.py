@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions
+from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions, label_ids
 from sqlfix.compiler.seeds import fixture_id
 from sqlfix.database.boundary import Boundary, SqlfixConnection
 from sqlfix.database.loader import load
@@ -53,6 +53,8 @@ class Sqlfix:
         new = tuple(f for f in plan if f.name not in self.loaded)
         check_id_collisions((*self._loaded, *new))
         load(self.conn, LoadPlan(new))
+        if new:
+            self._boundary.advance_sequences(label_ids(new))
         self._loaded.extend(new)
         if self.conn._sqlfix_savepoint is not None:
             self._boundary.protect()

@@ -480,3 +480,44 @@ def test_a_sql_ascii_database_works(pg_server, shop):
         """
     )
     shop.runpytest(f"--sqlfix-dsn={dsn}", *NO_RANDOM).assert_outcomes(passed=2)
+
+
+EXPLICIT_IDS = """
+INSERT INTO users (id, email, full_name, created_at)
+VALUES (1, 'a@x.org', 'A', {{ now }}), (2, 'b@x.org', 'B', {{ now }}), (3, 'c@x.org', 'C', {{ now }});
+"""
+
+
+def test_sequences_move_past_explicit_fixture_ids_and_back_after_the_test(shop):
+    (shop.path / "fixtures_sql" / "explicit.sql").write_text(EXPLICIT_IDS)
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        NEW_USER = "INSERT INTO users (email, full_name, created_at) VALUES (%s, 'N', now()) RETURNING id"
+        NEW_PRODUCT = "INSERT INTO products (sku, name, price_cents) VALUES ('n', 'n', 1) RETURNING id"
+
+        @uses("explicit.sql")
+        def test_1_app_insert_after_explicit_ids(sqlfix_conn):
+            assert sqlfix_conn.execute(NEW_USER, ["n@x.org"]).fetchone() == (4,)
+            # a table the fixture did not touch keeps its sequence
+            assert sqlfix_conn.execute(NEW_PRODUCT).fetchone() == (1,)
+
+        def test_2_back_where_the_schema_left_it(sqlfix_conn):
+            assert sqlfix_conn.execute(NEW_USER, ["m@x.org"]).fetchone() == (1,)
+
+        @uses("orders.sql")
+        def test_3_label_ids_move_no_sequence(sqlfix_conn, sqlfix):
+            assert sqlfix_conn.execute(NEW_USER, ["o@x.org"]).fetchone() == (1,)
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (5,)
+
+        @uses("explicit.sql", "orders.sql")
+        def test_4_both(sqlfix_conn):
+            assert sqlfix_conn.execute(NEW_USER, ["p@x.org"]).fetchone() == (4,)
+
+        def test_5_load_later_in_the_test(sqlfix):
+            sqlfix.load("explicit.sql")
+            assert sqlfix.conn.execute(NEW_USER, ["q@x.org"]).fetchone() == (4,)
+        """
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=5)
