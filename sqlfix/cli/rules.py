@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlfix.compiler import guard
+from sqlfix.compiler import copy_blocks, guard
 from sqlfix.errors import Severity
 
 DOCS_PAGE = "docs/lint.md"
@@ -78,10 +78,10 @@ _OTHERS = (
 
 
 def _guard_rules() -> tuple[Rule, ...]:
-    return tuple(
+    return (*(
         Rule(code, name, guard.SEVERITY[code], summary)
         for code, (name, summary) in guard.RULES.items()
-    )
+    ), Rule(copy_blocks.COPY_DATA, copy_blocks.RULE[0], _E, copy_blocks.RULE[1]))
 
 
 RULES: dict[str, Rule] = {

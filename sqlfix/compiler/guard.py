@@ -175,7 +175,8 @@ _CUSTOM_SETTING = re.compile(r"[a-z_][a-z0-9_$]*\.[a-z0-9_$.]+")
 _HINTS = {
     "SET": "use SET LOCAL (or SET CONSTRAINTS), which end with the test's transaction",
     "RESET": "use SET LOCAL (or SET CONSTRAINTS), which end with the test's transaction",
-    "COPY": "write the rows as INSERT statements",
+    "COPY": "write the rows as INSERT statements, or as COPY ... FROM stdin; then the rows "
+    "and a line `\\.` (pg_dump's format)",
     "CALL": "write the data statements themselves",
     "DO": "write the data statements themselves",
     "\\": "sqlfix sends SQL to the server, not to psql: put the SQL itself in the fixture",

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlfix.compiler import guard
+from sqlfix.compiler import copy_blocks, guard
 from sqlfix.compiler.context import DEFAULT_NOW, TemplateContext
 from sqlfix.compiler.discovery import (
     FixtureDir,
@@ -41,8 +41,9 @@ def display_path(path: Path) -> str:
 @dataclass(frozen=True)
 class CompiledFixture:
     rendered: RenderedFixture
-    statements: tuple[guard.Statement, ...]
+    statements: tuple[guard.Statement, ...]  # outside COPY blocks
     warnings: tuple[Finding, ...]
+    copies: tuple[copy_blocks.CopyBlock, ...] = ()  # COPY ... FROM stdin with their rows
 
     @property
     def name(self) -> str:
@@ -74,16 +75,38 @@ def _guard_findings(rendered: RenderedFixture, result: guard.GuardResult) -> lis
     return findings
 
 
-def _quoted_placeholders(rendered: RenderedFixture) -> list[Finding]:
+@dataclass(frozen=True)
+class _Scanned:
+    result: guard.GuardResult
+    copies: tuple[copy_blocks.CopyBlock, ...]
+    sql: str  # the text the guard read: COPY blocks blanked out
+
+
+def _scan(rendered: RenderedFixture) -> _Scanned:
+    """The guard's verdict, with COPY ... FROM stdin blocks read as data, not as SQL."""
+    if not copy_blocks.may_hold_copy(rendered.sql):
+        return _Scanned(guard.scan(rendered.sql), (), rendered.sql)
+    found = copy_blocks.find(rendered.sql, rendered.expressions)
+    spans = [(b.start, b.end) for b in found.blocks]
+    text = copy_blocks.blank(rendered.sql, spans) if spans else rendered.sql
+    result = guard.scan(text)
+    violations = [v for v in result.violations
+                  if not (spans and v.code == guard.EMPTY)]
+    violations += found.violations
+    violations.sort(key=lambda v: (v.offset, v.code))
+    return _Scanned(guard.GuardResult(result.statements, tuple(violations)), found.blocks, text)
+
+
+def _quoted_placeholders(rendered: RenderedFixture, sql: str) -> list[Finding]:
     """`'{{ x }}'` and `"{{ x }}"`: values are written as quoted literals, never inside quotes.
 
     In a string the quotes double up; in a quoted identifier a value would become
     (part of) a name, and a name must be the template's own text.
     """
     findings = []
-    names = _quoted_identifiers(rendered.sql) if rendered.expressions else []
+    names = _quoted_identifiers(sql) if rendered.expressions else []
     for start, _end in rendered.expressions:
-        if guard.inside_string(rendered.sql, start):
+        if guard.inside_string(sql, start):
             message = ("{{ }} placeholder inside quotes: sqlfix already writes values as "
                        "quoted SQL literals; drop the quotes around it")
         elif any(first < start <= last for first, last in names):
@@ -195,8 +218,9 @@ class FixtureLibrary:
             rendered = render_template(text, name=name, path=shown, context=context)
         except FixtureError as exc:
             return None, list(exc.findings)
-        result = guard.scan(rendered.sql)
-        quoted = _quoted_placeholders(rendered)
+        scanned = _scan(rendered)
+        result = scanned.result
+        quoted = _quoted_placeholders(rendered, scanned.sql)
         findings = _guard_findings(rendered, result) + quoted
         # '{{ x }}' renders ''value'', which the parser also rejects: the cause is enough
         lines = {f.line for f in quoted}
@@ -209,7 +233,7 @@ class FixtureLibrary:
         ]
         findings.sort(key=lambda f: (f.line, f.col, f.code))
         warnings = tuple(f for f in findings if f.severity is Severity.WARNING)
-        return CompiledFixture(rendered, result.statements, warnings), findings
+        return CompiledFixture(rendered, result.statements, warnings, scanned.copies), findings
 
     def compile(self, name: str) -> CompiledFixture:
         """One fixture, checked; raises FixtureError listing every error in it."""

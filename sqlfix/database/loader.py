@@ -20,6 +20,7 @@ import psycopg
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database import fixture_role
 from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK
+from sqlfix.database.copy_load import load_with_copies
 from sqlfix.errors import Finding, LoadError
 
 _SAVEPOINT = "sqlfix_load"
@@ -51,6 +52,10 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
     """
     statements = [(f, s) for f in plan for s in f.statements]
     if not statements:
+        return
+    if any(f.copies for f in plan):
+        # COPY cannot run inside a pipeline: these plans go stretch by stretch
+        load_with_copies(conn, plan)
         return
     cursors: list[psycopg.Cursor[Any]] = []
     savepoint: psycopg.Cursor[Any] | None = None

@@ -43,7 +43,7 @@ CASES: list[tuple[str, str, set[str]]] = [
     # --- SQLF103 other statements
     ("call", "CALL refresh_stats();\n", {"SQLF103"}),
     ("do", "DO $$ BEGIN PERFORM 1; END $$;\n", {"SQLF103"}),
-    ("copy", "COPY users FROM stdin;\n", {"SQLF103"}),
+    ("copy", "COPY users FROM stdin;\n", {"SQLF405"}),  # rows without their `\\.` end
     ("set", "SET search_path TO shop;\n", {"SQLF103"}),
     ("reset", "RESET search_path;\n", {"SQLF103"}),
     ("vacuum", "VACUUM users;\n", {"SQLF103"}),
@@ -92,6 +92,24 @@ CASES: list[tuple[str, str, set[str]]] = [
     ("empty", "", {"SQLF403"}),
     ("only-comments", "-- nothing yet\n/* later */\n", {"SQLF403"}),
     ("renders-to-nothing", "{% for i in [] %}INSERT INTO t VALUES (1);{% endfor %}\n", {"SQLF403"}),
+    # --- COPY ... FROM stdin: rows are data (SQLF405 one per bad block), files/programs refused
+    ("copy-stdin", "COPY t (a, b) FROM stdin;\n1\tit's\n2\tDROP TABLE x; now()\n\\.\nINSERT INTO t VALUES (3);\n", set()),
+    ("copy-stdin-only", "COPY public.t (a) FROM stdin;\n1\n\\.\n", set()),
+    ("copy-after-comment", "-- rows\n/* COPY x FROM '/f'; */\nCOPY t (a) FROM stdin;\n1\n\\.\n", set()),
+    ("copy-after-statement", "INSERT INTO t VALUES (0);\nCOPY t (a) FROM stdin;\nO'Hara\n\\.\n", set()),
+    ("copy-no-end", "COPY t (a) FROM stdin;\n1\n2\n", {"SQLF405"}),
+    ("copy-field-count", "COPY t (a, b) FROM stdin;\n1\tx\n2\n3\n4\n\\.\n", {"SQLF405"}),
+    ("copy-template-value", "COPY t (a, b) FROM stdin;\n1\t{{ fake.name() }}\n\\.\n", {"SQLF405"}),
+    ("copy-from-file", "COPY t FROM '/etc/passwd';\n", {"SQLF104"}),
+    ("copy-from-program", "COPY t FROM PROGRAM 'rm -rf /';\n", {"SQLF104"}),
+    ("copy-to-file", "COPY t TO '/tmp/out';\n", {"SQLF104"}),
+    ("copy-to-stdout", "COPY t TO stdout;\n", {"SQLF103"}),
+    ("copy-in-string", "INSERT INTO t VALUES ('\nCOPY t FROM stdin;\n');\n", set()),
+    ("copy-in-dollar-quote", "INSERT INTO t VALUES ($x$\nCOPY t FROM stdin;\n$x$);\n", set()),
+    ("copy-in-comment", "/*\nCOPY t FROM stdin;\n*/\nINSERT INTO t VALUES (1);\n", set()),
+    # not at a statement's start: no rows are cut out, the parser sees the text
+    ("copy-after-unfinished", "INSERT INTO t VALUES (0)\nCOPY t (a) FROM stdin;\n1\n\\.\n", {"SQLF404"}),
+    ("copy-then-statement-error", "COPY t (a) FROM stdin;\n1\n\\.\nDROP TABLE t;\n", {"SQLF101"}),
     # --- SQLF501 nondeterministic
     ("now", "INSERT INTO t VALUES (now());\n", {"SQLF501"}),
     ("random", "INSERT INTO t VALUES (random());\n", {"SQLF501"}),
@@ -500,7 +518,7 @@ def test_every_rule_is_documented(code: str) -> None:
 
 
 SINGLE_FILE = ["SQLF101", "SQLF102", "SQLF103", "SQLF104", "SQLF201", "SQLF202", "SQLF203", "SQLF204"]
-SINGLE_FILE += ["SQLF401", "SQLF402", "SQLF403", "SQLF404", "SQLF501"]
+SINGLE_FILE += ["SQLF401", "SQLF402", "SQLF403", "SQLF404", "SQLF405", "SQLF501"]
 
 
 @pytest.mark.parametrize("code", SINGLE_FILE)
