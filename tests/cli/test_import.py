@@ -105,3 +105,42 @@ def test_import_refuses_what_it_cannot_do(
     assert run(capsys, "import", str(PGDUMP / "data_copy.sql"), "--dsn", fresh_dsn)[0] == 0
     code, _, err = run(capsys, "import", str(PGDUMP / "data_copy.sql"), "--dsn", fresh_dsn)
     assert code == 2 and "exist(s); pass --force to overwrite" in err
+
+
+def test_the_adopting_walk_through(pytester: pytest.Pytester, fresh_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/adopting.md, step by step: schema dump, import with fakes, the first tests pass."""
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'postgres'").fetchone() is None:
+            conn.execute("CREATE ROLE postgres SUPERUSER")
+    (pytester.path / "db").mkdir()
+    shutil.copy(PGDUMP / "schema.sql", pytester.path / "db" / "schema.sql")
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["db/schema.sql"]\n')
+    monkeypatch.chdir(pytester.path)
+    argv = ["import", str(PGDUMP / "data_copy.sql"), "--dsn", fresh_dsn, "--fake", "customer.email=email",
+            "--fake", "customer.full_name=name"]
+    assert main(argv) == 0
+    pytester.makepyfile(
+        """
+        from decimal import Decimal
+        from sqlfix import uses
+
+        @uses("order_line.sql")
+        def test_order_total(sqlfix_conn):
+            total = sqlfix_conn.execute("SELECT public.order_total(1)").fetchone()[0]
+            assert total == Decimal("57.50")
+
+        @uses("customer.sql")
+        def test_new_customer_gets_the_next_id(sqlfix_conn):
+            row = sqlfix_conn.execute(
+                "INSERT INTO public.customer (email, full_name) VALUES ('n@x.org', 'N') RETURNING id"
+            ).fetchone()
+            assert row == (4,)
+
+        def test_without_fixtures_the_first_id_is_1(sqlfix_conn):
+            row = sqlfix_conn.execute(
+                "INSERT INTO public.customer (email, full_name) VALUES ('n@x.org', 'N') RETURNING id"
+            ).fetchone()
+            assert row == (1,)
+        """
+    )
+    pytester.runpytest(f"--sqlfix-dsn={fresh_dsn}", "-p", "no:randomly").assert_outcomes(passed=3)
