@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlfix.compiler import copy_blocks, guard
+from sqlfix.compiler.library import TOO_LARGE
 from sqlfix.errors import Severity
 
 DOCS_PAGE = "docs/lint.md"
@@ -81,7 +82,9 @@ def _guard_rules() -> tuple[Rule, ...]:
     return (*(
         Rule(code, name, guard.SEVERITY[code], summary)
         for code, (name, summary) in guard.RULES.items()
-    ), Rule(copy_blocks.COPY_DATA, copy_blocks.RULE[0], _E, copy_blocks.RULE[1]))
+    ), Rule(copy_blocks.COPY_DATA, copy_blocks.RULE[0], _E, copy_blocks.RULE[1]),
+        Rule(TOO_LARGE, "fixture-too-large", _E,
+             "the SQL statements of a fixture (outside COPY rows) are above 32 MB"))
 
 
 RULES: dict[str, Rule] = {

@@ -103,7 +103,7 @@ def blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
     out, pos = [], 0
     for start, end in sorted(spans):
         out.append(sql[pos:start])
-        out.append(re.sub(r"[^\n]", " ", sql[start:end]))
+        out.append("\n".join(" " * len(line) for line in sql[start:end].split("\n")))
         pos = end
     out.append(sql[pos:])
     return "".join(out)

@@ -24,6 +24,7 @@ from sqlfix.compiler.discovery import (
     normalize_name,
     read_sql,
 )
+from sqlfix.compiler.plain import is_plain, plain_fixture
 from sqlfix.compiler.plan import Requirement, load_order, misplaced_requires, parse_requires
 from sqlfix.compiler.render import RenderedFixture, render_template
 from sqlfix.compiler.seeds import derive_seed
@@ -82,19 +83,41 @@ class _Scanned:
     sql: str  # the text the guard read: COPY blocks blanked out
 
 
+# SQL statements (outside COPY rows) the guard reads token by token: its memory is a
+# few times the text, so above this a fixture is refused; rows in COPY form have no
+# such limit (they are not tokenized). docs/fixtures.md states the limit.
+MAX_SQL_CHARS = 32 * 1024 * 1024
+TOO_LARGE = "SQLF406"
+
+
 def _scan(rendered: RenderedFixture) -> _Scanned:
     """The guard's verdict, with COPY ... FROM stdin blocks read as data, not as SQL."""
     if not copy_blocks.may_hold_copy(rendered.sql):
-        return _Scanned(guard.scan(rendered.sql), (), rendered.sql)
-    found = copy_blocks.find(rendered.sql, rendered.expressions)
-    spans = [(b.start, b.end) for b in found.blocks]
-    text = copy_blocks.blank(rendered.sql, spans) if spans else rendered.sql
+        found = copy_blocks.Found((), ())
+        text = rendered.sql
+    else:
+        found = copy_blocks.find(rendered.sql, rendered.expressions)
+        spans = [(b.start, b.end) for b in found.blocks]
+        text = copy_blocks.blank(rendered.sql, spans) if spans else rendered.sql
+    statements_size = len(text) - sum(b.end - b.start for b in found.blocks)
+    if statements_size > MAX_SQL_CHARS:
+        return _Scanned(guard.GuardResult((), (_too_large(statements_size),)), (), text)
     result = guard.scan(text)
+    spans = [(b.start, b.end) for b in found.blocks]
     violations = [v for v in result.violations
                   if not (spans and v.code == guard.EMPTY)]
     violations += found.violations
     violations.sort(key=lambda v: (v.offset, v.code))
     return _Scanned(guard.GuardResult(result.statements, tuple(violations)), found.blocks, text)
+
+
+def _too_large(size: int) -> guard.Violation:
+    return guard.Violation(
+        0, TOO_LARGE, "fixture-too-large",
+        f"the fixture's SQL statements are {size / 2**20:.0f} MB, above the "
+        f"{MAX_SQL_CHARS // 2**20} MB sqlfix reads statement by statement: write the rows in "
+        "COPY form (pg_dump's default; `sqlfix import` keeps it), which has no such limit, or "
+        "split the file", Severity.ERROR)
 
 
 def _quoted_placeholders(rendered: RenderedFixture, sql: str) -> list[Finding]:
@@ -215,7 +238,10 @@ class FixtureLibrary:
         file_seed = derive_seed(self.seed, name)
         context = TemplateContext(file_seed, self.seed, self.now, self.locale)
         try:
-            rendered = render_template(text, name=name, path=shown, context=context)
+            if is_plain(text):
+                rendered = plain_fixture(text, name=name, path=shown, seed=file_seed)
+            else:
+                rendered = render_template(text, name=name, path=shown, context=context)
         except FixtureError as exc:
             return None, list(exc.findings)
         scanned = _scan(rendered)

@@ -654,3 +654,16 @@ def test_every_missing_requirement_of_a_header_is_reported(tmp_path: Path) -> No
     text = "-- requires: x.sql, users.sql, y.sql\nSELECT 1;\n"
     found = run_lint(tmp_path, {"m.sql": text, "users.sql": "SELECT 1;\n"}).findings
     assert [(f.code, f.line, f.col) for f in found] == [("SQLF301", 1, 14), ("SQLF301", 1, 32)]
+
+
+def test_a_fixture_above_the_size_limit_is_refused_and_copy_rows_do_not_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlfix.compiler import library
+
+    monkeypatch.setattr(library, "MAX_SQL_CHARS", 200)
+    inserts = "".join(f"INSERT INTO t VALUES ({i}, 'row {i}');\n" for i in range(20))
+    copy = "COPY t (a, b) FROM stdin;\n" + "".join(f"{i}\trow {i}\n" for i in range(100)) + "\\.\n"
+    result = run_lint(tmp_path, {"big.sql": inserts, "copy.sql": copy})
+    assert places(result) == [("big.sql", 1, 1, "SQLF406")]
+    assert "COPY form" in result.findings[0].message

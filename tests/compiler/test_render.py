@@ -376,3 +376,19 @@ def test_block_tags_on_their_own_lines_leave_no_blank_lines_and_lines_still_map(
     assert [out.locate(o) for o in offsets] == [(4, 32)] * 2
     assert out.locate(out.sql.index("DELETE")) == (7, 1)
     assert out.locate(out.sql.index("7;")) == (7, 25)
+
+
+def test_a_file_without_template_syntax_skips_jinja_with_the_same_result():
+    from sqlfix.compiler.plain import is_plain, plain_fixture
+
+    for source in ("INSERT INTO t VALUES (1, 'a');\n\n  INSERT INTO t VALUES (2, 'it''s');\n",
+                   "-- a comment\nINSERT INTO t VALUES (1)", "", "\n\n"):
+        assert is_plain(source)
+        fast = plain_fixture(source, name="t.sql", path="fx/t.sql", seed=0)
+        slow = render(source)
+        assert fast.sql == slow.sql == source
+        assert [fast.locate(i) for i in range(len(source))] == [slow.locate(i) for i in range(len(source))]
+    for source in ("{{ 1 }}", "{% if x %}", "{# c #}"):
+        assert not is_plain(source)
+    with pytest.raises(FixtureError):
+        plain_fixture("a\x00b", name="t.sql", path="fx/t.sql", seed=0)
