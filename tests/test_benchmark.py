@@ -12,7 +12,7 @@ def test_the_boundary_benchmark_runs_and_prints_its_figures():
                          check=True, timeout=300)
     lines = out.stdout.splitlines()
     assert lines[0].startswith("3 rounds, median per test")
-    assert len(lines) == 5 and all(" ms  x" in line for line in lines[1:])
+    assert len(lines) == 6 and all(" ms  x" in line for line in lines[1:])
 
 
 def test_the_large_fixture_benchmark_runs_and_prints_its_figures():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 
+from sqlfix.compiler.library import label_ids
 from sqlfix.config import load_settings
 from sqlfix.database.baseline import capture, reset_sequences
 from sqlfix.database.boundary import Boundary
@@ -53,11 +54,14 @@ def main(rounds: int) -> None:
 
         plain = psycopg.connect(server.dsn)  # the alternative is not sqlfix's connection
 
-        def sqlfix_test(reset: bool) -> Callable[[], None]:
+        def sqlfix_test(reset: bool, advance: bool = True) -> Callable[[], None]:
             def run() -> None:
-                boundary = Boundary(conn, baseline.reset_query if reset else b"")
+                boundary = Boundary(conn, baseline.reset_query if reset else b"",
+                                    baseline.advance_query if advance else b"")
                 boundary.begin()
-                load(conn, library.plan(["orders.sql"]))  # planned per test, as the plugin does
+                test_plan = library.plan(["orders.sql"])  # planned per test, as the plugin does
+                load(conn, test_plan)
+                boundary.advance_sequences(label_ids(test_plan))
                 boundary.protect()
                 conn.execute(BODY)
                 assert boundary.broken() is None
@@ -78,7 +82,8 @@ def main(rounds: int) -> None:
             conn.real_rollback()
 
         strategies = {
-            "sqlfix: plan + boundary + load + sequence reset (default)": sqlfix_test(True),
+            "sqlfix: plan + boundary + load + sequences past explicit ids + reset (default)": sqlfix_test(True),
+            "sqlfix: the same, sequences not moved past explicit ids": sqlfix_test(True, False),
             "sqlfix: the same, reset_sequences = false": sqlfix_test(False),
             "TRUNCATE ... RESTART IDENTITY after each test": truncate_test,
             "sequence reset alone (one round trip)": reset_only,
