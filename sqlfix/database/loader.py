@@ -50,12 +50,13 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
 
     On error nothing of the plan remains and the transaction is usable again.
     """
+    if any(f.copies for f in plan):
+        # COPY cannot run inside a pipeline: these plans go stretch by stretch. Checked
+        # first: a fixture of COPY blocks alone has no statements outside them.
+        load_with_copies(conn, plan)
+        return
     statements = [(f, s) for f in plan for s in f.statements]
     if not statements:
-        return
-    if any(f.copies for f in plan):
-        # COPY cannot run inside a pipeline: these plans go stretch by stretch
-        load_with_copies(conn, plan)
         return
     cursors: list[psycopg.Cursor[Any]] = []
     savepoint: psycopg.Cursor[Any] | None = None

@@ -46,6 +46,47 @@ def test_copy_blocks_load_with_sql_around_them(shop):
     shop.runpytest(*NO_RANDOM).assert_outcomes(passed=2)
 
 
+def test_a_fixture_of_copy_rows_alone_loads_them(shop):
+    # no statement outside the block: the load must still run the COPY
+    (shop.path / "fixtures_sql" / "users.sql").write_text(USERS_COPY.replace("{{ not a template }}", "plain"))
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("users.sql")
+        def test_rows(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT id FROM users ORDER BY id").fetchall() == [(1,), (2,)]
+        """
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=1)
+
+
+def test_a_failing_statement_between_copy_blocks_is_named_by_its_line(shop):
+    fixtures = shop.path / "fixtures_sql"
+    (fixtures / "users.sql").write_text(USERS_COPY.replace("{{ not a template }}", "plain"))
+    (fixtures / "bad.sql").write_text(
+        "-- requires: users.sql\n"
+        "UPDATE users SET is_admin = true WHERE id = 1;\n"
+        "INSERT INTO orders (id, user_id, status) VALUES (20, 99, 'paid');\n"
+        "UPDATE users SET is_admin = false WHERE id = 2;\n"
+    )
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("bad.sql")
+        def test_bad(sqlfix_conn):
+            pass
+
+        def test_clean(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+        """
+    )
+    result = shop.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*bad.sql:3:1: SQLF701 server rejected the statement*"])
+
+
 def test_a_bad_row_is_named_by_its_line_and_nothing_is_kept(shop):
     fixtures = shop.path / "fixtures_sql"
     (fixtures / "users.sql").write_text(USERS_COPY.replace("{{ not a template }}", "x"))
