@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -180,6 +181,8 @@ class FixtureLibrary:
     locale: str = "en_US"
     _cache: dict[tuple[str, str], CompiledFixture] = field(default_factory=dict, repr=False)
     _sources: dict[str, Source] = field(default_factory=dict, repr=False)
+    # name -> seconds its last real render and guard took (cache hits cost nothing)
+    render_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
     def path(self, name: str) -> Path:
         return self.directory.resolve(name)
@@ -268,7 +271,9 @@ class FixtureLibrary:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        started = time.perf_counter()
         compiled, findings = self.check(name)
+        self.render_seconds[name] = time.perf_counter() - started
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors or compiled is None:
             raise FixtureError(errors)

@@ -13,6 +13,7 @@ data) into the `_sqlfix_baseline` schema.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,25 +197,34 @@ def reset_sequences(conn: psycopg.Connection[Any], baseline: Baseline) -> int:
     return int(scalar(conn, baseline.reset_query) or 0)
 
 
-def restore(conn: psycopg.Connection[Any], baseline: Baseline) -> str:
-    """Truncate every table, reload the schema's own rows, reset sequences; commits.
+def restore(
+    conn: psycopg.Connection[Any], baseline: Baseline,
+    tables: Collection[tuple[str, str]] | None = None,
+) -> str:
+    """Truncate every table (or only `tables`), reload the schema's own rows, reset sequences;
+    commits.
 
+    `tables` must be closed under foreign keys (every table referencing one of
+    them included), or the CASCADE empties tables that are not reloaded.
     Triggers (foreign-key checks included) are off during the reload when the
     role may do that (`session_replication_role`), so the reload adds nothing
     the schema did not; otherwise tables are reloaded referenced-first.
     Returns a one-line account of what was done, for the failure message.
     """
+    wanted = set(baseline.tables if tables is None else tables)
+    targets = [t for t in baseline.tables if t in wanted]
+    reloaded = [t for t in baseline.saved if t in wanted]
     with conn.transaction():
         quiet = _triggers_off(conn)
-        if baseline.tables:
-            names = sql.SQL(", ").join(sql.Identifier(*t) for t in baseline.tables)
+        if targets:
+            names = sql.SQL(", ").join(sql.Identifier(*t) for t in targets)
             conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(names))
-        for schema, table in baseline.saved:
+        for schema, table in reloaded:
             _reload(conn, schema, table)
         moved = reset_sequences(conn, baseline)
     triggers = "triggers off" if quiet else "triggers on: not allowed to turn them off"
-    return (f"sqlfix restored the baseline: truncated {len(baseline.tables)} table(s), "
-            f"reloaded the schema's rows into {len(baseline.saved)} ({triggers}), "
+    return (f"sqlfix restored the baseline: truncated {len(targets)} table(s), "
+            f"reloaded the schema's rows into {len(reloaded)} ({triggers}), "
             f"reset {moved} sequence(s)")
 
 

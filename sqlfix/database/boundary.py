@@ -29,6 +29,21 @@ CHECK_DEFERRED = (
     "ROLLBACK TO SAVEPOINT sqlfix_check",
     "RELEASE SAVEPOINT sqlfix_check",
 )
+# What DISCARD ALL does, in pieces: DISCARD ALL itself refuses to run in the implicit
+# transaction of a multi-statement query, and these ride the rollback's round trip
+# (~0.1 ms a test, see docs/boundary.md). SET SESSION AUTHORIZATION DEFAULT also ends
+# SET ROLE; RESET ALL brings back the connection's startup options (the timeouts).
+# DISCARD PLANS is left out: it changes no result, and replanning costs the next test.
+SESSION_RESET = (
+    b"SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; CLOSE ALL; UNLISTEN *; "
+    b"SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+)
+LOST_HELP = (
+    "The connection to the database was lost during the test: the server ended the "
+    "test's backend (pg_terminate_backend(), a killed server process, a server crash "
+    "or restart). The server rolled back the open transaction. Tests must not end "
+    "their own session; if that was not your test, look at the server's log."
+)
 # After a failed check: leave its savepoint, the transaction usable again.
 UNDO_CHECK = "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check"
 
@@ -115,13 +130,23 @@ class Boundary:
     """One test's transaction on the session connection."""
 
     def __init__(
-        self, conn: SqlfixConnection, reset_query: bytes = b"", advance_query: bytes = b""
+        self,
+        conn: SqlfixConnection,
+        reset_query: bytes = b"",
+        advance_query: bytes = b"",
+        *,
+        reset_session: bool = True,
+        load_timeouts: bytes = b"",
     ) -> None:
         self.conn = conn
         self.xid: str | None = None
         self.escape: str | None = None  # why it broke, once found
+        self.lost = False  # the connection died (not closed by the test): see LOST_HELP
         self._reset_query = reset_query  # puts sequences back; see baseline.reset_sequences
         self._advance_query = advance_query  # see baseline.advance_query
+        self._reset_session = reset_session
+        # SET LOCAL of the fixture-load timeouts; the connection's own defaults are the test's
+        self._load_timeouts = load_timeouts
 
     def advance_sequences(self, label_ids: Collection[int]) -> int:
         """After a load: move sequences past explicit ids, not past `label_ids` (id() values).
@@ -140,11 +165,18 @@ class Boundary:
         conn.row_factory = tuple_row  # a test may have changed it on the shared connection
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.real_rollback()
-        self.xid = scalar(conn, b"SELECT pg_current_xact_id()::text")
+        self.xid = scalar(conn, b"SELECT pg_current_xact_id()::text; " + self._load_timeouts)
+
+    def before_load(self) -> None:
+        """A load in the middle of a test runs under the load timeouts too."""
+        if self._load_timeouts and self.conn._sqlfix_savepoint is not None:
+            self.conn.execute(self._load_timeouts)
 
     def protect(self) -> None:
         """Mark what is loaded so far as the state the test's rollback() returns to."""
-        self.conn.execute(f"SAVEPOINT {SAVEPOINT}".encode())
+        back = (b"SET LOCAL lock_timeout = DEFAULT; SET LOCAL statement_timeout = DEFAULT; "
+                if self._load_timeouts else b"")
+        self.conn.execute(back + f"SAVEPOINT {SAVEPOINT}".encode())
         self.conn._sqlfix_savepoint = SAVEPOINT
 
     def broken(self) -> str | None:
@@ -154,7 +186,19 @@ class Boundary:
         return self.escape
 
     def _check(self) -> str | None:
+        try:
+            return self._check_open()
+        except psycopg.OperationalError:
+            if not (self.conn.closed or self.conn.broken):
+                raise
+        self.lost = True
+        return LOST_HELP
+
+    def _check_open(self) -> str | None:
         conn = self.conn
+        if conn.broken:
+            self.lost = True
+            return LOST_HELP
         if conn.closed:
             return "The connection was closed during the test. " + ESCAPE_HELP
         status = conn.info.transaction_status
@@ -190,12 +234,26 @@ class Boundary:
         conn._sqlfix_savepoint = None
         if conn.closed:
             return  # the server rolled back; the session resets sequences on reconnect
-        if not self._reset_query:
-            conn.real_rollback()
-            return
+        parts = [b"ROLLBACK", SESSION_RESET if self._reset_session else b"", self._reset_query]
+        self._reset_query = b""
         try:
-            conn.cursor(row_factory=tuple_row).execute(b"ROLLBACK; " + self._reset_query)
-        finally:
-            self._reset_query = b""
+            conn.cursor(row_factory=tuple_row).execute(b"; ".join(p for p in parts if p))
+            if self._reset_session:
+                forget_prepared(conn)
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.real_rollback()
+        except psycopg.Error:
+            # A session sqlfix cannot reset (or a dead one) is not handed to the next
+            # test: the session opens a fresh connection instead.
+            conn.close()
+
+
+def forget_prepared(conn: psycopg.Connection[Any]) -> None:
+    """Tell psycopg its prepared statements are gone (DEALLOCATE ALL ran in a batch).
+
+    psycopg notices a DEALLOCATE ALL it sees on its own, but not inside a
+    multi-statement query; `_prepared` is private, hence the guard.
+    """
+    prepared = getattr(conn, "_prepared", None)
+    if prepared is not None and hasattr(prepared, "clear"):
+        prepared.clear()

@@ -12,7 +12,7 @@ row: the row's line, from the server's "COPY t, line N" context).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -41,24 +41,49 @@ def steps(fixture: CompiledFixture) -> Iterator[_Step]:
         yield pos, len(fixture.rendered.sql), None
 
 
-def load_with_copies(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
-    """Run `plan` inside the connection's transaction; raises LoadError, keeping nothing."""
+def load_with_copies(
+    conn: psycopg.Connection[Any], plan: LoadPlan, settings: Sequence[str] = ()
+) -> tuple[int, ...]:
+    """Run `plan` inside the connection's transaction; raises LoadError, keeping nothing.
+
+    `settings` (SET LOCAL statements: how the server reads SQL text, as the guard read
+    it) run first, inside the savepoint. Returns the rows each fixture wrote (INSERT,
+    UPDATE, MERGE, COPY as the server counted them), in plan order.
+    """
     conn.execute(f"SAVEPOINT {_SAVEPOINT}".encode())
     done: list[tuple[CompiledFixture, _Step]] = []
     sent: list[psycopg.Cursor[Any]] = []  # the current stretch's statements
+    rows: list[int] = []
     try:
+        _settings(conn, settings)
         for fixture in plan:
+            written = 0
             for step in steps(fixture):
                 sent.clear()
-                _run(conn, fixture, step, sent)
+                written += _run(conn, fixture, step, sent)
                 done.append((fixture, step))
+            rows.append(written)
         conn.execute(("; ".join(CHECK_DEFERRED)).encode())
     except psycopg.Error as exc:
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
+        _settings(conn, settings)  # undone by the rollback: again, for the replay
         error = _locate(conn, plan, done, sent, exc)
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
         raise error from exc
     conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}".encode())
+    return tuple(rows)
+
+
+def _settings(conn: psycopg.Connection[Any], settings: Sequence[str]) -> None:
+    for setting in settings:
+        _send(conn, setting)
+
+
+_WRITES = ("INSERT", "UPDATE", "MERGE", "COPY")
+
+
+def _written(cursor: psycopg.Cursor[Any]) -> int:
+    return cursor.rowcount if (cursor.statusmessage or "").startswith(_WRITES) else 0
 
 
 def _send(conn: psycopg.Connection[Any], sql: str) -> psycopg.Cursor[Any]:
@@ -73,16 +98,19 @@ def _between(fixture: CompiledFixture, start: int, end: int) -> list[Statement]:
 def _run(
     conn: psycopg.Connection[Any], fixture: CompiledFixture, step: _Step,
     sent: list[psycopg.Cursor[Any]],
-) -> None:
+) -> int:
+    """Run one step; returns the rows it wrote."""
     start, end, block = step
     sql = fixture.rendered.sql
     if block is None:
         with conn.pipeline():  # COPY cannot run in a pipeline: one pipeline per stretch
             for statement in _between(fixture, start, end):
                 sent.append(_send(conn, statement.text))
-        return
-    with conn.cursor().copy(block.statement.encode()) as copy:
+        return sum(_written(c) for c in sent)
+    cursor = conn.cursor()
+    with cursor.copy(block.statement.encode()) as copy:
         copy.write(block.data(sql).encode())
+    return max(cursor.rowcount, 0)
 
 
 def _locate(

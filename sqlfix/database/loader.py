@@ -13,6 +13,7 @@ constraint, found by replaying the statements one by one (slow, error path only)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -45,24 +46,33 @@ def send_one(conn: psycopg.Connection[Any], sql: str) -> psycopg.Cursor[Any]:
     return conn.execute(sql.encode(), prepare=False, binary=True)
 
 
-def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
-    """Run `plan` inside the connection's open transaction; raises LoadError.
+# Settings that change how the server reads SQL text (the guard refuses them in fixtures):
+# set as the guard assumed for the load; undone with the load's savepoint on failure.
+_READ_AS_GUARDED = (
+    "SET LOCAL standard_conforming_strings = on",
+    "SET LOCAL backslash_quote = safe_encoding",
+    "SET LOCAL client_encoding = 'UTF8'",
+)
 
-    On error nothing of the plan remains and the transaction is usable again.
-    """
+
+def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...]:
+    """`load` without the role; returns the rows each fixture wrote, as `load`."""
     if any(f.copies for f in plan):
         # COPY cannot run inside a pipeline: these plans go stretch by stretch. Checked
         # first: a fixture of COPY blocks alone has no statements outside them.
-        load_with_copies(conn, plan)
-        return
+        return load_with_copies(conn, plan, _READ_AS_GUARDED)
     statements = [(f, s) for f in plan for s in f.statements]
     if not statements:
-        return
+        return tuple(0 for _ in plan)
     cursors: list[psycopg.Cursor[Any]] = []
     savepoint: psycopg.Cursor[Any] | None = None
     try:
         with conn.pipeline():
             savepoint = send_one(conn, f"SAVEPOINT {_SAVEPOINT}")
+            # The guard read the text as PostgreSQL reads it by default; a test may have
+            # changed how the server reads strings on this session since: put it back.
+            for setting in _READ_AS_GUARDED:
+                send_one(conn, setting)
             for _, statement in statements:
                 cursors.append(send_one(conn, statement.text))
             for check in CHECK_DEFERRED:
@@ -75,11 +85,22 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
         failed = next((i for i, c in enumerate(cursors) if c.pgresult is None), None)
         if failed is not None:
             fixture, statement = statements[failed]
-            error = _load_error(fixture, statement.offset, statement.text, exc)
+            error = _load_error(conn, fixture, statement.offset, statement.text, exc)
         else:
-            error = _locate_failure(conn, plan) or _unplaced(plan, exc)
+            error = _locate_failure(conn, plan) or _unplaced(conn, plan, exc)
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
         raise error from exc
+    return _rows_per_fixture(plan, cursors)
+
+
+_WRITES = ("INSERT", "UPDATE", "MERGE", "COPY")
+
+
+def _rows_per_fixture(plan: LoadPlan, cursors: list[psycopg.Cursor[Any]]) -> tuple[int, ...]:
+    """Rows written per fixture, from each statement's own cursor (one per statement)."""
+    counts = iter(
+        c.rowcount if (c.statusmessage or "").startswith(_WRITES) else 0 for c in cursors)
+    return tuple(sum(next(counts) for _ in f.statements) for f in plan)
 
 
 def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError | None:
@@ -91,12 +112,16 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
     its parent under SET CONSTRAINTS ALL DEFERRED).
     """
     statements = [(f, s) for f in plan for s in f.statements]
+    for setting in _READ_AS_GUARDED:  # undone by the rollback to the savepoint: again
+        send_one(conn, setting)
     for fixture, statement in statements:
         try:
             send_one(conn, statement.text)
         except psycopg.Error as exc:
-            return _load_error(fixture, statement.offset, statement.text, exc)
+            return _load_error(conn, fixture, statement.offset, statement.text, exc)
     conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
+    for setting in _READ_AS_GUARDED:
+        send_one(conn, setting)
     culprit: tuple[CompiledFixture, Any, psycopg.Error] | None = None
     for fixture, statement in statements:
         send_one(conn, statement.text)
@@ -108,16 +133,25 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
             culprit = culprit or (fixture, statement, failed)
     if culprit is None:
         return None
-    return _load_error(culprit[0], culprit[1].offset, culprit[1].text, culprit[2])
+    return _load_error(conn, culprit[0], culprit[1].offset, culprit[1].text, culprit[2])
 
 
-def _load_error(fixture: CompiledFixture, offset: int, text: str, exc: psycopg.Error) -> LoadError:
+def _load_error(
+    conn: psycopg.Connection[Any],
+    fixture: CompiledFixture,
+    offset: int,
+    text: str,
+    exc: psycopg.Error,
+) -> LoadError:
     diag = exc.diag
     position = diag.statement_position
     if position and position.isdigit():
         offset += int(position) - 1  # syntax errors say where in the statement
     line, col = fixture.locate(offset)
     parts = [f"{diag.sqlstate or '?'} {diag.message_primary or str(exc).strip()}"]
+    too_new = _needs_newer_server(text, diag.sqlstate, conn.info.server_version)
+    if too_new:
+        parts.insert(0, too_new)
     if diag.message_detail:
         parts.append(f"DETAIL: {diag.message_detail.rstrip('.')}")
     if diag.message_hint:
@@ -129,19 +163,40 @@ def _load_error(fixture: CompiledFixture, offset: int, text: str, exc: psycopg.E
     return LoadError(finding, diag.sqlstate, text)
 
 
-def _unplaced(plan: LoadPlan, exc: psycopg.Error) -> LoadError:
+def _unplaced(conn: psycopg.Connection[Any], plan: LoadPlan, exc: psycopg.Error) -> LoadError:
     # The batch failed but no single statement did (e.g. a deferred constraint).
     last = plan.fixtures[-1]
-    return _load_error(last, 0, plan_sql(plan), exc)
+    return _load_error(conn, last, 0, plan_sql(plan), exc)
 
 
-def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
+def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...] | None:
     """Run `plan` inside the connection's open transaction; raises LoadError.
 
     As the restricted fixture role where the session set one up (see
-    `fixture_role`). On error nothing of the plan remains and the transaction
-    is usable again.
+    `fixture_role`). Returns the rows each fixture wrote (INSERT, UPDATE,
+    MERGE, COPY as the server counted them), in plan order. On error nothing
+    of the plan remains and the transaction is usable again.
     """
-    if plan.fixtures:
-        with fixture_role.acting_as(conn):
-            _load_plan(conn, plan)
+    if not plan.fixtures:
+        return ()
+    with fixture_role.acting_as(conn):
+        return _load_plan(conn, plan)
+
+
+# Statements a server older than the given version (server_version_num) cannot parse:
+# the server only says "syntax error", which reads like a typo in the fixture.
+_SINCE = ((re.compile(r"MERGE\b", re.IGNORECASE), "MERGE", 150000),)
+
+
+def _needs_newer_server(text: str, sqlstate: str | None, server_version: int) -> str:
+    if sqlstate != "42601":  # syntax_error
+        return ""
+    for pattern, what, since in _SINCE:
+        if server_version < since and pattern.match(text.lstrip()):
+            return (
+                f"{what} needs PostgreSQL {since // 10000} or later and this server is "
+                f"{server_version // 10000}; use a newer server (e.g. [tool.sqlfix] "
+                f'server_version = "{since // 10000}") or rewrite it (INSERT ... ON CONFLICT, '
+                "UPDATE ... FROM)"
+            )
+    return ""

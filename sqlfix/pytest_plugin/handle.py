@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions, label_ids
-from sqlfix.compiler.seeds import fixture_id
+from sqlfix.compiler.seeds import derive_seed, fixture_id
 from sqlfix.database.boundary import Boundary, SqlfixConnection
 from sqlfix.database.loader import load
 from sqlfix.database.session import DatabaseSession
 
-__all__ = ["Sqlfix"]
+__all__ = ["LoadRecord", "Sqlfix"]
+
+
+@dataclass(frozen=True)
+class LoadRecord:
+    """One load of a test, for `--sqlfix-report`: files in order, rows each, seconds."""
+
+    names: tuple[str, ...]
+    rows: tuple[int, ...] | None  # None: the server's counts could not be split per file
+    seconds: float
 
 
 class Sqlfix:
@@ -21,6 +33,7 @@ class Sqlfix:
         self._session = session
         self._boundary = boundary
         self._loaded: list[CompiledFixture] = []
+        self.loads: list[LoadRecord] = []
 
     @property
     def conn(self) -> SqlfixConnection:
@@ -52,13 +65,27 @@ class Sqlfix:
         plan = library.plan(names)
         new = tuple(f for f in plan if f.name not in self.loaded)
         check_id_collisions((*self._loaded, *new))
-        load(self.conn, LoadPlan(new))
+        self._boundary.before_load()
+        started = time.perf_counter()
+        rows = load(self.conn, LoadPlan(new))
         if new:
             self._boundary.advance_sequences(label_ids(new))
+            names = tuple(f.name for f in new)
+            self.loads.append(LoadRecord(names, rows, time.perf_counter() - started))
         self._loaded.extend(new)
         if self.conn._sqlfix_savepoint is not None:
             self._boundary.protect()
         return tuple(f.name for f in new)
+
+    @property
+    def fixture_seeds(self) -> tuple[tuple[str, int], ...]:
+        """(file, seed its `fake`/`rng`/`seed` values come from) of each file loaded."""
+        return tuple((name, derive_seed(self.seed, name)) for name in self.loaded)
+
+    @property
+    def render_seconds(self) -> dict[str, float]:
+        """Seconds each fixture file took to render and check (once per session)."""
+        return self._session.library.render_seconds
 
     def id(self, table: str, label: str) -> int:
         """The id the templates give `label` in `table` (`{{ id('users', 'alice') }}`)."""

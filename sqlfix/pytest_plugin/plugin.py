@@ -12,7 +12,11 @@ without one pays nothing for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import sys
+import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,31 +24,85 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sqlfix.config import Settings, load_settings, parse_seed
+from sqlfix.config import (
+    INI_KEYS,
+    INI_PREFIX,
+    OPTION_KEYS,
+    TIMEOUT_KEYS,
+    Settings,
+    ini_values,
+    load_settings,
+    parse_duration,
+    parse_seed,
+)
 from sqlfix.errors import SqlfixError
-from sqlfix.marker import MARKER, MARKER_HELP, requested_names
+from sqlfix.marker import (
+    MARKER,
+    MARKER_HELP,
+    commit_requested,
+    legacy_warning,
+    requested_names,
+)
+from sqlfix.pytest_plugin.async_fixtures import (
+    sqlfix_aconn,
+    sqlfix_async_engine,
+    sqlfix_async_session,
+)
+from sqlfix.pytest_plugin.own_connections import sqlfix_dsn
 from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
 
 if TYPE_CHECKING:
     from sqlfix.database.boundary import Boundary, SqlfixConnection
     from sqlfix.database.session import DatabaseSession
+    from sqlfix.database.verify import Fingerprint
     from sqlfix.pytest_plugin.handle import Sqlfix
 
-__all__ = ["sqlfix_sqla_engine", "sqlfix_sqla_session"]  # fixtures re-exported for pytest
+__all__ = [  # fixtures re-exported for pytest
+    "sqlfix_aconn", "sqlfix_async_engine", "sqlfix_async_session", "sqlfix_dsn",
+    "sqlfix_sqla_engine", "sqlfix_sqla_session",
+]
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey["DatabaseSession"]()
 BOUNDARY_KEY = pytest.StashKey["Boundary"]()
 ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed anyway
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
+FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
+HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
+KEEP_LOG_KEY = pytest.StashKey[bool]()  # a sqlfix test failed: keep the server's log
+SEED_CACHE_KEY = "sqlfix/seed"  # the last run's seed, in pytest's cache, for --sqlfix-seed=last
 
 
 def _seed_option(text: str) -> str:
+    if text.strip().lower() == "last":
+        return "last"
     try:
         parse_seed(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _duration_option(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_boundary_options(group: Any) -> None:
+    """Timeouts and the verifier; see docs/boundary.md."""
+    for key in TIMEOUT_KEYS:
+        group.addoption(
+            OPTION_KEYS[key], dest=f"sqlfix_{key}", metavar="DURATION", default=None,
+            type=_duration_option,
+            help=f"{key.replace('_', ' ')} ('10s', '500ms', 0 = none; default: "
+            f"[tool.sqlfix] {key}, else as in docs/configuration.md)")
+    group.addoption(
+        OPTION_KEYS["verify"], dest="sqlfix_verify", action="store_const", const=True,
+        default=None, help="after each test, check every table and sequence is as before "
+        "the first test (default: [tool.sqlfix] verify, else off)")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,10 +116,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sqlfix-seed",
-        metavar="N|random",
+        metavar="N|random|last",
         default=None,
         type=_seed_option,
-        help="seed for fixture values (default 0); 'random' picks one and prints it",
+        help="seed for fixture values (default 0); 'random' picks one and prints it, "
+        "'last' replays the previous run's",
     )
     group.addoption(
         "--sqlfix-fixtures",
@@ -69,18 +128,69 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="fixtures directory (default: [tool.sqlfix] fixtures_dir or fixtures_sql)",
     )
+    _add_boundary_options(group)
+    group.addoption(
+        "--sqlfix-report",
+        action="store_true",
+        default=False,
+        help="at the end, per fixture file: the tests that used it, render and load time, "
+        "rows loaded; and the slowest loads",
+    )
+    for key in sorted(INI_KEYS):
+        what = f"sqlfix: [tool.sqlfix] {key}, as a pytest option (docs/configuration.md)"
+        if key == "schema":
+            parser.addini(INI_PREFIX + key, what, type="linelist")
+        else:
+            parser.addini(INI_PREFIX + key, what)
 
 
 def _settings(config: pytest.Config) -> Settings:
     fixtures = config.getoption("sqlfix_fixtures")
     if fixtures is not None:
         fixtures = str(config.invocation_params.dir / Path(fixtures))
+    seed = config.getoption("sqlfix_seed")
     cli = {
         "dsn": config.getoption("sqlfix_dsn"),
-        "seed": config.getoption("sqlfix_seed"),
+        "seed": _last_seed(config) if seed == "last" else seed,
         "fixtures_dir": fixtures,
+        **{key: config.getoption(f"sqlfix_{key}") for key in OPTION_KEYS},
     }
-    return load_settings(config.rootpath, cli, os.environ)
+    where = str(config.inipath) if config.inipath is not None else "pytest -o"
+    ini = ini_values({k: config.getini(INI_PREFIX + k) for k in INI_KEYS}, where)
+    settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where)
+    if seed == "last":
+        sources = {**settings.sources, "seed": "option --sqlfix-seed=last, the previous run's"}
+        settings = replace(settings, sources=sources)
+    return settings
+
+
+def _last_seed(config: pytest.Config) -> str:
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        raise pytest.UsageError("sqlfix: --sqlfix-seed=last reads pytest's cache, which is "
+                                "off (-p no:cacheprovider); give the seed as a number")
+    seed = cache.get(SEED_CACHE_KEY, None)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise pytest.UsageError(f"sqlfix: --sqlfix-seed=last: no previous run's seed in pytest's "
+                                f"cache ({cache._cachedir}); run once first, or give the seed "
+                                "as a number")
+    return str(seed)
+
+
+def _refuse_dsn_with_xdist(config: pytest.Config, settings: Settings) -> None:
+    """On the pytest-xdist controller, before any worker starts: one DSN cannot serve many."""
+    if hasattr(config, "workerinput") or not settings.dsn:
+        return
+    if not config.pluginmanager.hasplugin("xdist") or config.getoption("collectonly"):
+        return
+    # What xdist itself checks before it starts workers (after it turned -n N into tx).
+    workers = config.getoption("tx", None) or []
+    if config.getoption("dist", "no") != "no" and len(workers) > 1:
+        raise pytest.UsageError(
+            f"sqlfix: with pytest-xdist ({len(workers)} workers), each worker needs a database "
+            f"of its own, and the DSN ({settings.source('dsn')}) names one database for all "
+            "of them. Leave the DSN unset (each worker then starts its own embedded "
+            "PostgreSQL) or run without -n.")
 
 
 class _XdistSeed:
@@ -98,11 +208,6 @@ def _worker_settings(config: pytest.Config, settings: Settings) -> Settings:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         return settings
-    if settings.dsn and int(workerinput.get("workercount", 1)) > 1:
-        raise pytest.UsageError(
-            "sqlfix: with pytest-xdist, each worker needs a database of its own, and the DSN "
-            f"({settings.source('dsn')}) names one database for all of them. Leave the DSN "
-            "unset (each worker then starts its own embedded PostgreSQL) or run without -n.")
     if "sqlfix_seed" not in workerinput:
         return settings
     sources = {**settings.sources, "seed": "the pytest-xdist controller"}
@@ -115,8 +220,17 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = _worker_settings(config, _settings(config))
     except SqlfixError as exc:
         raise pytest.UsageError(f"sqlfix: {exc}") from None
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+    _refuse_dsn_with_xdist(config, settings)
+    controller = not hasattr(config, "workerinput")
+    if config.pluginmanager.hasplugin("xdist") and controller:
         config.pluginmanager.register(_XdistSeed(settings.seed), "sqlfix-xdist-seed")
+    cache = getattr(config, "cache", None)
+    if cache is not None and controller:
+        cache.set(SEED_CACHE_KEY, settings.seed)
+    if config.getoption("sqlfix_report") and controller:
+        from sqlfix.pytest_plugin.report import LoadReport
+
+        config.pluginmanager.register(LoadReport(), "sqlfix-report")
     config.stash[SETTINGS_KEY] = settings
 
 
@@ -138,13 +252,35 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY])
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
+    pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
     try:
         session.start()
+        from sqlfix.pytest_plugin.own_connections import checkpoint
+
+        checkpoint(pytestconfig, session)  # for the second-connection hint
+        if session.settings.verify:
+            _fingerprint(pytestconfig, session)
         return session
     except (SqlfixError, psycopg.Error) as exc:
         problem = str(exc)
     # Every database test would fail the same way: stop the run, say why once.
     pytest.exit(f"sqlfix could not prepare the test database: {problem}", returncode=3)
+
+
+def _kept_log(config: pytest.Config) -> Path | None:
+    """Where a failing run's server log is copied to: pytest's cache, one file per worker."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return Path(cache.mkdir("sqlfix")) / (f"postgres-{worker}.log" if worker else "postgres.log")
+
+
+def _keep_server_log(config: pytest.Config, session: DatabaseSession) -> None:
+    target = _kept_log(config) if config.stash.get(KEEP_LOG_KEY, False) else None
+    if target is not None and session.server is not None:
+        with contextlib.suppress(OSError):  # no log to keep is no reason to fail the run
+            shutil.copyfile(session.server.log, target)
 
 
 def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
@@ -162,27 +298,61 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
         pytest.exit(f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
                     f"could not be restored ({exc}); later tests would see them.\n{reason}",
                     returncode=3)
+    if boundary.lost:
+        return f"sqlfix: the test's database connection was lost. {reason}\n{restored}."
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
+
+
+def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:
+    """What went wrong loading `names`, in sqlfix's words (never a bare psycopg error)."""
+    from sqlfix.errors import LoadError
+    from sqlfix.pytest_plugin.faults import timeout_hint
+
+    if isinstance(exc, LoadError):
+        hint = timeout_hint(exc.sqlstate, session.settings, load=True)
+        return f"{exc}\n{hint}" if hint else str(exc)
+    if isinstance(exc, SqlfixError | TypeError):
+        return str(exc)
+    conn = session.connection_if_open()
+    if conn is not None and not conn.broken:
+        return (f"the database refused the load of {', '.join(names) or 'fixtures'} "
+                f"({type(exc).__name__}: {str(exc).strip()}); nothing of it was kept.")
+    try:  # a database error the loader could not place: the connection went away
+        restored = session.restore()
+    except Exception as again:  # noqa: BLE001 - reported, the run goes on
+        restored = f"sqlfix could not reconnect either: {again}"
+    return (f"the database connection was lost while loading {', '.join(names) or 'fixtures'} "
+            f"({type(exc).__name__}: {str(exc).strip()}). A fixture must not end its own "
+            f"session (pg_terminate_backend(pg_backend_pid()) and the like).\n{restored}.")
 
 
 @pytest.fixture
 def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> Iterator[Sqlfix]:
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
+    import psycopg
+
     from sqlfix.pytest_plugin.handle import Sqlfix
 
-    boundary = _sqlfix_session.boundary()
-    boundary.begin()
     item = request.node
+    if _committed(item):  # @uses(..., commit=True): no boundary, a restore after
+        from sqlfix.pytest_plugin.committed import committed_test
+
+        item.stash[USED_KEY] = True
+        yield from committed_test(item, _sqlfix_session)
+        return
+    boundary = _sqlfix_session.begin()
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
+    names = requested_names(item)
+    item.stash[HANDLE_KEY] = handle
     try:
-        handle.load(*requested_names(item))
+        handle.load(*names)
         boundary.protect()
         problem = None
-    except (SqlfixError, TypeError) as exc:
+    except (SqlfixError, TypeError, psycopg.Error) as exc:
         boundary.end()
-        problem = str(exc)
+        problem = _load_problem(_sqlfix_session, tuple(names), exc)
     if problem is not None:  # outside `except`: the report shows the message once
         pytest.fail(f"sqlfix could not load the fixtures of this test:\n{problem}", pytrace=False)
     try:
@@ -198,6 +368,13 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
         pytest.fail(message, pytrace=False)
 
 
+def _committed(item: pytest.Item) -> bool:
+    try:
+        return commit_requested(item)
+    except TypeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.fixture
 def sqlfix_conn(sqlfix: Sqlfix) -> SqlfixConnection:
     """The test's psycopg connection, inside its rollback boundary, fixtures loaded."""
@@ -206,9 +383,20 @@ def sqlfix_conn(sqlfix: Sqlfix) -> SqlfixConnection:
 
 @pytest.fixture(autouse=True)
 def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
-    """Tests marked with @uses get their fixtures even if they request no sqlfix fixture."""
-    if request.node.get_closest_marker(MARKER) is not None:
-        request.getfixturevalue("sqlfix")
+    """Tests marked with @uses get their fixtures even if they request no sqlfix fixture.
+
+    A `unittest.TestCase` cannot request fixtures: it gets the handle as `self.sqlfix`
+    (set before `setUp` runs).
+    """
+    legacy = legacy_warning(request.node)
+    if legacy is not None:  # here, so that filterwarnings=error fails this test only
+        warnings.warn(legacy, stacklevel=1)
+    if request.node.get_closest_marker(MARKER) is None:
+        return
+    handle = request.getfixturevalue("sqlfix")
+    unittest = sys.modules.get("unittest")  # not imported: no TestCase can exist
+    if unittest is not None and isinstance(request.instance, unittest.TestCase):
+        request.instance.sqlfix = handle
 
 
 @pytest.hookimpl(wrapper=True)
@@ -233,6 +421,38 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         pytest.fail(message, pytrace=False)
 
 
+def _fingerprint(config: pytest.Config, session: DatabaseSession) -> Fingerprint:
+    import psycopg
+
+    from sqlfix.database.verify import take
+
+    try:
+        fingerprint = take(session.connection(), session.settings.reset_sequences)
+    except psycopg.OperationalError:  # the connection or the server died since the test
+        session.restore()
+        fingerprint = take(session.connection(), session.settings.reset_sequences)
+    config.stash[FINGERPRINT_KEY] = fingerprint
+    return fingerprint
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """The verifier (--sqlfix-verify): after the test's fixtures are gone, compare."""
+    result = yield
+    reference = item.config.stash.get(FINGERPRINT_KEY, None)
+    session = item.config.stash.get(SESSION_KEY, None)
+    if reference is None or session is None or session.dsn is None:
+        return result
+    changes = reference.differences(_fingerprint(item.config, session))
+    if changes:
+        restored = session.restore()
+        _fingerprint(item.config, session)
+        pytest.fail("sqlfix --sqlfix-verify: after this test the database differs from its "
+                    "state before the first test:\n  " + "\n  ".join(changes)
+                    + f"\n{restored}.", pytrace=False)
+    return result
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -242,7 +462,40 @@ def pytest_runtest_makereport(
         # an expected failure of the test is no excuse for data escaping its boundary
         del report.wasxfail
         report.outcome = "failed"
+    if call.excinfo is not None and item.stash.get(USED_KEY, False):
+        from sqlfix.pytest_plugin.faults import explain
+
+        note = explain(call.excinfo.value, item.config.stash[SETTINGS_KEY])
+        if note is not None:
+            report.sections.append(("sqlfix", note))
     if report.failed and item.stash.get(USED_KEY, False):
-        seed = item.config.stash[SETTINGS_KEY].seed
-        report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))
+        report.sections.append(("sqlfix", _failure_section(item)))
+        boundary = item.stash.get(BOUNDARY_KEY, None)
+        if call.when == "call" and boundary is not None and not boundary.conn.closed:
+            from sqlfix.pytest_plugin.own_connections import second_connection_hint
+
+            hint = second_connection_hint(
+                item.config, item.config.stash[SESSION_KEY], boundary.conn.info.backend_pid)
+            if hint:
+                report.sections.append(("sqlfix: other connections", hint))
+    if call.when == "teardown" and HANDLE_KEY in item.stash:
+        handle = item.stash[HANDLE_KEY]
+        del item.stash[HANDLE_KEY]
+        if item.config.getoption("sqlfix_report"):
+            from sqlfix.pytest_plugin.report import ATTR, records
+
+            setattr(report, ATTR, records(handle))  # JSON-able: xdist sends it along
     return report
+
+
+def _failure_section(item: pytest.Item) -> str:
+    from sqlfix.pytest_plugin.report import failure_section, server_log_note
+
+    config = item.config
+    settings = config.stash[SETTINGS_KEY]
+    config.stash[KEEP_LOG_KEY] = True
+    session = config.stash.get(SESSION_KEY, None)
+    server = session.server if session is not None else None
+    live = server.log if server is not None else None
+    where = server_log_note(_kept_log(config) if live else None, live, settings.database)
+    return failure_section(item, settings.seed, item.stash.get(HANDLE_KEY, None), where)
