@@ -22,6 +22,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
+from sqlfix.compiler import guard
 from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.database.baseline import capture
@@ -78,9 +79,22 @@ def seconds(action: object) -> float:
     return time.perf_counter() - began
 
 
+def lint_tree_path_only(folder: Path, name: str) -> float:
+    """Lint with the guard's constants-only INSERT fast path off: what it saves."""
+    saved = guard._plain_insert
+    guard._plain_insert = lambda chunk, part: None  # type: ignore[assignment]
+    guard._scan.cache_clear()
+    try:
+        return seconds(lambda: FixtureLibrary(FixtureDir(folder)).check(name))
+    finally:
+        guard._plain_insert = saved
+        guard._scan.cache_clear()
+
+
 def measure(name: str, folder: Path, dsn: str) -> None:
     size = (folder / name).stat().st_size
     lint = seconds(lambda: FixtureLibrary(FixtureDir(folder)).check(name))
+    tree_lint = lint_tree_path_only(folder, name)
     tracemalloc.start()
     FixtureLibrary(FixtureDir(folder)).check(name)
     peak = tracemalloc.get_traced_memory()[1]
@@ -115,7 +129,8 @@ def measure(name: str, folder: Path, dsn: str) -> None:
     conn._sqlfix_owned = False  # the benchmark commits its TRUNCATEs itself
     reference = min(seconds(psql_load) for _ in range(3))
     conn.close()
-    print(f"{name:12} {size / 1e6:5.1f} MB  lint {lint:6.2f} s  load first {first:6.2f} s  "
+    print(f"{name:12} {size / 1e6:5.1f} MB  lint {lint:6.2f} s (tree path only {tree_lint:6.2f} s, "
+          f"x{tree_lint / lint:4.1f})  load first {first:6.2f} s  "
           f"later {later:6.2f} s  psql -1 -f {reference:6.2f} s  "
           f"later/psql x{later / reference:4.2f}  first/psql x{first / reference:4.2f}  "
           f"peak memory x{peak / size:4.1f} of the file")
