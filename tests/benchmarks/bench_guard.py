@@ -110,7 +110,7 @@ def part_one(rounds: int) -> None:
     guard._plain_insert = saved
     base = results["sqlfix guard.scan (all checks)"]
     for name, seconds in results.items():
-        print(f"  {name:45} {seconds:8.3f} s   x{seconds / base:5.2f} of guard.scan")
+        print(f"  {name:50} {seconds:8.3f} s   x{seconds / base:5.2f} of guard.scan")
 
 
 def joined(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
