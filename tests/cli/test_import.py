@@ -6,7 +6,6 @@ import re
 import shutil
 from pathlib import Path
 
-import psycopg
 import pytest
 from helpers import DATA
 
@@ -17,10 +16,7 @@ PGDUMP = DATA / "pgdump"
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str) -> Path:
-    """A project whose schema is the pg_dump schema, on a database with a postgres role."""
-    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'postgres'").fetchone() is None:
-            conn.execute("CREATE ROLE postgres SUPERUSER")
+    """A project whose schema is the pg_dump schema (its owner, postgres, is the superuser)."""
     shutil.copy(PGDUMP / "schema.sql", tmp_path / "schema.sql")
     (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["schema.sql"]\n')
     monkeypatch.chdir(tmp_path)
@@ -109,12 +105,10 @@ def test_import_refuses_what_it_cannot_do(
 
 def test_the_adopting_walk_through(pytester: pytest.Pytester, fresh_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/adopting.md, step by step: schema dump, import with fakes, the first tests pass."""
-    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'postgres'").fetchone() is None:
-            conn.execute("CREATE ROLE postgres SUPERUSER")
     (pytester.path / "db").mkdir()
     shutil.copy(PGDUMP / "schema.sql", pytester.path / "db" / "schema.sql")
-    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["db/schema.sql"]\n')
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["db/schema.sql"]\n'
+                               '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
     monkeypatch.chdir(pytester.path)
     argv = ["import", str(PGDUMP / "data_copy.sql"), "--dsn", fresh_dsn, "--fake", "customer.email=email",
             "--fake", "customer.full_name=name"]

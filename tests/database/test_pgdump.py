@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import shutil
 
-import psycopg  # imported before any in-process pytester run snapshots sys.modules
+import psycopg  # noqa: F401 - imported before any in-process pytester run snapshots sys.modules
 from helpers import DATA, NO_RANDOM
 
 PGDUMP = DATA / "pgdump"
-
-
-def ensure_postgres_role(dsn: str) -> None:
-    """pg_dump writes `ALTER ... OWNER TO postgres`: the role must exist on the server."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'postgres'").fetchone() is None:
-            conn.execute("CREATE ROLE postgres SUPERUSER")
 
 
 def test_the_dump_is_what_pg_dump_writes():
@@ -27,8 +20,9 @@ def test_the_dump_is_what_pg_dump_writes():
         assert part in text, part
 
 
-def test_a_pg_dump_schema_applies_unchanged_and_tests_pass_on_it(pytester, fresh_dsn):
-    ensure_postgres_role(fresh_dsn)
+def test_a_pg_dump_schema_applies_unchanged_and_tests_pass_on_it(pytester):
+    # On the embedded server, with nothing but the dump: its superuser is `postgres`, so
+    # the dump's `OWNER TO postgres` lines load as they are.
     shutil.copy(PGDUMP / "schema.sql", pytester.path / "schema.sql")
     (pytester.path / "fixtures_sql").mkdir()
     (pytester.path / "fixtures_sql" / "customers.sql").write_text(
@@ -38,7 +32,8 @@ def test_a_pg_dump_schema_applies_unchanged_and_tests_pass_on_it(pytester, fresh
         "    ({{ id('orders', 'o1') }}, {{ id('customer', 'ann') }}, 'paid');\n"
         "INSERT INTO public.payment (id, order_id, paid_on, amount) VALUES\n"
         "    (1, {{ id('orders', 'o1') }}, '2024-02-01', 5);\n")
-    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n'
+                               '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
     pytester.makepyfile(
         """
         import psycopg
@@ -56,6 +51,13 @@ def test_a_pg_dump_schema_applies_unchanged_and_tests_pass_on_it(pytester, fresh
             new = conn.execute("INSERT INTO public.customer (email, full_name) VALUES ('n@x.org', 'N') RETURNING id")
             assert new.fetchone() == (1,)
 
+        def test_the_dumps_settings_are_not_kept(sqlfix_conn):
+            # pg_dump's set_config('search_path', '', false) was for the schema only
+            conn = sqlfix_conn
+            assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
+            assert conn.execute("SELECT count(*) FROM customer").fetchone() == (0,)
+            assert conn.execute("SHOW client_min_messages").fetchone() == ("notice",)
+
         def test_domain_and_enum_refuse_bad_values(sqlfix_conn):
             with pytest.raises(psycopg.errors.CheckViolation):
                 sqlfix_conn.execute("INSERT INTO public.customer (email, full_name) VALUES ('nope', 'N')")
@@ -64,4 +66,4 @@ def test_a_pg_dump_schema_applies_unchanged_and_tests_pass_on_it(pytester, fresh
                 sqlfix_conn.execute("INSERT INTO public.orders (customer_id, status) VALUES (1, 'lost')")
         """
     )
-    pytester.runpytest(f"--sqlfix-dsn={fresh_dsn}", *NO_RANDOM).assert_outcomes(passed=2)
+    pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=3)
