@@ -518,6 +518,15 @@ def test_sequences_move_past_explicit_fixture_ids_and_back_after_the_test(shop):
         def test_5_load_later_in_the_test(sqlfix):
             sqlfix.load("explicit.sql")
             assert sqlfix.conn.execute(NEW_USER, ["q@x.org"]).fetchone() == (4,)
+
+        @uses("explicit.sql", commit=True)
+        def test_6_committed_mode_too(sqlfix, sqlfix_dsn):
+            import psycopg
+            with psycopg.connect(sqlfix_dsn) as other:  # the app's own connection
+                assert other.execute(NEW_USER, ["z@x.org"]).fetchone() == (4,)
+
+        def test_7_back_after_the_committed_test(sqlfix_conn):
+            assert sqlfix_conn.execute(NEW_USER, ["d@x.org"]).fetchone() == (1,)
         """
     )
-    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=5)
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=7)
