@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 import psycopg
 from psycopg import sql
 
 from sqlfix.cli.targets import Target, Workspace
+from sqlfix.compiler.library import LoadPlan, label_ids
+from sqlfix.compiler.plan import parse_expect_error
 from sqlfix.database.boundary import Boundary
 from sqlfix.database.loader import load
 from sqlfix.errors import Finding, FixtureError, LoadError, SqlfixError
@@ -39,6 +41,7 @@ class Outcome:
     changes: tuple[tuple[str, int], ...] = ()  # (table, rows added) for tables that changed
     findings: tuple[Finding, ...] = ()  # why it failed; empty when it loaded
     statement: str = ""  # the statement the server rejected
+    expected: str = ""  # an expect-error fixture that failed as it should: the error
 
     @property
     def ok(self) -> bool:
@@ -87,8 +90,31 @@ def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcom
     """
     try:
         plan = workspace.plan(target)
+        expect = parse_expect_error(workspace.library.source(target.key).text) if not \
+            target.outside else parse_expect_error(target.path.read_text(encoding="utf-8"))
     except FixtureError as exc:
         return Outcome(target, findings=exc.findings)
+    outcome = _load(boundary, plan, target)
+    return _judge(outcome, expect) if expect else outcome
+
+
+def _judge(outcome: Outcome, expect: str) -> Outcome:
+    """An expect-error fixture passes when its own load fails with that SQLSTATE."""
+    if outcome.ok:
+        finding = Finding(
+            "SQLF702", f"the fixture loaded, but its header says `-- sqlfix: expect-error "
+            f"{expect}`: it is meant to fail with that SQLSTATE; fix the fixture or drop "
+            "the line", outcome.target.shown, 1, 1)
+        return replace(outcome, findings=(finding,), changes=())
+    (finding,) = outcome.findings
+    if finding.code == "SQLF701" and f": {expect} " in finding.message and \
+            finding.path == outcome.target.shown:
+        return replace(outcome, findings=(), expected=finding.message)
+    return replace(outcome, findings=(replace(
+        finding, message=f"{finding.message} (expected SQLSTATE {expect} from this file)"),))
+
+
+def _load(boundary: Boundary, plan: LoadPlan, target: Target) -> Outcome:
     began = time.perf_counter()
     try:
         boundary.begin()
@@ -96,6 +122,7 @@ def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcom
         before = count_rows(conn)
         began = time.perf_counter()
         load(conn, plan)
+        boundary.advance_sequences(label_ids(plan))
         millis = (time.perf_counter() - began) * 1000
         changes = _changes(before, count_rows(conn))
     except LoadError as exc:
@@ -123,6 +150,8 @@ def _not_loaded(target: Target, boundary: Boundary, exc: Exception) -> Finding:
 def describe(outcome: Outcome, width: int) -> list[str]:
     """The report lines of one outcome: OK with rows per table, or FAIL with where and why."""
     name = outcome.target.key.ljust(width)
+    if outcome.ok and outcome.expected:
+        return [f"OK    {name}  failed as expected: {outcome.expected}"]
     if outcome.ok:
         rows = ", ".join(f"{table} {delta:+d}" for table, delta in outcome.changes)
         return [f"OK    {name}  {outcome.millis:7.1f} ms  {rows or 'no rows changed'}"]

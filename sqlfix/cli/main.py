@@ -19,7 +19,7 @@ from typing import TextIO
 
 from sqlfix import __version__, docs_url
 from sqlfix.cli import check as dbcheck
-from sqlfix.cli import report
+from sqlfix.cli import importer, report
 from sqlfix.cli.lint import lint, lint_options
 from sqlfix.cli.serve import serve
 from sqlfix.cli.targets import Target, UsageError, Workspace
@@ -170,6 +170,39 @@ def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(handler=run_check)
 
 
+IMPORT_EPILOG = """\
+Reads a data-only dump (pg_dump --data-only, COPY or --inserts form) and writes one
+fixture per table into the fixtures directory (or --out), with `-- requires:` from the
+foreign keys of the project's schema, which it applies on the embedded PostgreSQL (or
+--dsn) first, with setup_command. SET, set_config(), setval(), \\restrict and the dump's
+comments are dropped, and said so.
+
+examples:
+  pg_dump --data-only --table=users --table=orders myapp_dev > dev_data.sql
+  python -m sqlfix import dev_data.sql
+  python -m sqlfix import dev_data.sql --tables users,orders --fake users.email=email \\
+      --fake users.full_name=name --out fixtures_sql/imported
+"""
+
+
+def _import_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _subparser(
+        sub, "import", "turn a data-only pg_dump into fixture files, one per table", IMPORT_EPILOG)
+    parser.add_argument("dump", metavar="DUMP", type=Path, help="the data-only dump (.sql)")
+    parser.add_argument("--out", metavar="DIR", type=Path,
+                        help="where to write the fixtures (default: the fixtures directory)")
+    parser.add_argument("--tables", metavar="NAMES", type=_codes, action="extend",
+                        help="only these tables (comma-separated, `users` or `sales.invoice`)")
+    parser.add_argument("--fake", metavar="TABLE.COLUMN=METHOD", action="append", default=[],
+                        help="replace a column by {{ fake.METHOD() }}, e.g. users.email=email "
+                        "(repeatable)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing fixture files")
+    parser.add_argument("--dsn", metavar="DSN",
+                        help="database for the schema (default: as check; embedded server)")
+    _common(parser)
+    parser.set_defaults(handler=run_import)
+
+
 SERVER_EPILOG = """\
 Starts the embedded PostgreSQL exactly as a test session would (same binaries,
 server_* options, schema files and setup_command), prints its connection string
@@ -213,7 +246,7 @@ def build_parser(prog: str = "python -m sqlfix") -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sqlfix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_lint_parser, _render_parser, _check_parser, _server_parser):
+    for add in (_lint_parser, _render_parser, _check_parser, _import_parser, _server_parser):
         add(sub)
     return parser
 
@@ -317,6 +350,33 @@ def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], o
     verdict = f"All {verdict}" if not failed and len(outcomes) > 1 else verdict
     out.write(f"{verdict}; every load was rolled back, nothing was committed.\n")
     return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def run_import(args: argparse.Namespace, out: TextIO) -> int:
+    settings = settings_for(args)
+    try:
+        text = args.dump.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the dump {args.dump}: {exc}") from None
+    parsed = importer.parse_dump(text)
+    if not parsed.tables:
+        raise UsageError(f"{args.dump} holds no table data (COPY ... FROM stdin or INSERT); "
+                         "make it with pg_dump --data-only")
+    options = importer.Options(
+        out=args.out or settings.fixtures_dir,
+        tables=frozenset(args.tables) if args.tables else None,
+        fakes=importer.parse_fakes(args.fake), force=args.force)
+    session = DatabaseSession(settings)
+    if not settings.schema and not settings.setup_command:
+        out.write("note: no schema or setup_command configured: no requires derived\n")
+        importer.write_fixtures(parsed, options, None, args.dump.name, out)
+        return EXIT_OK
+    session.start()
+    try:
+        importer.write_fixtures(parsed, options, session.connection(), args.dump.name, out)
+    finally:
+        session.stop()
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

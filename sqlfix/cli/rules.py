@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlfix import docs_url
-from sqlfix.compiler import guard
+from sqlfix.compiler import copy_blocks, guard
+from sqlfix.compiler.library import TOO_LARGE
 from sqlfix.errors import Severity
 
 
@@ -68,14 +69,23 @@ _OTHERS = (
         "the server rejected a statement while loading (syntax, FK, unique, check, not-null)",
         only_in_check=True,
     ),
+    Rule(
+        "SQLF702",
+        "expected-error-missing",
+        _E,
+        "a fixture marked `-- sqlfix: expect-error SQLSTATE` loaded without that error",
+        only_in_check=True,
+    ),
 )
 
 
 def _guard_rules() -> tuple[Rule, ...]:
-    return tuple(
+    return (*(
         Rule(code, name, guard.SEVERITY[code], summary)
         for code, (name, summary) in guard.RULES.items()
-    )
+    ), Rule(copy_blocks.COPY_DATA, copy_blocks.RULE[0], _E, copy_blocks.RULE[1]),
+        Rule(TOO_LARGE, "fixture-too-large", _E,
+             "the SQL statements of a fixture (outside COPY rows) are above 32 MB"))
 
 
 RULES: dict[str, Rule] = {

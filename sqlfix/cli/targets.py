@@ -22,7 +22,7 @@ from sqlfix.compiler.library import (
     display_path,
 )
 from sqlfix.compiler.plan import Requirement, load_order
-from sqlfix.errors import ConfigError, Finding
+from sqlfix.errors import ConfigError, Finding, FixtureError, Severity
 
 
 class UsageError(ConfigError):
@@ -138,7 +138,18 @@ class Workspace:
         check_id_collisions(c for c in compiled if c is not None)
 
     def plan(self, target: Target) -> LoadPlan:
-        """The checked load plan of one target; raises FixtureError."""
-        fixtures = tuple(self._library_for(t).compile(t.name) for t in self.order(target))
+        """The checked load plan of one target; raises FixtureError.
+
+        Reuses what `check` compiled: `sqlfix check` lints every file first, and a
+        large fixture is not rendered and guarded a second time to be loaded.
+        """
+        fixtures = tuple(self._compiled(t) for t in self.order(target))
         check_id_collisions(fixtures)
         return LoadPlan(fixtures)
+
+    def _compiled(self, target: Target) -> CompiledFixture:
+        compiled, findings = self.check(target)
+        errors = [f for f in findings if f.severity is Severity.ERROR]
+        if errors or compiled is None:
+            raise FixtureError(errors)
+        return compiled

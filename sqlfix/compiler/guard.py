@@ -175,7 +175,8 @@ _CUSTOM_SETTING = re.compile(r"[a-z_][a-z0-9_$]*\.[a-z0-9_$.]+")
 _HINTS = {
     "SET": "use SET LOCAL (or SET CONSTRAINTS), which end with the test's transaction",
     "RESET": "use SET LOCAL (or SET CONSTRAINTS), which end with the test's transaction",
-    "COPY": "write the rows as INSERT statements",
+    "COPY": "write the rows as INSERT statements, or as COPY ... FROM stdin; then the rows "
+    "and a line `\\.` (pg_dump's format)",
     "CALL": "write the data statements themselves",
     "DO": "write the data statements themselves",
     "\\": "sqlfix sends SQL to the server, not to psql: put the SQL itself in the fixture",
@@ -272,9 +273,54 @@ _MAY_CALL = (
 )  # fmt: skip
 
 
+_MAY_CALL_RE = re.compile("|".join(re.escape(name) for name in _MAY_CALL))
+
+
 def _may_call(text: str) -> bool:
-    lowered = text.lower()
-    return any(name in lowered for name in _MAY_CALL)
+    return _MAY_CALL_RE.search(text.lower()) is not None
+
+
+# The statement pg_dump --inserts / --column-inserts writes, one per row (and sqlfix's
+# own literals): INSERT INTO name [(columns)] [OVERRIDING ... VALUE] VALUES (constants),
+# ... [ON CONFLICT DO NOTHING];  with constants '...' (standard strings), numbers, NULL,
+# TRUE, FALSE, DEFAULT, each optionally cast (::name[]). Its parse tree has no call, no
+# CURRENT_* value and no INTO clause: the guard approves it without walking the tree, so
+# a large dump needs no JSON tree at all. Anything else (E'', U&'', $$, comments, an
+# expression, a subquery) does not match and takes the full path: fail closed.
+_WS = r"[ \t\n\r\f]*"
+_WS1 = r"[ \t\n\r\f]+"
+_END = r"(?![A-Za-z0-9_$])"  # a keyword or name ends here
+_NAME = r'(?:[A-Za-z_][A-Za-z0-9_$]*' + _END + r'|"[^"]*(?:""[^"]*)*")'
+_STRING = r"'[^']*(?:''[^']*)*'"
+_NUMBER = r"-?" + _WS + r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?" + _END
+_CONST = (rf"(?:{_STRING}|{_NUMBER}|(?:NULL|TRUE|FALSE|DEFAULT){_END})"
+          rf"(?:{_WS}::{_WS}{_NAME}(?:{_WS}\[{_WS}\])?)?")
+_ROW = rf"\({_WS}{_CONST}(?:{_WS},{_WS}{_CONST})*{_WS}\)"
+_PLAIN_INSERT = re.compile(
+    rf"INSERT{_WS1}INTO{_WS1}{_NAME}(?:{_WS}\.{_WS}{_NAME}){{0,2}}{_WS}"
+    rf"(?:\({_WS}{_NAME}(?:{_WS},{_WS}{_NAME})*{_WS}\){_WS})?"
+    rf"(?:OVERRIDING{_WS1}(?:SYSTEM|USER){_WS1}VALUE{_WS1})?"
+    rf"VALUES{_WS}{_ROW}(?:{_WS},{_WS}{_ROW})*{_WS}"
+    rf"(?:ON{_WS1}CONFLICT{_WS1}DO{_WS1}NOTHING{_WS})?;",
+    re.IGNORECASE | re.ASCII,
+)
+
+
+def _plain_insert(chunk: str, part: slice) -> str | None:
+    """The statement's text if the parser's statement `part` is a constants-only INSERT.
+
+    Both must agree on where it ends: the parser's statement stops at the ';' the
+    pattern ends with (whitespace between); else None, and the full path decides.
+    """
+    if chunk[part.start] not in "iI":
+        return None
+    match = _PLAIN_INSERT.match(chunk, part.start)
+    if match is None:
+        return None
+    semi = match.end() - 1
+    if semi < part.stop or chunk[part.stop : semi].strip(" \t\n\r\f"):
+        return None
+    return chunk[part.start : match.end()]
 
 
 _STATEMENT_WORDS = frozenset(
@@ -453,6 +499,43 @@ class _Failure(NamedTuple):
 
 
 def _parse(sql: str, start: int, end: int) -> list[_Piece] | _Failure:
+    """The statements of sql[start:end], or where the parser fails.
+
+    PostgreSQL's parser splits the text (without building a tree for Python);
+    constants-only INSERTs (see _PLAIN_INSERT) are approved from their text, runs of
+    other statements are parsed into trees and checked one by one (_parse_tree).
+    """
+    chunk = sql[start:end]
+    try:
+        parts = pg.split(chunk, with_parser=True, only_slices=True)
+    except pg.ParseError:
+        return _parse_tree(sql, start, end)  # the parser's own error, as the tree path says it
+    pieces: list[_Piece] = []
+    pending: int | None = None  # where a run of statements for the tree path starts
+    for part in parts:
+        text = _plain_insert(chunk, part)
+        if text is None:
+            pending = part.start if pending is None else pending
+            continue
+        if pending is not None:
+            run = _parse_tree(sql, start + pending, start + part.start)
+            if isinstance(run, _Failure):
+                return _parse_tree(sql, start, end)
+            pieces.extend(run)
+            pending = None
+        pieces.append(_Piece(Statement(text, start + part.start, "INSERT"), []))
+    if pending is not None:
+        if not pieces:  # nothing plain: the whole range as before
+            return _parse_tree(sql, start, end)
+        run = _parse_tree(sql, start + pending, end)
+        if isinstance(run, _Failure):
+            return _parse_tree(sql, start, end)
+        pieces.extend(run)
+    return pieces
+
+
+def _parse_tree(sql: str, start: int, end: int) -> list[_Piece] | _Failure:
+    """sql[start:end] through the parser's JSON tree: every statement checked by kind."""
     chunk = sql[start:end]
     try:
         text = pg.parse_sql_json(chunk)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlfix.compiler import guard
+from sqlfix.compiler import copy_blocks, guard
 from sqlfix.compiler.context import DEFAULT_NOW, TemplateContext
 from sqlfix.compiler.discovery import (
     FixtureDir,
@@ -25,6 +25,7 @@ from sqlfix.compiler.discovery import (
     normalize_name,
     read_sql,
 )
+from sqlfix.compiler.plain import is_plain, plain_fixture
 from sqlfix.compiler.plan import Requirement, load_order, misplaced_requires, parse_requires
 from sqlfix.compiler.render import RenderedFixture, render_template
 from sqlfix.compiler.seeds import derive_seed
@@ -42,8 +43,9 @@ def display_path(path: Path) -> str:
 @dataclass(frozen=True)
 class CompiledFixture:
     rendered: RenderedFixture
-    statements: tuple[guard.Statement, ...]
+    statements: tuple[guard.Statement, ...]  # outside COPY blocks
     warnings: tuple[Finding, ...]
+    copies: tuple[copy_blocks.CopyBlock, ...] = ()  # COPY ... FROM stdin with their rows
 
     @property
     def name(self) -> str:
@@ -75,16 +77,60 @@ def _guard_findings(rendered: RenderedFixture, result: guard.GuardResult) -> lis
     return findings
 
 
-def _quoted_placeholders(rendered: RenderedFixture) -> list[Finding]:
+@dataclass(frozen=True)
+class _Scanned:
+    result: guard.GuardResult
+    copies: tuple[copy_blocks.CopyBlock, ...]
+    sql: str  # the text the guard read: COPY blocks blanked out
+
+
+# SQL statements (outside COPY rows) the guard reads token by token: its memory is a
+# few times the text, so above this a fixture is refused; rows in COPY form have no
+# such limit (they are not tokenized). docs/fixtures.md states the limit.
+MAX_SQL_CHARS = 32 * 1024 * 1024
+TOO_LARGE = "SQLF406"
+
+
+def _scan(rendered: RenderedFixture) -> _Scanned:
+    """The guard's verdict, with COPY ... FROM stdin blocks read as data, not as SQL."""
+    if not copy_blocks.may_hold_copy(rendered.sql):
+        found = copy_blocks.Found((), ())
+        text = rendered.sql
+    else:
+        found = copy_blocks.find(rendered.sql, rendered.expressions)
+        spans = [(b.start, b.end) for b in found.blocks]
+        text = copy_blocks.blank(rendered.sql, spans) if spans else rendered.sql
+    statements_size = len(text) - sum(b.end - b.start for b in found.blocks)
+    if statements_size > MAX_SQL_CHARS:
+        return _Scanned(guard.GuardResult((), (_too_large(statements_size),)), (), text)
+    result = guard.scan(text)
+    spans = [(b.start, b.end) for b in found.blocks]
+    violations = [v for v in result.violations
+                  if not (spans and v.code == guard.EMPTY)]
+    violations += found.violations
+    violations.sort(key=lambda v: (v.offset, v.code))
+    return _Scanned(guard.GuardResult(result.statements, tuple(violations)), found.blocks, text)
+
+
+def _too_large(size: int) -> guard.Violation:
+    return guard.Violation(
+        0, TOO_LARGE, "fixture-too-large",
+        f"the fixture's SQL statements are {size / 2**20:.0f} MB, above the "
+        f"{MAX_SQL_CHARS // 2**20} MB sqlfix reads statement by statement: write the rows in "
+        "COPY form (pg_dump's default; `sqlfix import` keeps it), which has no such limit, or "
+        "split the file", Severity.ERROR)
+
+
+def _quoted_placeholders(rendered: RenderedFixture, sql: str) -> list[Finding]:
     """`'{{ x }}'` and `"{{ x }}"`: values are written as quoted literals, never inside quotes.
 
     In a string the quotes double up; in a quoted identifier a value would become
     (part of) a name, and a name must be the template's own text.
     """
     findings = []
-    names = _quoted_identifiers(rendered.sql) if rendered.expressions else []
+    names = _quoted_identifiers(sql) if rendered.expressions else []
     for start, _end in rendered.expressions:
-        if guard.inside_string(rendered.sql, start):
+        if guard.inside_string(sql, start):
             message = ("{{ }} placeholder inside quotes: sqlfix already writes values as "
                        "quoted SQL literals; drop the quotes around it")
         elif any(first < start <= last for first, last in names):
@@ -195,11 +241,15 @@ class FixtureLibrary:
         file_seed = derive_seed(self.seed, name)
         context = TemplateContext(file_seed, self.seed, self.now, self.locale)
         try:
-            rendered = render_template(text, name=name, path=shown, context=context)
+            if is_plain(text):
+                rendered = plain_fixture(text, name=name, path=shown, seed=file_seed)
+            else:
+                rendered = render_template(text, name=name, path=shown, context=context)
         except FixtureError as exc:
             return None, list(exc.findings)
-        result = guard.scan(rendered.sql)
-        quoted = _quoted_placeholders(rendered)
+        scanned = _scan(rendered)
+        result = scanned.result
+        quoted = _quoted_placeholders(rendered, scanned.sql)
         findings = _guard_findings(rendered, result) + quoted
         # '{{ x }}' renders ''value'', which the parser also rejects: the cause is enough
         lines = {f.line for f in quoted}
@@ -212,7 +262,7 @@ class FixtureLibrary:
         ]
         findings.sort(key=lambda f: (f.line, f.col, f.code))
         warnings = tuple(f for f in findings if f.severity is Severity.WARNING)
-        return CompiledFixture(rendered, result.statements, warnings), findings
+        return CompiledFixture(rendered, result.statements, warnings, scanned.copies), findings
 
     def compile(self, name: str) -> CompiledFixture:
         """One fixture, checked; raises FixtureError listing every error in it."""
@@ -235,6 +285,11 @@ class FixtureLibrary:
         fixtures = tuple(self.compile(n) for n in self.order(names))
         check_id_collisions(fixtures)
         return LoadPlan(fixtures)
+
+
+def label_ids(fixtures: Iterable[CompiledFixture]) -> set[int]:
+    """Every id() value the fixtures rendered, whatever the table."""
+    return {value for f in fixtures for _table, _label, value in f.rendered.ids}
 
 
 def check_id_collisions(fixtures: Iterable[CompiledFixture]) -> None:

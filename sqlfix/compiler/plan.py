@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from sqlfix.errors import Finding, FixtureError
 
 _REQUIRES = re.compile(r"^\s*--\s*requires\s*:(?P<names>.*)$", re.IGNORECASE)
+_EXPECT_ERROR = re.compile(
+    r"^\s*--\s*sqlfix\s*:\s*expect-error\s+(?P<state>[0-9A-Z]{5})\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,22 @@ def parse_requires(text: str) -> tuple[Requirement, ...]:
                 found.append(Requirement(name, lineno, col))
             start += len(raw) + 1
     return tuple(found)
+
+
+def parse_expect_error(text: str) -> str | None:
+    """The SQLSTATE of a `-- sqlfix: expect-error 23503` header line, if there is one.
+
+    A negative example: `sqlfix check` passes it when loading raises that SQLSTATE.
+    Read from the header only, as `-- requires:` is.
+    """
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            return None
+        match = _EXPECT_ERROR.match(line)
+        if match:
+            return match.group("state").upper()
+    return None
 
 
 def misplaced_requires(text: str) -> tuple[tuple[int, int], ...]:

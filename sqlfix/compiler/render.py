@@ -492,6 +492,8 @@ def _environment(source: str, name: str, path: str) -> _FixtureSandbox:
         autoescape=False,
         keep_trailing_newline=True,
         optimized=False,  # constant folding would merge text pieces and lose their positions
+        trim_blocks=True,  # a {% %} line leaves no blank line behind in the SQL
+        lstrip_blocks=True,
     )
 
 

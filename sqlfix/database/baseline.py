@@ -27,7 +27,7 @@ COPY_SCHEMA = "_sqlfix_baseline"
 _OWN_SCHEMAS = ("pg_catalog", "information_schema", "_sqlfix", COPY_SCHEMA)
 
 _TABLES = b"""
-SELECT n.nspname, c.relname
+SELECT n.nspname, c.relname, c.relkind = 'p'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname <> ALL (%s) AND n.nspname NOT LIKE 'pg\\_%%'
@@ -45,6 +45,21 @@ JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relname
 JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
 WHERE k.contype = 'f'
 """
+# Sequences that feed a column: serial (OWNED BY, deptype 'a') and identity ('i').
+_FED_COLUMNS = b"""
+SELECT format('%%I.%%I', sn.nspname, s.relname), tn.nspname, t.relname, a.attname
+FROM pg_depend d
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_namespace sn ON sn.oid = s.relnamespace
+JOIN pg_class t ON t.oid = d.refobjid AND t.relkind IN ('r', 'p')
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+JOIN pg_type ty ON ty.oid = a.atttypid AND ty.typname IN ('int2', 'int4', 'int8')
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
+  AND sn.nspname <> ALL (%s) AND sn.nspname NOT LIKE 'pg\\_%%'
+ORDER BY 1
+"""
 _INSERTABLE_COLUMNS = b"""
 SELECT a.attname FROM pg_attribute a
 WHERE a.attrelid = format('%%I.%%I', %s::text, %s::text)::regclass
@@ -58,6 +73,8 @@ class Baseline:
     tables: tuple[tuple[str, str], ...]  # (schema, table) of every user table
     saved: tuple[tuple[str, str], ...]  # tables with rows, copied to COPY_SCHEMA; parents first
     reset_query: bytes = b""  # puts back every sequence that moved; see reset_sequences
+    advance_query: bytes = b""  # moves sequences past fixtures' explicit ids; see advance_query
+    partitioned: frozenset[tuple[str, str]] = frozenset()  # read whole: partitions are not listed
 
 
 def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
@@ -95,17 +112,57 @@ def capture(conn: psycopg.Connection[Any]) -> Baseline:
     own = list(_OWN_SCHEMAS)
     cur = conn.cursor(row_factory=tuple_row)
     with conn.transaction():
-        tables = [(r[0], r[1]) for r in cur.execute(_TABLES, [own])]
+        rows = cur.execute(_TABLES, [own]).fetchall()
+        tables = [(r[0], r[1]) for r in rows]
+        partitioned = frozenset((r[0], r[1]) for r in rows if r[2])
         seqs = [r[0] for r in cur.execute(_SEQUENCES, [own])]
         reset = _reset_query(conn, seqs)
         cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE; CREATE SCHEMA {}").format(
             sql.Identifier(COPY_SCHEMA), sql.Identifier(COPY_SCHEMA)))
-        saved = [t for t in tables if _has_rows(conn, t)]
+        saved = [t for t in tables if _has_rows(conn, own_rows(t, partitioned))]
         for schema, table in saved:
-            cur.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
-                _copy_name(schema, table), sql.Identifier(schema, table)))
+            cur.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM {}").format(
+                _copy_name(schema, table), own_rows((schema, table), partitioned)))
         edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
-    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset)
+        fed = [(r[0], (r[1], r[2]), r[3]) for r in cur.execute(_FED_COLUMNS, [own])]
+    advance = advance_query(fed).as_bytes(conn) if fed else b""
+    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset, advance, partitioned)
+
+
+def advance_query(fed: list[tuple[str, tuple[str, str], str]]) -> sql.Composed:
+    """One statement that moves each sequence past the largest explicit id of its column.
+
+    `fed` holds (sequence, (schema, table), column). The statement takes one
+    parameter, the id() values the fixtures used (bigint[]): those are left out, so a
+    fixture with only id() labels moves no sequence and an app's first DEFAULT id stays
+    what the schema made it. The ids come from a hash of the label, anywhere in
+    1000..2**31-1, so a sequence moved past one would jump far for nothing.
+    Each max() is one backward index scan on a primary key. setval() is not
+    transactional: the boundary's sequence reset puts the sequences back after the test.
+    Returns the number of sequences moved.
+    """
+    rows = sql.SQL(" UNION ALL ").join(
+        sql.SQL(
+            "SELECT {name}::regclass, (SELECT max({col}) FROM {table} WHERE {col} <> ALL (f.ids)),"
+            " (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {seq})"
+        ).format(name=sql.Literal(seq), col=sql.Identifier(col), table=sql.Identifier(*table),
+                 seq=sql.SQL(seq))
+        for seq, table, col in fed
+    )
+    return sql.SQL(
+        "WITH f(ids) AS (SELECT %s::bigint[]) "
+        "SELECT count(setval(s.seq, s.top)) FROM f, LATERAL ({}) AS s(seq, top, next) "
+        "WHERE s.top >= s.next").format(rows)
+
+
+
+def own_rows(table: tuple[str, str], partitioned: frozenset[tuple[str, str]]) -> sql.Composable:
+    """The table's own rows as a FROM item: ONLY, so an INHERITS parent leaves out its
+    children's rows (they are tables of their own here). A partitioned table has no rows
+    of its own (ONLY would read none); its partitions are not listed, so it is read whole.
+    """
+    name = sql.Identifier(*table)
+    return name if table in partitioned else sql.SQL("ONLY {}").format(name)
 
 
 def parents_first(
@@ -125,8 +182,8 @@ def parents_first(
     return order
 
 
-def _has_rows(conn: psycopg.Connection[Any], table: tuple[str, str]) -> bool:
-    query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(*table))
+def _has_rows(conn: psycopg.Connection[Any], source: sql.Composable) -> bool:
+    query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(source)
     return bool(scalar(conn, query.as_bytes(conn)))
 
 

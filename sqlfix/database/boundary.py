@@ -12,7 +12,7 @@ commit, because the old savepoint is never released.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -133,6 +133,7 @@ class Boundary:
         self,
         conn: SqlfixConnection,
         reset_query: bytes = b"",
+        advance_query: bytes = b"",
         *,
         reset_session: bool = True,
         load_timeouts: bytes = b"",
@@ -142,9 +143,22 @@ class Boundary:
         self.escape: str | None = None  # why it broke, once found
         self.lost = False  # the connection died (not closed by the test): see LOST_HELP
         self._reset_query = reset_query  # puts sequences back; see baseline.reset_sequences
+        self._advance_query = advance_query  # see baseline.advance_query
         self._reset_session = reset_session
         # SET LOCAL of the fixture-load timeouts; the connection's own defaults are the test's
         self._load_timeouts = load_timeouts
+
+    def advance_sequences(self, label_ids: Collection[int]) -> int:
+        """After a load: move sequences past explicit ids, not past `label_ids` (id() values).
+
+        So an application INSERT with DEFAULT does not collide with a fixture's row 1.
+        Returns how many sequences moved; end() puts them back.
+        """
+        if not self._advance_query:
+            return 0
+        row = self.conn.cursor(row_factory=tuple_row).execute(
+            self._advance_query, [sorted(set(label_ids))]).fetchone()
+        return int(row[0]) if row else 0
 
     def begin(self) -> None:
         conn = self.conn

@@ -21,6 +21,7 @@ import psycopg
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database import fixture_role
 from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK
+from sqlfix.database.copy_load import load_with_copies
 from sqlfix.errors import Finding, LoadError
 
 _SAVEPOINT = "sqlfix_load"
@@ -56,6 +57,10 @@ _READ_AS_GUARDED = (
 
 def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...]:
     """`load` without the role; returns the rows each fixture wrote, as `load`."""
+    if any(f.copies for f in plan):
+        # COPY cannot run inside a pipeline: these plans go stretch by stretch. Checked
+        # first: a fixture of COPY blocks alone has no statements outside them.
+        return load_with_copies(conn, plan, _READ_AS_GUARDED)
     statements = [(f, s) for f in plan for s in f.statements]
     if not statements:
         return tuple(0 for _ in plan)

@@ -9,6 +9,7 @@ any test's boundary, in one transaction. Its hash is recorded in
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,12 @@ def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> Sqlf
     options = (f"-c standard_conforming_strings=on -c lock_timeout={lock_timeout} "
                f"-c statement_timeout={statement_timeout}")
     try:
-        conn = SqlfixConnection.connect(dsn, autocommit=False, options=options,
-                                        application_name=APP_NAME)
+        # client_encoding UTF8: on a SQL_ASCII database the default client encoding is
+        # SQL_ASCII too, and psycopg then returns text as bytes, sqlfix's catalog reads
+        # included. UTF8 works with every server encoding (SQL_ASCII: no conversion).
+        conn = SqlfixConnection.connect(
+            dsn, autocommit=False, client_encoding="UTF8", options=options,
+            application_name=APP_NAME)
         conn._sqlfix_owned = True
         return conn
     except psycopg.OperationalError as exc:
@@ -112,23 +117,67 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
     return True
 
 
+# Duplicate database, schema, table, column, function, object (type, constraint, role...):
+# the one kind of error that says the objects are there already.
+_DUPLICATE_OBJECT = frozenset({"42P04", "42P06", "42P07", "42701", "42723", "42710"})
+# "cannot run inside a transaction block" (CREATE INDEX CONCURRENTLY, VACUUM, ...)
+_NEEDS_NO_TRANSACTION = "25001"
+# pg_dump (15.14+, 16.10+, 17.6+) brackets its output with these psql meta-commands.
+# They only guard psql's own reading of the file, so they mean nothing to the server.
+_PSQL_RESTRICT = re.compile(r"^[ \t]*\\(?:un)?restrict\b[^\n]*$", re.MULTILINE)
+
+
+def schema_sql(text: str) -> str:
+    """The schema text as sent to the server: `\\restrict`/`\\unrestrict` lines blanked.
+
+    Blanked, not removed, so offsets (and so lines and columns) stay those of the file.
+    """
+    return _PSQL_RESTRICT.sub(lambda m: " " * len(m.group()), text)
+
+
 def _run_schema_file(conn: psycopg.Connection[Any], path: Path) -> None:
-    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not SQL
+    text = schema_sql(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is not SQL
     try:
         with conn.transaction():  # a savepoint: the error names this file alone
             conn.execute(text.encode())
     except psycopg.Error as exc:
-        position = exc.diag.statement_position
-        line = _error_line(text, position) if position else _failing_line(conn, text)
-        raise DatabaseError(
-            f"{display_path(path)}:{line}:1: schema failed: {exc.diag.sqlstate} "
-            f"{exc.diag.message_primary or exc}. If the objects already exist, the database "
-            "was not built by sqlfix: point the DSN at an empty test database"
-        ) from exc
+        offset = _error_offset(text, exc.diag.statement_position)
+        if offset is None:
+            offset = _failing_offset(conn, text)
+        raise DatabaseError(schema_error(display_path(path), text, offset, exc)) from exc
 
 
-def _failing_line(conn: psycopg.Connection[Any], text: str) -> int:
-    """The line of the statement that fails, found by replaying one at a time (error path)."""
+def schema_error(shown: str, text: str, offset: int, exc: psycopg.Error) -> str:
+    """`file:line:col: schema failed: SQLSTATE message; DETAIL; HINT` and what to do."""
+    diag = exc.diag
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    parts = [f"{shown}:{line}:{col}: schema failed: {diag.sqlstate or '?'} "
+             f"{(diag.message_primary or str(exc)).strip()}"]
+    parts += [f"{label}: {value.strip()}" for label, value in
+              (("DETAIL", diag.message_detail), ("HINT", diag.message_hint)) if value]
+    parts.append(_advice(diag.sqlstate, text[offset:offset + 1]))
+    return "\n  ".join(parts)
+
+
+def _advice(sqlstate: str | None, at: str) -> str:
+    if sqlstate in _DUPLICATE_OBJECT:
+        return ("The object already exists: if the database was not built by sqlfix, point "
+                "the DSN at an empty test database (or leave it unset for the embedded one)")
+    if sqlstate == _NEEDS_NO_TRANSACTION:
+        return ("Schema files run in one transaction; a statement that cannot (CREATE INDEX "
+                "CONCURRENTLY, ALTER TYPE ... ADD VALUE before PostgreSQL 12, VACUUM, ...) "
+                "belongs in a migration run by [tool.sqlfix] setup_command, or drop "
+                "CONCURRENTLY: a test database has no concurrent readers")
+    if at == "\\":
+        return ("psql meta-commands (\\connect, \\set, ...) are not SQL: the schema files "
+                "are sent to the server as they are; remove the line or apply the file "
+                "with psql from setup_command")
+    return "Schema files run in one transaction: nothing of them was applied"
+
+
+def _failing_offset(conn: psycopg.Connection[Any], text: str) -> int:
+    """The offset of the statement that fails, found by replaying one at a time (error path)."""
     try:
         with conn.transaction():
             for statement in guard.scan(text).statements:
@@ -136,14 +185,15 @@ def _failing_line(conn: psycopg.Connection[Any], text: str) -> int:
                     with conn.transaction():
                         conn.execute(statement.text.encode())
                 except psycopg.Error:
-                    return text.count("\n", 0, statement.offset) + 1
+                    return statement.offset
             raise psycopg.Rollback()
     except psycopg.Error:
         pass
-    return 1
+    return 0
 
 
-def _error_line(text: str, position: str | None) -> int:
+def _error_offset(text: str, position: str | None) -> int | None:
+    """The 0-based offset of the server's 1-based character position, if it gave one."""
     if not position or not position.isdigit():
-        return 1
-    return text.count("\n", 0, int(position) - 1) + 1
+        return None
+    return min(int(position) - 1, len(text))

@@ -140,7 +140,8 @@ class DatabaseSession:
     def boundary(self, reset_sequences: bool | None = None) -> Boundary:
         """A new boundary on the session connection; sequences reset as configured."""
         wanted = self.settings.reset_sequences if reset_sequences is None else reset_sequences
-        return Boundary(self.connection(), self._sequence_reset(wanted),
+        advance = self.baseline.advance_query if self.baseline is not None else b""
+        return Boundary(self.connection(), self._sequence_reset(wanted), advance,
                         reset_session=self.settings.reset_session,
                         load_timeouts=self._load_timeouts)
 
@@ -255,7 +256,8 @@ class DatabaseSession:
     ) -> psycopg.Connection[Any]:
         """A maintenance connection, named and counted as sqlfix's own (see `opened`)."""
         conn = psycopg.connect(dsn, options=options, autocommit=autocommit,
-                               connect_timeout=10, application_name=APP_NAME)
+                               connect_timeout=10, application_name=APP_NAME,
+                               client_encoding="UTF8")  # see schema.connect
         if self._dbname() == conninfo_to_dict(dsn).get("dbname"):
             self.opened += 1  # on the test database: not a connection of the test
         return conn

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -37,9 +38,24 @@ def database_url(dsn: str) -> str:
     return f"postgresql://{auth}{netloc}/{dbname}{query}"
 
 
+def command_path(path: str) -> str:
+    """`path` with the directory of the running Python (sys.executable) first."""
+    here = os.path.dirname(sys.executable)
+    if not here:
+        return path
+    rest = [p for p in path.split(os.pathsep) if p and p != here]
+    return os.pathsep.join([here, *rest])
+
+
 def run_setup_command(command: str | Sequence[str], dsn: str, cwd: Path) -> None:
-    """Run `command` with SQLFIX_DSN and DATABASE_URL set; raises DatabaseError on failure."""
-    env = {**os.environ, "SQLFIX_DSN": dsn, "DATABASE_URL": database_url(dsn)}
+    """Run `command` with SQLFIX_DSN and DATABASE_URL set; raises DatabaseError on failure.
+
+    The running interpreter's directory comes first on PATH: under
+    `.venv/bin/python -m pytest` (venv not activated) `python`, `alembic` and the
+    like must still be the virtualenv's, as the user would expect.
+    """
+    env = {**os.environ, "SQLFIX_DSN": dsn, "DATABASE_URL": database_url(dsn),
+           "PATH": command_path(os.environ.get("PATH", ""))}
     shown = command if isinstance(command, str) else shlex.join(command)
     try:
         done = subprocess.run(

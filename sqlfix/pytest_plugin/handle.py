@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions
+from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions, label_ids
 from sqlfix.compiler.seeds import derive_seed, fixture_id
 from sqlfix.database.boundary import Boundary, SqlfixConnection
 from sqlfix.database.loader import load
@@ -69,6 +69,7 @@ class Sqlfix:
         started = time.perf_counter()
         rows = load(self.conn, LoadPlan(new))
         if new:
+            self._boundary.advance_sequences(label_ids(new))
             names = tuple(f.name for f in new)
             self.loads.append(LoadRecord(names, rows, time.perf_counter() - started))
         self._loaded.extend(new)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 
+from sqlfix.compiler.library import label_ids
 from sqlfix.config import load_settings
 from sqlfix.database.baseline import capture, reset_sequences
 from sqlfix.database.boundary import SESSION_RESET, Boundary
@@ -53,12 +54,16 @@ def main(rounds: int) -> None:
 
         plain = psycopg.connect(server.dsn)  # the alternative is not sqlfix's connection
 
-        def sqlfix_test(reset: bool, session: bool = True) -> Callable[[], None]:
+        def sqlfix_test(reset: bool, advance: bool = True, session: bool = True
+                        ) -> Callable[[], None]:
             def run() -> None:
                 boundary = Boundary(conn, baseline.reset_query if reset else b"",
+                                    baseline.advance_query if advance else b"",
                                     reset_session=session)
                 boundary.begin()
-                load(conn, library.plan(["orders.sql"]))  # planned per test, as the plugin does
+                test_plan = library.plan(["orders.sql"])  # planned per test, as the plugin does
+                load(conn, test_plan)
+                boundary.advance_sequences(label_ids(test_plan))
                 boundary.protect()
                 conn.execute(BODY)
                 assert boundary.broken() is None
@@ -87,8 +92,9 @@ def main(rounds: int) -> None:
             return run
 
         strategies = {
-            "sqlfix: plan + boundary + load + sequence and session reset (default)":
-                sqlfix_test(True),
+            "sqlfix: plan + boundary + load + sequences past explicit ids + sequence and "
+            "session reset (default)": sqlfix_test(True),
+            "sqlfix: the same, sequences not moved past explicit ids": sqlfix_test(True, False),
             "sqlfix: the same without the session reset": sqlfix_test(True, session=False),
             "sqlfix: the same, reset_sequences = false": sqlfix_test(False),
             "TRUNCATE ... RESTART IDENTITY after each test": truncate_test,

@@ -6,7 +6,8 @@ Part 1 reads an ~800 KB fixture: the removed hand-written lexer (taken from git
 history, when run in a checkout), `sqlparse.split` (only if sqlparse is
 installed; it is not a dependency), pglast's full parse (JSON out, json.loads),
 pglast's scanner-based split, and the whole guard (`guard.scan`: parse, classify,
-every check). Part 2 loads the shipped orders.sql plan and a 1,000-statement
+every check), also with its constants-only INSERT fast path off (every statement
+through the JSON tree). Part 2 loads the shipped orders.sql plan and a 1,000-statement
 fixture on the embedded server, as one joined simple query (the old loader) and
 as one extended-protocol message per statement in a pipeline (the loader now).
 Prints medians and ratios. Figures, not assertions: machines are shared and noisy.
@@ -102,9 +103,14 @@ def part_one(rounds: int) -> None:
     )
     results["pglast scanner split"] = timed(rounds, lambda: pg.split(sql, with_parser=False))
     results["sqlfix guard.scan (all checks)"] = timed(rounds, lambda: guard._scan.__wrapped__(sql))  # uncached
+    saved = guard._plain_insert
+    guard._plain_insert = lambda chunk, part: None  # type: ignore[assignment]
+    results["guard.scan, constants-only INSERT fast path off"] = timed(
+        rounds, lambda: guard._scan.__wrapped__(sql))
+    guard._plain_insert = saved
     base = results["sqlfix guard.scan (all checks)"]
     for name, seconds in results.items():
-        print(f"  {name:45} {seconds:8.3f} s   x{seconds / base:5.2f} of guard.scan")
+        print(f"  {name:50} {seconds:8.3f} s   x{seconds / base:5.2f} of guard.scan")
 
 
 def joined(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:

@@ -397,6 +397,55 @@ def test_python_m_sqlfix_check_runs_on_the_embedded_server() -> None:
     assert result.stdout.count("\nOK ") == 4
 
 
+def test_check_counts_each_row_once_in_inherited_and_partitioned_tables(
+    project: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "schema.sql").write_text(
+        "CREATE TABLE animal (id int, name text);\n"
+        "CREATE TABLE dog (breed text) INHERITS (animal);\n"
+        "CREATE TABLE payment (id int, paid_on date) PARTITION BY RANGE (paid_on);\n"
+        "CREATE TABLE payment_2022 PARTITION OF payment FOR VALUES FROM ('2022-01-01') TO ('2023-01-01');\n"
+        "CREATE TABLE payment_2023 PARTITION OF payment FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');\n",
+        encoding="utf-8")
+    (project / "fx").mkdir()
+    (project / "fx" / "rows.sql").write_text(
+        "INSERT INTO animal VALUES (1, 'cat');\nINSERT INTO dog VALUES (2, 'rex', 'lab');\n"
+        "INSERT INTO payment VALUES (1, '2022-05-01'), (2, '2022-06-01'), (3, '2023-05-01');\n",
+        encoding="utf-8")
+    (project / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\nschema = ["schema.sql"]\n', encoding="utf-8")
+    code, out, _ = run(capsys, "check", "--dsn", dsn)
+    assert code == 0, out
+    assert out.splitlines()[1].endswith("animal +1, dog +1, payment_2022 +2, payment_2023 +1")
+
+
+def test_check_expect_error_passes_only_on_that_sqlstate(
+    project: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(SHIPPED / "schema.sql", project / "schema.sql")
+    fx = project / "fx"
+    fx.mkdir()
+    orphan = "INSERT INTO orders (user_id, status, placed_at) VALUES (-1, 'paid', {{ now }});\n"
+    (fx / "orphan.sql").write_text("-- sqlfix: expect-error 23503\n-- no such user\n" + orphan)
+    (fx / "wrong_state.sql").write_text("-- sqlfix: expect-error 23505\n" + orphan)
+    (fx / "loads.sql").write_text(
+        "-- sqlfix: expect-error 23503\nINSERT INTO products (sku, name, price_cents) VALUES ('a', 'b', 1);\n")
+    (fx / "below.sql").write_text(  # not in the header: not read
+        "INSERT INTO products (sku, name, price_cents) VALUES ('a', 'b', 1);\n-- sqlfix: expect-error 23503\n")
+    (project / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\nschema = ["schema.sql"]\n', encoding="utf-8")
+    code, out, _ = run(capsys, "check", "--dsn", dsn)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[1].startswith("OK    below.sql")
+    assert lines[2] == "FAIL  loads.sql"
+    assert "fx/loads.sql:1:1: SQLF702 the fixture loaded, but its header says `-- sqlfix: expect-error 23503`" in lines[3]
+    assert re.match(r"OK    orphan\.sql +failed as expected: server rejected the statement: 23503 ", lines[4])
+    assert lines[5] == "FAIL  wrong_state.sql"
+    assert "23503" in lines[6] and "(expected SQLSTATE 23505 from this file)" in lines[6]
+    assert lines[-1].startswith("2 OK, 2 failed")
+
+
 def test_check_reports_what_a_fixture_does_to_its_session_as_fail_and_goes_on(
     project: Path, dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -43,7 +43,7 @@ CASES: list[tuple[str, str, set[str]]] = [
     # --- SQLF103 other statements
     ("call", "CALL refresh_stats();\n", {"SQLF103"}),
     ("do", "DO $$ BEGIN PERFORM 1; END $$;\n", {"SQLF103"}),
-    ("copy", "COPY users FROM stdin;\n", {"SQLF103"}),
+    ("copy", "COPY users FROM stdin;\n", {"SQLF405"}),  # rows without their `\\.` end
     ("set", "SET search_path TO shop;\n", {"SQLF103"}),
     ("reset", "RESET search_path;\n", {"SQLF103"}),
     ("vacuum", "VACUUM users;\n", {"SQLF103"}),
@@ -92,6 +92,24 @@ CASES: list[tuple[str, str, set[str]]] = [
     ("empty", "", {"SQLF403"}),
     ("only-comments", "-- nothing yet\n/* later */\n", {"SQLF403"}),
     ("renders-to-nothing", "{% for i in [] %}INSERT INTO t VALUES (1);{% endfor %}\n", {"SQLF403"}),
+    # --- COPY ... FROM stdin: rows are data (SQLF405 one per bad block), files/programs refused
+    ("copy-stdin", "COPY t (a, b) FROM stdin;\n1\tit's\n2\tDROP TABLE x; now()\n\\.\nINSERT INTO t VALUES (3);\n", set()),
+    ("copy-stdin-only", "COPY public.t (a) FROM stdin;\n1\n\\.\n", set()),
+    ("copy-after-comment", "-- rows\n/* COPY x FROM '/f'; */\nCOPY t (a) FROM stdin;\n1\n\\.\n", set()),
+    ("copy-after-statement", "INSERT INTO t VALUES (0);\nCOPY t (a) FROM stdin;\nO'Hara\n\\.\n", set()),
+    ("copy-no-end", "COPY t (a) FROM stdin;\n1\n2\n", {"SQLF405"}),
+    ("copy-field-count", "COPY t (a, b) FROM stdin;\n1\tx\n2\n3\n4\n\\.\n", {"SQLF405"}),
+    ("copy-template-value", "COPY t (a, b) FROM stdin;\n1\t{{ fake.name() }}\n\\.\n", {"SQLF405"}),
+    ("copy-from-file", "COPY t FROM '/etc/passwd';\n", {"SQLF104"}),
+    ("copy-from-program", "COPY t FROM PROGRAM 'rm -rf /';\n", {"SQLF104"}),
+    ("copy-to-file", "COPY t TO '/tmp/out';\n", {"SQLF104"}),
+    ("copy-to-stdout", "COPY t TO stdout;\n", {"SQLF103"}),
+    ("copy-in-string", "INSERT INTO t VALUES ('\nCOPY t FROM stdin;\n');\n", set()),
+    ("copy-in-dollar-quote", "INSERT INTO t VALUES ($x$\nCOPY t FROM stdin;\n$x$);\n", set()),
+    ("copy-in-comment", "/*\nCOPY t FROM stdin;\n*/\nINSERT INTO t VALUES (1);\n", set()),
+    # not at a statement's start: no rows are cut out, the parser sees the text
+    ("copy-after-unfinished", "INSERT INTO t VALUES (0)\nCOPY t (a) FROM stdin;\n1\n\\.\n", {"SQLF404"}),
+    ("copy-then-statement-error", "COPY t (a) FROM stdin;\n1\n\\.\nDROP TABLE t;\n", {"SQLF101"}),
     # --- SQLF501 nondeterministic
     ("now", "INSERT INTO t VALUES (now());\n", {"SQLF501"}),
     ("random", "INSERT INTO t VALUES (random());\n", {"SQLF501"}),
@@ -501,7 +519,7 @@ def test_every_rule_is_documented(code: str) -> None:
 
 
 SINGLE_FILE = ["SQLF101", "SQLF102", "SQLF103", "SQLF104", "SQLF201", "SQLF202", "SQLF203", "SQLF204"]
-SINGLE_FILE += ["SQLF401", "SQLF402", "SQLF403", "SQLF404", "SQLF501"]
+SINGLE_FILE += ["SQLF401", "SQLF402", "SQLF403", "SQLF404", "SQLF405", "SQLF501"]
 
 
 @pytest.mark.parametrize("code", SINGLE_FILE)
@@ -637,3 +655,16 @@ def test_every_missing_requirement_of_a_header_is_reported(tmp_path: Path) -> No
     text = "-- requires: x.sql, users.sql, y.sql\nSELECT 1;\n"
     found = run_lint(tmp_path, {"m.sql": text, "users.sql": "SELECT 1;\n"}).findings
     assert [(f.code, f.line, f.col) for f in found] == [("SQLF301", 1, 14), ("SQLF301", 1, 32)]
+
+
+def test_a_fixture_above_the_size_limit_is_refused_and_copy_rows_do_not_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlfix.compiler import library
+
+    monkeypatch.setattr(library, "MAX_SQL_CHARS", 200)
+    inserts = "".join(f"INSERT INTO t VALUES ({i}, 'row {i}');\n" for i in range(20))
+    copy = "COPY t (a, b) FROM stdin;\n" + "".join(f"{i}\trow {i}\n" for i in range(100)) + "\\.\n"
+    result = run_lint(tmp_path, {"big.sql": inserts, "copy.sql": copy})
+    assert places(result) == [("big.sql", 1, 1, "SQLF406")]
+    assert "COPY form" in result.findings[0].message

@@ -376,3 +376,40 @@ def test_dates_render_the_same_bytes_whatever_tz_is():
 @pytest.mark.parametrize("expression", ["now.strftime('%s')", "'{:%s}'.format(now)"])
 def test_strftime_seconds_in_the_host_zone_are_refused(expression):
     assert "time zone of the machine" in error("{{ " + expression + " }}").message
+def test_block_tags_on_their_own_lines_leave_no_blank_lines_and_lines_still_map():
+    source = (
+        "-- header\n"
+        "{% for i in range(3) %}\n"
+        "  {% if i != 1 %}\n"
+        "INSERT INTO t VALUES ({{ i }}, 'x');\n"
+        "  {% endif %}\n"
+        "{% endfor %}\n"
+        "DELETE FROM t WHERE k = {{ 7 }};\n"
+    )
+    out = render(source)
+    assert out.sql == (
+        "-- header\n"
+        "INSERT INTO t VALUES (0, 'x');\n"
+        "INSERT INTO t VALUES (2, 'x');\n"
+        "DELETE FROM t WHERE k = 7;\n"
+    )
+    offsets = [i for i in range(len(out.sql)) if out.sql.startswith("'x'", i)]
+    assert [out.locate(o) for o in offsets] == [(4, 32)] * 2
+    assert out.locate(out.sql.index("DELETE")) == (7, 1)
+    assert out.locate(out.sql.index("7;")) == (7, 25)
+
+
+def test_a_file_without_template_syntax_skips_jinja_with_the_same_result():
+    from sqlfix.compiler.plain import is_plain, plain_fixture
+
+    for source in ("INSERT INTO t VALUES (1, 'a');\n\n  INSERT INTO t VALUES (2, 'it''s');\n",
+                   "-- a comment\nINSERT INTO t VALUES (1)", "", "\n\n"):
+        assert is_plain(source)
+        fast = plain_fixture(source, name="t.sql", path="fx/t.sql", seed=0)
+        slow = render(source)
+        assert fast.sql == slow.sql == source
+        assert [fast.locate(i) for i in range(len(source))] == [slow.locate(i) for i in range(len(source))]
+    for source in ("{{ 1 }}", "{% if x %}", "{# c #}"):
+        assert not is_plain(source)
+    with pytest.raises(FixtureError):
+        plain_fixture("a\x00b", name="t.sql", path="fx/t.sql", seed=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg  # imported here, before any in-process pytester run snapshots sys.modules
 from helpers import NO_RANDOM
 
 COUNT = 'def count(conn, table):\n    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]\n'
@@ -422,3 +423,110 @@ def test_orphan():
     result.assert_outcomes(passed=1, errors=2)
     result.stdout.fnmatch_lines(["*fixtures_sql/bad.sql:4:1: SQLF701 *23514*"])
     result.stdout.fnmatch_lines(["*fixtures_sql/orphan.sql:3:1: SQLF701 *23503*"])
+
+
+INHERITANCE_SCHEMA = """
+CREATE TABLE animal (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE dog (breed text) INHERITS (animal);
+CREATE TABLE payment (id int, paid_on date NOT NULL, amount int) PARTITION BY RANGE (paid_on);
+CREATE TABLE payment_2022 PARTITION OF payment FOR VALUES FROM ('2022-01-01') TO ('2023-01-01');
+CREATE TABLE payment_2023 PARTITION OF payment FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+INSERT INTO animal VALUES (1, 'generic');
+INSERT INTO dog VALUES (2, 'rex', 'lab');
+INSERT INTO payment VALUES (1, '2022-05-01', 10), (2, '2023-05-01', 20);
+"""
+
+
+def test_a_restore_keeps_inherited_and_partitioned_rows_once(pytester):
+    (pytester.path / "schema.sql").write_text(INHERITANCE_SCHEMA)
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    pytester.makepyfile(
+        """
+        ROWS = "SELECT (SELECT count(*) FROM animal), (SELECT count(*) FROM ONLY animal), (SELECT count(*) FROM dog), (SELECT count(*) FROM payment), (SELECT count(*) FROM payment_2022)"
+
+        def test_1_escapes(sqlfix_conn):
+            sqlfix_conn.execute("INSERT INTO dog VALUES (3, 'fido', 'pug')")
+            sqlfix_conn.execute("COMMIT")
+
+        def test_2_restored_once(sqlfix_conn):
+            assert sqlfix_conn.execute(ROWS).fetchone() == (2, 1, 1, 2, 1)
+        """
+    )
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*restored the baseline*reloaded the schema's rows into 3*"])
+
+
+def test_a_sql_ascii_database_works(pg_server, shop):
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS ascii_test")
+        conn.execute("CREATE DATABASE ascii_test ENCODING 'SQL_ASCII' TEMPLATE template0"
+                     " LC_COLLATE 'C' LC_CTYPE 'C'")
+    dsn = make_conninfo(pg_server.dsn, dbname="ascii_test")
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("orders.sql")
+        def test_loads(sqlfix_conn):
+            sqlfix_conn.execute("INSERT INTO users (email, full_name, created_at) VALUES ('z@x.org', 'Zoë', now())")
+            assert sqlfix_conn.execute("SELECT full_name FROM users WHERE email = 'z@x.org'").fetchone() == ("Zoë",)
+            assert sqlfix_conn.execute("SHOW server_encoding").fetchone() == ("SQL_ASCII",)
+
+        def test_again(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+        """
+    )
+    shop.runpytest(f"--sqlfix-dsn={dsn}", *NO_RANDOM).assert_outcomes(passed=2)
+
+
+EXPLICIT_IDS = """
+INSERT INTO users (id, email, full_name, created_at)
+VALUES (1, 'a@x.org', 'A', {{ now }}), (2, 'b@x.org', 'B', {{ now }}), (3, 'c@x.org', 'C', {{ now }});
+"""
+
+
+def test_sequences_move_past_explicit_fixture_ids_and_back_after_the_test(shop):
+    (shop.path / "fixtures_sql" / "explicit.sql").write_text(EXPLICIT_IDS)
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        NEW_USER = "INSERT INTO users (email, full_name, created_at) VALUES (%s, 'N', now()) RETURNING id"
+        NEW_PRODUCT = "INSERT INTO products (sku, name, price_cents) VALUES ('n', 'n', 1) RETURNING id"
+
+        @uses("explicit.sql")
+        def test_1_app_insert_after_explicit_ids(sqlfix_conn):
+            assert sqlfix_conn.execute(NEW_USER, ["n@x.org"]).fetchone() == (4,)
+            # a table the fixture did not touch keeps its sequence
+            assert sqlfix_conn.execute(NEW_PRODUCT).fetchone() == (1,)
+
+        def test_2_back_where_the_schema_left_it(sqlfix_conn):
+            assert sqlfix_conn.execute(NEW_USER, ["m@x.org"]).fetchone() == (1,)
+
+        @uses("orders.sql")
+        def test_3_label_ids_move_no_sequence(sqlfix_conn, sqlfix):
+            assert sqlfix_conn.execute(NEW_USER, ["o@x.org"]).fetchone() == (1,)
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (5,)
+
+        @uses("explicit.sql", "orders.sql")
+        def test_4_both(sqlfix_conn):
+            assert sqlfix_conn.execute(NEW_USER, ["p@x.org"]).fetchone() == (4,)
+
+        def test_5_load_later_in_the_test(sqlfix):
+            sqlfix.load("explicit.sql")
+            assert sqlfix.conn.execute(NEW_USER, ["q@x.org"]).fetchone() == (4,)
+
+        @uses("explicit.sql", commit=True)
+        def test_6_committed_mode_too(sqlfix, sqlfix_dsn):
+            import psycopg
+            with psycopg.connect(sqlfix_dsn) as other:  # the app's own connection
+                assert other.execute(NEW_USER, ["z@x.org"]).fetchone() == (4,)
+
+        def test_7_back_after_the_committed_test(sqlfix_conn):
+            assert sqlfix_conn.execute(NEW_USER, ["d@x.org"]).fetchone() == (1,)
+        """
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=7)

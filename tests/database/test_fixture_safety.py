@@ -233,16 +233,23 @@ def test_a_user_that_is_not_superuser_gets_the_guard_only(fresh_dsn, pg_server):
 # -- found by review: the server must read the text as the guard did, whatever the test set
 
 
+# A fixture with a COPY block goes through the COPY loader (copy_load.py): the same rule.
+COPY_FIRST = "COPY accounts (name, balance) FROM stdin;\nann\t1\n\\.\n"
+
+
+@pytest.mark.parametrize("before", ["", COPY_FIRST], ids=["pipeline", "copy-loader"])
 @pytest.mark.parametrize(
     "setting",
     ["SET standard_conforming_strings = off", "SET LOCAL standard_conforming_strings = off",
      "SET backslash_quote = on"],
 )
-def test_a_session_that_reads_backslashes_differently_cannot_smuggle_a_call(session, setting):
+def test_a_session_that_reads_backslashes_differently_cannot_smuggle_a_call(
+    session, setting, before
+):
     """`SELECT 'p\\', '||pg_advisory_lock(4242)::text --';` is one SELECT of two strings to
     the guard; with standard_conforming_strings off the server would run the lock."""
     (session.settings.fixtures_dir / "v.sql").write_text(
-        "SELECT 'p\\', '||pg_advisory_lock(4242)::text --';\n")
+        before + "SELECT 'p\\', '||pg_advisory_lock(4242)::text --';\n")
     boundary = session.boundary()
     boundary.begin()
     try:
@@ -272,3 +279,19 @@ def test_calls_with_effects_outside_the_transaction_are_refused(session, call):
     with pytest.raises(FixtureError) as info:
         load(session, f"SELECT {call};\n")
     assert "SQLF104" in str(info.value)
+
+
+def test_the_copy_loader_counts_the_rows_each_fixture_wrote(session):
+    # As the pipeline does (the failure report's "loaded ... rows" reads these).
+    fixtures = session.settings.fixtures_dir
+    (fixtures / "c1.sql").write_text(
+        COPY_FIRST.replace("ann\t1\n", "ann\t1\nbo\t2\n")
+        + "INSERT INTO accounts (name, balance) VALUES ('cy', 3);\n"
+        + "UPDATE accounts SET balance = balance + 1;\n")
+    (fixtures / "c2.sql").write_text("-- requires: c1.sql\nSELECT 1;\n")
+    boundary = session.boundary()
+    boundary.begin()
+    try:
+        assert loader.load(boundary.conn, session.library.plan(["c2.sql"])) == (2 + 1 + 4, 0)  # the UPDATE: the schema's row too
+    finally:
+        boundary.end()

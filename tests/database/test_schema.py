@@ -147,3 +147,93 @@ def test_a_failing_schema_statement_is_named_by_file_and_line(pytester):
     result = pytester.runpytest(*NO_RANDOM)
     assert result.ret == 3
     result.stdout.fnmatch_lines(["*schema.sql:3:1: schema failed: 42P01*"])
+
+
+def _schema_failure(dsn: str, tmp_path, text: str) -> str:
+    from sqlfix.database.schema import apply_schema, connect
+    from sqlfix.errors import DatabaseError
+
+    path = tmp_path / "schema.sql"
+    path.write_text(text)
+    conn = connect(dsn)
+    try:
+        apply_schema(conn, [path])
+    except DatabaseError as exc:
+        return str(exc)
+    finally:
+        conn.close()
+    raise AssertionError("the schema applied")
+
+
+def test_a_syntax_error_in_the_schema_says_line_and_column_and_no_already_exists(fresh_dsn, tmp_path):
+    message = _schema_failure(fresh_dsn, tmp_path, "CREATE TABLE a (id int);\n\nCREATE TABLE b (id int,, x int);\n")
+    assert ":3:24: schema failed: 42601 syntax error at or near \",\"" in message
+    assert "already exist" not in message
+    assert "one transaction" in message
+
+
+def test_detail_and_hint_of_the_server_are_shown(fresh_dsn, tmp_path):
+    message = _schema_failure(
+        fresh_dsn, tmp_path,
+        "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);\n"
+        "ALTER TABLE a ADD PRIMARY KEY (id);\n")
+    assert ":3:1: schema failed: 23505" in message
+    assert "DETAIL: Key (id)=(1) is duplicated." in message
+    message = _schema_failure(fresh_dsn, tmp_path, "SELECT lenght('x');\n")
+    assert ":1:8: schema failed: 42883 function lenght(unknown) does not exist" in message
+    assert "HINT: No function matches" in message
+
+
+def test_concurrently_points_to_setup_command(fresh_dsn, tmp_path):
+    message = _schema_failure(
+        fresh_dsn, tmp_path, "CREATE TABLE a (id int);\nCREATE INDEX CONCURRENTLY ON a (id);\n")
+    assert ":2:1: schema failed: 25001 CREATE INDEX CONCURRENTLY cannot run inside a transaction block" in message
+    assert "Schema files run in one transaction" in message and "setup_command" in message
+    assert "already exist" not in message
+
+
+def test_already_exists_advice_only_for_duplicate_objects(fresh_dsn, tmp_path):
+    for text in ("CREATE TABLE a (id int);\nCREATE TABLE a (id int);\n",
+                 "CREATE TYPE mood AS ENUM ('a');\nCREATE TYPE mood AS ENUM ('b');\n",
+                 "CREATE SCHEMA s;\nCREATE SCHEMA s;\n",
+                 "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+                 "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"):
+        message = _schema_failure(fresh_dsn, tmp_path, text)
+        assert ":2:" in message and "already exists" in message, message
+        assert "empty test database" in message
+
+
+def test_psql_restrict_lines_of_pg_dump_are_skipped(fresh_dsn, tmp_path):
+    from sqlfix.database.schema import apply_schema, connect
+
+    path = tmp_path / "schema.sql"
+    path.write_text("\\restrict AbC123\nCREATE TABLE a (id int);\n\\unrestrict AbC123\n")
+    conn = connect(fresh_dsn)
+    try:
+        assert apply_schema(conn, [path])
+        assert conn.execute("SELECT to_regclass('a')::text").fetchone() == ("a",)
+    finally:
+        conn.close()
+
+
+def test_other_psql_meta_commands_are_refused_by_name(fresh_dsn, tmp_path):
+    message = _schema_failure(fresh_dsn, tmp_path, "CREATE TABLE a (id int);\n\\connect other\n")
+    assert ":2:1: schema failed: 42601" in message
+    assert "psql meta-commands" in message
+
+
+def test_setup_command_finds_the_running_interpreters_python_first(pytester, monkeypatch, tmp_path):
+    import os
+
+    # A PATH whose `python` is not this interpreter, as when the venv is not activated.
+    other = tmp_path / "otherbin"
+    other.mkdir()
+    (other / "python").write_text("#!/bin/sh\necho wrong python >&2; exit 9\n")
+    (other / "python").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{other}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    pytester.makepyprojecttoml(
+        '[tool.sqlfix]\nsetup_command = "python -c \'import sys; print(sys.executable)\' > used.txt"\n')
+    pytester.makepyfile("def test_a(sqlfix_conn): pass\n")
+    pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=1)
+    used = (pytester.path / "used.txt").read_text().strip()
+    assert os.path.dirname(used) == os.path.dirname(sys.executable)

@@ -1,0 +1,170 @@
+"""COPY ... FROM stdin blocks in rendered fixture SQL: pg_dump's data format.
+
+A block is a `COPY table (cols) FROM stdin;` statement, then rows (tab-separated
+text format, or whatever its options say) up to a line holding only `\\.`. The
+rows are data, not SQL: the guard must not read them (an apostrophe in a row
+would open a string for it), so `find` cuts the blocks out and `blank` gives the
+guard the text with each block replaced by spaces (newlines kept, so offsets,
+lines and columns stay exact). The loader sends each block with psycopg's COPY
+support. Any other COPY (to or from a file, a program or stdout) is left in the
+text, where the guard refuses it (SQLF104 for a file or program, SQLF103 else).
+
+Pure: text in, blocks and violations out. Offsets are 0-based into the text given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pglast.parser as pg
+
+from sqlfix.compiler import guard
+from sqlfix.errors import Severity
+
+COPY_DATA = "SQLF405"
+RULE = ("copy-data", "COPY ... FROM stdin rows that cannot load: no `\\.` end, wrong field "
+        "count, or a {{ }} value inside the rows")
+
+_CANDIDATE = re.compile(r"^[ \t]*(COPY)\b", re.IGNORECASE | re.MULTILINE)
+# Up to the first ';' outside quotes: a COPY statement has no strings but file names.
+_STATEMENT = re.compile(r"""COPY\b(?:[^;"']|"[^"]*"|'[^']*')*;""", re.IGNORECASE)
+_NAME = r'(?:"[^"]*"|[A-Za-z_\x80-\uffff][\w$\x80-\uffff]*)'
+_PARTS = re.compile(
+    rf"""COPY\s+(?P<table>{_NAME}(?:\s*\.\s*{_NAME})?)\s*
+    (?:\((?P<cols>[^)]*)\))?\s*
+    (?P<dir>FROM|TO)\s+(?P<src>PROGRAM\b|STDIN\b|STDOUT\b|'[^']*'|\S+)
+    (?P<rest>.*);\Z""",
+    re.IGNORECASE | re.VERBOSE | re.DOTALL,
+)
+_END = re.compile(r"^\\\.[ \t]*\r?$", re.MULTILINE)
+_SEMI, _COMMENTS = "ASCII_59", frozenset({"C_COMMENT", "SQL_COMMENT"})
+_BINARY_OR_CSV = re.compile(r"\b(?:FORMAT\s+)?(?:CSV|BINARY)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CopyBlock:
+    """One COPY ... FROM stdin statement with its rows."""
+
+    start: int  # offset of COPY
+    statement: str  # "COPY t (a, b) FROM stdin;" as written, without the ';'
+    data_start: int  # first character of the first row
+    data_end: int  # end of the last row's newline: where `\.` starts (or the text's end)
+    end: int  # after the `\.` line and its newline
+    table: str
+    columns: tuple[str, ...]  # as written in the column list; empty if there is none
+    text_format: bool  # the default text format, where fields are split by tabs
+
+    def data(self, sql: str) -> str:
+        return sql[self.data_start : self.data_end]
+
+
+@dataclass(frozen=True)
+class Found:
+    blocks: tuple[CopyBlock, ...]
+    violations: tuple[guard.Violation, ...]
+
+
+def may_hold_copy(sql: str) -> bool:
+    """Cheap test: could `sql` have a COPY statement at a line start?"""
+    return _CANDIDATE.search(sql) is not None
+
+
+def find(sql: str, expressions: Sequence[tuple[int, int]] = ()) -> Found:
+    """The COPY blocks of `sql`, and what is wrong with them (one violation per block).
+
+    `expressions` are the (start, end) offsets of `{{ }}` output: inside rows they
+    would be SQL literals ('x', with quotes) in a format that is not SQL.
+    """
+    blocks: list[CopyBlock] = []
+    found: list[guard.Violation] = []
+    pos = 0
+    for match in _CANDIDATE.finditer(sql):
+        start = match.start(1)
+        if start < pos or not _at_statement_start(sql, pos, start):
+            continue
+        statement = _STATEMENT.match(sql, start)
+        if statement is None:
+            continue  # no ';': the guard reports the unterminated statement
+        parts = _PARTS.match(statement.group())
+        if parts is None or parts["dir"].upper() != "FROM" or parts["src"].upper() != "STDIN":
+            continue  # no rows follow: the guard classifies (and refuses) the statement
+        block, problem = _block(sql, start, statement.end(), parts, expressions)
+        blocks.append(block)
+        if problem is not None:
+            found.append(problem)
+        pos = block.end
+    return Found(tuple(blocks), tuple(found))
+
+
+def blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
+    """`sql` with each (start, end) span replaced by spaces, newlines kept."""
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        out.append(sql[pos:start])
+        out.append("\n".join(" " * len(line) for line in sql[start:end].split("\n")))
+        pos = end
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+def _at_statement_start(sql: str, pos: int, start: int) -> bool:
+    """`COPY` at `start` is a keyword token that begins a statement.
+
+    PostgreSQL's own scanner reads sql[pos:] up to it: a COPY inside a string,
+    quoted identifier or comment is no token, and one after an unfinished
+    statement follows a token other than `;`.
+    """
+    try:
+        tokens = pg.scan(sql[pos : start + 4])
+    except pg.ParseError:
+        return False  # a literal or comment left open before it
+    code = [t for t in tokens if t.name not in _COMMENTS]
+    if not code or code[-1].name != "COPY" or code[-1].start != start - pos:
+        return False
+    return len(code) == 1 or code[-2].name == _SEMI
+
+
+def _block(
+    sql: str, start: int, statement_end: int, parts: re.Match[str],
+    expressions: Sequence[tuple[int, int]],
+) -> tuple[CopyBlock, guard.Violation | None]:
+    newline = sql.find("\n", statement_end)
+    data_start = len(sql) if newline < 0 else newline + 1
+    end_mark = _END.search(sql, data_start)
+    data_end = len(sql) if end_mark is None else end_mark.start()
+    end = len(sql) if end_mark is None else min(len(sql), end_mark.end() + 1)
+    columns = tuple(c.strip() for c in (parts["cols"] or "").split(",") if c.strip())
+    block = CopyBlock(
+        start, sql[start:statement_end - 1], data_start, data_end, end,
+        re.sub(r"\s+", "", parts["table"]), columns, not _BINARY_OR_CSV.search(parts["rest"]))
+    if end_mark is None:
+        return block, _violation(start, "its rows have no end: add a line holding only `\\.` "
+                                 "after the last row")
+    inside = next((s for s, _e in expressions if data_start <= s < data_end), None)
+    if inside is not None:
+        return block, _violation(
+            inside, "a {{ }} value inside COPY rows would be written as an SQL literal (with "
+            "quotes) into data that is not SQL; write these rows as INSERT statements, or "
+            "the value as plain text")
+    return block, _field_count(sql, block)
+
+
+def _field_count(sql: str, block: CopyBlock) -> guard.Violation | None:
+    """The first row whose tab-separated field count differs from the column list."""
+    if not block.columns or not block.text_format:
+        return None
+    wanted, offset = len(block.columns), block.data_start
+    for row in block.data(sql).split("\n"):
+        if row and row.count("\t") + 1 != wanted:
+            fields = row.count("\t") + 1
+            return _violation(
+                offset, f"COPY row has {fields} field(s) but the column list names {wanted}; "
+                "fields are separated by one tab (a tab inside a value is written \\t)")
+        offset += len(row) + 1
+    return None
+
+
+def _violation(offset: int, message: str) -> guard.Violation:
+    return guard.Violation(offset, COPY_DATA, RULE[0], message, Severity.ERROR)
