@@ -12,10 +12,12 @@ commit, because the old savepoint is never released.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 
@@ -79,11 +81,21 @@ def scalar(conn: psycopg.Connection[Any], query: bytes) -> Any:
     return None if row is None else row[0]
 
 
+BUSY_AT_END = (
+    "A statement was still running on the test's connection when the test ended: a task "
+    "or thread the test started (on sqlfix_aconn or sqlfix_conn) was neither awaited nor "
+    "joined. sqlfix closed the connection to stop it, which rolled back the test's "
+    "transaction; the next test gets a new one. Await (or cancel and await) the tasks, and "
+    "join the threads, a test starts before it ends."
+)
+
+
 class SqlfixConnection(psycopg.Connection[TupleRow]):
     """A psycopg connection whose commit/rollback stay inside an active boundary."""
 
     _sqlfix_savepoint: str | None = None
     _sqlfix_owned = False  # a session's connection: a commit between tests is refused
+    _sqlfix_closed_because: str | None = None  # why sqlfix closed it, for the boundary's report
 
     def _in_boundary(self) -> bool:
         return (
@@ -200,7 +212,17 @@ class Boundary:
             self.lost = True
             return LOST_HELP
         if conn.closed:
-            return "The connection was closed during the test. " + ESCAPE_HELP
+            closed = "The connection was closed during the test. " + ESCAPE_HELP
+            return conn._sqlfix_closed_because or closed
+        if conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+            # A statement still in flight: its results belong to a task on a loop that
+            # may be gone, and every command would fail "another command is already in
+            # progress". Closing stops it, and the server rolls the transaction back.
+            conn._sqlfix_closed_because = BUSY_AT_END
+            with contextlib.suppress(psycopg.Error):  # the backend stops now, not at its end
+                conn.cancel_safe(timeout=5.0)
+            conn.close()
+            return BUSY_AT_END
         status = conn.info.transaction_status
         if status == TransactionStatus.INERROR and conn._sqlfix_savepoint:
             try:  # succeeds only inside our own transaction, and clears the error

@@ -319,3 +319,54 @@ def anyio_backend():
 ''')
     shop.makepyfile(test_api=FASTAPI_TESTS)
     shop.runpytest(*ANYIO).assert_outcomes(passed=2)
+
+
+def test_a_statement_still_running_when_the_test_ends_is_stopped_and_named(shop):
+    # An asyncio task (or a thread) still running a statement on the test's connection
+    # used to make sqlfix's own check fail with psycopg's "another command is already in
+    # progress". The statement is cancelled, the connection closed, the test fails saying
+    # why, and the next tests run on a new connection.
+    shop.makepyfile(
+        '''
+import asyncio, threading
+import pytest
+from sqlfix import uses
+
+KEEP = []
+
+@pytest.mark.asyncio
+@uses("users.sql")
+async def test_1_leaves_a_task(sqlfix_aconn):
+    KEEP.append(asyncio.get_running_loop().create_task(
+        sqlfix_aconn.execute("SELECT pg_sleep(30)")))
+    await asyncio.sleep(0.3)
+
+@uses("users.sql")
+def test_2_leaves_a_thread(sqlfix_conn):
+    def run():
+        try:
+            sqlfix_conn.execute("SELECT pg_sleep(30)")
+        except Exception:
+            pass
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    KEEP.append(thread)
+    thread.join(0.3)
+
+@uses("users.sql")
+def test_3_next(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone()[0] > 0
+    assert sqlfix_conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"
+    ).fetchone()[0] == 0
+'''
+    )
+    result = shop.runpytest(*STRICT, "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "*test_1_leaves_a_task*", "*A statement was still running on the test's connection*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*test_2_leaves_a_thread*", "*A statement was still running on the test's connection*",
+    ])
+    result.stdout.no_fnmatch_line("*another command is already in progress*")
