@@ -28,6 +28,12 @@ from psycopg.rows import TupleRow
 
 from sqlfix.database.boundary import CHECK_DEFERRED, OUTSIDE_HELP, SAVEPOINT, SqlfixConnection
 
+DETACHED = (
+    "this sqlfix_aconn belongs to a test that has ended: a task or callback kept it after "
+    "its test. Each test gets its own sqlfix_aconn; await the tasks a test starts before "
+    "it ends."
+)
+
 
 async def run_sql_async(conn: psycopg.AsyncConnection[Any], statements: Sequence[str]) -> None:
     """Statements in one round trip, or one by one in pipeline mode (no multi-statement)."""
@@ -42,6 +48,15 @@ class AsyncSqlfixConnection(psycopg.AsyncConnection[TupleRow]):
     """An AsyncConnection whose commit/rollback stay inside the sync connection's boundary."""
 
     _sqlfix_sync: SqlfixConnection | None = None
+    _sqlfix_detached = False  # its test ended: it must not reach a later test's transaction
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        # execute(), copy and pipelines all start here. A task the test left behind
+        # on a loop that outlives the test (loop_scope="session") would otherwise write
+        # into the next test's transaction on the shared libpq connection.
+        if self._sqlfix_detached:
+            raise psycopg.OperationalError(DETACHED)
+        return super().cursor(*args, **kwargs)
 
     def _boundary_savepoint(self) -> str | None:
         sync = self._sqlfix_sync
@@ -114,6 +129,7 @@ class AsyncFrontEnd:
     def detach(self) -> None:
         """Give libpq's callbacks back to the sync connection; later commits are refused."""
         self.conn._sqlfix_sync = None
+        self.conn._sqlfix_detached = True
         pgconn = self.sync.pgconn
         if not self.sync.closed:
             pgconn.notice_handler, pgconn.notify_handler = self._handlers

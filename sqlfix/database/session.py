@@ -88,6 +88,10 @@ class DatabaseSession:
     def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
         """Schema, then migrations, then the baseline: once per session, before any test."""
         check_safe(conn, self.settings.allow_any_database)
+        # The embedded server runs with synchronous_commit off (speed); the schema and the
+        # baseline's copies must survive a crashed backend's recovery all the same.
+        conn.execute(b"SET synchronous_commit = on")
+        psycopg.Connection.commit(conn)  # a session setting: kept only once committed
         if self.started_at is None:  # a rebuild keeps it: connections of the run stay ours
             self.started_at = scalar(conn, b"SELECT now()")
         self._roles_before = [r[0] for r in conn.execute(b"SELECT rolname FROM pg_roles")]
@@ -228,7 +232,8 @@ class DatabaseSession:
         """
         assert self.dsn is not None
         s = self.settings
-        options = (f"-c default_transaction_read_only=off -c lock_timeout={s.lock_timeout} "
+        options = (f"-c default_transaction_read_only=off -c synchronous_commit=on "
+                   f"-c lock_timeout={s.lock_timeout} "
                    f"-c statement_timeout={s.statement_timeout}")
         try:
             conn = self._own_connect(self.dsn, options)
@@ -255,9 +260,19 @@ class DatabaseSession:
         self, dsn: str, options: str = "", autocommit: bool = False
     ) -> psycopg.Connection[Any]:
         """A maintenance connection, named and counted as sqlfix's own (see `opened`)."""
-        conn = psycopg.connect(dsn, options=options, autocommit=autocommit,
-                               connect_timeout=10, application_name=APP_NAME,
-                               client_encoding="UTF8")  # see schema.connect
+        deadline = time.monotonic() + _RECONNECT_SECONDS
+        while True:
+            try:
+                conn = psycopg.connect(dsn, options=options, autocommit=autocommit,
+                                       connect_timeout=10, application_name=APP_NAME,
+                                       client_encoding="UTF8")  # see schema.connect
+                break
+            except psycopg.OperationalError as exc:
+                # "the database system is in recovery mode" / "is starting up": after a
+                # crashed backend the server refuses connections for a moment
+                if "the database system is" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         if self._dbname() == conninfo_to_dict(dsn).get("dbname"):
             self.opened += 1  # on the test database: not a connection of the test
         return conn

@@ -10,8 +10,10 @@ sequences reset. Before that, connections the test left open are ended (see
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -21,7 +23,7 @@ from psycopg.rows import tuple_row
 
 from sqlfix.config import Settings
 from sqlfix.database.backends import Backend, others, terminate
-from sqlfix.database.boundary import Boundary, SqlfixConnection
+from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
 from sqlfix.database.committed import ChangeTracker
 from sqlfix.database.session import DatabaseSession
 from sqlfix.errors import LeakedConnectionWarning, SqlfixError
@@ -30,6 +32,7 @@ from sqlfix.pytest_plugin.handle import Sqlfix
 
 TRACKER_KEY = pytest.StashKey[ChangeTracker]()
 TERMINATE_WAIT_MS = 5_000  # how long sqlfix waits for ended backends to exit, in all
+_CLOSING_SECONDS = 0.3  # how long an idle backend may take to exit after its client closed
 _ROUNDS = 3  # a thread still running may connect again while sqlfix ends the others
 _HOLDERS = b"""
 SELECT pid, coalesce(application_name, ''), state, left(query, 80) FROM pg_stat_activity
@@ -63,6 +66,8 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
     """The `sqlfix` fixture's body in the committed mode."""
     conn = session.connection()
     conn.real_rollback()
+    started = scalar(conn, b"SELECT clock_timestamp()")  # what connected before is not its leak
+    conn.real_rollback()
     tracker = item.config.stash.get(TRACKER_KEY, None)
     if tracker is None:  # fingerprints of the baseline, taken once, before anything changed
         assert session.baseline is not None
@@ -83,9 +88,13 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         yield handle
     finally:
         _take_back(conn, session.settings)
-        leaked = _end_leaks(session)
+        leaked, warning = _end_leaks(session, started)
         _restore(session, tracker)
-    if leaked:  # after the restore: the next test starts clean either way
+    # After the restore: the next test starts clean either way, also when
+    # -W error::...LeakedConnectionWarning makes the warning raise.
+    if warning is not None:
+        warnings.warn(warning, stacklevel=1)
+    if leaked:
         pytest.fail(leaked, pytrace=False)
 
 
@@ -113,7 +122,26 @@ def _bounds(settings: Settings) -> bytes:
             f"SET statement_timeout = {settings.load_statement_timeout}").encode()
 
 
-def _end_leaks(session: DatabaseSession) -> str | None:
+def _lingering(conn: SqlfixConnection) -> list[Backend]:
+    """The other backends on the test database, less those on their way out.
+
+    A backend stays in pg_stat_activity for a moment after its client closed the
+    connection (it is still exiting): an idle one is counted only if it is still
+    there after a short wait, or a `with psycopg.connect(...)` closed just before
+    the test ended would be reported as left open.
+    """
+    found = others(conn)
+    deadline = time.monotonic() + _CLOSING_SECONDS
+    while any(not b.in_use for b in found) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        still = {b.pid for b in others(conn)}
+        found = [b for b in found if b.pid in still]
+    return found
+
+
+def _end_leaks(
+    session: DatabaseSession, started: object
+) -> tuple[str | None, LeakedConnectionWarning | None]:
     """End the connections the test left open on the test database; say what they were.
 
     Connections in a transaction or running a statement hold locks and rows the
@@ -128,7 +156,7 @@ def _end_leaks(session: DatabaseSession) -> str | None:
     alive: list[Backend] = []
     try:
         for _ in range(_ROUNDS):
-            found = [b for b in others(conn) if b.pid not in ended]
+            found = [b for b in _lingering(conn) if b.pid not in ended]
             if not found:
                 break
             still, no = terminate(conn, found, TERMINATE_WAIT_MS)
@@ -136,11 +164,14 @@ def _end_leaks(session: DatabaseSession) -> str | None:
             refused += no
             alive += still
     except psycopg.Error:
-        return None  # the restore below meets the same trouble and reports it
+        return None, None  # the restore below meets the same trouble and reports it
     if not ended:
-        return None
+        return None, None
     left = list(ended.values())
-    busy = [b for b in left if b.in_use]
+    # Connected before this test began: an earlier test's (or a wider fixture's, or another
+    # program's). Ended all the same, but not this test's failure.
+    earlier = [b for b in left if _before(b, started)]
+    busy = [b for b in left if b.in_use and b not in earlier]
     stuck_busy = [b for b in busy if b in alive or any(b == r for r, _ in refused)]
     listing = "\n".join(f"  {b.describe()}" for b in left)
     if stuck_busy:
@@ -161,20 +192,30 @@ def _end_leaks(session: DatabaseSession) -> str | None:
         not_ended = (" Except for these, not in a transaction as far as sqlfix can see, "
                      "which it could not end: "
                      + "; ".join(why_not) + ".")
+    before = ""
+    if earlier:
+        before = (f" {len(earlier)} of them connected before this test began (an earlier "
+                  "test's, a fixture of a wider scope, or another program): pids "
+                  + ", ".join(str(b.pid) for b in earlier) + ".")
     if busy:
         return (f"sqlfix: this committed test (@uses(..., commit=True)) left {len(left)} "
                 f"connection(s) to the test database open, {len(busy)} of them in a transaction "
                 f"or running a statement:\n{listing}\nsqlfix ended them "
                 "(pg_terminate_backend), so what they had not committed is gone, and restored "
-                f"the baseline: the next test starts clean.{not_ended} {_WHAT_TO_DO}")
-    warnings.warn(LeakedConnectionWarning(
+                f"the baseline: the next test starts clean.{before}{not_ended} "
+                f"{_WHAT_TO_DO}"), None
+    return None, LeakedConnectionWarning(
         f"sqlfix: this committed test (@uses(..., commit=True)) left {len(left)} "
         f"connection(s) to the test database open, idle:\n{listing}\nsqlfix ended them "
-        "(pg_terminate_backend), so that nothing writes after the baseline is restored.{} "
+        "(pg_terminate_backend), so that nothing writes after the baseline is restored.{}{} "
         "{} A pool kept across tests must survive that (SQLAlchemy pool_pre_ping=True, "
-        "psycopg_pool check=ConnectionPool.check_connection).".format(not_ended, _WHAT_TO_DO)),
-        stacklevel=1)
-    return None
+        "psycopg_pool check=ConnectionPool.check_connection).".format(
+            before, not_ended, _WHAT_TO_DO))
+
+
+def _before(backend: Backend, started: object) -> bool:
+    return (backend.backend_start is not None and isinstance(started, datetime)
+            and backend.backend_start < started)
 
 
 def _restore(session: DatabaseSession, tracker: ChangeTracker) -> None:

@@ -275,3 +275,26 @@ def test_2_still_there(sqlfix_conn):
 """
     )
     pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=2)
+
+
+def test_a_backend_killed_right_after_the_baseline_is_survived(pytester):
+    # kill -9 of a backend makes the server recover from its WAL; with the embedded
+    # server's synchronous_commit off, the baseline's copies committed just before were
+    # lost, and the restore's connection met "the database system is in recovery mode".
+    _project(pytester, SCHEMA_T + "CREATE TABLE kinds (k text); INSERT INTO kinds VALUES ('a'), ('b');\n")
+    pytester.makepyfile(
+        """
+import os, signal
+
+def test_1_killed_at_once(sqlfix_conn):
+    os.kill(sqlfix_conn.info.backend_pid, signal.SIGKILL)
+
+def test_2_after(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM kinds").fetchone() == (2,)
+"""
+    )
+    for _ in range(2):
+        result = pytester.runpytest(*NO_RANDOM)
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(["*test_1_killed_at_once*",
+                                     "*the test's database connection was lost*"])

@@ -370,3 +370,35 @@ def test_3_next(sqlfix_conn):
         "*test_2_leaves_a_thread*", "*A statement was still running on the test's connection*",
     ])
     result.stdout.no_fnmatch_line("*another command is already in progress*")
+
+
+def test_a_task_that_outlives_its_test_cannot_write_into_the_next_one(shop):
+    # With one loop for the session, a task left behind wakes up during the next test:
+    # its sqlfix_aconn is refused, so the next test's transaction stays its own.
+    shop.makepyfile(
+        '''
+import asyncio
+import pytest
+
+ERRORS = []
+
+async def late(conn):
+    await asyncio.sleep(0.2)
+    try:
+        await conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('late', 'L', 1)")
+    except Exception as exc:
+        ERRORS.append(str(exc))
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_1_leaves_a_sleeping_task(sqlfix_aconn):
+    test_1_leaves_a_sleeping_task.task = asyncio.get_running_loop().create_task(late(sqlfix_aconn))
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_2_next(sqlfix_aconn):
+    await asyncio.sleep(0.5)
+    cur = await sqlfix_aconn.execute("SELECT count(*) FROM products")
+    assert await cur.fetchone() == (0,)
+    assert ERRORS and "belongs to a test that has ended" in ERRORS[0]
+'''
+    )
+    shop.runpytest(*STRICT, "-p", "no:randomly").assert_outcomes(passed=2)
