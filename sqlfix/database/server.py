@@ -38,6 +38,7 @@ _MAX_SOCKET_PATH = 100  # sun_path holds 104-108 bytes depending on the OS
 _MIN_SHM_FREE = 256 * 1024 * 1024  # Docker's default 64 MB /dev/shm is too small for us
 _READY_TIMEOUT = 60.0
 _POLL_INTERVAL = 0.002
+_RELAUNCH_TRIES = 5  # a restart waits up to this many seconds for the dead one's backends
 
 # Runs as `python -I -S -c`: reads the postmaster pid from stdin; "done" means we stopped it
 # ourselves. EOF without "done" means the parent died: stop the server, remove the directory.
@@ -166,6 +167,15 @@ class EmbeddedServer:
     def stop(self) -> None:
         self._runtime.close()
 
+    def restart(self) -> None:
+        """Start the postmaster again after it died, in the same directory: the same
+        socket, port and DSN. PostgreSQL recovers the data directory from its WAL.
+
+        Raises `ServerError` if it does not come up.
+        """
+        self._runtime.relaunch()
+        self.pid = self._runtime.pid
+
     def exited(self) -> str | None:
         """None while the postmaster runs; once it has died, its exit code and log tail."""
         proc = self._runtime.proc
@@ -200,6 +210,7 @@ class _Runtime:
         self._owner = os.getpid()  # a forked child must not tear down our server at its exit
         self.dir = _make_runtime_dir(ident)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._launched: tuple[Binaries, dict[str, str]] | None = None
         try:
             self._pipe: int | None
             self._pipe, self._watchdog = _spawn_watchdog(self.dir)
@@ -224,7 +235,25 @@ class _Runtime:
     def dsn(self, dbname: str) -> str:
         return make_conninfo(host=str(self.dir), port=self.port, user=SUPERUSER, dbname=dbname)
 
+    def relaunch(self) -> None:
+        """The postmaster again, as `launch` started it; after it died."""
+        assert self._launched is not None
+        self.stop_server()  # reaps the dead one
+        for attempt in range(_RELAUNCH_TRIES):
+            # Backends of the dead postmaster exit when they notice; until then the
+            # new one refuses the data directory ("shared memory block is still in use").
+            self.launch(*self._launched)
+            try:
+                self.wait_ready(DBNAME)
+                return
+            except ServerError:
+                self.stop_server()
+                if attempt == _RELAUNCH_TRIES - 1:
+                    raise
+                time.sleep(1.0)
+
     def launch(self, binaries: Binaries, settings: dict[str, str]) -> None:
+        self._launched = (binaries, settings)
         args = [str(binaries.postgres), "-D", str(self.data), "-k", str(self.dir)]
         for name, value in settings.items():
             args += ["-c", f"{name}={value}"]

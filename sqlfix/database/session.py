@@ -29,7 +29,7 @@ from sqlfix.database.schema import DAMAGED, apply_schema, check_safe, connect
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
-from sqlfix.errors import DatabaseError
+from sqlfix.errors import DatabaseError, ServerError
 
 _RECONNECT_SECONDS = 15.0  # after a crashed backend the server recovers for a moment
 
@@ -344,7 +344,17 @@ class DatabaseSession:
                 f"database given by DSN, and refuses it until then. Recreate {dbname!r} "
                 "(dropdb/createdb: sqlfix applies the schema to an empty database) and run "
                 "again; keep DDL in the schema files or migrations")
+        self._recreate_database()
+        return "\n".join([
+            "sqlfix rebuilt the test database: the test's committed DDL changed the schema:",
+            what, f"sqlfix dropped and created database {dbname!r} and ran the schema files "
+            "(and setup_command) again", *notes])
+
+    def _recreate_database(self) -> None:
+        """Drop and create the embedded server's test database (and the roles made since
+        the session began), then prepare it again: schema, setup_command, baseline."""
         assert self.dsn is not None
+        dbname = self._dbname()
         admin_dsn = make_conninfo(self.dsn, dbname="postgres")
         with self._own_connect(admin_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
@@ -354,20 +364,32 @@ class DatabaseSession:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         self.dsn = None
         self.start()
-        return "\n".join([
-            "sqlfix rebuilt the test database: the test's committed DDL changed the schema:",
-            what, f"sqlfix dropped and created database {dbname!r} and ran the schema files "
-            "(and setup_command) again", *notes])
 
     def revive(self) -> str | None:
-        """Start the session, or start it again if its embedded server died; says why."""
+        """Start the session, or start it again if its embedded server died; says why.
+
+        The server is started again in its own directory, so its socket, port and DSN
+        (what `sqlfix_dsn` gave the application) stay the same; PostgreSQL recovers the
+        data directory as after any crash, and the test database is then built anew.
+        If that fails, a new server in a new directory.
+        """
         died = self.server.exited() if self.server is not None else None
         if died is not None:
-            self.stop()
+            assert self.server is not None
+            self._drop_connection()
+            try:
+                self.server.restart()
+                self.dsn = self.server.dsn
+                self._recreate_database()
+            except (DatabaseError, ServerError, psycopg.Error):
+                self.stop()
+                self.start()
+                return (f"{died}\nsqlfix started a new embedded PostgreSQL (a new DSN) and "
+                        "applied the schema again")
+            return (f"{died}\nsqlfix started the embedded PostgreSQL again (same DSN) and "
+                    "built the test database again")
         self.start()
-        if died is None:
-            return None
-        return f"{died}\nsqlfix started a new embedded PostgreSQL and applied the schema again"
+        return None
 
     def _drop_connection(self) -> None:
         if self._conn is not None and not self._conn.closed:

@@ -216,6 +216,11 @@ def test_6_a_killed_embedded_server_is_named_and_restarted(pytester):
 import os, signal, time
 from pathlib import Path
 
+import psycopg
+
+def test_0_takes_the_dsn(sqlfix_dsn):
+    test_0_takes_the_dsn.dsn = sqlfix_dsn
+
 def test_1_kills_the_postmaster(sqlfix_conn):
     data = sqlfix_conn.execute("SHOW data_directory").fetchone()[0]
     pid = int((Path(data) / "postmaster.pid").read_text().split()[0])
@@ -228,15 +233,21 @@ def test_2_runs_normally(sqlfix_conn):
 
 def test_3_and_so_on(sqlfix_conn):
     assert sqlfix_conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+def test_4_the_dsn_given_before_still_works(sqlfix_dsn):
+    # the server came back in its own directory: same socket, same DSN
+    assert sqlfix_dsn == test_0_takes_the_dsn.dsn
+    with psycopg.connect(sqlfix_dsn) as c:
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (1,)
 """
     )
     result = pytester.runpytest(*NO_RANDOM)
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines([
         "*test_1_kills_the_postmaster*",
         "*the test's database connection was lost*",
         "*the embedded PostgreSQL exited (exit code -9): its log*",
-        "*sqlfix started a new embedded PostgreSQL and applied the schema again*",
+        "*sqlfix started the embedded PostgreSQL again (same DSN) and built the test database again*",
     ])
     assert "escaped" not in result.stdout.str()
 
