@@ -32,6 +32,8 @@ from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
 from sqlfix.errors import DatabaseError, ServerError
 
+_RECOVERING = ("the database system is", "server closed the connection unexpectedly",
+               "terminating connection")
 _RECONNECT_SECONDS = 15.0  # after a crashed backend the server recovers for a moment
 
 
@@ -295,9 +297,10 @@ class DatabaseSession:
                                        client_encoding="UTF8")  # see schema.connect
                 break
             except psycopg.OperationalError as exc:
-                # "the database system is in recovery mode" / "is starting up": after a
-                # crashed backend the server refuses connections for a moment
-                if "the database system is" not in str(exc) or time.monotonic() > deadline:
+                # After a crashed backend the server ends every connection and refuses new
+                # ones for a moment ("the database system is in recovery mode"), or closes
+                # one it had just accepted: wait that out, nothing else
+                if not any(m in str(exc) for m in _RECOVERING) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
         if self._dbname() == conninfo_to_dict(dsn).get("dbname"):
