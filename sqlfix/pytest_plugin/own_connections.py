@@ -1,19 +1,21 @@
 """Code on its own connections: `sqlfix_dsn`, and the hint when a second connection is a likely
 cause of a failure in the rollback mode.
 
-A connection the test opens besides sqlfix's sees none of the fixtures (they are
+A connection the test uses besides sqlfix's sees none of the fixtures (they are
 not committed) and its writes are not rolled back. When a rollback-mode test
-fails, sqlfix counts the connections to the test database opened during this
-test (since its `sqlfix` fixture was set up) that are not sqlfix's own: those
-still open (`pg_stat_activity`, started after the test's mark, not named
-"sqlfix", not the test's own backend) and those opened and closed
-(`pg_stat_database.sessions` since the mark, less the connections sqlfix itself
-opened meanwhile and the ones still open). If there are any, the failure report
-says so and points at the committed mode.
+fails (in set-up, call or tear-down), sqlfix looks at the other client
+connections to the test database: those still open (`pg_stat_activity`, opened
+during this run, not the backend sqlfix holds for the test, whatever its
+`application_name`) that were opened or ran a statement since the test began,
+and those opened and closed during the test (`pg_stat_database.sessions` since
+the test's mark, less the connections sqlfix itself opened meanwhile and the
+ones still open). If there are any, the failure report says so and points at
+the committed mode. Nothing of this runs for a test that passes.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +39,24 @@ class Mark:
 MARK_KEY = pytest.StashKey[Mark]()
 _MARK = (b"SELECT sessions, clock_timestamp()::text FROM pg_stat_database "
          b"WHERE datname = current_database()")
+# Other client connections of this run, with whether they began or ran a statement since
+# the test's mark; then the session count, read after them (a connection seen open was
+# counted by then).
 _OTHERS = b"""
-SELECT count(*) FILTER (WHERE a.backend_start >= %(since)s::timestamptz
-                          AND coalesce(a.application_name, '') <> %(app)s),
-       (SELECT sessions FROM pg_stat_database WHERE datname = current_database())
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
+       a.backend_start >= %(since)s::timestamptz,
+       coalesce(greatest(a.query_start, a.state_change) >= %(since)s::timestamptz, false)
 FROM pg_stat_activity a
 WHERE a.datname = current_database() AND a.backend_type = 'client backend'
-  AND a.pid NOT IN (%(me)s, pg_backend_pid())
+  AND a.pid <> ALL (%(mine)s) AND a.pid <> pg_backend_pid()
+  AND a.backend_start >= %(run)s
+  AND (a.backend_start >= %(since)s::timestamptz
+       OR greatest(a.query_start, a.state_change) >= %(since)s::timestamptz)
+ORDER BY a.backend_start, a.pid
 """
+_SESSIONS = b"SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+_CLOSING_SECONDS = 0.25  # a backend whose client just closed it is still listed a moment
+_SHOWN = 3  # connections named in the hint; the rest are counted
 HINT = (
     "{what}. In the rollback mode a second connection sees none of the fixtures (they are "
     "not committed) and what it writes is not rolled back: this is the likely cause if the "
@@ -98,16 +110,6 @@ def sqlfix_dsn(_sqlfix_session: DatabaseSession) -> str:
     return as_url(_sqlfix_session.dsn)
 
 
-def _query(session: DatabaseSession, query: bytes, params: dict[str, Any] | None = None) -> Any:
-    """One row from a short-lived connection of its own (the test's may be in any state)."""
-    import psycopg
-
-    assert session.dsn is not None
-    with psycopg.connect(session.dsn, autocommit=True, connect_timeout=5,
-                         application_name=_APP) as conn:
-        return conn.execute(query, params).fetchone()
-
-
 def mark(item: pytest.Item, session: DatabaseSession) -> None:
     """Note where a rollback-mode test begins; one round trip on the session's idle connection.
 
@@ -131,33 +133,96 @@ def mark(item: pytest.Item, session: DatabaseSession) -> None:
         item.stash[MARK_KEY] = Mark(int(sessions), bytes(at).decode(), session.opened)
 
 
-def second_connection_hint(item: pytest.Item, session: DatabaseSession, backend: int) -> str:
+@dataclass(frozen=True)
+class _Other:
+    """A client connection to the test database that sqlfix does not hold."""
+
+    pid: int
+    application_name: str
+    state: str
+    opened_in_test: bool  # else opened earlier in the run, and ran a statement during the test
+
+    def describe(self) -> str:
+        return f"pid {self.pid} {self.application_name or '(no application_name)'!r}"
+
+
+def _others(conn: Any, params: dict[str, Any]) -> list[_Other]:
+    """The other connections, less those on their way out.
+
+    An idle one is counted only if it is still there after a short wait: a
+    `with psycopg.connect(...)` block the failing assertion just left (or
+    sqlfix's own restore connection) is still listed while its backend exits.
+    """
+    found = [_Other(*row[:4]) for row in conn.execute(_OTHERS, params).fetchall()]
+    deadline = time.monotonic() + _CLOSING_SECONDS
+    while any(o.state == "idle" for o in found) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        still = {row[0] for row in conn.execute(_OTHERS, params).fetchall()}
+        found = [o for o in found if o.pid in still]
+    return found
+
+
+def _listed(others: list[_Other]) -> str:
+    names = ", ".join(o.describe() for o in others[:_SHOWN])
+    more = len(others) - _SHOWN
+    return names + (f" and {more} more" if more > 0 else "")
+
+
+def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
     """The hint for a failed rollback-mode test, or "" when no other connection was seen.
 
-    `backend` is the pid of sqlfix's connection for the test. Counts only connections
-    opened since `mark()` for this test, less sqlfix's own.
+    Run only for a failed report; one short-lived connection (a few ms, plus at most
+    `_CLOSING_SECONDS` when a connection is closing). sqlfix's own connection is told
+    by its backend pid, not its name (a test may SET application_name, or name its
+    own connections "sqlfix").
     """
     import psycopg
 
     start = item.stash.get(MARK_KEY, None)
-    if start is None:
+    if start is None or session.dsn is None or session.started_at is None:
         return ""
+    held = session.connection_if_open()
+    mine = [held.info.backend_pid] if held is not None else []
+    params = {"mine": mine, "since": start.at, "run": session.started_at}
     try:
-        still_open, sessions = _query(
-            session, _OTHERS, {"me": backend, "since": start.at, "app": _APP})
+        assert session.dsn is not None
+        with psycopg.connect(session.dsn, autocommit=True, connect_timeout=5,
+                             application_name=_APP) as conn:
+            others = _others(conn, params)
+            row = conn.execute(_SESSIONS).fetchone()
     except psycopg.Error:
         return ""
-    opened = 0
-    if sessions is not None:  # less sqlfix's test connections and this query's own
-        opened = int(sessions) - start.sessions - (session.opened - start.opened) - 1
-    closed = max(0, opened - int(still_open))
+    new = [o for o in others if o.opened_in_test]
+    earlier = [o for o in others if not o.opened_in_test]
+    closed = 0
+    if row is not None and row[0] is not None:  # less sqlfix's own, this query's, the open
+        closed = max(0, int(row[0]) - start.sessions - (session.opened - start.opened) - 1
+                     - len(new))
     parts = []
-    if still_open:
-        parts.append(f"{still_open} other connection(s) to the test database opened during this "
-                     "test are still open")
+    if new:
+        parts.append(f"{len(new)} other connection(s) to the test database opened during this "
+                     f"test are still open ({_listed(new)})")
+    if earlier:
+        parts.append(f"{len(earlier)} other connection(s) to the test database opened before "
+                     "this test (by an earlier test, a module- or session-scoped fixture, a "
+                     f"pool) are open and ran statements during it ({_listed(earlier)})")
     if closed:
         parts.append(f"{closed} other connection(s) to the test database were opened and closed "
                      "during this test")
     if not parts:
         return ""
     return HINT.format(what="sqlfix: " + "; ".join(parts))
+
+
+_HINTED_KEY = pytest.StashKey[bool]()
+
+
+def add_hint(item: pytest.Item, report: pytest.TestReport, session: DatabaseSession | None) -> None:
+    """For a failed report of a rollback-mode test (set-up, call or tear-down): the hint
+    section, once per test, when other connections were seen."""
+    if session is None or item.stash.get(_HINTED_KEY, False):
+        return
+    hint = second_connection_hint(item, session)
+    if hint:
+        item.stash[_HINTED_KEY] = True
+        report.sections.append(("sqlfix: other connections", hint))

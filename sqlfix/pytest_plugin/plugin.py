@@ -521,14 +521,9 @@ def pytest_runtest_makereport(
             report.sections.append(("sqlfix", note))
     if report.failed and item.stash.get(USED_KEY, False):
         report.sections.append(("sqlfix", _failure_section(item)))
-        boundary = item.stash.get(BOUNDARY_KEY, None)
-        if call.when == "call" and boundary is not None and not boundary.conn.closed:
-            from sqlfix.pytest_plugin.own_connections import second_connection_hint
+        from sqlfix.pytest_plugin.own_connections import add_hint
 
-            hint = second_connection_hint(
-                item, item.config.stash[SESSION_KEY], boundary.conn.info.backend_pid)
-            if hint:
-                report.sections.append(("sqlfix: other connections", hint))
+        add_hint(item, report, item.config.stash.get(SESSION_KEY, None))
     if call.when == "teardown" and HANDLE_KEY in item.stash:
         handle = item.stash[HANDLE_KEY]
         del item.stash[HANDLE_KEY]

@@ -1,4 +1,5 @@
-"""The committed mode (@uses(..., commit=True)), sqlfix_dsn, and the second-connection hint."""
+"""The committed mode (@uses(..., commit=True)) and sqlfix_dsn (the second-connection hint:
+test_second_connection_hint.py)."""
 
 from __future__ import annotations
 
@@ -303,94 +304,6 @@ async def test_async_session(sqlfix_async_session):
             assert "create_async_engine" not in text and "await" not in text, text
     assert "sqlfix_async_engine is built" not in " ".join(sections["test_async_session"].split())
     assert "async_sessionmaker(" in " ".join(sections["test_async_session"].split())
-
-
-HINT_CASES = '''
-import asyncio
-import psycopg
-import pytest
-from sqlfix import uses
-
-# (a) a failure on sqlfix's own connection (a task left running on it, a renamed session)
-@pytest.mark.asyncio
-@uses("users.sql")
-async def test_a1_own_connection_busy(sqlfix_aconn):
-    await sqlfix_aconn.execute("SET application_name = 'my-app'")
-    task = asyncio.get_running_loop().create_task(sqlfix_aconn.execute("SELECT pg_sleep(0.2)"))
-    await asyncio.sleep(0.05)
-    try:
-        assert False, "fails while its task still runs on sqlfix_aconn"
-    finally:
-        await task
-
-# (b) connections of earlier tests
-@uses("users.sql")
-def test_b1_passes_with_a_second_connection(sqlfix_dsn):
-    with psycopg.connect(sqlfix_dsn) as conn:
-        conn.execute("SELECT 1")
-
-def test_b2_passes_and_leaves_a_pool(sqlfix_dsn):
-    pytest.kept = psycopg.connect(sqlfix_dsn)
-
-@uses("users.sql")
-def test_b3_fails_on_its_own(sqlfix_conn):
-    pytest.kept.close()
-    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (5,)
-
-# (c) sqlfix's own restore and verify connections
-@uses("users.sql")
-def test_c1_escapes(sqlfix_conn):
-    sqlfix_conn.execute("COMMIT")
-
-def test_c2_writes_behind_the_verifier(sqlfix_dsn):
-    with psycopg.connect(sqlfix_dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('v', 'V', 1)")
-
-@uses(commit=True)
-def test_c3_committed(sqlfix_dsn):
-    with psycopg.connect(sqlfix_dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('c', 'C', 1)")
-
-@uses("users.sql")
-def test_c4_fails_on_its_own(sqlfix_conn):
-    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (1,)
-
-# the true positive: this test's own second connections
-@uses("users.sql")
-def test_t1_second_connections(sqlfix_dsn, sqlfix_conn):
-    with psycopg.connect(sqlfix_dsn) as other:
-        seen = other.execute("SELECT count(*) FROM users").fetchone()[0]
-    pytest.kept = psycopg.connect(sqlfix_dsn)
-    assert seen == 4
-
-def test_t2_close(sqlfix_conn):
-    pytest.kept.close()
-'''
-
-
-def test_the_hint_counts_only_this_tests_connections_not_sqlfixs_nor_earlier_tests(shop):
-    shop.makepyfile(HINT_CASES)
-    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict",
-                            "--sqlfix-verify")
-    del pytest.kept
-    text = result.stdout.str()
-    blocks = text.split("\n____")
-    by_test = {}
-    for name in ("test_a1", "test_b3", "test_c1", "test_c2", "test_c4", "test_t1"):
-        by_test[name] = "\n".join(b for b in blocks if name in b.split("\n")[0])
-        assert by_test[name], (name, text)
-    assert "fails while its task still runs" in by_test["test_a1"]
-    assert "the rollback boundary did not hold" in by_test["test_c1"]
-    assert "differs from its state before the first test" in by_test["test_c2"]
-    assert "== (1,)" in by_test["test_c4"]
-    for name in ("test_a1", "test_b3", "test_c1", "test_c2", "test_c4"):
-        assert "other connections" not in by_test[name], (name, by_test[name])
-    hint = " ".join(by_test["test_t1"].split())
-    assert ("sqlfix: 1 other connection(s) to the test database opened during this test are "
-            "still open; 1 other connection(s) to the test database were opened and closed "
-            "during this test") in hint, hint
-    assert "@uses(..., commit=True)" in hint
-    result.assert_outcomes(passed=5, failed=5, errors=1)
 
 
 def test_a_leak_sqlfix_may_not_end_stops_the_run_saying_so(pytester, fresh_dsn, monkeypatch):
