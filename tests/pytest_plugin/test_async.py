@@ -253,13 +253,19 @@ FASTAPI_APP = '''
 # app.py: the application, as it would be written for production
 from collections.abc import AsyncIterator
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 engine = create_async_engine("postgresql+psycopg://prod-host/app")  # never reached in tests
 SessionLocal = async_sessionmaker(engine)
 app = FastAPI()
+
+@app.exception_handler(IntegrityError)
+async def conflict(request, exc) -> JSONResponse:
+    return JSONResponse({"detail": "already exists"}, status_code=409)
 
 async def get_session() -> AsyncIterator[AsyncSession]:
     async with SessionLocal() as session:
@@ -273,6 +279,18 @@ async def create_user(email: str, session: AsyncSession = Depends(get_session)) 
     await session.commit()
     return {"email": email}
 
+@app.post("/users/batch", status_code=201)
+async def create_users(emails: list[str] = Query(),
+                       session: AsyncSession = Depends(get_session)) -> dict:
+    for email in emails:                      # all or nothing: an error before the commit
+        if "@" not in email:
+            raise HTTPException(422, f"not an email: {email}")
+        await session.execute(
+            text("INSERT INTO users (email, full_name, created_at) VALUES (:e, 'B', now())"),
+            {"e": email})
+    await session.commit()
+    return {"created": len(emails)}
+
 @app.get("/users/count")
 async def count_users(session: AsyncSession = Depends(get_session)) -> dict:
     return {"count": await session.scalar(text("SELECT count(*) FROM users"))}
@@ -285,40 +303,82 @@ from sqlfix import uses
 
 from app import app, get_session
 
-@pytest.fixture
+@FIXTURE
 async def client(sqlfix_async_session):
     async def session_override():
-        yield sqlfix_async_session
+        # Each request ends as the app's `async with SessionLocal()` ends it: what it did not
+        # commit is rolled back (to the session's savepoint), after an error too, so an
+        # endpoint's error does not leave the shared session broken for the next request.
+        try:
+            yield sqlfix_async_session
+        finally:
+            await sqlfix_async_session.rollback()
     app.dependency_overrides[get_session] = session_override
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
     app.dependency_overrides.clear()
 
-@pytest.mark.anyio
+@MARK
 @uses("users.sql")
 async def test_1_create_user(client):
     response = await client.post("/users", params={"email": "new@example.org"})
     assert response.status_code == 201
     assert (await client.get("/users/count")).json() == {"count": 5}
 
-@pytest.mark.anyio
-async def test_2_nothing_left(client):
+@MARK
+@uses("users.sql")
+async def test_2_errors_leave_the_session_usable(client):
+    duplicate = await client.post("/users", params={"email": "alice@example.com"})
+    assert duplicate.status_code == 409                    # IntegrityError in the database
+    half = await client.post("/users/batch", params={"emails": ["b1@example.org", "oops"]})
+    assert half.status_code == 422                         # raised after one INSERT
+    response = await client.post("/users", params={"email": "new@example.org"})
+    assert response.status_code == 201
+    assert (await client.get("/users/count")).json() == {"count": 5}  # b1 rolled back
+
+@MARK
+async def test_3_nothing_left(client):
     assert (await client.get("/users/count")).json() == {"count": 0}
 '''
 
-
-def test_fastapi_example_with_httpx_async_client(shop):
-    shop.makepyfile(app=FASTAPI_APP)
-    shop.makeconftest('''
+ANYIO_CONFTEST = '''
 import pytest
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-''')
-    shop.makepyfile(test_api=FASTAPI_TESTS)
-    shop.runpytest(*ANYIO).assert_outcomes(passed=2)
+'''
+
+
+def _fastapi(shop, fixture: str, mark: str) -> None:
+    shop.makepyfile(app=FASTAPI_APP)
+    shop.makeconftest(ANYIO_CONFTEST)
+    shop.makepyfile(test_api=FASTAPI_TESTS.replace("@FIXTURE", fixture).replace("@MARK", mark))
+
+
+def test_fastapi_example_with_httpx_async_client(shop):
+    _fastapi(shop, "@pytest.fixture", "@pytest.mark.anyio")
+    shop.runpytest(*ANYIO).assert_outcomes(passed=3)
+
+
+def test_fastapi_example_under_pytest_asyncio_strict_mode(shop):
+    _fastapi(shop, "@pytest_asyncio.fixture", "@pytest.mark.asyncio")
+    shop.makepyfile(test_api=shop.path.joinpath("test_api.py").read_text()
+                    .replace("import pytest\n", "import pytest\nimport pytest_asyncio\n", 1))
+    shop.runpytest(*STRICT).assert_outcomes(passed=3)
+
+
+def test_fastapi_override_without_the_rollback_breaks_the_next_request(shop):
+    # what the override's rollback is for: without it the failed statement's transaction
+    # stays aborted in the shared session and the next request of the test fails
+    _fastapi(shop, "@pytest.fixture", "@pytest.mark.anyio")
+    path = shop.path / "test_api.py"
+    path.write_text(path.read_text().replace("await sqlfix_async_session.rollback()", "pass"))
+    result = shop.runpytest(*ANYIO)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*current transaction is aborted*",
+                                 "*FAILED test_api.py::test_2_errors_leave_the_session_usable*"])
 
 
 def test_a_statement_still_running_when_the_test_ends_is_stopped_and_named(shop):
