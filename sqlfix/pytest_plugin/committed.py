@@ -204,9 +204,11 @@ def _end_leaks(
                 "(pg_terminate_backend), so what they had not committed is gone, and restored "
                 f"the baseline: the next test starts clean.{before}{not_ended} "
                 f"{_WHAT_TO_DO}"), None
+    # only this test's idle ones make it a warning; an earlier one may be in a transaction
+    idle = "" if any(b.in_use for b in left) else ", idle"
     return None, LeakedConnectionWarning(
         f"sqlfix: this committed test (@uses(..., commit=True)) left {len(left)} "
-        f"connection(s) to the test database open, idle:\n{listing}\nsqlfix ended them "
+        f"connection(s) to the test database open{idle}:\n{listing}\nsqlfix ended them "
         "(pg_terminate_backend), so that nothing writes after the baseline is restored.{}{} "
         "{} A pool kept across tests must survive that (SQLAlchemy pool_pre_ping=True, "
         "psycopg_pool check=ConnectionPool.check_connection).".format(

@@ -57,6 +57,10 @@ ORDER BY a.backend_start, a.pid
 _SESSIONS = b"SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
 _CLOSING_SECONDS = 0.25  # a backend whose client just closed it is still listed a moment
 _SHOWN = 3  # connections named in the hint; the rest are counted
+# The server's words when max_connections is reached (reserved slots included).
+_FULL = ("too many clients already", "remaining connection slots are reserved")
+NO_SLOT = ("the test database has no free connection slot left for sqlfix to look at the "
+           "other connections: the test or the code under test holds many of them")
 HINT = (
     "{what}. In the rollback mode a second connection sees none of the fixtures (they are "
     "not committed) and what it writes is not rolled back: this is the likely cause if the "
@@ -190,7 +194,9 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
                              application_name=_APP) as conn:
             others = _others(conn, params)
             row = conn.execute(_SESSIONS).fetchone()
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        if any(full in str(exc) for full in _FULL):  # the test's connections took every slot
+            return HINT.format(what=f"sqlfix: {NO_SLOT} ({str(exc).strip()})")
         return ""
     new = [o for o in others if o.opened_in_test]
     earlier = [o for o in others if not o.opened_in_test]
@@ -203,9 +209,10 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
         parts.append(f"{len(new)} other connection(s) to the test database opened during this "
                      f"test are still open ({_listed(new)})")
     if earlier:
-        parts.append(f"{len(earlier)} other connection(s) to the test database opened before "
-                     "this test (by an earlier test, a module- or session-scoped fixture, a "
-                     f"pool) are open and ran statements during it ({_listed(earlier)})")
+        parts.append(f"{len(earlier)} other connection(s) to the test database opened earlier "
+                     "(by an earlier test, a module- or session-scoped fixture, a pool, a "
+                     "fixture set up before sqlfix's) are open and ran statements during this "
+                     f"test ({_listed(earlier)})")
     if closed:
         parts.append(f"{closed} other connection(s) to the test database were opened and closed "
                      "during this test")

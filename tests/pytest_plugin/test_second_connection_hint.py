@@ -133,6 +133,21 @@ def test_n1_named_sqlfix(sqlfix_dsn, sqlfix_conn):
 def test_n2_close():
     pytest.kept.close()
 
+# so many connections that sqlfix cannot open one to look
+@uses("users.sql")
+def test_m1_every_slot_taken(sqlfix_dsn, sqlfix_conn):
+    pytest.conns = []
+    try:
+        while len(pytest.conns) < 1000:
+            pytest.conns.append(psycopg.connect(sqlfix_dsn))
+    except psycopg.OperationalError:
+        pass
+    assert False, f"opened {len(pytest.conns)}"
+
+def test_m2_close():
+    for conn in pytest.conns:
+        conn.close()
+
 # failures in set-up and in tear-down
 @pytest.fixture
 def admin_count(sqlfix_conn, sqlfix_dsn):
@@ -198,12 +213,12 @@ def test_no_hint_without_another_connection_used_during_the_test(shop):
 def test_the_hint_names_connections_used_during_the_failing_test_whenever_opened(shop):
     shop.makepyfile(HINTED)
     result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio")
-    del pytest.kept
+    del pytest.kept, pytest.conns
     text = result.stdout.str()
     blocks = _blocks(text)
-    earlier = ("other connection(s) to the test database opened before this test (by an "
-               "earlier test, a module- or session-scoped fixture, a pool) are open and ran "
-               "statements during it")
+    earlier = ("other connection(s) to the test database opened earlier (by an earlier "
+               "test, a module- or session-scoped fixture, a pool, a fixture set up before "
+               "sqlfix's) are open and ran statements during this test")
     hint = _hint(blocks.get("test_e2_module_connection_of_an_earlier_test", ""))
     assert f"1 {earlier} (pid " in hint and "'module-conn')" in hint, text
     assert "@uses(..., commit=True)" in hint and "app-pool" not in hint, hint
@@ -220,6 +235,10 @@ def test_the_hint_names_connections_used_during_the_failing_test_whenever_opened
     assert "opened during this test are still open (pid " in hint and "'sqlfix')" in hint, text
     assert "1 other connection(s) to the test database were opened and closed" in hint, hint
 
+    hint = _hint(blocks.get("test_m1_every_slot_taken", ""))
+    assert "has no free connection slot left for sqlfix to look" in hint, text
+    assert "too many clients already" in hint and "commit=True" in hint, hint
+
     hint = _hint(blocks.get("setup test_s1_setup_fails", ""))
     assert "1 other connection(s) to the test database were opened and closed" in hint, text
     hint = _hint(blocks.get("teardown test_s2_teardown_fails", ""))
@@ -228,5 +247,5 @@ def test_the_hint_names_connections_used_during_the_failing_test_whenever_opened
     assert f"1 {earlier}" in _hint(blocks.get("test_s3_fails_in_call_and_teardown", "")), text
     assert "teardown test_s3_fails_in_call_and_teardown" in blocks, text
     assert SECTION not in blocks["teardown test_s3_fails_in_call_and_teardown"], text
-    assert text.count(f"{SECTION} -") == 7, text
-    result.assert_outcomes(passed=4, failed=5, errors=3)  # s2 passes its call
+    assert text.count(f"{SECTION} -") == 8, text
+    result.assert_outcomes(passed=5, failed=6, errors=3)  # s2 passes its call
