@@ -463,3 +463,27 @@ def test_4_close_what_test_1_kept():
         assert "in a transaction" not in text.split("ERROR at teardown of test_2_innocent")[1]
         assert "connected before this test began" in text
         assert "test_3_threads_close_their_connections" not in text.split("short test summary")[-1]
+
+
+def test_an_earlier_connection_in_a_transaction_is_not_called_idle(shop):
+    shop.makepyfile('''
+import psycopg
+import pytest
+from sqlfix import uses
+
+def test_1_leaves_a_transaction_open(sqlfix_dsn):
+    pytest.kept = psycopg.connect(sqlfix_dsn, application_name="earlier")
+    pytest.kept.execute("SELECT 1")
+
+@uses("users.sql", commit=True)
+def test_2_committed(sqlfix_conn):
+    pass
+''')
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio",
+                            "-W", "default::sqlfix.errors.LeakedConnectionWarning")
+    pytest.kept.close()
+    del pytest.kept
+    result.assert_outcomes(passed=2)
+    text = " ".join(result.stdout.str().split())
+    assert "left 1 connection(s) to the test database open: pid" in text, text
+    assert "'earlier', idle in transaction" in text and "connected before this test" in text
