@@ -39,13 +39,11 @@ class Mark:
 MARK_KEY = pytest.StashKey[Mark]()
 _MARK = (b"SELECT sessions, clock_timestamp()::text FROM pg_stat_database "
          b"WHERE datname = current_database()")
-# Other client connections of this run, with whether they began or ran a statement since
-# the test's mark; then the session count, read after them (a connection seen open was
-# counted by then).
+# Other client connections of this run that began, or ran a statement, since the test's
+# mark (and whether they began since); the session count is read after them.
 _OTHERS = b"""
 SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-       a.backend_start >= %(since)s::timestamptz,
-       coalesce(greatest(a.query_start, a.state_change) >= %(since)s::timestamptz, false)
+       a.backend_start >= %(since)s::timestamptz
 FROM pg_stat_activity a
 WHERE a.datname = current_database() AND a.backend_type = 'client backend'
   AND a.pid <> ALL (%(mine)s) AND a.pid <> pg_backend_pid()
@@ -157,7 +155,7 @@ def _others(conn: Any, params: dict[str, Any]) -> list[_Other]:
     `with psycopg.connect(...)` block the failing assertion just left (or
     sqlfix's own restore connection) is still listed while its backend exits.
     """
-    found = [_Other(*row[:4]) for row in conn.execute(_OTHERS, params).fetchall()]
+    found = [_Other(*row) for row in conn.execute(_OTHERS, params).fetchall()]
     deadline = time.monotonic() + _CLOSING_SECONDS
     while any(o.state == "idle" for o in found) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -189,7 +187,6 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
     mine = [held.info.backend_pid] if held is not None else []
     params = {"mine": mine, "since": start.at, "run": session.started_at}
     try:
-        assert session.dsn is not None
         with psycopg.connect(session.dsn, autocommit=True, connect_timeout=5,
                              application_name=_APP) as conn:
             others = _others(conn, params)
@@ -199,11 +196,15 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
             return HINT.format(what=f"sqlfix: {NO_SLOT} ({str(exc).strip()})")
         return ""
     new = [o for o in others if o.opened_in_test]
-    earlier = [o for o in others if not o.opened_in_test]
     closed = 0
     if row is not None and row[0] is not None:  # less sqlfix's own, this query's, the open
         closed = max(0, int(row[0]) - start.sessions - (session.opened - start.opened) - 1
                      - len(new))
+    parts = _parts(new, [o for o in others if not o.opened_in_test], closed)
+    return HINT.format(what="sqlfix: " + "; ".join(parts)) if parts else ""
+
+
+def _parts(new: list[_Other], earlier: list[_Other], closed: int) -> list[str]:
     parts = []
     if new:
         parts.append(f"{len(new)} other connection(s) to the test database opened during this "
@@ -216,9 +217,7 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
     if closed:
         parts.append(f"{closed} other connection(s) to the test database were opened and closed "
                      "during this test")
-    if not parts:
-        return ""
-    return HINT.format(what="sqlfix: " + "; ".join(parts))
+    return parts
 
 
 _HINTED_KEY = pytest.StashKey[bool]()
