@@ -15,12 +15,13 @@ Pure: text in, blocks and violations out. Offsets are 0-based into the text give
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pglast.parser as pg
 
-from sqlfix.compiler import guard
+from sqlfix.compiler import guard, pgdump
 from sqlfix.errors import Severity
 
 COPY_DATA = "SQLF405"
@@ -64,11 +65,14 @@ class CopyBlock:
 class Found:
     blocks: tuple[CopyBlock, ...]
     violations: tuple[guard.Violation, ...]
+    # (start, end) of each psql `\restrict KEY` / `\unrestrict KEY` line outside the
+    # blocks (pgdump.META): no-ops if they lie between statements, which the caller checks
+    metas: tuple[tuple[int, int], ...] = ()
 
 
 def may_hold_copy(sql: str) -> bool:
-    """Cheap test: could `sql` have a COPY statement at a line start?"""
-    return _CANDIDATE.search(sql) is not None
+    """Cheap test: could `sql` have a COPY statement or a psql \\restrict line at a line start?"""
+    return _CANDIDATE.search(sql) is not None or pgdump.may_hold_meta(sql)
 
 
 def find(sql: str, expressions: Sequence[tuple[int, int]] = ()) -> Found:
@@ -95,7 +99,20 @@ def find(sql: str, expressions: Sequence[tuple[int, int]] = ()) -> Found:
         if problem is not None:
             found.append(problem)
         pos = block.end
-    return Found(tuple(blocks), tuple(found))
+    return Found(tuple(blocks), tuple(found), _metas(sql, blocks))
+
+
+def _metas(sql: str, blocks: Sequence[CopyBlock]) -> tuple[tuple[int, int], ...]:
+    """The \\restrict / \\unrestrict lines outside COPY blocks (rows are data)."""
+    if not pgdump.may_hold_meta(sql):
+        return ()
+    starts = [b.start for b in blocks]
+    spans = []
+    for match in pgdump.META.finditer(sql):
+        i = bisect_right(starts, match.start()) - 1
+        if i < 0 or match.start() >= blocks[i].end:
+            spans.append(match.span())
+    return tuple(spans)
 
 
 def blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
@@ -116,8 +133,11 @@ def _at_statement_start(sql: str, pos: int, start: int) -> bool:
     quoted identifier or comment is no token, and one after an unfinished
     statement follows a token other than `;`.
     """
+    text = sql[pos : start + 4]
+    if "\\" in text:  # a \restrict line before it is no token (see pgdump.META)
+        text = pgdump.META.sub(lambda m: " " * len(m.group()), text)
     try:
-        tokens = pg.scan(sql[pos : start + 4])
+        tokens = pg.scan(text)
     except pg.ParseError:
         return False  # a literal or comment left open before it
     code = [t for t in tokens if t.name not in _COMMENTS]
