@@ -110,6 +110,25 @@ def _metas(sql: str, blocks: Sequence[CopyBlock]) -> tuple[tuple[int, int], ...]
     return tuple(m.span() for start, end in gaps for m in pgdump.META.finditer(sql, start, end))
 
 
+def guard_scan(sql: str, found: Found) -> tuple[guard.GuardResult, str, int]:
+    """The guard's verdict on `sql` outside `found`'s blocks and psql lines, and the text it read.
+
+    A \\restrict line that turns out to lie inside a statement (in a string, a comment
+    or mid-statement) is not psql's: it is read again as part of the text. Returns
+    (result, text read, number of psql lines left out).
+    """
+    blocks = [(b.start, b.end) for b in found.blocks]
+    metas = list(found.metas)
+    text = blank(sql, blocks + metas) if blocks or metas else sql
+    result = guard.scan(text)
+    misread = pgdump.within_statements(metas, result.statements)
+    if misread:
+        metas = [m for m in metas if m not in misread]
+        text = blank(sql, blocks + metas) if blocks or metas else sql
+        result = guard.scan(text)
+    return result, text, len(metas)
+
+
 def blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
     """`sql` with each (start, end) span replaced by spaces, newlines kept."""
     out, pos = [], 0

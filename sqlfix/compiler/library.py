@@ -101,28 +101,17 @@ def _scan(rendered: RenderedFixture) -> _Scanned:
         found = copy_blocks.Found((), ())
     else:
         found = copy_blocks.find(rendered.sql, rendered.expressions)
-    blocks = [(b.start, b.end) for b in found.blocks]
-    metas = list(found.metas)
-    text = _blanked(rendered.sql, blocks + metas)
-    statements_size = len(text) - sum(b.end - b.start for b in found.blocks)
+    statements_size = len(rendered.sql) - sum(b.end - b.start for b in found.blocks)
     if statements_size > MAX_SQL_CHARS:
-        return _Scanned(guard.GuardResult((), (_too_large(statements_size),)), (), text)
-    result = guard.scan(text)
-    misread = pgdump.within_statements(metas, result.statements)
-    if misread:  # in a string, a comment or mid-statement: not psql's line, keep it
-        metas = [m for m in metas if m not in misread]
-        text = _blanked(rendered.sql, blocks + metas)
-        result = guard.scan(text)
+        violation = _too_large(statements_size)
+        return _Scanned(guard.GuardResult((), (violation,)), (), rendered.sql)
+    result, text, _ = copy_blocks.guard_scan(rendered.sql, found)
     statements, preamble = pgdump.split_preamble(result.statements)
-    violations = [v for v in result.violations if not (blocks and v.code == guard.EMPTY)
+    violations = [v for v in result.violations if not (found.blocks and v.code == guard.EMPTY)
                   and not pgdump.inside(preamble, v.offset)]
     violations += found.violations
     violations.sort(key=lambda v: (v.offset, v.code))
     return _Scanned(guard.GuardResult(statements, tuple(violations)), found.blocks, text)
-
-
-def _blanked(sql: str, spans: list[tuple[int, int]]) -> str:
-    return copy_blocks.blank(sql, spans) if spans else sql
 
 
 def _too_large(size: int) -> guard.Violation:
