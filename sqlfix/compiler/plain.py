@@ -19,7 +19,7 @@ _NEWLINE = re.compile("\n")
 
 def is_plain(source: str) -> bool:
     """True if `source` holds no Jinja syntax, so rendering would return it unchanged."""
-    return not any(tag in source for tag in _TEMPLATE_SYNTAX)
+    return "{" not in source or not any(tag in source for tag in _TEMPLATE_SYNTAX)
 
 
 def plain_fixture(source: str, *, name: str, path: str, seed: int) -> RenderedFixture:
