@@ -65,7 +65,10 @@ def project(pytester: pytest.Pytester, dump: str) -> None:
                                '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
 
 
-@pytest.mark.parametrize("dump", DUMPS)
+# Each is a whole pytest session: two forms in the per-version CI run, all four in the full suite.
+@pytest.mark.parametrize("dump", [
+    pytest.param(d, marks=() if d in ("data_copy_pg18.sql", "data_inserts.sql") else pytest.mark.slow)
+    for d in DUMPS])
 def test_a_raw_data_dump_loads_as_a_fixture_and_changes_nothing_else(pytester, dump):
     project(pytester, dump)
     body = TESTS.format(dump=dump)
