@@ -23,10 +23,9 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from sqlfix.cli.targets import UsageError
-from sqlfix.compiler import copy_blocks, guard
+from sqlfix.compiler import copy_blocks
 from sqlfix.compiler.library import display_path
 
-_META = re.compile(r"^[ \t]*\\(?:un)?restrict\b[^\n]*$", re.MULTILINE)
 _INSERT = re.compile(
     r"INSERT\s+INTO\s+(?P<table>(?:\"[^\"]*\"|[\w$]+)(?:\.(?:\"[^\"]*\"|[\w$]+))?)\s*"
     r"(?:\((?P<cols>[^)]*)\))?\s*(?:OVERRIDING\s+SYSTEM\s+VALUE\s+)?VALUES\s*", re.IGNORECASE)
@@ -90,10 +89,6 @@ def _unquote(name: str) -> str:
 def parse_dump(text: str) -> Parsed:
     """Tables and their rows from a data-only dump; what was dropped, counted by kind."""
     dropped: Counter[str] = Counter()
-    metas = len(_META.findall(text))
-    if metas:
-        dropped["\\restrict/\\unrestrict line(s)"] = metas
-        text = _META.sub(lambda m: " " * len(m.group()), text)
     found = copy_blocks.find(text)
     tables: dict[str, Table] = {}
     for block in found.blocks:
@@ -101,8 +96,10 @@ def parse_dump(text: str) -> Parsed:
         data = block.data(text)
         table.copies.append((block.statement, data))
         table.rows += data.count("\n")
-    rest = copy_blocks.blank(text, [(b.start, b.end) for b in found.blocks])
-    for statement in guard.scan(rest).statements:
+    result, _, metas = copy_blocks.guard_scan(text, found)  # \restrict lines between statements
+    if metas:
+        dropped["\\restrict/\\unrestrict line(s)"] = metas
+    for statement in result.statements:
         _statement(statement.text, tables, dropped)
     if any(line.strip().startswith("--") for line in text.splitlines()):
         dropped["the dump's comments"] = 1

@@ -17,10 +17,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import pglast.parser as pg
 
-from sqlfix.compiler import guard
+from sqlfix.compiler import guard, pgdump
 from sqlfix.errors import Severity
 
 COPY_DATA = "SQLF405"
@@ -64,11 +65,14 @@ class CopyBlock:
 class Found:
     blocks: tuple[CopyBlock, ...]
     violations: tuple[guard.Violation, ...]
+    # (start, end) of each psql `\restrict KEY` / `\unrestrict KEY` line outside the
+    # blocks (pgdump.META): no-ops if they lie between statements, which the caller checks
+    metas: tuple[tuple[int, int], ...] = ()
 
 
 def may_hold_copy(sql: str) -> bool:
-    """Cheap test: could `sql` have a COPY statement at a line start?"""
-    return _CANDIDATE.search(sql) is not None
+    """Cheap test: could `sql` have a COPY statement or a psql \\restrict line at a line start?"""
+    return _CANDIDATE.search(sql) is not None or pgdump.may_hold_meta(sql)
 
 
 def find(sql: str, expressions: Sequence[tuple[int, int]] = ()) -> Found:
@@ -80,22 +84,49 @@ def find(sql: str, expressions: Sequence[tuple[int, int]] = ()) -> Found:
     blocks: list[CopyBlock] = []
     found: list[guard.Violation] = []
     pos = 0
-    for match in _CANDIDATE.finditer(sql):
-        start = match.start(1)
-        if start < pos or not _at_statement_start(sql, pos, start):
-            continue
-        statement = _STATEMENT.match(sql, start)
-        if statement is None:
-            continue  # no ';': the guard reports the unterminated statement
-        parts = _PARTS.match(statement.group())
-        if parts is None or parts["dir"].upper() != "FROM" or parts["src"].upper() != "STDIN":
-            continue  # no rows follow: the guard classifies (and refuses) the statement
-        block, problem = _block(sql, start, statement.end(), parts, expressions)
-        blocks.append(block)
-        if problem is not None:
-            found.append(problem)
-        pos = block.end
-    return Found(tuple(blocks), tuple(found))
+    match = _CANDIDATE.search(sql)
+    while match is not None:
+        start, after = match.start(1), match.end()
+        statement = _STATEMENT.match(sql, start) if _at_statement_start(sql, pos, start) else None
+        parts = _PARTS.match(statement.group()) if statement is not None else None
+        # no ';' (the guard reports the unterminated statement), or no rows follow (the
+        # guard classifies and refuses the statement): not a block
+        if (statement is not None and parts is not None and parts["dir"].upper() == "FROM"
+                and parts["src"].upper() == "STDIN"):
+            block, problem = _block(sql, start, statement.end(), parts, expressions)
+            blocks.append(block)
+            if problem is not None:
+                found.append(problem)
+            pos = after = block.end
+        match = _CANDIDATE.search(sql, after)  # from after the rows: they are not read
+    return Found(tuple(blocks), tuple(found), _metas(sql, blocks))
+
+
+def _metas(sql: str, blocks: Sequence[CopyBlock]) -> tuple[tuple[int, int], ...]:
+    """The \\restrict / \\unrestrict lines outside COPY blocks (rows are data)."""
+    if not pgdump.may_hold_meta(sql):
+        return ()
+    gaps = zip([0, *(b.end for b in blocks)], [*(b.start for b in blocks), len(sql)], strict=True)
+    return tuple(m.span() for start, end in gaps for m in pgdump.META.finditer(sql, start, end))
+
+
+def guard_scan(sql: str, found: Found) -> tuple[guard.GuardResult, str, int]:
+    """The guard's verdict on `sql` outside `found`'s blocks and psql lines, and the text it read.
+
+    A \\restrict line that turns out to lie inside a statement (in a string, a comment
+    or mid-statement) is not psql's: it is read again as part of the text. Returns
+    (result, text read, number of psql lines left out).
+    """
+    blocks = [(b.start, b.end) for b in found.blocks]
+    metas = list(found.metas)
+    text = blank(sql, blocks + metas) if blocks or metas else sql
+    result = guard.scan(text)
+    misread = pgdump.within_statements(metas, result.statements)
+    if misread:
+        metas = [m for m in metas if m not in misread]
+        text = blank(sql, blocks + metas) if blocks or metas else sql
+        result = guard.scan(text)
+    return result, text, len(metas)
 
 
 def blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
@@ -103,7 +134,7 @@ def blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
     out, pos = [], 0
     for start, end in sorted(spans):
         out.append(sql[pos:start])
-        out.append("\n".join(" " * len(line) for line in sql[start:end].split("\n")))
+        out.append("\n".join(map(" ".__mul__, map(len, sql[start:end].split("\n")))))
         pos = end
     out.append(sql[pos:])
     return "".join(out)
@@ -116,8 +147,11 @@ def _at_statement_start(sql: str, pos: int, start: int) -> bool:
     quoted identifier or comment is no token, and one after an unfinished
     statement follows a token other than `;`.
     """
+    text = sql[pos : start + 4]
+    if "\\" in text:  # a \restrict line before it is no token (see pgdump.META)
+        text = pgdump.META.sub(lambda m: " " * len(m.group()), text)
     try:
-        tokens = pg.scan(sql[pos : start + 4])
+        tokens = pg.scan(text)
     except pg.ParseError:
         return False  # a literal or comment left open before it
     code = [t for t in tokens if t.name not in _COMMENTS]
@@ -132,9 +166,9 @@ def _block(
 ) -> tuple[CopyBlock, guard.Violation | None]:
     newline = sql.find("\n", statement_end)
     data_start = len(sql) if newline < 0 else newline + 1
-    end_mark = _END.search(sql, data_start)
-    data_end = len(sql) if end_mark is None else end_mark.start()
-    end = len(sql) if end_mark is None else min(len(sql), end_mark.end() + 1)
+    end_mark = _end_mark(sql, data_start)
+    data_end = len(sql) if end_mark is None else end_mark[0]
+    end = len(sql) if end_mark is None else min(len(sql), end_mark[1] + 1)
     columns = tuple(c.strip() for c in (parts["cols"] or "").split(",") if c.strip())
     block = CopyBlock(
         start, sql[start:statement_end - 1], data_start, data_end, end,
@@ -151,16 +185,37 @@ def _block(
     return block, _field_count(sql, block)
 
 
+def _end_mark(sql: str, data_start: int) -> tuple[int, int] | None:
+    """(start, end) of the first line holding only `\\.` from `data_start` on.
+
+    str.find for the candidate lines: a MULTILINE regex would try every position of the rows.
+    """
+    at = data_start
+    while True:
+        if sql.startswith("\\.", at):
+            match = _END.match(sql, at)
+            if match is not None:
+                return match.span()
+        newline = sql.find("\n\\.", at)
+        if newline < 0:
+            return None
+        at = newline + 1
+
+
 def _field_count(sql: str, block: CopyBlock) -> guard.Violation | None:
     """The first row whose tab-separated field count differs from the column list."""
     if not block.columns or not block.text_format:
         return None
     wanted, offset = len(block.columns), block.data_start
-    for row in block.data(sql).split("\n"):
-        if row and row.count("\t") + 1 != wanted:
-            fields = row.count("\t") + 1
+    rows = block.data(sql).split("\n")
+    tabs = list(map(str.count, rows, repeat("\t")))  # no Python code per row on this path
+    right = tabs.count(wanted - 1) + (rows.count("") if wanted > 1 else 0)
+    if right == len(rows):
+        return None
+    for row, count in zip(rows, tabs, strict=True):
+        if row and count + 1 != wanted:
             return _violation(
-                offset, f"COPY row has {fields} field(s) but the column list names {wanted}; "
+                offset, f"COPY row has {count + 1} field(s) but the column list names {wanted}; "
                 "fields are separated by one tab (a tab inside a value is written \\t)")
         offset += len(row) + 1
     return None

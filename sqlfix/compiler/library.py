@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlfix.compiler import copy_blocks, guard
+from sqlfix.compiler import copy_blocks, guard, pgdump
 from sqlfix.compiler.context import DEFAULT_NOW, TemplateContext
 from sqlfix.compiler.discovery import (
     FixtureDir,
@@ -92,24 +92,26 @@ TOO_LARGE = "SQLF406"
 
 
 def _scan(rendered: RenderedFixture) -> _Scanned:
-    """The guard's verdict, with COPY ... FROM stdin blocks read as data, not as SQL."""
+    """The guard's verdict, with COPY ... FROM stdin blocks read as data, not as SQL.
+
+    pg_dump's own lines (psql's \\restrict lines, its preamble of settings) are left
+    out of the statements to load; see pgdump.py.
+    """
     if not copy_blocks.may_hold_copy(rendered.sql):
         found = copy_blocks.Found((), ())
-        text = rendered.sql
     else:
         found = copy_blocks.find(rendered.sql, rendered.expressions)
-        spans = [(b.start, b.end) for b in found.blocks]
-        text = copy_blocks.blank(rendered.sql, spans) if spans else rendered.sql
-    statements_size = len(text) - sum(b.end - b.start for b in found.blocks)
+    statements_size = len(rendered.sql) - sum(b.end - b.start for b in found.blocks)
     if statements_size > MAX_SQL_CHARS:
-        return _Scanned(guard.GuardResult((), (_too_large(statements_size),)), (), text)
-    result = guard.scan(text)
-    spans = [(b.start, b.end) for b in found.blocks]
-    violations = [v for v in result.violations
-                  if not (spans and v.code == guard.EMPTY)]
+        violation = _too_large(statements_size)
+        return _Scanned(guard.GuardResult((), (violation,)), (), rendered.sql)
+    result, text, _ = copy_blocks.guard_scan(rendered.sql, found)
+    statements, preamble = pgdump.split_preamble(result.statements)
+    violations = [v for v in result.violations if not (found.blocks and v.code == guard.EMPTY)
+                  and not pgdump.inside(preamble, v.offset)]
     violations += found.violations
     violations.sort(key=lambda v: (v.offset, v.code))
-    return _Scanned(guard.GuardResult(result.statements, tuple(violations)), found.blocks, text)
+    return _Scanned(guard.GuardResult(statements, tuple(violations)), found.blocks, text)
 
 
 def _too_large(size: int) -> guard.Violation:
@@ -241,7 +243,7 @@ class FixtureLibrary:
         file_seed = derive_seed(self.seed, name)
         context = TemplateContext(file_seed, self.seed, self.now, self.locale)
         try:
-            if is_plain(text):
+            if is_plain(text) or pgdump.is_dump(text):  # a dump's `{{` is data
                 rendered = plain_fixture(text, name=name, path=shown, seed=file_seed)
             else:
                 rendered = render_template(text, name=name, path=shown, context=context)

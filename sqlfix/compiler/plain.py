@@ -7,16 +7,19 @@ statements are off). The source map is then the identity: offset -> line, col.
 
 from __future__ import annotations
 
+import re
+
 from sqlfix.compiler.render import RenderedFixture
 from sqlfix.compiler.sourcemap import SourceMap
 from sqlfix.errors import Finding, FixtureError
 
 _TEMPLATE_SYNTAX = ("{{", "{%", "{#")
+_NEWLINE = re.compile("\n")
 
 
 def is_plain(source: str) -> bool:
     """True if `source` holds no Jinja syntax, so rendering would return it unchanged."""
-    return not any(tag in source for tag in _TEMPLATE_SYNTAX)
+    return "{" not in source or not any(tag in source for tag in _TEMPLATE_SYNTAX)
 
 
 def plain_fixture(source: str, *, name: str, path: str, seed: int) -> RenderedFixture:
@@ -26,11 +29,7 @@ def plain_fixture(source: str, *, name: str, path: str, seed: int) -> RenderedFi
             "SQLF203",
             "the file contains a NUL character (U+0000); PostgreSQL text cannot hold one: "
             "remove it", path, source.count("\n", 0, source.index("\x00")) + 1)])
-    starts = [0]
-    find, pos = source.find, source.find("\n")
-    while pos >= 0:
-        starts.append(pos + 1)
-        pos = find("\n", pos + 1)
+    starts = [0, *[m.end() for m in _NEWLINE.finditer(source)]]
     count = len(starts)
     source_map = SourceMap(
         starts=tuple(starts), lines=tuple(range(1, count + 1)), cols=(1,) * count,

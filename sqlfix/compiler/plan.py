@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlfix.errors import Finding, FixtureError
 
 _REQUIRES = re.compile(r"^\s*--\s*requires\s*:(?P<names>.*)$", re.IGNORECASE)
+_ANY_REQUIRES = re.compile(r"--\s*requires\s*:", re.IGNORECASE)
 _EXPECT_ERROR = re.compile(
     r"^\s*--\s*sqlfix\s*:\s*expect-error\s+(?P<state>[0-9A-Z]{5})\b", re.IGNORECASE)
 
@@ -66,6 +67,8 @@ def parse_expect_error(text: str) -> str | None:
 
 def misplaced_requires(text: str) -> tuple[tuple[int, int], ...]:
     """(line, col) of `-- requires:` lines below the header, which `parse_requires` ignores."""
+    if _ANY_REQUIRES.search(text) is None:  # a large dump: no line-by-line walk for nothing
+        return ()
     found = []
     in_header = True
     for lineno, line in enumerate(text.split("\n"), start=1):

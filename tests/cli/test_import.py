@@ -138,3 +138,18 @@ def test_the_adopting_walk_through(pytester: pytest.Pytester, fresh_dsn: str, mo
         """
     )
     pytester.runpytest(f"--sqlfix-dsn={fresh_dsn}", "-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_restrict_lines_are_dropped_between_statements_only() -> None:
+    from sqlfix.cli.importer import parse_dump
+
+    key = "abc123XYZ"
+    dump = (f"\\restrict {key}\nSET statement_timeout = 0;\n"
+            f"COPY public.note (body) FROM stdin;\n\\restrict {key}\nplain\n\\.\n"
+            f"INSERT INTO public.note VALUES ('a\n\\unrestrict {key}\nb');\n\\unrestrict {key}\n")
+    parsed = parse_dump(dump)
+    table = parsed.tables["public.note"]
+    assert table.copies == [("COPY public.note (body) FROM stdin", f"\\restrict {key}\nplain\n")]
+    assert table.inserts == [f"INSERT INTO public.note VALUES ('a\n\\unrestrict {key}\nb');"]
+    assert parsed.dropped["\\restrict/\\unrestrict line(s)"] == 2
+    assert parsed.dropped["SET"] == 1

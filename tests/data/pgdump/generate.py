@@ -1,15 +1,18 @@
 """Regenerate schema.sql and data_*.sql here with the PostgreSQL 15 pg_dump.
 
-    .venv/bin/python tests/data/pgdump/generate.py
+    .venv/bin/python tests/data/pgdump/generate.py [NEWER_PG_DUMP]
 
 Builds a small shop on sqlfix's embedded server, owned by a `postgres` role as on a
 standard installation, and dumps it the way teams do: `--schema-only`, `--data-only`
-(COPY, pg_dump's default) and `--data-only --inserts`.
+(COPY, pg_dump's default) and `--data-only --inserts`. With NEWER_PG_DUMP (e.g. the
+18 of `.ci/pg_versions.sh DIR 18`: DIR/18/bin/pg_dump), its data dumps too, as
+data_*_pg18.sql (a newer preamble: `SET transaction_timeout = 0;`).
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -87,9 +90,9 @@ INSERT INTO payment VALUES (1, 1, '2023-12-30', 57.50), (2, 3, '2024-01-05', 9.0
 """
 
 
-def dump(dsn: str, *options: str) -> str:
+def dump(dsn: str, *options: str, pg_dump: str = PG_DUMP) -> str:
     params = conninfo_to_dict(dsn)
-    args = [PG_DUMP, "-h", str(params["host"]), "-p", str(params["port"]),
+    args = [pg_dump, "-h", str(params["host"]), "-p", str(params["port"]),
             "-U", "postgres", *options, str(params["dbname"])]
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout
 
@@ -108,6 +111,13 @@ def main() -> None:
         (HERE / "schema.sql").write_text(dump(dsn, "--schema-only"))
         (HERE / "data_copy.sql").write_text(dump(dsn, "--data-only"))
         (HERE / "data_inserts.sql").write_text(dump(dsn, "--data-only", "--inserts"))
+        if len(sys.argv) > 1:
+            newer = sys.argv[1]
+            major = subprocess.run([newer, "--version"], check=True, capture_output=True,
+                                   text=True).stdout.split()[-1].split(".")[0]
+            (HERE / f"data_copy_pg{major}.sql").write_text(dump(dsn, "--data-only", pg_dump=newer))
+            (HERE / f"data_inserts_pg{major}.sql").write_text(
+                dump(dsn, "--data-only", "--inserts", pg_dump=newer))
 
 
 if __name__ == "__main__":
