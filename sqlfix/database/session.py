@@ -398,7 +398,8 @@ class DatabaseSession:
                 "again; keep DDL in the schema files or migrations")
         self._recreate_database()
         return "\n".join([
-            "sqlfix rebuilt the test database: the test's committed DDL changed the schema:",
+            "sqlfix rebuilt the test database: the test committed changes to the schema or "
+            "the system catalogs (DDL, GRANT, COMMENT, large objects...):",
             what, f"sqlfix dropped and created database {dbname!r} and ran the schema files "
             "(and setup_command) again", *notes])
 
