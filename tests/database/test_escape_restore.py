@@ -215,6 +215,11 @@ def _dead(conn):
         "MODE') holding AccessExclusiveLock on public.t*",
     ])
     assert "LockNotAvailable" not in result.stdout.str()
+    # the first line says it all: pytest's short summary shows no more
+    result.stdout.fnmatch_lines(["*sqlfix --sqlfix-verify: this test left 1 connection open "
+                                 "that held locks blocking reads of the test database's "
+                                 "tables; sqlfix ended it:"])
+    assert "after this test:" not in result.stdout.str()
 
 
 def test_an_escape_restore_ends_a_forgotten_lock_holder_and_names_it(pytester):
@@ -473,3 +478,17 @@ def test_2(sqlfix_conn):
     again = pytester.runpytest(*NO_RANDOM)
     assert again.ret == 3
     again.stdout.fnmatch_lines(["*a test of an earlier run changed the schema of database*"])
+
+
+def test_change_lines_agree_with_plural_kinds():
+    from sqlfix.database.catalog import Schema
+
+    before = Schema({("internal triggers", "on public.t"): "OO",
+                     ("default privileges", "postgres 0 r"): "{a}",
+                     ("trigger", "stamp on public.t"): "x"}, "1")
+    after = Schema({}, "2")
+    assert before.changes(after) == [
+        "default privileges postgres 0 r were dropped",
+        "internal triggers on public.t were dropped",
+        "trigger stamp on public.t was dropped"]
+    assert after.changes(before)[1] == "internal triggers on public.t were created"
