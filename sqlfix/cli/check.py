@@ -203,7 +203,8 @@ def run(
             if tty:
                 out.write("\r\x1b[K")
             left = len(targets) - number + 1
-            out.write(f"STOP  the database cannot be reached any more: {exc}\n      "
+            text = " ".join(str(exc).split())
+            out.write(f"STOP  the database cannot be reached any more: {text}\n      "
                       f"{left} fixture{'s were' if left != 1 else ' was'} not checked\n")
             break
         outcome = load_one(boundary, workspace, target, died)

@@ -509,3 +509,24 @@ def test_check_says_the_embedded_server_died_under_a_load_and_goes_on(
     assert "sqlfix starts it again for the next fixture" in out, out
     assert any(line.startswith("OK    c_fine.sql") and "t +1" in line for line in lines), out
     assert lines[-1] == "2 OK, 1 failed; every load was rolled back, nothing was committed."
+
+
+@pytest.mark.slow
+def test_check_stops_cleanly_when_a_dsn_server_dies_under_a_load(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "schema.sql").write_text(CRASH_SCHEMA, encoding="utf-8")
+    (project / "fx").mkdir()
+    (project / "fx" / "a_crashes.sql").write_text("SELECT crash();\n", encoding="utf-8")
+    (project / "fx" / "b_fine.sql").write_text("INSERT INTO t VALUES (4);\n", encoding="utf-8")
+    (project / "fx" / "c_fine.sql").write_text("INSERT INTO t VALUES (5);\n", encoding="utf-8")
+    (project / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\nschema = ["schema.sql"]\n', encoding="utf-8")
+    with EmbeddedServer.start() as server:  # a server of this test alone: it is killed
+        code, out, err = run(capsys, "check", "--dsn", server.dsn)
+    assert code == 1 and "internal error" not in err and "Traceback" not in err, err
+    lines = out.splitlines()
+    assert lines[1] == "FAIL  a_crashes.sql", out
+    assert lines[3].startswith("STOP  the database cannot be reached any more: "), out
+    assert lines[4].strip() == "2 fixtures were not checked", out
+    assert lines[-1] == "0 OK, 3 failed; every load was rolled back, nothing was committed."
