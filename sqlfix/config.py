@@ -82,14 +82,26 @@ def parse_seed(text: str) -> int | None:
     return value
 
 
+# lock_timeout and statement_timeout are int milliseconds in PostgreSQL (INT_MAX).
+MAX_TIMEOUT_MS = 2_147_483_647
 _UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def parse_duration(value: object) -> int:
     """Milliseconds from an int (ms) or a PostgreSQL-style string: '500ms', '10s', '2min', '0'.
 
-    Raises ValueError quoting the bad value; 0 means no limit.
+    Raises ValueError quoting the bad value, also for a duration PostgreSQL's
+    lock_timeout/statement_timeout cannot hold (over MAX_TIMEOUT_MS, about 24.8 days);
+    0 means no limit.
     """
+    millis = _duration_ms(value)
+    if millis > MAX_TIMEOUT_MS:
+        raise ValueError(f"{value!r} is longer than PostgreSQL's timeouts allow: at most "
+                         f"{MAX_TIMEOUT_MS} ms (about 24 days); 0 means no limit")
+    return millis
+
+
+def _duration_ms(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     text = value.strip().lower() if isinstance(value, str) else ""
@@ -411,14 +423,14 @@ def _build(root: Path, got: _Collector) -> Settings:
         ),
         reset_sequences=typed("reset_sequences", bool, True),
         reset_session=typed("reset_session", bool, True),
-        **_boundary_keys(values, sources),
+        **_boundary_keys(values, got.where),
         **_server_keys(values, got.where),
         sources=sources,
     )
 
 
-def _boundary_keys(values: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, Any]:
-    """The timeouts (ms) and `verify`, from whichever place set them."""
+def _boundary_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
+    """The timeouts (ms) and `verify`, from whichever place set them; `where(key)` names it."""
     found: dict[str, Any] = {}
     for key in (*TIMEOUT_KEYS, "verify"):
         if key not in values:
@@ -427,7 +439,7 @@ def _boundary_keys(values: Mapping[str, Any], sources: Mapping[str, str]) -> dic
             parse = parse_bool if key == "verify" else parse_duration
             found[key] = parse(values[key])
         except ValueError as exc:
-            raise ConfigError(f"{sources[key]}: {key}: {exc}") from None
+            raise ConfigError(f"{where(key)}: {exc}") from None
     return found
 
 

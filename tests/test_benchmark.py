@@ -34,3 +34,12 @@ def test_the_startup_benchmark_runs_and_prints_its_figures():
     assert lines[1] == "isolated (no plugin autoload):"
     assert [line.split()[0] for line in lines[2:]] == ["wall", "cpu"]
     assert all(" ratio " in line and line.endswith(" ms)") for line in lines[2:])
+
+
+def test_the_catalog_watch_benchmark_runs_and_prints_its_figures():
+    script = Path(__file__).parent / "benchmarks" / "bench_catalog_watch.py"
+    out = subprocess.run([sys.executable, str(script), "2"], capture_output=True, text=True,
+                         check=True, timeout=300)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("2 rounds, medians;") and "catalogs" in lines[0]
+    assert len(lines) == 8 and all(" ms  x" in line for line in lines[1:])

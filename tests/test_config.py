@@ -77,10 +77,49 @@ def test_a_bad_timeout_is_refused_with_the_value(tmp_path, value):
         load_settings(tmp_path)
 
 
+@pytest.mark.parametrize("key", ["lock_timeout", "statement_timeout", "load_lock_timeout",
+                                 "load_statement_timeout"])
+@pytest.mark.parametrize("value", ["99999999999", '"2147483648ms"', '"25d"', '"600h"'])
+def test_a_timeout_postgresql_cannot_hold_is_refused_naming_the_key(tmp_path, key, value):
+    write(tmp_path, f"[tool.sqlfix]\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=rf"\[tool.sqlfix\] {key}: .* at most 2147483647 ms"):
+        load_settings(tmp_path)
+
+
+def test_the_largest_timeout_postgresql_holds_is_accepted(tmp_path):
+    write(tmp_path, '[tool.sqlfix]\nlock_timeout = 2147483647\nstatement_timeout = "24d"\n')
+    settings = load_settings(tmp_path)
+    assert (settings.lock_timeout, settings.statement_timeout) == (2147483647, 2_073_600_000)
+
+
+def test_a_timeout_out_of_range_from_an_ini_option_names_the_ini_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"pytest.ini: sqlfix_load_lock_timeout: .*at most"):
+        load_settings(tmp_path, ini={"load_lock_timeout": "30d"}, ini_file="pytest.ini")
+
+
 def test_a_bad_verify_is_refused(tmp_path):
     write(tmp_path, '[tool.sqlfix]\nverify = "sometimes"\n')
     with pytest.raises(ConfigError, match="verify: 'sometimes' is not a boolean"):
         load_settings(tmp_path)
+
+
+@pytest.mark.parametrize("option", ["--sqlfix-lock-timeout", "--sqlfix-statement-timeout",
+                                    "--sqlfix-load-lock-timeout",
+                                    "--sqlfix-load-statement-timeout"])
+def test_a_timeout_option_out_of_range_is_a_usage_error_naming_it(pytester, option):
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest(f"{option}=99999999999")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([f"*argument {option}: '99999999999'*at most 2147483647 ms*"])
+
+
+def test_a_timeout_ini_option_out_of_range_is_a_usage_error_naming_it(pytester):
+    pytester.makeini("[pytest]\nsqlfix_statement_timeout = 99999999999\n"
+                     "asyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile("def test_x(sqlfix_conn):\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*sqlfix_statement_timeout: '99999999999'*at most*"])
 
 
 def test_a_bad_timeout_option_is_a_usage_error(pytester):

@@ -80,13 +80,21 @@ def _changes(before: dict[str, int], after: dict[str, int]) -> tuple[tuple[str, 
 
 
 NewBoundary = Callable[[], Boundary]
+ServerFault = Callable[[], "str | None"]  # the embedded server's death in words, or None
 
 
-def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcome:
+def _alive() -> str | None:
+    return None
+
+
+def load_one(
+    boundary: Boundary, workspace: Workspace, target: Target, died: ServerFault = _alive
+) -> Outcome:
     """Load `target` and its requirements inside `boundary`, then roll it back.
 
     The same boundary a test gets: its end rolls back and puts back the sequences
-    the load advanced (nextval() is not undone by a rollback).
+    the load advanced (nextval() is not undone by a rollback). `died()` says whether
+    the server died, when the connection is lost.
     """
     try:
         plan = workspace.plan(target)
@@ -94,7 +102,7 @@ def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcom
             target.outside else parse_expect_error(target.path.read_text(encoding="utf-8"))
     except FixtureError as exc:
         return Outcome(target, findings=exc.findings)
-    outcome = _load(boundary, plan, target)
+    outcome = _load(boundary, plan, target, died)
     return _judge(outcome, expect) if expect else outcome
 
 
@@ -114,7 +122,7 @@ def _judge(outcome: Outcome, expect: str) -> Outcome:
         finding, message=f"{finding.message} (expected SQLSTATE {expect} from this file)"),))
 
 
-def _load(boundary: Boundary, plan: LoadPlan, target: Target) -> Outcome:
+def _load(boundary: Boundary, plan: LoadPlan, target: Target, died: ServerFault) -> Outcome:
     began = time.perf_counter()
     try:
         boundary.begin()
@@ -130,21 +138,29 @@ def _load(boundary: Boundary, plan: LoadPlan, target: Target) -> Outcome:
         return Outcome(target, millis, findings=(exc.finding,), statement=exc.statement)
     except (SqlfixError, psycopg.Error) as exc:  # e.g. a fixture that ended its own session
         millis = (time.perf_counter() - began) * 1000
-        return Outcome(target, millis, findings=(_not_loaded(target, boundary, exc),))
+        return Outcome(target, millis, findings=(_not_loaded(target, boundary, exc, died),))
     finally:
         boundary.end()
     return Outcome(target, millis, changes)
 
 
-def _not_loaded(target: Target, boundary: Boundary, exc: Exception) -> Finding:
+def _not_loaded(
+    target: Target, boundary: Boundary, exc: Exception, died: ServerFault
+) -> Finding:
     """A failure the loader could not place on a line: the connection, the server."""
     text = str(exc).strip().replace("\n", " ")
-    if boundary.conn.closed or boundary.conn.broken:
+    lost = boundary.conn.closed or boundary.conn.broken
+    death = died() if lost else None
+    if death is not None:
+        what = (f"the database server died during this load ({type(exc).__name__}: {text}); "
+                + death.replace("\n", "\n    ") + "\n  sqlfix starts it again for the next "
+                "fixture. If this fixture made it crash, its statements are the place to look")
+    elif lost:
         what = (f"the connection was lost while loading ({type(exc).__name__}: {text}); a "
                 "fixture must not end its own session. sqlfix reconnects for the next fixture")
     else:
         what = f"could not load ({type(exc).__name__}: {text})"
-    return Finding("SQLF701", what, str(target.path))
+    return Finding("SQLF701", what, target.shown)
 
 
 def describe(outcome: Outcome, width: int) -> list[str]:
@@ -166,9 +182,14 @@ def describe(outcome: Outcome, width: int) -> list[str]:
 
 
 def run(
-    new_boundary: NewBoundary, workspace: Workspace, targets: Sequence[Target], out: TextIO
+    new_boundary: NewBoundary, workspace: Workspace, targets: Sequence[Target], out: TextIO,
+    died: ServerFault = _alive,
 ) -> list[Outcome]:
-    """Load each target in turn, reporting as it goes; progress on a terminal."""
+    """Load each target in turn, reporting as it goes; progress on a terminal.
+
+    Stops (with a line saying so) when the database cannot be reached again, e.g. a
+    server that died and does not start; the fixtures left are not in the result.
+    """
     tty = out.isatty()
     width = max((len(t.key) for t in targets), default=0)
     outcomes = []
@@ -176,7 +197,17 @@ def run(
         if tty:
             out.write(f"\r\x1b[K[{number}/{len(targets)}] {target.key}")
             out.flush()
-        outcome = load_one(new_boundary(), workspace, target)
+        try:
+            boundary = new_boundary()
+        except (SqlfixError, psycopg.Error) as exc:
+            if tty:
+                out.write("\r\x1b[K")
+            left = len(targets) - number + 1
+            text = " ".join(str(exc).split())
+            out.write(f"STOP  the database cannot be reached any more: {text}\n      "
+                      f"{left} fixture{'s were' if left != 1 else ' was'} not checked\n")
+            break
+        outcome = load_one(boundary, workspace, target, died)
         outcomes.append(outcome)
         if tty:
             out.write("\r\x1b[K")

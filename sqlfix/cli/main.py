@@ -342,11 +342,12 @@ def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], o
         # Sequences are put back whatever reset_sequences says: check promises to leave
         # the database as it was.
         outcomes = dbcheck.run(
-            lambda: session.boundary(reset_sequences=True), workspace, targets, out)
+            lambda: session.boundary(reset_sequences=True), workspace, targets, out,
+            died=lambda: session.server.exited() if session.server is not None else None)
     finally:
         session.stop()
-    failed = sum(not o.ok for o in outcomes)
-    verdict = f"{len(outcomes) - failed} OK, {failed} failed" if failed else f"{fixtures} OK"
+    failed = len(targets) - sum(o.ok for o in outcomes)  # those not checked included
+    verdict = f"{len(targets) - failed} OK, {failed} failed" if failed else f"{fixtures} OK"
     verdict = f"All {verdict}" if not failed and len(outcomes) > 1 else verdict
     out.write(f"{verdict}; every load was rolled back, nothing was committed.\n")
     return EXIT_FINDINGS if failed else EXIT_OK

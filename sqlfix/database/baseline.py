@@ -223,9 +223,14 @@ def restore(
             _reload(conn, schema, table)
         moved = reset_sequences(conn, baseline)
     triggers = "triggers off" if quiet else "triggers on: not allowed to turn them off"
-    return (f"sqlfix restored the baseline: truncated {len(targets)} table(s), "
+    return (f"sqlfix restored the baseline: truncated {_count(len(targets), 'table')}, "
             f"reloaded the schema's rows into {len(reloaded)} ({triggers}), "
-            f"reset {moved} sequence(s)")
+            f"reset {_count(moved, 'sequence')}")
+
+
+def _count(number: int, noun: str) -> str:
+    """"1 table", "2 tables"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _triggers_off(conn: psycopg.Connection[Any]) -> bool:

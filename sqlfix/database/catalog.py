@@ -11,7 +11,8 @@ so after an escape the session compares two fingerprints taken at the baseline:
   rules, extensions, event triggers, casts, publications, default privileges),
   with a text that changes when the object does; and roles (every one on sqlfix's
   own server, else the session user's attributes). One query; compared by a digest
-  first, row by row only when the digests differ (to say what changed).
+  first, row by row only when the digests differ (to say what changed). Whether
+  anything changed at all is `catalog_watch`'s to say: it reads every catalog.
 - `Settings`: `pg_db_role_setting` rows that reach the test database's sessions
   (`ALTER ROLE <session user> [IN DATABASE <db>] SET`, `ALTER DATABASE <db> SET`,
   `ALTER ROLE ALL SET`), and the database's own properties (`ALLOW_CONNECTIONS`,
@@ -132,24 +133,6 @@ SELECT 'default privileges', concat_ws(' ', pg_get_userbyid(defaclrole), defacln
 FROM pg_default_acl
 """
 
-# Cheap stand-in for the fingerprints: per catalog, its row count and newest xmin (DDL writes
-# catalog rows in its transaction; DROP lowers a count; VACUUM/ANALYZE update in place).
-# Each catalog with the column that is a user object's oid (>= 16384, FirstNormalObjectId):
-# an index range scan reads only the rows of user objects.
-_CATALOGS = (("pg_namespace", "oid"), ("pg_class", "oid"), ("pg_attribute", "attrelid"),
-             ("pg_attrdef", "oid"), ("pg_constraint", "oid"), ("pg_index", "indexrelid"),
-             ("pg_sequence", "seqrelid"), ("pg_proc", "oid"), ("pg_type", "oid"),
-             ("pg_enum", "oid"), ("pg_trigger", "oid"), ("pg_policy", "oid"),
-             ("pg_rewrite", "oid"), ("pg_extension", "oid"), ("pg_event_trigger", "oid"),
-             ("pg_cast", "oid"), ("pg_publication", "oid"), ("pg_default_acl", "oid"),
-             ("pg_database", "16384"), ("pg_db_role_setting", "16384"))  # small: all rows
-_QUICK = ("SELECT concat_ws(',', " + ", ".join(
-    f"(SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM {name} "
-    f"WHERE {key} >= 16384)"
-    for name, key in _CATALOGS) + ", (SELECT md5(string_agg(concat_ws(' ', rolname, rolsuper, "
-    "rolcanlogin, rolinherit, rolcreaterole, rolcreatedb, rolbypassrls, rolconnlimit), ',' "
-    "ORDER BY rolname)) FROM pg_roles))").encode()
-
 _DATABASE = b"""
 SELECT datallowconn, datconnlimit, datistemplate FROM pg_database
 WHERE datname = %(db)s
@@ -171,7 +154,6 @@ class Schema:
 
     objects: dict[tuple[str, str], str]
     digest: str
-    quick: str = ""  # see quick(): equal quick digests mean equal objects (and settings)
 
     def changes(self, now: Schema) -> list[str]:
         """One line per object created, dropped or changed since `self`, e.g.
@@ -188,11 +170,14 @@ class Schema:
             if kind not in _RELATIONS and _belongs_to(kind, name, whole):
                 continue
             old, new = self.objects.get((kind, name)), now.objects.get((kind, name))
-            what = "was created" if old is None else "was dropped" if new is None else "changed"
+            was = "were" if kind in _PLURAL else "was"
+            what = ("changed" if old is not None and new is not None
+                    else f"{was} created" if old is None else f"{was} dropped")
             lines.append(f"{kind} {name} {what}")
         return lines
 
 
+_PLURAL = ("internal triggers", "default privileges")  # kinds named in the plural
 _RELATIONS = ("table", "view", "materialized view", "foreign table", "type", "sequence")
 
 
@@ -217,28 +202,13 @@ def _read_only_off(conn: psycopg.Connection[Any]) -> None:
     conn.execute(b"SET LOCAL transaction_read_only = off")
 
 
-def quick(conn: psycopg.Connection[Any]) -> str:
-    """Per system catalog the schema fingerprint reads, row count and newest xmin; and the
-    roles. One query (about a millisecond); rolled back."""
-    try:
-        row = conn.execute(_QUICK, prepare=True).fetchone()  # planned once per connection
-    finally:
-        conn.rollback()
-    return str(row[0]) if row else ""
-
-
-def take_schema(
-    conn: psycopg.Connection[Any], roles: bool, previous: Schema | None = None
-) -> Schema:
+def take_schema(conn: psycopg.Connection[Any], roles: bool) -> Schema:
     """The schema fingerprint; in a transaction of its own, rolled back.
 
     Every role of the server with `roles` (a server of sqlfix's own), else only the
-    session's own (other databases' users come and go). When the catalogs' quick
-    digest is `previous`'s, that is returned without reading every object.
+    session's own (other databases' users come and go). Read only once
+    `catalog_watch` found a change, to name it.
     """
-    now = quick(conn)
-    if previous is not None and previous.quick == now:
-        return previous
     cur = conn.cursor(row_factory=tuple_row)
     try:
         cur.execute(b"SET LOCAL search_path = pg_catalog")
@@ -249,7 +219,7 @@ def take_schema(
     digest = hashlib.sha256()
     for key in sorted(objects):
         digest.update(f"{key[0]}\0{key[1]}\0{objects[key]}\0".encode())
-    return Schema(objects, digest.hexdigest(), now)
+    return Schema(objects, digest.hexdigest())
 
 
 def take_settings(conn: psycopg.Connection[Any], dbname: str | None = None) -> Settings:

@@ -9,6 +9,7 @@ new embedded server if the old one died).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Collection
 from datetime import datetime
@@ -21,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
-from sqlfix.database import catalog, fixture_role, locks
+from sqlfix.database import catalog, catalog_watch, fixture_role, locks
 from sqlfix.database.backends import APP_NAME
 from sqlfix.database.baseline import COPY_SCHEMA, Baseline, capture, restore
 from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
@@ -68,6 +69,8 @@ class DatabaseSession:
         self.schema_print: catalog.Schema | None = None
         self.copies_print: dict[Table, Fingerprint] | None = None
         self.settings_print: catalog.Settings | None = None
+        self.watch: catalog_watch.Watch | None = None  # whether any catalog changed
+        self._closed_pids: list[int] = []  # backends of closed test connections, maybe exiting
         self._roles_before: list[str] = []  # roles before the schema ran (the rebuild drops others)
 
     def start(self) -> None:
@@ -109,6 +112,7 @@ class DatabaseSession:
         self.copies_print = self._copies(conn)
         self.schema_print = catalog.take_schema(conn, self.server is not None)
         self.settings_print = catalog.take_settings(conn)
+        self.watch = catalog_watch.Watch.take(conn, shared=self.server is not None)
 
     def connection(self) -> SqlfixConnection:
         """The session's connection; a new one (sequences reset) if the old one is gone."""
@@ -194,6 +198,9 @@ class DatabaseSession:
         assert self.baseline is not None and self.dsn is not None
         conn, notes = self._maintenance()
         try:
+            # its temporary tables go when its backend exits, a moment after the close
+            catalog_watch.wait_gone(conn, self._closed_pids)
+            self._closed_pids = []
             # First: the truncate waits for every lock, and the schema's fingerprint for
             # ACCESS EXCLUSIVE ones (pg_get_expr() opens the table)
             if end_lock_holders is None:
@@ -201,7 +208,8 @@ class DatabaseSession:
             ended = (self._end_lock_holders(conn, None, "restore the baseline")
                      if end_lock_holders else [])
             notes += self._undo_settings(conn)
-            changes = self.drift(conn)[0] or self._copies_changed(conn)
+            # sqlfix's copies are in the catalogs too: their own words first
+            changes = self._copies_changed(conn) or self.drift(conn)[0]
             if changes and self.server is None:  # the next run must not start from it either
                 conn.execute(DAMAGED, ["; ".join(changes)])
                 conn.commit()
@@ -221,7 +229,8 @@ class DatabaseSession:
                     f"{locks.summary(found) or 'a connection that is gone now'}. End that "
                     "connection (or the program it belongs to) and run again") from exc
             # TRUNCATE gave the tables new files (pg_class rows): the same objects
-            self.drift(conn)
+            assert self.watch is not None
+            self.watch = self.watch.mark(conn)
         finally:
             conn.close()
         return "\n".join([done, *notes])
@@ -268,9 +277,8 @@ class DatabaseSession:
             conn = self._own_connect(self.dsn, options)
         except psycopg.OperationalError as first:
             # ALTER DATABASE ... ALLOW_CONNECTIONS false: put it back from another database
-            other = make_conninfo(self.dsn, dbname="postgres")
             try:
-                with self._own_connect(other, options) as admin:
+                with self._admin_connect(options) as admin:
                     notes = self._undo_settings(admin)
             except psycopg.Error:
                 raise DatabaseError(f"cannot connect to the test database to restore it: "
@@ -284,6 +292,18 @@ class DatabaseSession:
         conn.execute(b"SET ROLE NONE")  # an ALTER ROLE ... SET role = ... a test committed
         conn.commit()
         return conn, notes
+
+    def _admin_connect(self, options: str = "", autocommit: bool = False
+                       ) -> psycopg.Connection[Any]:
+        """A maintenance connection to another database of the server: `postgres`, or
+        `template1` when a test dropped `postgres` (or may not connect to it)."""
+        assert self.dsn is not None
+        try:
+            return self._own_connect(make_conninfo(self.dsn, dbname="postgres"), options,
+                                     autocommit)
+        except psycopg.OperationalError:
+            return self._own_connect(make_conninfo(self.dsn, dbname="template1"), options,
+                                     autocommit)
 
     def _own_connect(
         self, dsn: str, options: str = "", autocommit: bool = False
@@ -324,17 +344,19 @@ class DatabaseSession:
         """What changed in the schema's objects since the baseline ([] when nothing did),
         and whether database or role settings did.
 
-        Cheap (one small query) while the system catalogs did not change at all.
+        Cheap (one small query) while no transaction committed since the last look;
+        see `catalog_watch` for the steps after that.
         """
         assert self.schema_print is not None and self.settings_print is not None
-        if catalog.quick(conn) == self.schema_print.quick:
+        assert self.watch is not None
+        self.watch, differ, committed = self.watch.check(conn)
+        if not committed:
             return [], False
         moved = catalog.take_settings(conn, self._dbname()) != self.settings_print
+        if not differ:
+            return [], moved
         now = catalog.take_schema(conn, self.server is not None)
-        changes = self.schema_print.changes(now)
-        if not changes and not moved:  # the same: remember the catalogs' state they are in
-            self.schema_print = now
-        return changes, moved
+        return self.schema_print.changes(now) or catalog_watch.describe(differ), moved
 
     def _end_lock_holders(
         self, conn: psycopg.Connection[object], modes: tuple[str, ...] | None, what: str
@@ -376,7 +398,8 @@ class DatabaseSession:
                 "again; keep DDL in the schema files or migrations")
         self._recreate_database()
         return "\n".join([
-            "sqlfix rebuilt the test database: the test's committed DDL changed the schema:",
+            "sqlfix rebuilt the test database: the test committed changes to the schema or "
+            "the system catalogs (DDL, GRANT, COMMENT, large objects...):",
             what, f"sqlfix dropped and created database {dbname!r} and ran the schema files "
             "(and setup_command) again", *notes])
 
@@ -385,8 +408,7 @@ class DatabaseSession:
         the session began), then prepare it again: schema, setup_command, baseline."""
         assert self.dsn is not None
         dbname = self._dbname()
-        admin_dsn = make_conninfo(self.dsn, dbname="postgres")
-        with self._own_connect(admin_dsn, autocommit=True) as admin:
+        with self._admin_connect(autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
             for (role,) in admin.execute(b"SELECT rolname FROM pg_roles WHERE rolname <> ALL (%s)"
                                          b" ORDER BY 1", [self._roles_before]).fetchall():
@@ -423,6 +445,8 @@ class DatabaseSession:
 
     def _drop_connection(self) -> None:
         if self._conn is not None and not self._conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                self._closed_pids.append(self._conn.info.backend_pid)
             self._conn.close()
         self._conn = None
 

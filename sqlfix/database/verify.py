@@ -49,7 +49,8 @@ class Fingerprint:
             elif old[0] != new[0]:
                 lines.append(f"{name}: {old[0]} -> {new[0]} rows")
             else:
-                lines.append(f"{name}: same {new[0]} rows, different contents (rows updated)")
+                rows = "1 row" if new[0] == 1 else f"{new[0]} rows"
+                lines.append(f"{name}: same {rows}, different contents (rows updated)")
         return lines
 
 

@@ -53,7 +53,13 @@ def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None,
     except (SqlfixError, psycopg.Error) as exc:
         return PREFIX + f"could not check this test: {exc}", reference
     if not changes:
-        return ("\n".join([PREFIX + "after this test:", *ended]) if ended else None), reference
+        if not ended:
+            return None, reference
+        # The first line stands alone: pytest's short summary shows only that one.
+        them = "it" if len(ended) == 1 else "them"
+        return ("\n".join([PREFIX + f"this test left {_count(len(ended), 'connection')} open "
+                            f"that held locks blocking reads of the test database's tables; "
+                            f"sqlfix ended {them}:", *ended]), reference)
     try:
         restored = session.restore()
         reference = fingerprint(session)
@@ -63,8 +69,13 @@ def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None,
                     + f"\nand the baseline could not be restored ({exc}); later tests would "
                     "see the changes.", returncode=3)
     return (PREFIX + "after this test the database differs from its state before the first "
-            "test:\n  " + "\n  ".join(changes) + "\n" + "\n".join([*ended, restored]) + ".",
+            f"test ({_count(len(changes), 'difference')}; sqlfix put it back):\n  "
+            + "\n  ".join(changes) + "\n" + "\n".join([*ended, restored]) + ".",
             reference)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _holders(session: DatabaseSession) -> str:

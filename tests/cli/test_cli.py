@@ -473,3 +473,60 @@ def test_check_reports_what_a_fixture_does_to_its_session_as_fail_and_goes_on(
     assert "57014 canceling statement due to statement timeout" in out
     assert any(line.startswith("OK    c_fine.sql") and "t +1" in line for line in lines)
     assert lines[-1] == "1 OK, 2 failed; every load was rolled back, nothing was committed."
+
+
+CRASH_SCHEMA = (
+    "CREATE TABLE t (id int PRIMARY KEY);\n"
+    # SIGKILL to the postmaster (its pid is the first line of postmaster.pid) and to this
+    # backend ($PPID of the shell COPY ... TO PROGRAM starts): the server is gone
+    "CREATE FUNCTION crash() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN\n"
+    "  EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', 'kill -9 $(head -1 '\n"
+    "    || current_setting('data_directory') || '/postmaster.pid) $PPID');\n"
+    "END $$;\n")
+
+
+@pytest.mark.slow
+def test_check_says_the_embedded_server_died_under_a_load_and_goes_on(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "schema.sql").write_text(CRASH_SCHEMA, encoding="utf-8")
+    (project / "fx").mkdir()
+    (project / "fx" / "a_fine.sql").write_text("INSERT INTO t VALUES (1);\n", encoding="utf-8")
+    (project / "fx" / "b_crashes.sql").write_text(
+        "INSERT INTO t VALUES (2);\nSELECT crash();\nINSERT INTO t VALUES (3);\n",
+        encoding="utf-8")
+    (project / "fx" / "c_fine.sql").write_text("INSERT INTO t VALUES (4);\n", encoding="utf-8")
+    (project / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\nschema = ["schema.sql"]\n', encoding="utf-8")
+    code, out, err = run(capsys, "check")
+    assert code == 1 and "internal error" not in err and "Traceback" not in err, err
+    lines = out.splitlines()
+    assert lines[1].startswith("OK    a_fine.sql"), out
+    assert lines[2] == "FAIL  b_crashes.sql", out
+    # the server's death in its own words, with its log; not the fixture's fault alone
+    assert "the embedded PostgreSQL exited" in out and "its log" in out, out
+    assert "a fixture must not end its own session" not in out, out
+    assert "sqlfix starts it again for the next fixture" in out, out
+    assert any(line.startswith("OK    c_fine.sql") and "t +1" in line for line in lines), out
+    assert lines[-1] == "2 OK, 1 failed; every load was rolled back, nothing was committed."
+
+
+@pytest.mark.slow
+def test_check_stops_cleanly_when_a_dsn_server_dies_under_a_load(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "schema.sql").write_text(CRASH_SCHEMA, encoding="utf-8")
+    (project / "fx").mkdir()
+    (project / "fx" / "a_crashes.sql").write_text("SELECT crash();\n", encoding="utf-8")
+    (project / "fx" / "b_fine.sql").write_text("INSERT INTO t VALUES (4);\n", encoding="utf-8")
+    (project / "fx" / "c_fine.sql").write_text("INSERT INTO t VALUES (5);\n", encoding="utf-8")
+    (project / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nfixtures_dir = "fx"\nschema = ["schema.sql"]\n', encoding="utf-8")
+    with EmbeddedServer.start() as server:  # a server of this test alone: it is killed
+        code, out, err = run(capsys, "check", "--dsn", server.dsn)
+    assert code == 1 and "internal error" not in err and "Traceback" not in err, err
+    lines = out.splitlines()
+    assert lines[1] == "FAIL  a_crashes.sql", out
+    assert lines[3].startswith("STOP  the database cannot be reached any more: "), out
+    assert lines[4].strip() == "2 fixtures were not checked", out
+    assert lines[-1] == "0 OK, 3 failed; every load was rolled back, nothing was committed."

@@ -78,7 +78,7 @@ def test_4_clean_again(sqlfix_conn):
     result.stdout.fnmatch_lines([
         "*test_1_escapes*",
         "*rollback boundary did not hold. The test's transaction was COMMITTED*",
-        "*sqlfix restored the baseline: truncated 4 table(s)*",
+        "*sqlfix restored the baseline: truncated 4 tables*",
     ])
     result.stdout.fnmatch_lines(["*The connection was closed during the test*"])
 

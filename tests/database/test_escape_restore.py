@@ -215,6 +215,11 @@ def _dead(conn):
         "MODE') holding AccessExclusiveLock on public.t*",
     ])
     assert "LockNotAvailable" not in result.stdout.str()
+    # the first line says it all: pytest's short summary shows no more
+    result.stdout.fnmatch_lines(["*sqlfix --sqlfix-verify: this test left 1 connection open "
+                                 "that held locks blocking reads of the test database's "
+                                 "tables; sqlfix ended it:"])
+    assert "after this test:" not in result.stdout.str()
 
 
 def test_an_escape_restore_ends_a_forgotten_lock_holder_and_names_it(pytester):
@@ -325,3 +330,165 @@ def test_last(sqlfix_conn):
     failures = out.split("short test summary info")[0]  # with CI set, the summary repeats them
     assert failures.count("copies of the schema's rows (schema _sqlfix_baseline) were changed") == 3
     assert "sqlfix restored the baseline" not in out
+
+
+CATALOG_FACTS = '''
+FIRST = []
+
+def check_catalogs(conn):
+    """Facts of the catalogs no data restore touches; each test must see the first's."""
+    facts = conn.execute("""SELECT
+      (SELECT count(*) FROM pg_extension WHERE extname = 'plpgsql'),
+      (SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'),
+      (SELECT count(*) FROM pg_largeobject_metadata),
+      (SELECT count(*) FROM pg_operator WHERE oprname = '==='),
+      (SELECT count(*) FROM pg_collation WHERE collname = 'leak_coll'),
+      (SELECT count(*) FROM pg_ts_config WHERE cfgname = 'leak_ts'),
+      (SELECT count(*) FROM pg_foreign_data_wrapper),
+      (SELECT count(*) FROM pg_statistic_ext),
+      obj_description('public.t'::regclass, 'pg_class'),
+      obj_description('public'::regnamespace, 'pg_namespace'),
+      (SELECT count(*) FROM pg_index WHERE indisclustered),
+      (SELECT attstorage FROM pg_attribute WHERE attrelid = 'public.t'::regclass
+       AND attname = 'v'),
+      has_function_privilege('public', 'pg_catalog.now()', 'EXECUTE')""").fetchone()
+    FIRST.append(facts)
+    assert facts == FIRST[0]
+'''
+
+
+def test_committed_catalog_changes_of_every_kind_are_undone_by_a_rebuild(pytester):
+    # The changes a fingerprint of listed kinds missed (built-in objects' ACLs and
+    # comments, large objects, extensions, operators...): found whatever catalog holds
+    # them, and the database is built again; the next test sees the first test's catalogs.
+    _project(pytester)
+    pytester.makepyfile(BASELINE_CHECK + CATALOG_FACTS + '''
+import pytest
+
+ESCAPES = [
+    "DROP EXTENSION plpgsql CASCADE",
+    "GRANT CREATE ON SCHEMA public TO lowpriv",
+    "SELECT lo_create(4242)",
+    "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq)",
+    'CREATE COLLATION leak_coll FROM "C"',
+    "CREATE TEXT SEARCH CONFIGURATION leak_ts (COPY = simple)",
+    "CREATE FOREIGN DATA WRAPPER leak_fdw; CREATE SERVER leak_srv FOREIGN DATA WRAPPER leak_fdw",
+    "CREATE STATISTICS leak_st ON id, v FROM t",
+    "COMMENT ON TABLE t IS 'leaked'",
+    "COMMENT ON SCHEMA public IS 'leaked'",
+    "ALTER TABLE t CLUSTER ON t_pkey",
+    "ALTER TABLE t ALTER v SET STORAGE external",
+    "REVOKE EXECUTE ON FUNCTION pg_catalog.now() FROM PUBLIC",
+    "ALTER SCHEMA public RENAME TO leaked_public",
+]
+
+@pytest.mark.parametrize("n", range(len(ESCAPES)))
+def test_escape(sqlfix_conn, n):
+    check_baseline(sqlfix_conn)
+    check_catalogs(sqlfix_conn)
+    sqlfix_conn.execute(ESCAPES[n] + "; COMMIT")
+
+def test_last(sqlfix_conn):
+    check_baseline(sqlfix_conn)
+    check_catalogs(sqlfix_conn)
+''')
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=14)
+    out = result.stdout.str()
+    failures = out.split("short test summary info")[0]
+    assert failures.count("sqlfix rebuilt the test database") == 14
+    assert "sqlfix restored the baseline" not in out
+    for line in ["extension plpgsql was dropped", "schema public changed",
+                 "pg_catalog.pg_largeobject_metadata changed (large objects",
+                 "pg_catalog.pg_operator changed", "pg_catalog.pg_collation changed",
+                 "pg_catalog.pg_ts_config changed", "pg_catalog.pg_foreign_data_wrapper changed",
+                 "pg_catalog.pg_statistic_ext changed", "pg_catalog.pg_description changed",
+                 "pg_catalog.pg_index changed", "pg_catalog.pg_attribute changed (columns",
+                 "pg_catalog.pg_proc changed", "schema leaked_public was created"]:
+        assert line in out, line
+
+
+def test_data_only_escapes_are_restored_not_rebuilt(pytester):
+    # What changes catalog rows without changing the schema: a TRUNCATE (a new file for
+    # the table), ANALYZE, a temporary table, a setting sqlfix puts back.
+    _project(pytester)
+    pytester.makepyfile(BASELINE_CHECK + CATALOG_FACTS + '''
+import pytest
+
+ESCAPES = [
+    "TRUNCATE t, kinds CASCADE",
+    "ANALYZE t",
+    "CREATE TEMP TABLE t (id int, v text, kind text); INSERT INTO t VALUES (9, 'x', 'z')",
+    "ALTER ROLE CURRENT_USER SET work_mem = '64MB'",
+]
+
+@pytest.mark.parametrize("n", range(len(ESCAPES)))
+def test_escape(sqlfix_conn, n):
+    check_baseline(sqlfix_conn)
+    check_catalogs(sqlfix_conn)
+    sqlfix_conn.execute(ESCAPES[n] + "; COMMIT")
+
+def test_last(sqlfix_conn):
+    check_baseline(sqlfix_conn)
+    check_catalogs(sqlfix_conn)
+''')
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=4)
+    out = result.stdout.str()
+    assert out.split("short test summary info")[0].count("sqlfix restored the baseline") == 4
+    assert "sqlfix rebuilt" not in out
+
+
+def test_a_rebuild_works_when_the_postgres_database_is_gone(pytester):
+    # sqlfix drops and creates the test database from another one: template1 then.
+    _project(pytester)
+    pytester.makepyfile(BASELINE_CHECK + '''
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+def test_1_drops_postgres_and_escapes(sqlfix_conn):
+    with psycopg.connect(make_conninfo(sqlfix_conn.info.dsn, dbname="template1"),
+                         autocommit=True) as other:
+        other.execute("DROP DATABASE postgres")
+    sqlfix_conn.execute("CREATE TABLE leak_tbl (x int); COMMIT")
+
+def test_2_clean(sqlfix_conn):
+    check_baseline(sqlfix_conn)
+''')
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*sqlfix rebuilt the test database*",
+                                 "*table public.leak_tbl was created*"])
+
+
+def test_with_a_dsn_a_committed_comment_or_large_object_stops_the_run(pytester, fresh_dsn):
+    _project(pytester, f"dsn = {fresh_dsn!r}\n",
+             schema="CREATE TABLE t (id int PRIMARY KEY, v text);\n")
+    pytester.makepyfile('''
+def test_1(sqlfix_conn):
+    sqlfix_conn.execute("SELECT lo_create(77); COMMENT ON TABLE t IS 'leaked'; COMMIT")
+
+def test_2(sqlfix_conn):
+    pass
+''')
+    result = pytester.runpytest(*NO_RANDOM)
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*a test changed the schema of the test database*",
+                                 "*pg_catalog.pg_description changed*"])
+    again = pytester.runpytest(*NO_RANDOM)
+    assert again.ret == 3
+    again.stdout.fnmatch_lines(["*a test of an earlier run changed the schema of database*"])
+
+
+def test_change_lines_agree_with_plural_kinds():
+    from sqlfix.database.catalog import Schema
+
+    before = Schema({("internal triggers", "on public.t"): "OO",
+                     ("default privileges", "postgres 0 r"): "{a}",
+                     ("trigger", "stamp on public.t"): "x"}, "1")
+    after = Schema({}, "2")
+    assert before.changes(after) == [
+        "default privileges postgres 0 r were dropped",
+        "internal triggers on public.t were dropped",
+        "trigger stamp on public.t was dropped"]
+    assert after.changes(before)[1] == "internal triggers on public.t were created"

@@ -93,4 +93,4 @@ def test_torture_run_with_the_verifier_has_no_leaks_and_no_hangs(pytester):
         timeout=240)
     result.assert_outcomes(passed=TESTS - failing, failed=failing)
     assert failing > 20
-    assert "--sqlfix-verify: after this test" not in result.stdout.str()
+    assert "sqlfix --sqlfix-verify: " not in result.stdout.str()

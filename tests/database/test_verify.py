@@ -56,7 +56,7 @@ def test_the_verifier_names_the_table_and_the_change_and_restores(pytester):
         "*table public.kinds: 2 -> 3 rows*",
         "*sqlfix restored the baseline*",
     ])
-    result.stdout.fnmatch_lines(["*table public.child: same 1 rows, different contents*"])
+    result.stdout.fnmatch_lines(["*table public.child: same 1 row, different contents*"])
     result.stdout.fnmatch_lines([  # a schema change is not restored by rows: rebuilt
         "*ERROR at teardown of test_5_creates_a_table_elsewhere*",
         "*the schema's objects changed: see below*",
