@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlfix.compiler import guard
+from sqlfix.compiler.cache import DiskCache, cache_key
 from sqlfix.compiler.context import DEFAULT_NOW, TemplateContext
 from sqlfix.compiler.discovery import (
     FixtureDir,
@@ -132,6 +133,7 @@ class FixtureLibrary:
     seed: int = 0
     now: dt.datetime = DEFAULT_NOW
     locale: str = "en_US"
+    disk: DiskCache | None = None  # compiled fixtures shared with other processes and runs
     _cache: dict[tuple[str, str], CompiledFixture] = field(default_factory=dict, repr=False)
     _sources: dict[str, Source] = field(default_factory=dict, repr=False)
 
@@ -218,12 +220,23 @@ class FixtureLibrary:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        disk_key = self._disk_key(name, key[1]) if self.disk is not None else ""
+        if self.disk is not None and isinstance(found := self.disk.get(disk_key), CompiledFixture):
+            self._cache[key] = found
+            return found
         compiled, findings = self.check(name)
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors or compiled is None:
-            raise FixtureError(errors)
+            raise FixtureError(errors)  # never cached: the file is read again next time
         self._cache[key] = compiled
+        if self.disk is not None:
+            self.disk.put(disk_key, compiled)
         return compiled
+
+    def _disk_key(self, name: str, text: str) -> str:
+        """Everything a compiled fixture depends on (see sqlfix.compiler.cache)."""
+        shown = display_path(self.source(name).path)
+        return cache_key([name, shown, text, str(self.seed), self.now.isoformat(), self.locale])
 
     def plan(self, names: Iterable[str]) -> LoadPlan:
         """The checked load plan of a test's fixtures; raises FixtureError."""

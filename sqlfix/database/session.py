@@ -6,6 +6,9 @@ starts nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sqlfix.compiler.cache import DiskCache
 from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
@@ -17,16 +20,18 @@ from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.setup_command import run_setup_command
 
 
-def make_library(settings: Settings) -> FixtureLibrary:
+def make_library(settings: Settings, fixture_cache: Path | None = None) -> FixtureLibrary:
+    """The session's fixtures; compiled ones kept in `fixture_cache` too, when given."""
     directory = FixtureDir(settings.fixtures_dir, exclude=frozenset(settings.schema))
     directory.check_schema_files()  # a schema file linked in from outside is refused
-    return FixtureLibrary(directory, settings.seed, settings.now, settings.faker_locale)
+    disk = DiskCache(fixture_cache) if fixture_cache is not None else None
+    return FixtureLibrary(directory, settings.seed, settings.now, settings.faker_locale, disk)
 
 
 class DatabaseSession:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, fixture_cache: Path | None = None) -> None:
         self.settings = settings
-        self.library = make_library(settings)
+        self.library = make_library(settings, fixture_cache)
         self.server: EmbeddedServer | None = None
         self.dsn: str | None = None
         self._conn: SqlfixConnection | None = None

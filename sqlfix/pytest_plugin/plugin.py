@@ -129,13 +129,21 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+def _fixture_cache(config: pytest.Config) -> Path | None:
+    """Where compiled fixtures are kept between runs: SQLFIX_CACHE_DIR, else pytest's cache."""
+    if os.environ.get("SQLFIX_CACHE_DIR"):
+        return Path(os.environ["SQLFIX_CACHE_DIR"]).expanduser()
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    return None if cache is None else Path(cache.mkdir("sqlfix"))
+
+
 @pytest.fixture(scope="session")
 def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     import psycopg  # here, not at the top: see the module's docstring
 
     from sqlfix.database.session import DatabaseSession
 
-    session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY])
+    session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY], _fixture_cache(pytestconfig))
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
     try:
