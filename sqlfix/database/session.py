@@ -6,7 +6,10 @@ starts nothing.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+
+import psycopg
 
 from sqlfix.compiler.cache import DiskCache
 from sqlfix.compiler.discovery import FixtureDir
@@ -18,6 +21,8 @@ from sqlfix.database.boundary import Boundary, SqlfixConnection
 from sqlfix.database.schema import apply_schema, check_safe, connect
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.setup_command import run_setup_command
+from sqlfix.database.workers import clone_for_worker, drop_worker_database
+from sqlfix.errors import DatabaseError
 
 
 def make_library(settings: Settings, fixture_cache: Path | None = None) -> FixtureLibrary:
@@ -29,8 +34,12 @@ def make_library(settings: Settings, fixture_cache: Path | None = None) -> Fixtu
 
 
 class DatabaseSession:
-    def __init__(self, settings: Settings, fixture_cache: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, fixture_cache: Path | None = None, worker: str | None = None
+    ) -> None:
         self.settings = settings
+        self.worker = worker  # pytest-xdist's worker id ("gw0"): a DSN's database is cloned
+        self._clone: str | None = None  # the worker's own database, dropped at stop()
         self.library = make_library(settings, fixture_cache)
         self.server: EmbeddedServer | None = None
         self.dsn: str | None = None
@@ -41,29 +50,47 @@ class DatabaseSession:
     def start(self) -> None:
         if self.dsn is not None:
             return
-        if self.settings.dsn:
-            dsn = self.settings.dsn
-        else:
-            self.server = EmbeddedServer.start()
-            dsn = self.server.dsn
-        conn = connect(dsn)
         try:
-            self._prepare(conn, dsn)
+            dsn, conn = self._open()
+            try:
+                check_safe(conn, self.settings.allow_any_database)
+                if self._clone is None:
+                    self._build(conn, dsn)
+                self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
+                fixture_role.attach(conn, self.fixture_role)
+                self.baseline = capture(conn)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
-            conn.close()
             self.stop()
             raise
         self.dsn, self._conn = dsn, conn
 
-    def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
-        """Schema, then migrations, then the baseline: once per session, before any test."""
-        check_safe(conn, self.settings.allow_any_database)
+    def _open(self) -> tuple[str, SqlfixConnection]:
+        """The test database and its connection: embedded, the DSN, or a worker's clone."""
+        if not self.settings.dsn:
+            self.server = EmbeddedServer.start()
+            return self.server.dsn, connect(self.server.dsn)
+        if self.worker is None:
+            return self.settings.dsn, connect(self.settings.dsn)
+        self._clone = clone_for_worker(self.settings.dsn, self.worker, self._build_template)
+        return self._clone, connect(self._clone)
+
+    def _build_template(self, dsn: str) -> None:
+        """Schema and migrations on the DSN's database, which the workers then clone."""
+        conn = connect(dsn)
+        try:
+            check_safe(conn, self.settings.allow_any_database)
+            self._build(conn, dsn)
+        finally:
+            conn.close()
+
+    def _build(self, conn: SqlfixConnection, dsn: str) -> None:
+        """Schema, then migrations: once per session, before any test."""
         apply_schema(conn, self.settings.schema)
         if self.settings.setup_command:
             run_setup_command(self.settings.setup_command, dsn, self.settings.root)
-        self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
-        fixture_role.attach(conn, self.fixture_role)
-        self.baseline = capture(conn)
 
     def connection(self) -> SqlfixConnection:
         """The session's connection; a new one if a test closed it."""
@@ -96,6 +123,10 @@ class DatabaseSession:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._conn = None
+        if self._clone is not None:
+            with contextlib.suppress(psycopg.Error, DatabaseError):
+                drop_worker_database(self._clone)
+            self._clone = None
         if self.server is not None:
             self.server.stop()
             self.server = None

@@ -98,11 +98,6 @@ def _worker_settings(config: pytest.Config, settings: Settings) -> Settings:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         return settings
-    if settings.dsn and int(workerinput.get("workercount", 1)) > 1:
-        raise pytest.UsageError(
-            "sqlfix: with pytest-xdist, each worker needs a database of its own, and the DSN "
-            f"({settings.source('dsn')}) names one database for all of them. Leave the DSN "
-            "unset (each worker then starts its own embedded PostgreSQL) or run without -n.")
     if "sqlfix_seed" not in workerinput:
         return settings
     sources = {**settings.sources, "seed": "the pytest-xdist controller"}
@@ -143,7 +138,9 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
 
     from sqlfix.database.session import DatabaseSession
 
-    session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY], _fixture_cache(pytestconfig))
+    worker = getattr(pytestconfig, "workerinput", {}).get("workerid")  # a DSN is cloned per worker
+    session = DatabaseSession(
+        pytestconfig.stash[SETTINGS_KEY], _fixture_cache(pytestconfig), worker)
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
     try:

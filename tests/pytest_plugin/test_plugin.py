@@ -246,10 +246,3 @@ def test_xdist_workers_share_the_controllers_seed(shop):
     seen = {p.read_text() for p in shop.path.glob("seed-*.txt")}
     assert len(list(shop.path.glob("seed-*.txt"))) == 2  # both workers ran tests
     assert seen == {seed}
-
-
-def test_xdist_with_one_dsn_for_all_workers_is_refused(shop):
-    shop.makepyfile("def test_a(sqlfix_conn): pass")
-    result = shop.runpytest_subprocess("-n", "2", "--sqlfix-dsn=dbname=x_test", "-p", "no:randomly")
-    assert result.ret != 0
-    result.stdout.fnmatch_lines(["*each worker needs a database of its own*"])
