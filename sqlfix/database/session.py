@@ -18,7 +18,7 @@ from sqlfix.config import Settings
 from sqlfix.database import fixture_role
 from sqlfix.database.baseline import Baseline, capture, restore
 from sqlfix.database.boundary import Boundary, SqlfixConnection
-from sqlfix.database.schema import apply_schema, check_safe, connect
+from sqlfix.database.schema import apply_schema, check_safe, connect, schema_hash
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.setup_command import run_setup_command
 from sqlfix.database.workers import clone_for_worker, drop_worker_database
@@ -35,11 +35,14 @@ def make_library(settings: Settings, fixture_cache: Path | None = None) -> Fixtu
 
 class DatabaseSession:
     def __init__(
-        self, settings: Settings, fixture_cache: Path | None = None, worker: str | None = None
+        self, settings: Settings, fixture_cache: Path | None = None, worker: str | None = None,
+        rebuild: bool = False,
     ) -> None:
         self.settings = settings
         self.worker = worker  # pytest-xdist's worker id ("gw0"): a DSN's database is cloned
         self._clone: str | None = None  # the worker's own database, dropped at stop()
+        self.rebuild = rebuild  # ignore the schema saved by an earlier run
+        self._built = False  # schema and setup_command are in the test database
         self.library = make_library(settings, fixture_cache)
         self.server: EmbeddedServer | None = None
         self.dsn: str | None = None
@@ -54,7 +57,7 @@ class DatabaseSession:
             dsn, conn = self._open()
             try:
                 check_safe(conn, self.settings.allow_any_database)
-                if self._clone is None:
+                if not self._built:
                     self._build(conn, dsn)
                 self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
                 fixture_role.attach(conn, self.fixture_role)
@@ -70,12 +73,40 @@ class DatabaseSession:
     def _open(self) -> tuple[str, SqlfixConnection]:
         """The test database and its connection: embedded, the DSN, or a worker's clone."""
         if not self.settings.dsn:
-            self.server = EmbeddedServer.start()
-            return self.server.dsn, connect(self.server.dsn)
+            return self._open_embedded()
         if self.worker is None:
             return self.settings.dsn, connect(self.settings.dsn)
         self._clone = clone_for_worker(self.settings.dsn, self.worker, self._build_template)
+        self._built = True
         return self._clone, connect(self._clone)
+
+    def _open_embedded(self) -> tuple[str, SqlfixConnection]:
+        """The embedded server, from the cluster saved for this schema when there is one."""
+        key = self._schema_key()
+        server = self.server = EmbeddedServer.start(schema_key=key, rebuild=self.rebuild)
+        conn = connect(server.dsn)
+        if server.schema_cached or key is None:
+            self._built = server.schema_cached  # else start() builds (and reports) as usual
+            return server.dsn, conn
+        try:
+            check_safe(conn, self.settings.allow_any_database)
+            self._build(conn, server.dsn)
+        finally:
+            conn.close()
+        server.save_schema()
+        self._built = True
+        return server.dsn, connect(server.dsn)
+
+    def _schema_key(self) -> str | None:
+        """What the schema is built from: files and command (the server adds its version)."""
+        settings = self.settings
+        if not settings.schema and not settings.setup_command:
+            return None
+        try:
+            files = schema_hash(settings.schema)
+        except OSError:
+            return None  # apply_schema says which file is missing
+        return f"schema-v1;{files};{settings.setup_command!r}"
 
     def _build_template(self, dsn: str) -> None:
         """Schema and migrations on the DSN's database, which the workers then clone."""

@@ -64,6 +64,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seed for fixture values (default 0); 'random' picks one and prints it",
     )
     group.addoption(
+        "--sqlfix-rebuild",
+        action="store_true",
+        default=False,
+        help="build the schema again (schema files, setup_command) instead of reusing the "
+        "embedded server's cluster saved by an earlier run",
+    )
+    group.addoption(
         "--sqlfix-fixtures",
         metavar="DIR",
         default=None,
@@ -139,8 +146,8 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     from sqlfix.database.session import DatabaseSession
 
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid")  # a DSN is cloned per worker
-    session = DatabaseSession(
-        pytestconfig.stash[SETTINGS_KEY], _fixture_cache(pytestconfig), worker)
+    session = DatabaseSession(pytestconfig.stash[SETTINGS_KEY], _fixture_cache(pytestconfig),
+                              worker, rebuild=pytestconfig.getoption("sqlfix_rebuild"))
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
     try:
