@@ -12,14 +12,18 @@ commit, because the old savepoint is never released.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 
 SAVEPOINT = "sqlfix_test"
+LOAD_SAVEPOINT = "sqlfix_load"  # taken by the loader, or by begin() on its behalf
+_MARKERS = itertools.count(1)
 # A failed real COMMIT reports a deferred-constraint violation; RELEASE SAVEPOINT
 # does not check them. Checking inside a throwaway savepoint leaves every
 # constraint in the mode it had.
@@ -117,19 +121,55 @@ class Boundary:
     def __init__(self, conn: SqlfixConnection, reset_query: bytes = b"") -> None:
         self.conn = conn
         self.xid: str | None = None
+        self.marker: str | None = None  # this transaction's SET LOCAL application_name
+        self._load_savepoint = False  # begin() took the loader's savepoint, not yet used
         self.escape: str | None = None  # why it broke, once found
         self._reset_query = reset_query  # puts sequences back; see baseline.reset_sequences
 
     def begin(self) -> None:
+        """Open the test's transaction; one round trip.
+
+        Sent as raw text so psycopg does not send its own BEGIN first. The
+        transaction also takes the loader's savepoint (see `take_load_savepoint`)
+        and a unique `application_name` as SET LOCAL: the server reports that
+        setting whenever it changes, so its reverting (the transaction ended) is
+        visible to `broken()` without a query.
+        """
         conn = self.conn
         conn.row_factory = tuple_row  # a test may have changed it on the shared connection
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.real_rollback()
-        self.xid = scalar(conn, b"SELECT pg_current_xact_id()::text")
+        self.marker = f"sqlfix {os.getpid()}.{next(_MARKERS)}"
+        query = (f"BEGIN; SET LOCAL application_name = '{self.marker}'; "
+                 f"SAVEPOINT {LOAD_SAVEPOINT}; SELECT pg_current_xact_id()::text")
+        result = conn.pgconn.exec_(query.encode())
+        if result.status != ExecStatus.TUPLES_OK:
+            error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.real_rollback()
+            raise error
+        value = result.get_value(0, 0)
+        self.xid = None if value is None else value.decode()
+        self._load_savepoint = True
+
+    def take_load_savepoint(self) -> bool:
+        """True once after begin(): the loader's savepoint is already there."""
+        taken, self._load_savepoint = self._load_savepoint, False
+        return taken
 
     def protect(self) -> None:
         """Mark what is loaded so far as the state the test's rollback() returns to."""
         self.conn.execute(f"SAVEPOINT {SAVEPOINT}".encode())
+        self.protected()
+
+    @property
+    def is_protected(self) -> bool:
+        """The test's savepoint is in place: commit() and rollback() work on it."""
+        return self.conn._sqlfix_savepoint is not None
+
+    def protected(self) -> None:
+        """The savepoint of `protect()` was taken along with other statements."""
+        self._load_savepoint = False
         self.conn._sqlfix_savepoint = SAVEPOINT
 
     def broken(self) -> str | None:
@@ -149,11 +189,17 @@ class Boundary:
             except psycopg.Error:
                 return self._escaped()
             status = conn.info.transaction_status
-        if status == TransactionStatus.INTRANS and self.xid == scalar(
-            conn, b"SELECT pg_current_xact_id_if_assigned()::text"
-        ):
-            return None
+        if status != TransactionStatus.INTRANS:
+            return self._escaped()
+        if self._marker_intact():
+            return None  # our SET LOCAL still holds: the transaction never ended
+        if self.xid == scalar(conn, b"SELECT pg_current_xact_id_if_assigned()::text"):
+            return None  # the test changed application_name itself; the transaction is ours
         return self._escaped()
+
+    def _marker_intact(self) -> bool:
+        reported = self.conn.pgconn.parameter_status(b"application_name")
+        return self.marker is not None and reported == self.marker.encode()
 
     def _escaped(self) -> str:
         self.conn.real_rollback()

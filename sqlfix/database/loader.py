@@ -44,7 +44,7 @@ def send_one(conn: psycopg.Connection[Any], sql: str) -> psycopg.Cursor[Any]:
     return conn.execute(sql.encode(), prepare=False, binary=True)
 
 
-def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
+def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan, then: str = "") -> None:
     """Run `plan` inside the connection's open transaction; raises LoadError.
 
     On error nothing of the plan remains and the transaction is usable again.
@@ -62,6 +62,8 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
             for check in CHECK_DEFERRED:
                 send_one(conn, check)
             send_one(conn, f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            if then:
+                send_one(conn, then)  # the boundary's savepoint, in the same round trip
     except psycopg.Error as exc:
         if savepoint is None or savepoint.pgresult is None:
             raise  # the transaction was unusable before the load: not the fixtures' fault
@@ -129,13 +131,22 @@ def _unplaced(plan: LoadPlan, exc: psycopg.Error) -> LoadError:
     return _load_error(last, 0, plan_sql(plan), exc)
 
 
-def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> None:
+def load(
+    conn: psycopg.Connection[Any], plan: LoadPlan, *, savepoint_taken: bool = False, then: str = ""
+) -> bool:
     """Run `plan` inside the connection's open transaction; raises LoadError.
 
     As the restricted fixture role where the session set one up (see
     `fixture_role`). On error nothing of the plan remains and the transaction
     is usable again.
+    `then`: one statement to run after a successful load, in the same round trip
+    (the boundary's savepoint). `savepoint_taken` (the boundary's begin() took
+    `sqlfix_load`) changes nothing here: the pipeline sends its own savepoint in
+    the same round trip anyway. Returns whether anything was sent.
     """
-    if plan.fixtures:
-        with fixture_role.acting_as(conn):
-            _load_plan(conn, plan)
+    del savepoint_taken
+    if not plan.fixtures:
+        return False
+    with fixture_role.acting_as(conn):
+        _load_plan(conn, plan, then)
+    return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions
 from sqlfix.compiler.seeds import fixture_id
-from sqlfix.database.boundary import Boundary, SqlfixConnection
+from sqlfix.database.boundary import SAVEPOINT, Boundary, SqlfixConnection
 from sqlfix.database.loader import load
 from sqlfix.database.session import DatabaseSession
 
@@ -52,10 +52,15 @@ class Sqlfix:
         plan = library.plan(names)
         new = tuple(f for f in plan if f.name not in self.loaded)
         check_id_collisions((*self._loaded, *new))
-        load(self.conn, LoadPlan(new))
+        boundary = self._boundary
+        taken = boundary.take_load_savepoint()
+        # The savepoint that marks "loaded" rides along with the load (one round trip):
+        # at the test's start, and after a load() in the test body.
+        protect = taken or self.conn._sqlfix_savepoint is not None
+        then = f"SAVEPOINT {SAVEPOINT}" if protect else ""
+        if load(self.conn, LoadPlan(new), savepoint_taken=taken, then=then) and protect:
+            boundary.protected()
         self._loaded.extend(new)
-        if self.conn._sqlfix_savepoint is not None:
-            self._boundary.protect()
         return tuple(f.name for f in new)
 
     def id(self, table: str, label: str) -> int:

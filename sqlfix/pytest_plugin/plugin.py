@@ -190,7 +190,8 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     handle = Sqlfix(_sqlfix_session, boundary)
     try:
         handle.load(*requested_names(item))
-        boundary.protect()
+        if not boundary.is_protected:
+            boundary.protect()  # nothing was loaded: the savepoint did not ride along
         problem = None
     except (SqlfixError, TypeError) as exc:
         boundary.end()
