@@ -5,6 +5,9 @@ Each run is its own process, as later runs and xdist workers are.
 
 from __future__ import annotations
 
+import json
+import sys
+
 from helpers import NO_RANDOM
 
 from sqlfix.compiler.cache import FORMAT
@@ -35,3 +38,18 @@ def test_sqlfix_cache_dir_is_used_when_set(shop, monkeypatch, tmp_path):
     shop.makepyfile(test_x=TEST.format(count=4))
     shop.runpytest_subprocess(*NO_RANDOM, "-p", "no:cacheprovider").assert_outcomes(passed=1)
     assert list((tmp_path / "shared" / FORMAT).rglob("*.pickle"))
+
+
+def test_the_schema_is_built_once_across_runs_and_rebuilt_on_request(shop):
+    schema = shop.path / "fixtures_sql" / "schema.sql"
+    schema.write_text(f"-- {shop.path}\n" + schema.read_text())  # this test's own cache entry
+    count = json.dumps([sys.executable, "-c", "open('builds.txt', 'a').write('x')"])
+    shop.makepyprojecttoml(
+        f'[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\nsetup_command = {count}\n')
+    shop.makepyfile(test_x=TEST.format(count=4))
+    builds = shop.path / "builds.txt"
+    shop.runpytest_subprocess(*NO_RANDOM).assert_outcomes(passed=1)
+    shop.runpytest_subprocess(*NO_RANDOM).assert_outcomes(passed=1)
+    assert builds.read_text() == "x"  # the second run started from the saved schema
+    shop.runpytest_subprocess(*NO_RANDOM, "--sqlfix-rebuild").assert_outcomes(passed=1)
+    assert builds.read_text() == "xx"
