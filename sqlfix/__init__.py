@@ -16,7 +16,7 @@ from .errors import (
     ServerError,
     SqlfixError,
 )
-from .marker import uses
+from .marker import SqlfixDeprecationWarning, uses
 
 __all__ = [
     "BoundaryError",
@@ -26,7 +26,15 @@ __all__ = [
     "FixtureError",
     "LoadError",
     "ServerError",
+    "SqlfixDeprecationWarning",
     "SqlfixError",
     "uses",
 ]
 __version__ = "0.1.0"
+# Where the documentation site lives; every link sqlfix prints is built on it.
+DOCS_URL = "https://sqlfix.readthedocs.io/en/latest/"
+
+
+def docs_url(page: str, anchor: str = "") -> str:
+    """The absolute URL of a docs page ("lint" for docs/lint.md), with an optional #anchor."""
+    return f"{DOCS_URL}{page}/" + (f"#{anchor}" if anchor else "")

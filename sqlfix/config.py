@@ -1,4 +1,4 @@
-"""Settings and where each came from: command line, then environment, then pyproject.toml.
+"""Settings and where each came from: command line, environment, pytest ini, pyproject.toml.
 
 Pure: the caller hands in the command-line values, the environment and the
 project root; nothing here connects or starts anything.
@@ -7,8 +7,9 @@ project root; nothing here connects or starts anything.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,30 @@ KNOWN_KEYS = frozenset(
         "lint",
         "setup_command",
         "reset_sequences",
+        "reset_session",
+        *(TIMEOUT_KEYS := ("lock_timeout", "statement_timeout", "load_lock_timeout",
+                           "load_statement_timeout")),
+        "verify",
+        "layers",
+        "layers_max_tests",
+        # the embedded server (docs/server.md)
+        "server_version",
+        "server_locale",
+        "server_settings",
+        "server_port",
     }
 )
+# Defaults in milliseconds (0 = no limit): a lock that never comes or a statement that
+# never ends becomes an error naming the test or the fixture, never a hang.
+TIMEOUT_DEFAULTS = {
+    "lock_timeout": 10_000,
+    "statement_timeout": 300_000,
+    "load_lock_timeout": 5_000,
+    "load_statement_timeout": 60_000,
+}
+# Settable on the pytest command line too: key -> the option that sets it
+OPTION_KEYS = {key: "--sqlfix-" + key.replace("_", "-")
+               for key in (*TIMEOUT_KEYS, "verify", "layers")}
 LINT_KEYS = frozenset({"select", "ignore", "tests"})
 
 
@@ -52,6 +75,18 @@ class Settings:
     lint: Mapping[str, Any] = field(default_factory=dict)
     setup_command: str | tuple[str, ...] | None = None
     reset_sequences: bool = True
+    reset_session: bool = True  # SET, SET ROLE, PREPARE, temp tables, locks undone per test
+    lock_timeout: int = TIMEOUT_DEFAULTS["lock_timeout"]  # ms, for each test; 0 = none
+    statement_timeout: int = TIMEOUT_DEFAULTS["statement_timeout"]
+    load_lock_timeout: int = TIMEOUT_DEFAULTS["load_lock_timeout"]  # ms, for fixture loads
+    load_statement_timeout: int = TIMEOUT_DEFAULTS["load_statement_timeout"]
+    verify: bool = False  # the isolation verifier: fingerprints compared after each test
+    layers: bool = False  # savepoint layers: fixtures kept for the next test that shares them
+    layers_max_tests: int = 500  # tests on one layer transaction at most, so vacuum can run
+    server_version: str | None = None  # a major such as "16"
+    server_locale: str = "C"
+    server_settings: Mapping[str, str] = field(default_factory=dict)  # postgresql.conf
+    server_port: int | None = None  # TCP on 127.0.0.1 as well as the unix socket
     sources: Mapping[str, str] = field(default_factory=dict)  # key -> where it came from
 
     def source(self, key: str) -> str:
@@ -74,6 +109,38 @@ def parse_seed(text: str) -> int | None:
     if value < 0:
         raise ValueError(f"seed must be a non-negative integer or 'random', not {text!r}")
     return value
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(value: object) -> int:
+    """Milliseconds from an int (ms) or a PostgreSQL-style string: '500ms', '10s', '2min', '0'.
+
+    Raises ValueError quoting the bad value; 0 means no limit.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = value.strip().lower() if isinstance(value, str) else ""
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz").strip()
+    unit = text[len(number):].strip() or "ms"
+    if number.isdigit() and unit in _UNITS_MS:
+        millis = int(number) * _UNITS_MS[unit]
+        return max(1, int(millis)) if millis else 0  # 500us is a limit, not "no limit"
+    raise ValueError(f"{value!r} is not a duration: use milliseconds (5000) or a number "
+                     "with a unit (us, ms, s, min, h, d), e.g. '10s'; 0 means no limit")
+
+
+def parse_bool(value: object) -> bool:
+    """True/False from a bool or from true/false, yes/no, on/off, 1/0 (any case)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean: use true or false")
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -103,22 +170,132 @@ def read_table(pyproject: Path | None) -> dict[str, Any]:
     return dict(table)
 
 
+# Every key but the `lint` sub-table is also a pytest ini option `sqlfix_<key>`.
+INI_PREFIX = "sqlfix_"
+INI_KEYS = KNOWN_KEYS - {"lint", "server_settings"}  # tables have no ini form
+_BOOL_KEYS = frozenset({"allow_any_database", "reset_sequences", "reset_session"})
+# (verify and layers are parsed by _boundary_keys, which takes the words themselves)
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def ini_values(raw: Mapping[str, str | list[str] | None], where: str) -> dict[str, Any]:
+    """`sqlfix_*` ini values (strings, or lines for `schema`) as `[tool.sqlfix]` would hold them.
+
+    `raw` maps keys without the prefix to what pytest's ini parser gave; unset and
+    empty values are left out. Raises ConfigError naming `where` and the option.
+    """
+    table: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None or value == "" or value == []:
+            continue
+        if key == "schema":
+            table[key] = value.split() if isinstance(value, str) else list(value)
+        elif isinstance(value, list):
+            table[key] = " ".join(value)
+        elif key in _BOOL_KEYS:
+            word = value.strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise ConfigError(f"{where}: {INI_PREFIX}{key} = {value!r} must be true or false")
+            table[key] = word in _TRUE
+        else:
+            table[key] = value.strip()
+    return table
+
+
+# The files pytest reads its configuration from, in the order it tries them per folder,
+# each with the section that makes it count (None: the file counts whatever it holds).
+_PYTEST_FILES: tuple[tuple[str, str | None], ...] = (
+    ("pytest.toml", None),
+    (".pytest.toml", None),
+    ("pytest.ini", None),
+    (".pytest.ini", None),
+    ("pyproject.toml", "tool.pytest"),
+    ("tox.ini", "pytest"),
+    ("setup.cfg", "tool:pytest"),
+)
+
+
+def _pytest_section(path: Path, section: str | None) -> dict[str, Any] | None:
+    """The pytest options of a configuration file, or None if pytest would pass it by."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        pytest_table = data.get("tool", {}).get("pytest") if section else data.get("pytest", {})
+        if pytest_table is None:
+            return None
+        options = pytest_table.get("ini_options", pytest_table)
+        return {k: v if isinstance(v, list) else str(v) for k, v in options.items()}
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, str(path))
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+    name = section or "pytest"
+    if not parser.has_section(name):
+        return {} if section is None else None
+    return dict(parser.items(name))
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where a project's configuration lives, found the way pytest finds its rootdir."""
+
+    root: Path
+    inifile: Path | None = None
+    ini: Mapping[str, Any] = field(default_factory=dict)  # the inifile's pytest options
+
+    @property
+    def pyproject(self) -> Path:
+        return self.root / "pyproject.toml"
+
+
+def find_project(start: Path) -> Project:
+    """pytest's rule (run with no path arguments): walk up from `start` to the first folder
+    with a pytest configuration file (pytest.ini, pyproject.toml with [tool.pytest...],
+    tox.ini with [pytest], setup.cfg with [tool:pytest]); it is the root. With none,
+    the first folder with a pyproject.toml; with none of those either, `start`.
+    """
+    for folder in (start, *start.parents):
+        for name, section in _PYTEST_FILES:
+            path = folder / name
+            if path.is_file():
+                options = _pytest_section(path, section)
+                if options is not None:
+                    return Project(folder, path, options)
+    pyproject = find_pyproject(start)
+    return Project(pyproject.parent if pyproject is not None else start)
+
+
+def ini_of(project: Project) -> dict[str, Any]:
+    """The `sqlfix_*` options of the project's pytest configuration file, typed."""
+    raw = {k: project.ini.get(INI_PREFIX + k) for k in INI_KEYS}
+    return ini_values(raw, str(project.inifile))
+
+
 _MISSING = object()
 
 
 def _typed(
-    table: Mapping[str, Any],
+    values: Mapping[str, Any],
     key: str,
     kind: type | tuple[type, ...],
     where: str,
     default: Any = _MISSING,
 ) -> Any:
-    """`table[key]` checked to be of `kind`; `default` when the key is absent, if given."""
-    if key not in table and default is not _MISSING:
+    """`values[key]` checked to be of `kind`; `default` when the key is absent, if given."""
+    if key not in values and default is not _MISSING:
         return default
-    value = table[key]
+    value = values[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: [tool.sqlfix] {key} = {value!r} has the wrong type")
+        raise ConfigError(f"{where} = {value!r} has the wrong type")
     return value
 
 
@@ -141,29 +318,27 @@ def _now(value: Any, where: str) -> dt.datetime:
             parsed = dt.datetime.fromisoformat(value)
         except ValueError:
             raise ConfigError(
-                f"{where}: [tool.sqlfix] now = {value!r} is not an ISO "
+                f"{where} = {value!r} is not an ISO "
                 "timestamp such as '2024-01-01T12:00:00+00:00'"
             ) from None
     else:
-        raise ConfigError(f"{where}: [tool.sqlfix] now must be a timestamp, not {value!r}")
+        raise ConfigError(f"{where} must be a timestamp, not {value!r}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
-def _schema(table: Mapping[str, Any], root: Path, where: str) -> tuple[Path, ...]:
-    value = table["schema"]
+def _schema(value: Any, root: Path, where: str) -> tuple[Path, ...]:
     files = [value] if isinstance(value, str) else value
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise ConfigError(f"{where}: [tool.sqlfix] schema must be a list of .sql paths")
+        raise ConfigError(f"{where} must be a list of .sql paths")
     return tuple(root / f for f in files)
 
 
-def _setup_command(table: Mapping[str, Any], where: str) -> str | tuple[str, ...]:
-    value = table["setup_command"]
+def _setup_command(value: Any, where: str) -> str | tuple[str, ...]:
     if isinstance(value, str) and value.strip():
         return value
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ConfigError(f"{where}: [tool.sqlfix] setup_command must be a command line string "
+    raise ConfigError(f"{where} must be a command line string "
                       f"(run by the shell) or a list of arguments, not {value!r}")
 
 
@@ -172,7 +347,7 @@ def _lint(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 
     Rule codes themselves are checked by the lint, which knows them.
     """
-    lint = dict(_typed(table, "lint", dict, where))
+    lint = dict(_typed(table, "lint", dict, f"{where}: [tool.sqlfix] lint"))
     unknown = sorted(set(lint) - LINT_KEYS)
     if unknown:
         raise ConfigError(
@@ -198,11 +373,17 @@ def _lint(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 class _Collector:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # key -> how its source spells it
 
-    def put(self, key: str, value: Any, source: str) -> None:
+    def put(self, key: str, value: Any, source: str, name: str = "") -> None:
         if key not in self.values and value is not None:
             self.values[key] = value
             self.sources[key] = source
+            self.names[key] = name or key
+
+    def where(self, key: str) -> str:
+        """`file: option` of a key's value, for error messages."""
+        return f"{self.sources[key]}: {self.names[key]}"
 
 
 def load_settings(
@@ -210,44 +391,157 @@ def load_settings(
     cli: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     pyproject: Path | None = None,
+    ini: Mapping[str, Any] | None = None,
+    ini_file: str = "pytest ini",
 ) -> Settings:
-    """Settings for a project rooted at `root`; highest first: cli, env, pyproject."""
+    """Settings for a project rooted at `root`; highest first: cli, env, pytest ini
+    options (`ini`, typed by `ini_values`, read from `ini_file`), `[tool.sqlfix]`."""
     cli = cli or {}
     env = env or {}
     pyproject = pyproject if pyproject is not None else root / "pyproject.toml"
     table = read_table(pyproject)
-    where = str(pyproject)
     got = _Collector()
     for key in ("dsn", "seed", "fixtures_dir"):
         got.put(key, cli.get(key), f"option --sqlfix-{key.split('_')[0]}")
+    for key, option in OPTION_KEYS.items():
+        got.put(key, cli.get(key), f"option {option}")
     got.put("dsn", env.get("SQLFIX_DSN") or None, "env SQLFIX_DSN")
     got.put("seed", env.get("SQLFIX_SEED") or None, "env SQLFIX_SEED")
+    for key, value in (ini or {}).items():
+        got.put(key, value, ini_file, INI_PREFIX + key)
     for key in table:
-        got.put(key, table[key], where)
-    return _build(root, got, table, where)
+        got.put(key, table[key], str(pyproject), f"[tool.sqlfix] {key}")
+    return _build(root, got)
 
 
-def _build(root: Path, got: _Collector, table: Mapping[str, Any], where: str) -> Settings:
+def _build(root: Path, got: _Collector) -> Settings:
     values, sources = got.values, dict(got.sources)
-    seed = _seed(values, sources.get("seed", "default")) if "seed" in values else 0
+    seed = _seed(values, sources["seed"]) if "seed" in values else 0
     if seed is None:
         seed = random_seed()
         sources["seed"] = f"random, from {sources['seed']}"
-    for key in ("dsn", "fixtures_dir"):  # from pyproject they may be of any TOML type
-        if sources.get(key) == where:
-            _typed(table, key, str, where)
+    for key in ("dsn", "fixtures_dir"):  # from a file they may be of any TOML type
+        if key in values:
+            _typed(values, key, str, got.where(key))
     fixtures = Path(values.get("fixtures_dir", "fixtures_sql"))
+
+    def typed(key: str, kind: type, default: Any) -> Any:
+        return _typed(values, key, kind, got.where(key)) if key in values else default
+
     return Settings(
         root=root,
         dsn=values.get("dsn"),
         seed=int(seed),
         fixtures_dir=fixtures if fixtures.is_absolute() else root / fixtures,
-        schema=_schema(table, root, where) if "schema" in table else (),
-        allow_any_database=_typed(table, "allow_any_database", bool, where, False),
-        now=_now(table["now"], where) if "now" in table else DEFAULT_NOW,
-        faker_locale=_typed(table, "faker_locale", str, where, "en_US"),
-        lint=_lint(table, where) if "lint" in table else {},
-        setup_command=_setup_command(table, where) if "setup_command" in table else None,
-        reset_sequences=_typed(table, "reset_sequences", bool, where, True),
+        schema=_schema(values["schema"], root, got.where("schema")) if "schema" in values else (),
+        allow_any_database=typed("allow_any_database", bool, False),
+        now=_now(values["now"], got.where("now")) if "now" in values else DEFAULT_NOW,
+        faker_locale=typed("faker_locale", str, "en_US"),
+        lint=_lint(values, sources["lint"]) if "lint" in values else {},
+        setup_command=(
+            _setup_command(values["setup_command"], got.where("setup_command"))
+            if "setup_command" in values else None
+        ),
+        reset_sequences=typed("reset_sequences", bool, True),
+        reset_session=typed("reset_session", bool, True),
+        **_boundary_keys(values, sources),
+        **_server_keys(values, got.where),
         sources=sources,
     )
+
+
+def _boundary_keys(values: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, Any]:
+    """The timeouts (ms), `verify` and the layers' keys, from whichever place set them."""
+    found: dict[str, Any] = {}
+    for key in (*TIMEOUT_KEYS, "verify", "layers", "layers_max_tests"):
+        if key not in values:
+            continue
+        try:
+            parse = {"verify": parse_bool, "layers": parse_bool,
+                     "layers_max_tests": _positive_int}.get(key, parse_duration)
+            found[key] = parse(values[key])
+        except ValueError as exc:
+            raise ConfigError(f"{sources[key]}: {key}: {exc}") from None
+    return found
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} must be a whole number of 1 or more")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} must be a whole number of 1 or more") from None
+    if number < 1:
+        raise ValueError(f"{value!r} must be a whole number of 1 or more")
+    return number
+
+
+# ---- the embedded server's keys: server_version, server_locale, server_settings, server_port
+
+DEFAULT_SERVER_LOCALE = "C"
+# Chosen by sqlfix itself: a user value would break the socket path or the TCP option.
+RESERVED_SETTINGS = frozenset({"listen_addresses", "port", "unix_socket_directories"})
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def major_version(text: str) -> str:
+    """"16" from "16" or "16.4"; raises ValueError for anything PostgreSQL never was."""
+    match = re.fullmatch(r"\s*(\d+)(?:\.\d+)*\s*", text)
+    if match is None or not 9 <= int(match.group(1)) <= 99:
+        raise ValueError(f"{text!r} is not a PostgreSQL major version such as \"16\"")
+    return match.group(1)
+
+
+def setting_value(name: str, value: object) -> str:
+    """A TOML value as postgresql.conf text; raises ValueError on a bad name or type."""
+    if not _SETTING_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a PostgreSQL setting name")
+    if name.lower() in RESERVED_SETTINGS:
+        raise ValueError(f"{name} is set by sqlfix (use server_port for a TCP port)")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise ValueError(f"{name} = {value!r} must be a string, a number or a boolean")
+
+
+def _checked(key: str, check: Any, *args: Any) -> str:
+    """`check(*args[:-1])`, its ValueError as a ConfigError naming `key` and the file."""
+    *values, where = args
+    try:
+        return str(check(*values))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from None
+
+
+def _server_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
+    """The server keys, from whichever place set them; `where(key)` names that place."""
+    keys: dict[str, Any] = {}
+    if "server_version" in values:
+        at = where("server_version")
+        version = _typed(values, "server_version", (str, int), at)
+        keys["server_version"] = _checked("server_version", major_version, str(version), at)
+    if "server_settings" in values:
+        at = where("server_settings")
+        settings = _typed(values, "server_settings", dict, at)
+        keys["server_settings"] = {
+            name: _checked(f"server_settings.{name}", setting_value, name, value, at)
+            for name, value in settings.items()
+        }
+    if "server_locale" in values:
+        locale = _typed(values, "server_locale", str, where("server_locale"))
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]+", locale):
+            raise ConfigError(f"{where('server_locale')} = {locale!r} is not a locale "
+                              'name such as "C.UTF-8" or "en_US.UTF-8"')  # fmt: skip
+        keys["server_locale"] = locale
+    if "server_port" in values:
+        port = values["server_port"]
+        if isinstance(port, str) and port.strip().isdigit():  # from an ini option
+            port = int(port)
+        port = _typed({"server_port": port}, "server_port", int, where("server_port"))
+        if not 1024 <= port <= 65535:
+            raise ConfigError(f"{where('server_port')} = {port} must be a TCP port "
+                              "from 1024 to 65535")  # fmt: skip
+        keys["server_port"] = port
+    return keys

@@ -1,4 +1,12 @@
-"""`@uses(...)`: the marker a test, class or module declares its fixtures with."""
+"""`@uses(...)`: the marker a test, class or module declares its fixtures with.
+
+`uses(...)` applies pytest's `sqlfix` mark (`@pytest.mark.sqlfix("users.sql")` is the
+same thing). The mark was called `uses` before 0.2; that name is generic, so
+another plugin's or project's `@pytest.mark.uses("network")` must not start
+PostgreSQL. A bare `pytest.mark.uses` whose arguments look like fixture files
+gets a `SqlfixDeprecationWarning` and loads nothing (docs/getting-started.md,
+"Migrating from pytest.mark.uses").
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,18 @@ from collections.abc import Iterable
 
 import pytest
 
-MARKER = "uses"
+MARKER = "sqlfix"
+LEGACY_MARKER = "uses"
 MARKER_HELP = (
-    "uses(*fixture_files): load these .sql fixtures (relative to the fixtures directory) "
-    "into the test's rollback boundary, e.g. @uses('users.sql', 'orders.sql')"
+    "sqlfix(*fixture_files, commit=False): load these .sql fixtures (relative to the fixtures "
+    "directory) into the test's rollback boundary; written `@uses('users.sql')` with "
+    "`from sqlfix import uses`; commit=True commits them for code on its own connections "
+    "and restores the baseline after"
 )
+
+
+class SqlfixDeprecationWarning(DeprecationWarning):
+    """sqlfix's deprecations (shown by pytest by default; filter them by this class)."""
 
 
 def validate_names(names: Iterable[object], where: str = "uses()") -> tuple[str, ...]:
@@ -23,22 +38,65 @@ def validate_names(names: Iterable[object], where: str = "uses()") -> tuple[str,
     return tuple(checked)
 
 
-def uses(*names: str) -> pytest.MarkDecorator:
+def _check_commit(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: commit= takes True or False, got {value!r}")
+    return value
+
+
+def uses(*names: str, commit: bool | None = None) -> pytest.MarkDecorator:
     """Declare the fixture files a test needs: `@uses("users.sql", "orders.sql")`.
 
-    Works on a test function, on a test class (every test in it) and as
-    `pytestmark = uses(...)` in a module. Markers stack: a class's and a
-    method's files are combined, each loaded once.
+    Works on a test function, on a test class (every test in it, `unittest.TestCase`
+    too) and as `pytestmark = uses(...)` in a module. Markers stack: a class's and a
+    method's files are combined, each loaded once. Applies the `sqlfix` mark.
+
+    `commit=True` (the committed mode): the fixtures are committed, so code on
+    its own connections (pools, threads, processes) sees them; after the test
+    sqlfix restores the baseline. The closest marker that says `commit=` wins
+    (`commit=False` on a test turns a class's or module's `commit=True` off).
+    Raises TypeError for a name that is not a non-empty string or a non-bool commit.
     """
-    if not names:
-        raise TypeError("uses() needs at least one fixture file, e.g. uses('users.sql')")
-    return pytest.mark.uses.with_args(*validate_names(names))
+    if commit is None:
+        if not names:
+            raise TypeError("uses() needs at least one fixture file, e.g. uses('users.sql')")
+        return pytest.mark.sqlfix.with_args(*validate_names(names))
+    return pytest.mark.sqlfix.with_args(
+        *validate_names(names), commit=_check_commit(commit, "uses()"))
 
 
 def requested_names(item: pytest.Item) -> tuple[str, ...]:
-    """Every file the item's `uses` markers name: module first, then class, then function."""
+    """Every file the item's `sqlfix` marks name: module first, then class, then function."""
     markers = list(item.iter_markers(MARKER))
     names: list[str] = []
     for mark in reversed(markers):  # iter_markers gives the closest (function) first
         names.extend(validate_names(mark.args, f"@uses on {item.nodeid}"))
     return tuple(dict.fromkeys(names))
+
+
+def commit_requested(item: pytest.Item) -> bool:
+    """True if the closest `sqlfix` mark that says `commit=` says True (test, class, module)."""
+    for mark in item.iter_markers(MARKER):  # closest first
+        if "commit" in mark.kwargs:
+            return _check_commit(mark.kwargs["commit"], f"@uses on {item.nodeid}")
+    return False
+
+
+def legacy_warning(item: pytest.Item) -> SqlfixDeprecationWarning | None:
+    """A warning if the item has a `uses` mark that looks like sqlfix's old one, else None.
+
+    "Looks like": positional arguments only, all strings ending in `.sql`. Any
+    other `uses` mark (`uses("network")`) belongs to someone else and is left alone.
+    """
+    for mark in item.iter_markers(LEGACY_MARKER):
+        args = mark.args
+        if args and not mark.kwargs and all(
+            isinstance(a, str) and a.strip().endswith(".sql") for a in args
+        ):
+            shown = ", ".join(repr(a) for a in args)
+            return SqlfixDeprecationWarning(
+                f"@pytest.mark.uses({shown}) no longer loads fixtures: sqlfix's mark is now "
+                f"`sqlfix`. Write @uses({shown}) with `from sqlfix import uses`, or "
+                f"@pytest.mark.sqlfix({shown}); nothing was loaded for {item.nodeid}"
+            )
+    return None

@@ -14,7 +14,16 @@ def test_the_boundary_benchmark_runs_and_prints_its_figures():
                          check=True, timeout=300)
     lines = out.stdout.splitlines()
     assert lines[0].startswith("3 rounds, median per test")
-    assert len(lines) == 5 and all(" ms  x" in line for line in lines[1:])
+    assert len(lines) == 8 and all(" ms  x" in line for line in lines[1:])
+
+
+def test_the_startup_benchmark_runs_and_prints_its_figures():
+    script = BENCH / "bench_startup.py"
+    out = subprocess.run([sys.executable, str(script), "1"], capture_output=True, text=True,
+                         check=True, timeout=300)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("1 runs each, median wall time")
+    assert len(lines) == 5 and all(line.endswith(" ms") for line in lines[1:])
 
 
 NUMBER = r"\d+\.\d+"

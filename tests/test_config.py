@@ -58,3 +58,32 @@ def test_bad_configuration_is_an_error_that_names_it(tmp_path, body, words):
     with pytest.raises(ConfigError) as info:
         load_settings(tmp_path)
     assert words in str(info.value)
+
+
+def test_timeouts_and_verify_from_pyproject_and_options(tmp_path):
+    write(tmp_path, '[tool.sqlfix]\nlock_timeout = "2s"\nload_statement_timeout = 750\nverify = true\n')
+    settings = load_settings(tmp_path)
+    assert (settings.lock_timeout, settings.load_statement_timeout, settings.verify) == (2000, 750, True)
+    assert (settings.statement_timeout, settings.load_lock_timeout) == (300_000, 5_000)  # defaults
+    settings = load_settings(tmp_path, {"lock_timeout": "1min", "statement_timeout": "0"})
+    assert (settings.lock_timeout, settings.statement_timeout) == (60_000, 0)
+    assert settings.source("lock_timeout") == "option --sqlfix-lock-timeout"
+
+
+@pytest.mark.parametrize("value", ['"ten seconds"', '"-1s"', "-5", '"5 fortnights"', "true"])
+def test_a_bad_timeout_is_refused_with_the_value(tmp_path, value):
+    write(tmp_path, f"[tool.sqlfix]\nlock_timeout = {value}\n")
+    with pytest.raises(ConfigError, match=r"lock_timeout: .* is not a duration"):
+        load_settings(tmp_path)
+
+
+def test_a_bad_verify_is_refused(tmp_path):
+    write(tmp_path, '[tool.sqlfix]\nverify = "sometimes"\n')
+    with pytest.raises(ConfigError, match="verify: 'sometimes' is not a boolean"):
+        load_settings(tmp_path)
+
+
+def test_a_bad_timeout_option_is_a_usage_error(pytester):
+    result = pytester.runpytest("--sqlfix-lock-timeout=soon")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*argument --sqlfix-lock-timeout: 'soon' is not a duration*"])

@@ -14,20 +14,16 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import psycopg
+from psycopg import sql
 
 from sqlfix.cli.targets import Target, Workspace
 from sqlfix.database.boundary import Boundary
 from sqlfix.database.loader import load
-from sqlfix.errors import Finding, FixtureError, LoadError
+from sqlfix.errors import Finding, FixtureError, LoadError, SqlfixError
 
-# Exact row counts of every user table in one round trip: each count runs server-side
-# through query_to_xml. sqlfix's own bookkeeping schemas are left out.
-COUNT_ROWS = b"""
-SELECT schemaname, tablename,
-       (xpath('/row/n/text()', query_to_xml(
-           format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename),
-           false, true, '')))[1]::text::bigint
-FROM pg_catalog.pg_tables
+# The user tables; sqlfix's own bookkeeping schemas are left out.
+USER_TABLES = b"""
+SELECT schemaname, tablename FROM pg_catalog.pg_tables
 WHERE schemaname <> 'information_schema'
   AND schemaname NOT LIKE 'pg\\_%' AND schemaname NOT LIKE '\\_sqlfix%'
 ORDER BY schemaname, tablename
@@ -50,9 +46,24 @@ class Outcome:
 
 
 def count_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Rows per user table; `public` tables by bare name, others as schema.table."""
+    """Exact rows per user table; `public` tables by bare name, others as schema.table.
+
+    One `count(*) ... UNION ALL` query for all tables (plain SQL: a server built without
+    libxml has no query_to_xml). `FROM ONLY`, so a partition's rows are not counted
+    again under its parent.
+    """
+    tables = conn.execute(USER_TABLES).fetchall()
+    if not tables:
+        return {}
+    query = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}::int, count(*) FROM ONLY {}").format(
+            sql.Literal(number), sql.Identifier(schema, table)
+        )
+        for number, (schema, table) in enumerate(tables)
+    )
     counts = {}
-    for schema, table, rows in conn.execute(COUNT_ROWS).fetchall():
+    for number, rows in conn.execute(query).fetchall():
+        schema, table = tables[number]
         counts[table if schema == "public" else f"{schema}.{table}"] = int(rows)
     return counts
 
@@ -78,9 +89,10 @@ def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcom
         plan = workspace.plan(target)
     except FixtureError as exc:
         return Outcome(target, findings=exc.findings)
-    conn = boundary.conn
-    boundary.begin()
+    began = time.perf_counter()
     try:
+        boundary.begin()
+        conn = boundary.conn
         before = count_rows(conn)
         began = time.perf_counter()
         load(conn, plan)
@@ -89,9 +101,23 @@ def load_one(boundary: Boundary, workspace: Workspace, target: Target) -> Outcom
     except LoadError as exc:
         millis = (time.perf_counter() - began) * 1000
         return Outcome(target, millis, findings=(exc.finding,), statement=exc.statement)
+    except (SqlfixError, psycopg.Error) as exc:  # e.g. a fixture that ended its own session
+        millis = (time.perf_counter() - began) * 1000
+        return Outcome(target, millis, findings=(_not_loaded(target, boundary, exc),))
     finally:
         boundary.end()
     return Outcome(target, millis, changes)
+
+
+def _not_loaded(target: Target, boundary: Boundary, exc: Exception) -> Finding:
+    """A failure the loader could not place on a line: the connection, the server."""
+    text = str(exc).strip().replace("\n", " ")
+    if boundary.conn.closed or boundary.conn.broken:
+        what = (f"the connection was lost while loading ({type(exc).__name__}: {text}); a "
+                "fixture must not end its own session. sqlfix reconnects for the next fixture")
+    else:
+        what = f"could not load ({type(exc).__name__}: {text})"
+    return Finding("SQLF701", what, str(target.path))
 
 
 def describe(outcome: Outcome, width: int) -> list[str]:

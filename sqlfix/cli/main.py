@@ -1,8 +1,9 @@
 """`python -m sqlfix lint | render | check`: the DBA's tools.
 
 Exit codes: 0 clean, 1 findings (or a fixture that did not load), 2 usage or
-internal error. Settings come from the options, then SQLFIX_* variables, then
-`[tool.sqlfix]` of the nearest pyproject.toml, as for the pytest plugin.
+internal error. Settings come from the options, then SQLFIX_* variables, then the `sqlfix_*`
+options of pytest's configuration file, then `[tool.sqlfix]` of the pyproject.toml
+in pytest's rootdir: found from the working directory as pytest finds them.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from sqlfix import __version__
+from sqlfix import __version__, docs_url
 from sqlfix.cli import check as dbcheck
 from sqlfix.cli import report
 from sqlfix.cli.lint import lint, lint_options
+from sqlfix.cli.serve import serve
 from sqlfix.cli.targets import Target, UsageError, Workspace
 from sqlfix.compiler.discovery import normalize_name
-from sqlfix.config import Settings, find_pyproject, load_settings, parse_seed
+from sqlfix.config import Settings, find_project, ini_of, load_settings, parse_seed
 from sqlfix.database.session import DatabaseSession, make_library
 from sqlfix.errors import FixtureError, SqlfixError
 
@@ -41,8 +43,9 @@ examples:
   python -m sqlfix check                        # on the embedded PostgreSQL
 
 exit codes: 0 clean, 1 findings or a fixture that did not load, 2 usage or internal error
-rules: docs/lint.md; commands: docs/cli.md
-"""
+rules: {rules}
+commands: {commands}
+""".format(rules=docs_url("lint"), commands=docs_url("cli"))
 LINT_EPILOG = """\
 Prints `path:line:col: CODE message` per finding, then a summary. Any finding
 (a warning too) gives exit code 1; silence one on its line with
@@ -167,6 +170,28 @@ def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(handler=run_check)
 
 
+SERVER_EPILOG = """\
+Starts the embedded PostgreSQL exactly as a test session would (same binaries,
+server_* options, schema files and setup_command), prints its connection string
+and waits. Ctrl-C stops it and removes its data. Fixtures are not loaded: tests
+load them in transactions that are rolled back.
+
+examples:
+  python -m sqlfix server     # then in another terminal: psql '<the dsn it printed>'
+"""
+
+
+def _server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _subparser(
+        sub, "server", "start the embedded PostgreSQL by hand and print its DSN", SERVER_EPILOG
+    )
+    parser.set_defaults(handler=run_server, seed=None, fixtures=None)
+
+
+def run_server(args: argparse.Namespace, out: TextIO) -> int:
+    return serve(settings_for(args), out)
+
+
 def _subparser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, title: str, epilog: str
 ) -> argparse.ArgumentParser:
@@ -188,23 +213,27 @@ def build_parser(prog: str = "python -m sqlfix") -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sqlfix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_lint_parser, _render_parser, _check_parser):
+    for add in (_lint_parser, _render_parser, _check_parser, _server_parser):
         add(sub)
     return parser
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
-    """Settings of the project around the working directory; options beat env and pyproject."""
-    cwd = Path.cwd()
-    pyproject = find_pyproject(cwd)
-    root = pyproject.parent if pyproject is not None else cwd
+    """Settings of the project around the working directory, found as pytest finds it.
+
+    The root is pytest's rootdir (the first folder up with a pytest configuration
+    file); options beat env, then the inifile's `sqlfix_*` options, then
+    `[tool.sqlfix]` of the root's pyproject.toml: the same as the plugin sees.
+    """
+    project = find_project(Path.cwd())
     fixtures = args.fixtures
     cli = {
         "dsn": getattr(args, "dsn", None),
         "seed": args.seed,
         "fixtures_dir": str(fixtures.resolve()) if fixtures is not None else None,
     }
-    settings = load_settings(root, cli, os.environ, pyproject)
+    settings = load_settings(project.root, cli, os.environ, project.pyproject,
+                             ini_of(project), str(project.inifile))
     # load_settings names command-line values after the pytest options (--sqlfix-dsn)
     sources = {k: v.replace("--sqlfix-", "--") for k, v in settings.sources.items()}
     return dataclasses.replace(settings, sources=sources)

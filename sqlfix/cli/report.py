@@ -2,7 +2,7 @@
 
 - text: `path:line:col: CODE message` (the ruff/flake8 convention), then a summary line.
 - json: a list of objects with code, name, severity, message, filename,
-  location {row, column} and url (the rule's entry in docs/lint.md), like ruff's.
+  location {row, column} and url (the rule's entry on the docs site), like ruff's.
 - github: workflow-command annotations (`::error file=...,line=...,col=...,title=...::`),
   shown on the pull request's diff, then the summary line.
 """

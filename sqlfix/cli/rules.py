@@ -13,10 +13,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqlfix import docs_url
 from sqlfix.compiler import guard
 from sqlfix.errors import Severity
 
-DOCS_PAGE = "docs/lint.md"
 
 @dataclass(frozen=True)
 class Rule:
@@ -28,7 +28,7 @@ class Rule:
 
     @property
     def anchor(self) -> str:
-        """The GitHub anchor of the rule's heading `name (CODE)` in docs/lint.md."""
+        """The anchor of the rule's heading `name (CODE)` in docs/lint.md (MkDocs and GitHub)."""
         return f"{self.name}-{self.code.lower()}"
 
     @property
@@ -38,7 +38,8 @@ class Rule:
 
     @property
     def url(self) -> str:
-        return f"{DOCS_PAGE}#{self.anchor}"
+        """The rule's entry on the docs site (absolute: JSON output is read anywhere)."""
+        return docs_url("lint", self.anchor)
 
 
 _E, _W = Severity.ERROR, Severity.WARNING

@@ -1,10 +1,12 @@
 """Which fixtures the tests name: `uses("...")` read from the test files' source (no import).
 
 Each `test_*.py`, `*_test.py` and `conftest.py` under the tests directory is
-parsed with `ast`; a call to `uses(...)`, `pytest.mark.uses(...)`,
+parsed with `ast`; a call to `uses(...)`, `pytest.mark.sqlfix(...)`,
 `sqlfix.uses(...)`, `sqlfix.load(...)` or `sqlfix.render(...)` names the
-fixtures given as string literals. Names built at run time (`uses(*NAMES)`) are
-not seen: a fixture used only that way is reported unused (SQLF601).
+fixtures given as string literals. `pytest.mark.uses(...)` was sqlfix's mark
+before 0.2 and loads nothing now, so it names nothing here. Names built at run
+time (`uses(*NAMES)`) are not seen: a fixture used only that way is reported
+unused (SQLF601).
 """
 
 from __future__ import annotations
@@ -52,33 +54,37 @@ class _Names:
     """What a test file calls sqlfix's `uses` and the modules it lives in."""
 
     uses: frozenset[str]  # `uses`, or its alias from `from sqlfix import uses as u`
-    holders: frozenset[str]  # expressions whose `.uses` is sqlfix's: sqlfix, pytest.mark ...
+    modules: frozenset[str]  # names of the sqlfix module: `sqlfix.uses(...)`
+    marks: frozenset[str]  # pytest's `mark`: `pytest.mark.sqlfix(...)`
 
 
 def _names(tree: ast.AST) -> _Names:
-    uses, holders = {"uses"}, {"sqlfix", "pytest.mark", "mark"}
+    uses, modules, marks = {"uses"}, {"sqlfix"}, {"pytest.mark", "mark"}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "sqlfix":
             uses.update(a.asname or a.name for a in node.names if a.name == "uses")
         elif isinstance(node, ast.ImportFrom) and node.module == "pytest":
-            holders.update(a.asname or a.name for a in node.names if a.name == "mark")
+            marks.update(a.asname or a.name for a in node.names if a.name == "mark")
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "sqlfix":
-                    holders.add(alias.asname or "sqlfix")
+                    modules.add(alias.asname or "sqlfix")
                 elif alias.name == "pytest" and alias.asname:
-                    holders.add(f"{alias.asname}.mark")
-    return _Names(frozenset(uses), frozenset(holders))
+                    marks.add(f"{alias.asname}.mark")
+    return _Names(frozenset(uses), frozenset(modules), frozenset(marks))
 
 
 def _call_name(func: ast.expr, names: _Names) -> str | None:
-    """`uses`, `pytest.mark.uses`, `sqlfix.load`, ... or None for other calls."""
+    """`uses`, `pytest.mark.sqlfix`, `sqlfix.load`, ... or None for other calls."""
     if isinstance(func, ast.Name):
         return func.id if func.id in names.uses else None
     if not isinstance(func, ast.Attribute):
         return None
-    if func.attr == "uses":
-        return ast.unparse(func) if ast.unparse(func.value) in names.holders else None
+    holder = ast.unparse(func.value)
+    if (func.attr == "uses" and holder in names.modules) or (
+        func.attr == "sqlfix" and holder in names.marks
+    ):
+        return ast.unparse(func)
     if func.attr in _HANDLE_METHODS and isinstance(func.value, ast.Name):
         return f"sqlfix.{func.attr}" if func.value.id == "sqlfix" else None
     return None

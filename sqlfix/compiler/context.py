@@ -2,7 +2,8 @@
 
 Every value is a pure function of the run's seed and the file's name (or a row's
 label), so a fixture renders to the same bytes in every test, run and order.
-Faker is imported on first use only: `import faker` costs ~100 ms.
+Faker is imported on first use only (`import faker` costs ~100 ms), and is an
+optional extra (`sqlfix[faker]`): a template that uses `fake` without it says so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ DEFAULT_NOW = dt.datetime(2024, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 
 @cache
 def _shared_faker(locale: str) -> Any:
-    from faker import Faker  # lazy: only templates that use `fake` pay for it
+    try:
+        from faker import Faker  # lazy: only templates that use `fake` pay for it
+    except ImportError:
+        # An extra since 0.2: Faker's own pytest plugin costs every pytest run ~0.7 s.
+        raise LookupError(
+            "`fake` needs Faker, an optional extra of sqlfix: pip install 'sqlfix[faker]' "
+            "(or pip install faker)") from None
 
     try:
         return Faker(locale)

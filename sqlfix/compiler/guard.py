@@ -240,6 +240,10 @@ _OUTSIDE_CALLS: dict[str, str] = {
         ("pg_sleep", "pg_sleep_for", "pg_sleep_until"), "the test's time: it holds the session"
     ),
     **dict.fromkeys(
+        ("lowrite", "loread", "lo_put", "lo_get"),
+        "large objects, incl. the server's files (lo_import, lo_export)",
+    ),
+    **dict.fromkeys(
         ("query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
          "cursor_to_xmlschema", "ts_stat"),
         "SQL text the guard cannot read: it runs a query given as a string",
@@ -254,6 +258,9 @@ _OUTSIDE_PREFIXES: tuple[tuple[str, str], ...] = (
     ("pg_replication_origin_", "replication state"),
     ("pg_create_", "replication slots"),
     ("pg_drop_replication_slot", "replication slots"),
+    ("pg_replication_slot_", "replication slots"),
+    ("pg_copy_", "replication slots"),
+    ("pg_logical_", "the write-ahead log (a logical message is not rolled back)"),
 )
 # A statement whose text has none of these cannot call a watched function nor use a
 # CURRENT_* value, so its tree is not walked (the common case: plain INSERTs). Names are
@@ -452,10 +459,17 @@ def _parse(sql: str, start: int, end: int) -> list[_Piece] | _Failure:
     except pg.ParseError as exc:
         message, location = _error(exc)
         return _Failure(start + (len(chunk) if location is None else location), message)
-    tree = json.loads(text)
-    chars = _Chars(chunk)
-    into = '"intoClause"' in text  # SELECT ... INTO is rare: skip the search without it
-    return [_parsed_piece(chunk, start, chars, raw, into) for raw in tree["stmts"]]
+    try:
+        tree = json.loads(text)
+        chars = _Chars(chunk)
+        into = '"intoClause"' in text  # SELECT ... INTO is rare: skip the search without it
+        return [_parsed_piece(chunk, start, chars, raw, into) for raw in tree["stmts"]]
+    except RecursionError:
+        # PostgreSQL parses it, but its tree is deeper than Python's recursion limit (e.g.
+        # 'a' || 'a' || ... 600 times): fail closed, with the place and what to do.
+        return _Failure(start, "a statement nested too deeply for sqlfix to check (an "
+                        "expression of hundreds of operators or nested brackets): split it, "
+                        "or build the value with a function such as repeat() or string_agg()")
 
 
 def _statements_of(sql: str, start: int, end: int, semis: list[int]) -> Iterator[_Piece]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,6 +137,8 @@ class FixtureLibrary:
     disk: DiskCache | None = None  # compiled fixtures shared with other processes and runs
     _cache: dict[tuple[str, str], CompiledFixture] = field(default_factory=dict, repr=False)
     _sources: dict[str, Source] = field(default_factory=dict, repr=False)
+    # name -> seconds its last real render and guard took (cache hits cost nothing)
+    render_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
     def path(self, name: str) -> Path:
         return self.directory.resolve(name)
@@ -220,11 +223,14 @@ class FixtureLibrary:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        started = time.perf_counter()
         disk_key = self._disk_key(name, key[1]) if self.disk is not None else ""
         if self.disk is not None and isinstance(found := self.disk.get(disk_key), CompiledFixture):
             self._cache[key] = found
+            self.render_seconds[name] = time.perf_counter() - started  # the disk read only
             return found
         compiled, findings = self.check(name)
+        self.render_seconds[name] = time.perf_counter() - started
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors or compiled is None:
             raise FixtureError(errors)  # never cached: the file is read again next time

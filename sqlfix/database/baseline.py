@@ -13,6 +13,7 @@ data) into the `_sqlfix_baseline` schema.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,21 +58,30 @@ class Baseline:
     tables: tuple[tuple[str, str], ...]  # (schema, table) of every user table
     saved: tuple[tuple[str, str], ...]  # tables with rows, copied to COPY_SCHEMA; parents first
     reset_query: bytes = b""  # puts back every sequence that moved; see reset_sequences
+    positions: bytes = b""  # reads every sequence's position (see positions_query)
 
 
-def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
-    """One statement that setval()s each sequence whose state differs from now.
+def positions_query(sequences: list[str]) -> bytes:
+    """One SELECT of (name, last_value, is_called) of every sequence in `sequences`.
 
     Reading a sequence relation directly costs about half of going through the
-    pg_sequences view, and the statement is built once per session.
+    pg_sequences view.
     """
     if not sequences:
         return b""
-    positions = sql.SQL(" UNION ALL ").join(
+    return sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {}, last_value, is_called FROM {}").format(sql.Literal(n), sql.SQL(n))
         for n in sequences
-    )
-    rows = conn.cursor(row_factory=tuple_row).execute(positions).fetchall()  # one round trip
+    ).as_bytes(None)
+
+
+def reset_query_for(rows: list[tuple[Any, ...]]) -> bytes:
+    """One statement that setval()s each sequence whose state differs from `rows`.
+
+    `rows`: what `positions_query` returned then. The statement returns how many moved.
+    """
+    if not rows:
+        return b""
     parts = [
         sql.SQL(
             "SELECT setval({name}, {value}, {called}) FROM {seq} "
@@ -82,7 +92,18 @@ def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
     ]
     query = sql.SQL("SELECT count(*) FROM ({}) AS moved").format(
         sql.SQL(" UNION ALL ").join(parts))
-    return query.as_bytes(conn)
+    return query.as_bytes(None)
+
+
+def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
+    """One statement that setval()s each sequence whose state differs from now.
+
+    The statement is built once per session.
+    """
+    if not sequences:
+        return b""
+    rows = conn.cursor(row_factory=tuple_row).execute(positions_query(sequences)).fetchall()
+    return reset_query_for(rows)
 
 
 def _copy_name(schema: str, table: str) -> sql.Identifier:
@@ -104,7 +125,8 @@ def capture(conn: psycopg.Connection[Any]) -> Baseline:
             cur.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
                 _copy_name(schema, table), sql.Identifier(schema, table)))
         edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
-    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset)
+    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset,
+                    positions_query(seqs))
 
 
 def parents_first(
@@ -139,25 +161,34 @@ def reset_sequences(conn: psycopg.Connection[Any], baseline: Baseline) -> int:
     return int(scalar(conn, baseline.reset_query) or 0)
 
 
-def restore(conn: psycopg.Connection[Any], baseline: Baseline) -> str:
-    """Truncate every table, reload the schema's own rows, reset sequences; commits.
+def restore(
+    conn: psycopg.Connection[Any], baseline: Baseline,
+    tables: Collection[tuple[str, str]] | None = None,
+) -> str:
+    """Truncate every table (or only `tables`), reload the schema's own rows, reset sequences;
+    commits.
 
+    `tables` must be closed under foreign keys (every table referencing one of
+    them included), or the CASCADE empties tables that are not reloaded.
     Triggers (foreign-key checks included) are off during the reload when the
     role may do that (`session_replication_role`), so the reload adds nothing
     the schema did not; otherwise tables are reloaded referenced-first.
     Returns a one-line account of what was done, for the failure message.
     """
+    wanted = set(baseline.tables if tables is None else tables)
+    targets = [t for t in baseline.tables if t in wanted]
+    reloaded = [t for t in baseline.saved if t in wanted]
     with conn.transaction():
         quiet = _triggers_off(conn)
-        if baseline.tables:
-            names = sql.SQL(", ").join(sql.Identifier(*t) for t in baseline.tables)
+        if targets:
+            names = sql.SQL(", ").join(sql.Identifier(*t) for t in targets)
             conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(names))
-        for schema, table in baseline.saved:
+        for schema, table in reloaded:
             _reload(conn, schema, table)
         moved = reset_sequences(conn, baseline)
     triggers = "triggers off" if quiet else "triggers on: not allowed to turn them off"
-    return (f"sqlfix restored the baseline: truncated {len(baseline.tables)} table(s), "
-            f"reloaded the schema's rows into {len(baseline.saved)} ({triggers}), "
+    return (f"sqlfix restored the baseline: truncated {len(targets)} table(s), "
+            f"reloaded the schema's rows into {len(reloaded)} ({triggers}), "
             f"reset {moved} sequence(s)")
 
 

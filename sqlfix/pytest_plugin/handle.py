@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions
-from sqlfix.compiler.seeds import fixture_id
-from sqlfix.database.boundary import SAVEPOINT, Boundary, SqlfixConnection
+from sqlfix.compiler.seeds import derive_seed, fixture_id
+from sqlfix.database.boundary import Boundary, SqlfixConnection
+from sqlfix.database.layers import LayeredBoundary
 from sqlfix.database.loader import load
 from sqlfix.database.session import DatabaseSession
 
-__all__ = ["Sqlfix"]
+__all__ = ["LoadRecord", "Sqlfix"]
+
+
+@dataclass(frozen=True)
+class LoadRecord:
+    """One load of a test, for `--sqlfix-report`: files in order, rows each, seconds."""
+
+    names: tuple[str, ...]
+    rows: tuple[int, ...] | None  # None: the server's counts could not be split per file
+    seconds: float
 
 
 class Sqlfix:
@@ -21,6 +34,7 @@ class Sqlfix:
         self._session = session
         self._boundary = boundary
         self._loaded: list[CompiledFixture] = []
+        self.loads: list[LoadRecord] = []
 
     @property
     def conn(self) -> SqlfixConnection:
@@ -53,15 +67,39 @@ class Sqlfix:
         new = tuple(f for f in plan if f.name not in self.loaded)
         check_id_collisions((*self._loaded, *new))
         boundary = self._boundary
-        taken = boundary.take_load_savepoint()
+        first = boundary.take_first_load()
         # The savepoint that marks "loaded" rides along with the load (one round trip):
         # at the test's start, and after a load() in the test body.
-        protect = taken or self.conn._sqlfix_savepoint is not None
-        then = f"SAVEPOINT {SAVEPOINT}" if protect else ""
-        if load(self.conn, LoadPlan(new), savepoint_taken=taken, then=then) and protect:
-            boundary.protected()
+        protect = first or self.conn._sqlfix_savepoint is not None
+        boundary.before_load()
+        started = time.perf_counter()
+        rows: tuple[int, ...] | None
+        sent = new  # what this call loads; with layers, what the previous test left is not
+        if first and isinstance(boundary, LayeredBoundary):
+            sent, rows = boundary.load_first(LoadPlan(new))  # protect included
+        else:
+            # At the test's start the role is known (begin() read it): the switch to the
+            # fixture role and back rides along too.
+            rows = load(self.conn, LoadPlan(new),
+                        then=boundary.protect_statements() if protect else (),
+                        role=boundary.role if first else None)
+            if new and protect:
+                boundary.protected()
+        if sent:
+            names = tuple(f.name for f in sent)
+            self.loads.append(LoadRecord(names, rows, time.perf_counter() - started))
         self._loaded.extend(new)
         return tuple(f.name for f in new)
+
+    @property
+    def fixture_seeds(self) -> tuple[tuple[str, int], ...]:
+        """(file, seed its `fake`/`rng`/`seed` values come from) of each file loaded."""
+        return tuple((name, derive_seed(self.seed, name)) for name in self.loaded)
+
+    @property
+    def render_seconds(self) -> dict[str, float]:
+        """Seconds each fixture file took to render and check (once per session)."""
+        return self._session.library.render_seconds
 
     def id(self, table: str, label: str) -> int:
         """The id the templates give `label` in `table` (`{{ id('users', 'alice') }}`)."""

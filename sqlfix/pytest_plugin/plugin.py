@@ -12,7 +12,11 @@ without one pays nothing for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import sys
+import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,31 +24,90 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sqlfix.config import Settings, load_settings, parse_seed
+from sqlfix.config import (
+    INI_KEYS,
+    INI_PREFIX,
+    OPTION_KEYS,
+    TIMEOUT_KEYS,
+    Settings,
+    ini_values,
+    load_settings,
+    parse_duration,
+    parse_seed,
+)
 from sqlfix.errors import SqlfixError
-from sqlfix.marker import MARKER, MARKER_HELP, requested_names
+from sqlfix.marker import (
+    MARKER,
+    MARKER_HELP,
+    commit_requested,
+    legacy_warning,
+    requested_names,
+)
+from sqlfix.pytest_plugin.async_fixtures import (
+    sqlfix_aconn,
+    sqlfix_async_engine,
+    sqlfix_async_session,
+)
+from sqlfix.pytest_plugin.own_connections import sqlfix_dsn
 from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
 
 if TYPE_CHECKING:
     from sqlfix.database.boundary import Boundary, SqlfixConnection
     from sqlfix.database.session import DatabaseSession
+    from sqlfix.database.verify import Fingerprint
     from sqlfix.pytest_plugin.handle import Sqlfix
 
-__all__ = ["sqlfix_sqla_engine", "sqlfix_sqla_session"]  # fixtures re-exported for pytest
+__all__ = [  # fixtures re-exported for pytest
+    "sqlfix_aconn", "sqlfix_async_engine", "sqlfix_async_session", "sqlfix_dsn",
+    "sqlfix_sqla_engine", "sqlfix_sqla_session",
+]
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey["DatabaseSession"]()
 BOUNDARY_KEY = pytest.StashKey["Boundary"]()
 ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed anyway
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
+FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
+HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
+KEEP_LOG_KEY = pytest.StashKey[bool]()  # a sqlfix test failed: keep the server's log
+NEXT_KEY = pytest.StashKey["pytest.Item | None"]()  # the test pytest runs after this one
+SEED_CACHE_KEY = "sqlfix/seed"  # the last run's seed, in pytest's cache, for --sqlfix-seed=last
 
 
 def _seed_option(text: str) -> str:
+    if text.strip().lower() == "last":
+        return "last"
     try:
         parse_seed(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _duration_option(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_boundary_options(group: Any) -> None:
+    """Timeouts and the verifier; see docs/boundary.md."""
+    for key in TIMEOUT_KEYS:
+        group.addoption(
+            OPTION_KEYS[key], dest=f"sqlfix_{key}", metavar="DURATION", default=None,
+            type=_duration_option,
+            help=f"{key.replace('_', ' ')} ('10s', '500ms', 0 = none; default: "
+            f"[tool.sqlfix] {key}, else as in docs/configuration.md)")
+    group.addoption(
+        OPTION_KEYS["verify"], dest="sqlfix_verify", action="store_const", const=True,
+        default=None, help="after each test, check every table and sequence is as before "
+        "the first test (default: [tool.sqlfix] verify, else off)")
+    group.addoption(
+        OPTION_KEYS["layers"], dest="sqlfix_layers", action="store_const", const=True,
+        default=None, help="keep loaded fixtures under savepoints for the next test that "
+        "shares them (default: [tool.sqlfix] layers, else off)")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,10 +121,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sqlfix-seed",
-        metavar="N|random",
+        metavar="N|random|last",
         default=None,
         type=_seed_option,
-        help="seed for fixture values (default 0); 'random' picks one and prints it",
+        help="seed for fixture values (default 0); 'random' picks one and prints it, "
+        "'last' replays the previous run's",
     )
     group.addoption(
         "--sqlfix-rebuild",
@@ -76,18 +140,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="fixtures directory (default: [tool.sqlfix] fixtures_dir or fixtures_sql)",
     )
+    _add_boundary_options(group)
+    group.addoption(
+        "--sqlfix-report",
+        action="store_true",
+        default=False,
+        help="at the end, per fixture file: the tests that used it, render and load time, "
+        "rows loaded; and the slowest loads",
+    )
+    for key in sorted(INI_KEYS):
+        what = f"sqlfix: [tool.sqlfix] {key}, as a pytest option (docs/configuration.md)"
+        if key == "schema":
+            parser.addini(INI_PREFIX + key, what, type="linelist")
+        else:
+            parser.addini(INI_PREFIX + key, what)
 
 
 def _settings(config: pytest.Config) -> Settings:
     fixtures = config.getoption("sqlfix_fixtures")
     if fixtures is not None:
         fixtures = str(config.invocation_params.dir / Path(fixtures))
+    seed = config.getoption("sqlfix_seed")
     cli = {
         "dsn": config.getoption("sqlfix_dsn"),
-        "seed": config.getoption("sqlfix_seed"),
+        "seed": _last_seed(config) if seed == "last" else seed,
         "fixtures_dir": fixtures,
+        **{key: config.getoption(f"sqlfix_{key}") for key in OPTION_KEYS},
     }
-    return load_settings(config.rootpath, cli, os.environ)
+    where = str(config.inipath) if config.inipath is not None else "pytest -o"
+    ini = ini_values({k: config.getini(INI_PREFIX + k) for k in INI_KEYS}, where)
+    settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where)
+    if seed == "last":
+        sources = {**settings.sources, "seed": "option --sqlfix-seed=last, the previous run's"}
+        settings = replace(settings, sources=sources)
+    return settings
+
+
+def _last_seed(config: pytest.Config) -> str:
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        raise pytest.UsageError("sqlfix: --sqlfix-seed=last reads pytest's cache, which is "
+                                "off (-p no:cacheprovider); give the seed as a number")
+    seed = cache.get(SEED_CACHE_KEY, None)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise pytest.UsageError(f"sqlfix: --sqlfix-seed=last: no previous run's seed in pytest's "
+                                f"cache ({cache._cachedir}); run once first, or give the seed "
+                                "as a number")
+    return str(seed)
 
 
 class _XdistSeed:
@@ -117,8 +216,16 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = _worker_settings(config, _settings(config))
     except SqlfixError as exc:
         raise pytest.UsageError(f"sqlfix: {exc}") from None
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+    controller = not hasattr(config, "workerinput")
+    if config.pluginmanager.hasplugin("xdist") and controller:
         config.pluginmanager.register(_XdistSeed(settings.seed), "sqlfix-xdist-seed")
+    cache = getattr(config, "cache", None)
+    if cache is not None and controller:
+        cache.set(SEED_CACHE_KEY, settings.seed)
+    if config.getoption("sqlfix_report") and controller:
+        from sqlfix.pytest_plugin.report import LoadReport
+
+        config.pluginmanager.register(LoadReport(), "sqlfix-report")
     config.stash[SETTINGS_KEY] = settings
 
 
@@ -150,13 +257,47 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
                               worker, rebuild=pytestconfig.getoption("sqlfix_rebuild"))
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
+    pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
     try:
         session.start()
+        from sqlfix.pytest_plugin.own_connections import checkpoint
+
+        checkpoint(pytestconfig, session)  # for the second-connection hint
+        if session.settings.verify:
+            _fingerprint(pytestconfig, session)
         return session
     except (SqlfixError, psycopg.Error) as exc:
         problem = str(exc)
     # Every database test would fail the same way: stop the run, say why once.
     pytest.exit(f"sqlfix could not prepare the test database: {problem}", returncode=3)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: stop the database now, before the worker reports it is
+    done; the controller may end the worker before its config clean-up ran (a DSN's
+    worker database would then stay behind)."""
+    config = session.config
+    started = config.stash.get(SESSION_KEY, None)
+    if started is None or not hasattr(config, "workerinput"):
+        return
+    _keep_server_log(config, started)
+    started.stop()
+
+
+def _kept_log(config: pytest.Config) -> Path | None:
+    """Where a failing run's server log is copied to: pytest's cache, one file per worker."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return Path(cache.mkdir("sqlfix")) / (f"postgres-{worker}.log" if worker else "postgres.log")
+
+
+def _keep_server_log(config: pytest.Config, session: DatabaseSession) -> None:
+    target = _kept_log(config) if config.stash.get(KEEP_LOG_KEY, False) else None
+    if target is not None and session.server is not None:
+        with contextlib.suppress(OSError):  # no log to keep is no reason to fail the run
+            shutil.copyfile(session.server.log, target)
 
 
 def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
@@ -174,28 +315,76 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
         pytest.exit(f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
                     f"could not be restored ({exc}); later tests would see them.\n{reason}",
                     returncode=3)
+    if boundary.lost:
+        return f"sqlfix: the test's database connection was lost. {reason}\n{restored}."
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
+
+
+def _lost_at_end(item: pytest.Item, boundary: Boundary) -> str:
+    """The connection died during the test, found by end(): reconnect, say so."""
+    import psycopg
+
+    try:
+        restored = item.config.stash[SESSION_KEY].restore()
+    except (SqlfixError, psycopg.Error) as exc:
+        restored = f"sqlfix could not reconnect: {exc}"
+    return f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}."
+
+
+def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:
+    """What went wrong loading `names`, in sqlfix's words (never a bare psycopg error)."""
+    from sqlfix.errors import LoadError
+    from sqlfix.pytest_plugin.faults import timeout_hint
+
+    if isinstance(exc, LoadError):
+        hint = timeout_hint(exc.sqlstate, session.settings, load=True)
+        return f"{exc}\n{hint}" if hint else str(exc)
+    if isinstance(exc, SqlfixError | TypeError):
+        return str(exc)
+    conn = session.connection_if_open()
+    if conn is not None and not conn.broken:
+        return (f"the database refused the load of {', '.join(names) or 'fixtures'} "
+                f"({type(exc).__name__}: {str(exc).strip()}); nothing of it was kept.")
+    try:  # a database error the loader could not place: the connection went away
+        restored = session.restore()
+    except Exception as again:  # noqa: BLE001 - reported, the run goes on
+        restored = f"sqlfix could not reconnect either: {again}"
+    return (f"the database connection was lost while loading {', '.join(names) or 'fixtures'} "
+            f"({type(exc).__name__}: {str(exc).strip()}). A fixture must not end its own "
+            f"session (pg_terminate_backend(pg_backend_pid()) and the like).\n{restored}.")
 
 
 @pytest.fixture
 def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> Iterator[Sqlfix]:
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
+    import psycopg
+
     from sqlfix.pytest_plugin.handle import Sqlfix
 
-    boundary = _sqlfix_session.boundary()
-    boundary.begin()
     item = request.node
+    if _committed(item):  # @uses(..., commit=True): no boundary, a restore after
+        from sqlfix.pytest_plugin.committed import committed_test
+
+        item.stash[USED_KEY] = True
+        yield from committed_test(item, _sqlfix_session)
+        return
+    layered = _sqlfix_session.layers is not None
+    boundary = _sqlfix_session.begin(layered=layered)
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
+    names = requested_names(item)
+    item.stash[HANDLE_KEY] = handle
     try:
-        handle.load(*requested_names(item))
+        handle.load(*names)
         if not boundary.is_protected:
             boundary.protect()  # nothing was loaded: the savepoint did not ride along
+        if layered and _sqlfix_session.settings.verify:
+            _layer_reference(_sqlfix_session, boundary)
         problem = None
-    except (SqlfixError, TypeError) as exc:
+    except (SqlfixError, TypeError, psycopg.Error) as exc:
         boundary.end()
-        problem = str(exc)
+        problem = _load_problem(_sqlfix_session, tuple(names), exc)
     if problem is not None:  # outside `except`: the report shows the message once
         pytest.fail(f"sqlfix could not load the fixtures of this test:\n{problem}", pytrace=False)
     try:
@@ -204,11 +393,51 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
         del item.stash[BOUNDARY_KEY]
         # Fixtures' set-up and tear-down run outside the call check: look again.
         late = _settle(item, boundary)
-        boundary.end()
+        if layered and late is None and item.stash.get(ESCAPE_KEY, None) is None:
+            boundary.end(keep=_next_load_order(item, _sqlfix_session))
+        else:
+            boundary.end()
+        if late is None and boundary.lost_at_end:
+            late = _lost_at_end(item, boundary)
     message = late or item.stash.get(ESCAPE_KEY, None)
     if message is not None:
         item.stash[ESCAPE_KEY] = message  # makereport keeps xfail from hiding it
         pytest.fail(message, pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Note the next test: savepoint layers are kept only for a test that shares them."""
+    item.stash[NEXT_KEY] = nextitem
+
+
+def _next_load_order(item: pytest.Item, session: DatabaseSession) -> tuple[str, ...] | None:
+    """The load order of the next test's fixtures if it runs in a rollback boundary, else None.
+
+    None (end the layer stack's transaction): no next test, one that does not use
+    sqlfix (no transaction is kept open for it), a committed one, one whose marks
+    are wrong (its own set-up says so).
+    """
+    nextitem = item.stash.get(NEXT_KEY, None)
+    if nextitem is None:
+        return None
+    uses = (nextitem.get_closest_marker(MARKER) is not None
+            or "sqlfix" in getattr(nextitem, "fixturenames", ()))
+    if not uses:
+        return None
+    try:
+        if commit_requested(nextitem):
+            return None
+        return tuple(session.library.order(requested_names(nextitem)))
+    except (SqlfixError, TypeError, OSError):
+        return None
+
+
+def _committed(item: pytest.Item) -> bool:
+    try:
+        return commit_requested(item)
+    except TypeError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
@@ -219,9 +448,20 @@ def sqlfix_conn(sqlfix: Sqlfix) -> SqlfixConnection:
 
 @pytest.fixture(autouse=True)
 def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
-    """Tests marked with @uses get their fixtures even if they request no sqlfix fixture."""
-    if request.node.get_closest_marker(MARKER) is not None:
-        request.getfixturevalue("sqlfix")
+    """Tests marked with @uses get their fixtures even if they request no sqlfix fixture.
+
+    A `unittest.TestCase` cannot request fixtures: it gets the handle as `self.sqlfix`
+    (set before `setUp` runs).
+    """
+    legacy = legacy_warning(request.node)
+    if legacy is not None:  # here, so that filterwarnings=error fails this test only
+        warnings.warn(legacy, stacklevel=1)
+    if request.node.get_closest_marker(MARKER) is None:
+        return
+    handle = request.getfixturevalue("sqlfix")
+    unittest = sys.modules.get("unittest")  # not imported: no TestCase can exist
+    if unittest is not None and isinstance(request.instance, unittest.TestCase):
+        request.instance.sqlfix = handle
 
 
 @pytest.hookimpl(wrapper=True)
@@ -246,6 +486,71 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         pytest.fail(message, pytrace=False)
 
 
+def _fingerprint(config: pytest.Config, session: DatabaseSession) -> Fingerprint:
+    import psycopg
+
+    from sqlfix.database.verify import take
+
+    try:
+        fingerprint = take(session.connection(), session.settings.reset_sequences)
+    except psycopg.OperationalError:  # the connection or the server died since the test
+        session.restore()
+        fingerprint = take(session.connection(), session.settings.reset_sequences)
+    config.stash[FINGERPRINT_KEY] = fingerprint
+    return fingerprint
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """The verifier (--sqlfix-verify): after the test's fixtures are gone, compare."""
+    result = yield
+    reference = item.config.stash.get(FINGERPRINT_KEY, None)
+    session = item.config.stash.get(SESSION_KEY, None)
+    if reference is None or session is None or session.dsn is None:
+        return result
+    stack = session.layers
+    if stack is not None and stack.conn is not None:
+        _verify_layers(session)  # kept for the next test: compare with its top as loaded
+        return result
+    changes = reference.differences(_fingerprint(item.config, session))
+    if changes:
+        restored = session.restore()
+        _fingerprint(item.config, session)
+        pytest.fail("sqlfix --sqlfix-verify: after this test the database differs from its "
+                    "state before the first test:\n  " + "\n  ".join(changes)
+                    + f"\n{restored}.", pytrace=False)
+    return result
+
+
+def _layer_reference(session: DatabaseSession, boundary: Boundary) -> None:
+    """The verifier with layers: the stack's new top, as loaded, before the test runs."""
+    from sqlfix.database.layers import LayeredBoundary
+    from sqlfix.database.verify import take
+
+    stack = session.layers
+    if stack is None or not isinstance(boundary, LayeredBoundary) or stack.reference is not None:
+        return
+    stack.reference = take(boundary.conn, session.settings.reset_sequences, inside=True)
+
+
+def _verify_layers(session: DatabaseSession) -> None:
+    """After a test whose layers stay: the stack must be exactly as it was loaded."""
+    from sqlfix.database.verify import take
+
+    stack = session.layers
+    assert stack is not None and stack.conn is not None
+    if stack.reference is None or not stack.is_open(stack.conn):
+        return  # a new top (nothing loaded yet to compare with): the next test takes it
+    now = take(stack.conn, session.settings.reset_sequences, inside=True)
+    changes = stack.reference.differences(now)
+    if changes:
+        session.end_layers()
+        restored = session.restore()
+        pytest.fail("sqlfix --sqlfix-verify: after this test its savepoint layers (the fixtures "
+                    "kept for the next test) differ from how they were loaded:\n  "
+                    + "\n  ".join(changes) + f"\n{restored}.", pytrace=False)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -255,7 +560,40 @@ def pytest_runtest_makereport(
         # an expected failure of the test is no excuse for data escaping its boundary
         del report.wasxfail
         report.outcome = "failed"
+    if call.excinfo is not None and item.stash.get(USED_KEY, False):
+        from sqlfix.pytest_plugin.faults import explain
+
+        note = explain(call.excinfo.value, item.config.stash[SETTINGS_KEY])
+        if note is not None:
+            report.sections.append(("sqlfix", note))
     if report.failed and item.stash.get(USED_KEY, False):
-        seed = item.config.stash[SETTINGS_KEY].seed
-        report.sections.append(("sqlfix", f"seed={seed}; replay with --sqlfix-seed={seed}"))
+        report.sections.append(("sqlfix", _failure_section(item)))
+        boundary = item.stash.get(BOUNDARY_KEY, None)
+        if call.when == "call" and boundary is not None and not boundary.conn.closed:
+            from sqlfix.pytest_plugin.own_connections import second_connection_hint
+
+            hint = second_connection_hint(
+                item.config, item.config.stash[SESSION_KEY], boundary.conn.info.backend_pid)
+            if hint:
+                report.sections.append(("sqlfix: other connections", hint))
+    if call.when == "teardown" and HANDLE_KEY in item.stash:
+        handle = item.stash[HANDLE_KEY]
+        del item.stash[HANDLE_KEY]
+        if item.config.getoption("sqlfix_report"):
+            from sqlfix.pytest_plugin.report import ATTR, records
+
+            setattr(report, ATTR, records(handle))  # JSON-able: xdist sends it along
     return report
+
+
+def _failure_section(item: pytest.Item) -> str:
+    from sqlfix.pytest_plugin.report import failure_section, server_log_note
+
+    config = item.config
+    settings = config.stash[SETTINGS_KEY]
+    config.stash[KEEP_LOG_KEY] = True
+    session = config.stash.get(SESSION_KEY, None)
+    server = session.server if session is not None else None
+    live = server.log if server is not None else None
+    where = server_log_note(_kept_log(config) if live else None, live, settings.database)
+    return failure_section(item, settings.seed, item.stash.get(HANDLE_KEY, None), where)

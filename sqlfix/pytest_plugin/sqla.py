@@ -37,6 +37,16 @@ def _sqlalchemy() -> Any:
 _ENGINE_SAVEPOINT = "sqlfix_engine"
 
 
+def _execute(dbapi_conn: Any, statement: str) -> None:
+    # Through a DBAPI cursor: psycopg's Connection and SQLAlchemy's adapter around an
+    # AsyncConnection (the async engine) both have one.
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
 class _SavepointTransactions:
     """The engine's transactions as savepoints nested in whatever the connection is in.
 
@@ -49,22 +59,21 @@ class _SavepointTransactions:
         self.depth = 0
 
     def begin(self, dbapi_conn: Any) -> None:
-        dbapi_conn.execute(f"SAVEPOINT {_ENGINE_SAVEPOINT}".encode())
+        _execute(dbapi_conn, f"SAVEPOINT {_ENGINE_SAVEPOINT}")
         self.depth += 1
 
     def commit(self, dbapi_conn: Any) -> None:
         if self.depth:
             self.depth -= 1
-            dbapi_conn.execute(f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}".encode())
+            _execute(dbapi_conn, f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}")
 
     def rollback(self, dbapi_conn: Any) -> None:
         if not self.depth:
             return  # nothing of ours is open
         self.depth -= 1
         try:
-            dbapi_conn.execute(
-                f"ROLLBACK TO SAVEPOINT {_ENGINE_SAVEPOINT}; "
-                f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}".encode())
+            _execute(dbapi_conn, f"ROLLBACK TO SAVEPOINT {_ENGINE_SAVEPOINT}; "
+                     f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}")
         except importlib.import_module("psycopg").errors.InvalidSavepointSpecification:
             dbapi_conn.rollback()  # the test rolled back past it already: back to its state
 
@@ -82,12 +91,16 @@ def make_engine(sqlfix: Sqlfix) -> Engine:
     # which must happen before the test writes anything.
     with engine.connect():
         pass
+    savepoint_transactions(engine.dialect)
+    return engine
+
+
+def savepoint_transactions(dialect: Any) -> None:
+    """Make an engine's transactions savepoints (the dialect is per engine)."""
     transactions = _SavepointTransactions()
-    dialect: Any = engine.dialect  # per engine: overriding its methods touches no other
     dialect.do_begin = transactions.begin
     dialect.do_commit = transactions.commit
     dialect.do_rollback = transactions.rollback
-    return engine
 
 
 def seed_factory_boy(sqlfix: Sqlfix, nodeid: str) -> None:
@@ -105,6 +118,9 @@ def sqlfix_sqla_engine(sqlfix: Sqlfix) -> Iterator[Engine]:
     `Session(engine)` / `sessionmaker(engine)` in the code under test may commit:
     the commit lands on sqlfix's savepoint and is rolled back with the test.
     """
+    from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
+
+    refuse_in_committed_mode(sqlfix, "sqlfix_sqla_engine")
     engine = make_engine(sqlfix)
     yield engine
     # No engine.dispose(): it would close the session's shared connection.

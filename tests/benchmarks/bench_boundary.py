@@ -20,7 +20,7 @@ import psycopg
 
 from sqlfix.config import load_settings
 from sqlfix.database.baseline import capture, reset_sequences
-from sqlfix.database.boundary import Boundary
+from sqlfix.database.boundary import SESSION_RESET, Boundary
 from sqlfix.database.loader import load, plan_sql
 from sqlfix.database.schema import apply_schema, connect
 from sqlfix.database.server import EmbeddedServer
@@ -53,9 +53,10 @@ def main(rounds: int) -> None:
 
         plain = psycopg.connect(server.dsn)  # the alternative is not sqlfix's connection
 
-        def sqlfix_test(reset: bool) -> Callable[[], None]:
+        def sqlfix_test(reset: bool, session: bool = True) -> Callable[[], None]:
             def run() -> None:
-                boundary = Boundary(conn, baseline.reset_query if reset else b"")
+                boundary = Boundary(conn, baseline.reset_query if reset else b"",
+                                    reset_session=session)
                 boundary.begin()
                 load(conn, library.plan(["orders.sql"]))  # planned per test, as the plugin does
                 boundary.protect()
@@ -77,11 +78,23 @@ def main(rounds: int) -> None:
             reset_sequences(conn, baseline)
             conn.real_rollback()
 
+        def rollback_only(session: bool) -> Callable[[], None]:
+            query = b"ROLLBACK; " + SESSION_RESET if session else b"ROLLBACK"
+
+            def run() -> None:
+                conn.execute(b"SELECT 1")  # a transaction to end
+                conn.execute(query)
+            return run
+
         strategies = {
-            "sqlfix: plan + boundary + load + sequence reset (default)": sqlfix_test(True),
+            "sqlfix: plan + boundary + load + sequence and session reset (default)":
+                sqlfix_test(True),
+            "sqlfix: the same without the session reset": sqlfix_test(True, session=False),
             "sqlfix: the same, reset_sequences = false": sqlfix_test(False),
             "TRUNCATE ... RESTART IDENTITY after each test": truncate_test,
             "sequence reset alone (one round trip)": reset_only,
+            "SELECT 1 + ROLLBACK (two round trips)": rollback_only(False),
+            "SELECT 1 + ROLLBACK with the session reset (two round trips)": rollback_only(True),
         }
         figures = {}
         for name, one in strategies.items():

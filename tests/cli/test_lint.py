@@ -402,7 +402,8 @@ def test_a(sqlfix):
     sqlfix.load("dynamic.sql")
     note = "é"; sqlfix.render("missing_render.sql")
 
-@pytest.mark.uses("gone.sql")  # sqlfix: noqa: SQLF602
+@pytest.mark.sqlfix("gone.sql")  # sqlfix: noqa: SQLF602
+@pytest.mark.uses("network.sql")  # not sqlfix's mark (any more): names nothing
 def test_b():
     names = ["products.sql"]
     uses(*names)  # not seen: names built at run time
@@ -418,7 +419,7 @@ def test_uses_are_read_from_the_source_without_import(tmp_path: Path) -> None:
         ("nope.sql", 6, 21, "uses"),
         ("dynamic.sql", 8, 17, "sqlfix.load"),
         ("missing_render.sql", 9, 31, "sqlfix.render"),  # columns count characters, not bytes
-        ("gone.sql", 11, 19, "pytest.mark.uses"),
+        ("gone.sql", 11, 21, "pytest.mark.sqlfix"),
     ]
 
 
@@ -562,7 +563,7 @@ def validate_json_findings(data: object) -> None:
         assert isinstance(item["filename"], str) and item["filename"]
         assert set(item["location"]) == {"row", "column"}
         assert all(isinstance(v, int) and v >= 1 for v in item["location"].values())
-        assert item["url"] == f"docs/lint.md#{RULES[item['code']].anchor}"
+        assert item["url"] == f"https://sqlfix.readthedocs.io/en/latest/lint/#{RULES[item['code']].anchor}"
 
 
 def test_json_format() -> None:
@@ -575,7 +576,7 @@ def test_json_format() -> None:
         "message": "nondeterministic now(), 100%\nsure",
         "filename": "fx/b, c.sql",
         "location": {"row": 1, "column": 2},
-        "url": "docs/lint.md#nondeterministic-function-sqlf501",
+        "url": "https://sqlfix.readthedocs.io/en/latest/lint/#nondeterministic-function-sqlf501",
     }
     assert json.loads(report.as_json([], 0)) == []
 

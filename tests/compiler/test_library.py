@@ -75,7 +75,7 @@ def test_two_labels_with_one_id_are_an_error():
 def test_importing_the_plugin_leaves_the_database_side_unloaded():
     # Every pytest run of a project with sqlfix installed imports the plugin.
     code = ("import sys, sqlfix.pytest_plugin.plugin; print(sorted(m for m in ("
-            "'faker', 'sqlalchemy', 'psycopg', 'jinja2', 'sqlfix.server') if m in sys.modules))")
+            "'faker', 'sqlalchemy', 'psycopg', 'jinja2', 'sqlfix.server', 'asyncio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 
 from sqlfix.compiler.context import TemplateContext
@@ -100,6 +103,24 @@ def test_an_unknown_faker_locale_says_so():
     context = TemplateContext(0, 0, locale="xx_XX")
     with pytest.raises(FixtureError, match="faker_locale 'xx_XX' is not a Faker locale"):
         render_template("SELECT {{ fake.name() }};", name="t.sql", path="t.sql", context=context)
+
+
+def test_fake_without_faker_installed_says_which_extra_to_install():
+    # Faker is an extra: a template that uses `fake` without it gets an error saying so.
+    code = (
+        "import sys; sys.modules['faker'] = None\n"  # makes `import faker` fail as if absent
+        "from sqlfix.compiler.context import TemplateContext\n"
+        "from sqlfix.compiler.render import render_template\n"
+        "from sqlfix.errors import FixtureError\n"
+        "try:\n"
+        "    render_template('SELECT 1;\\nSELECT {{ fake.name() }};', name='t.sql', path='t.sql',"
+        " context=TemplateContext(0, 0, locale='en_US'))\n"
+        "except FixtureError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "t.sql:2:" in out.stdout
+    assert "pip install 'sqlfix[faker]'" in out.stdout
 
 
 def test_lines_map_back_through_case_changing_filters():

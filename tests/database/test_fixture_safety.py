@@ -228,3 +228,47 @@ def test_a_user_that_is_not_superuser_gets_the_guard_only(fresh_dsn, pg_server):
         with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
             admin.execute("DROP ROLE sqlfix_plain_user")
+
+
+# -- found by review: the server must read the text as the guard did, whatever the test set
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["SET standard_conforming_strings = off", "SET LOCAL standard_conforming_strings = off",
+     "SET backslash_quote = on"],
+)
+def test_a_session_that_reads_backslashes_differently_cannot_smuggle_a_call(session, setting):
+    """`SELECT 'p\\', '||pg_advisory_lock(4242)::text --';` is one SELECT of two strings to
+    the guard; with standard_conforming_strings off the server would run the lock."""
+    (session.settings.fixtures_dir / "v.sql").write_text(
+        "SELECT 'p\\', '||pg_advisory_lock(4242)::text --';\n")
+    boundary = session.boundary()
+    boundary.begin()
+    try:
+        boundary.conn.execute(setting)
+        loader.load(boundary.conn, session.library.plan(["v.sql"]))
+        locks = boundary.conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242"
+        ).fetchone()
+        assert locks == (0,)
+    finally:
+        boundary.end()
+
+
+def test_a_deeply_nested_expression_is_a_clear_finding_not_a_crash(session):
+    text = "INSERT INTO accounts (name, balance) VALUES (" + " || ".join(["'a'"] * 1500) + ", 1);\n"
+    with pytest.raises(FixtureError) as info:
+        load(session, text)
+    assert "t.sql:1:" in str(info.value) and "nested too deeply" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "call",
+    ["pg_logical_emit_message(false, 'x', 'y')", "lowrite(0, 'x'::bytea)",
+     "pg_catalog.pg_replication_slot_advance('s', '0/0'::pg_lsn)"],
+)
+def test_calls_with_effects_outside_the_transaction_are_refused(session, call):
+    with pytest.raises(FixtureError) as info:
+        load(session, f"SELECT {call};\n")
+    assert "SQLF104" in str(info.value)

@@ -13,7 +13,6 @@ import pytest
 from helpers import EXAMPLE_FIXTURES, REPO
 
 from sqlfix.config import Settings
-from sqlfix.database import fixture_role
 from sqlfix.database.boundary import SqlfixConnection
 from sqlfix.database.session import DatabaseSession
 from sqlfix.pytest_plugin.handle import Sqlfix
@@ -56,9 +55,7 @@ class Trips:
 def one_test(session: DatabaseSession, names: tuple[str, ...], body: str = "") -> int:
     """A test as the plugin runs it: begin, load + protect, body, two checks, end."""
     boundary = session.boundary()
-    # The restricted fixture role (#8) adds its own SET LOCAL ROLE round trips around the
-    # load: counted apart, see docs/performance.md.
-    fixture_role.attach(boundary.conn, None)
+    assert session.fixture_role is not None and session.fixture_role.name  # loads switch roles
     handle = Sqlfix(session, boundary)
     with Trips(boundary.conn) as trips:
         boundary.begin()
@@ -90,3 +87,23 @@ def test_three_round_trips_after_a_test_that_moved_a_sequence(session):
 def test_a_test_that_changes_application_name_is_still_checked_right(session):
     trips = one_test(session, ("users.sql",), "SET LOCAL application_name = 'mine'")
     assert trips == 3 + 2  # the cheap check could not tell: each check asked the server
+
+
+def test_the_test_runs_as_the_session_user_after_the_load_and_after_its_rollback(session):
+    # The switch to the fixture role and back rides in the load's round trip; the test's
+    # savepoint is taken after the switch back, so rolling back to it keeps the role.
+    boundary = session.begin()
+    handle = Sqlfix(session, boundary)
+    handle.load("users.sql")
+    conn = boundary.conn
+    try:
+        assert conn.execute("SELECT current_user, current_setting('role')").fetchone() == (
+            "postgres", "none")
+        conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('r', 'R', 1)")
+        conn.rollback()  # to the test's savepoint
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+        handle.load("orders.sql")  # a load in the test body: the role is asked for
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    finally:
+        boundary.end()

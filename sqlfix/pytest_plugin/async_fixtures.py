@@ -1,0 +1,146 @@
+"""Async fixtures: `sqlfix_aconn`, `sqlfix_async_engine`, `sqlfix_async_session`.
+
+All three are plain (sync) pytest fixtures around the test's own transaction
+(see `sqlfix.database.aboundary`): they work under pytest-asyncio in strict
+and auto mode and under anyio's plugin (asyncio backend; psycopg has no trio
+support), whatever event loop each test runs on.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from sqlfix.pytest_plugin.sqla import seed_factory_boy
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+    from sqlfix.database.aboundary import AsyncSqlfixConnection
+    from sqlfix.pytest_plugin.handle import Sqlfix
+
+T = TypeVar("T")
+SYNC_FIXTURES = ("sqlfix_conn", "sqlfix_sqla_engine", "sqlfix_sqla_session")
+ASYNC_FIXTURES = ("sqlfix_aconn", "sqlfix_async_engine", "sqlfix_async_session")
+
+
+def refuse_mixing(request: pytest.FixtureRequest) -> None:
+    """A test gets the sync or the async connection, not both: say so clearly."""
+    names = set(request.fixturenames)
+    sync = sorted(names.intersection(SYNC_FIXTURES))
+    asyn = sorted(names.intersection(ASYNC_FIXTURES))
+    if sync and asyn:
+        pytest.fail(
+            f"sqlfix: this test requests {', '.join(sync)} and {', '.join(asyn)}: a test "
+            "uses either the sync or the async connection to the test's transaction, not "
+            "both. They are two front ends on one database connection, and a sync call "
+            "while a coroutine waits on it would interleave two conversations on one "
+            "socket. In an async test use the async fixtures only (sqlfix.load(...) and "
+            "sqlfix.id(...) are fine); in a sync test the sync ones.", pytrace=False)
+
+
+def _run_privately(coro: Coroutine[Any, Any, T]) -> T:
+    """Run set-up/tear-down awaits on a loop of their own (nothing async keeps a loop)."""
+    import asyncio  # here: the plugin's import stays cheap for runs without async tests
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            loop.close()
+    coro.close()
+    pytest.fail("sqlfix: sqlfix_async_session cannot be set up from inside a running event "
+                "loop (getfixturevalue in an async test or fixture); request it as a test "
+                "argument instead.", pytrace=False)
+
+
+@pytest.fixture
+def sqlfix_aconn(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[AsyncSqlfixConnection]:
+    """The test's `psycopg.AsyncConnection`, inside its rollback boundary, fixtures loaded.
+
+    `await conn.commit()` / `rollback()` work on savepoints as on `sqlfix_conn`;
+    escapes are detected and sequences reset the same way. Usable from any event loop.
+    """
+    refuse_mixing(request)
+    from sqlfix.database.aboundary import AsyncFrontEnd
+
+    front = AsyncFrontEnd(sqlfix.conn)
+    try:
+        yield front.conn
+    finally:
+        front.detach()
+
+
+def _sqlalchemy_async() -> Any:
+    try:
+        importlib.import_module("greenlet")
+        return importlib.import_module("sqlalchemy.ext.asyncio")
+    except ImportError:
+        pytest.fail("sqlfix_async_engine and sqlfix_async_session need SQLAlchemy 2 with "
+                    "asyncio support: pip install 'sqlfix[sqlalchemy]' 'sqlalchemy[asyncio]'",
+                    pytrace=False)
+
+
+@pytest.fixture
+def sqlfix_async_engine(
+    sqlfix: Sqlfix, sqlfix_aconn: AsyncSqlfixConnection
+) -> Iterator[AsyncEngine]:
+    """An AsyncEngine whose every connection is the test's async connection.
+
+    Its transactions are savepoints nested in the test's transaction: an
+    `AsyncSession(engine)` of the code under test may commit; the test's end undoes it.
+    """
+    from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
+    from sqlfix.pytest_plugin.sqla import savepoint_transactions
+
+    refuse_in_committed_mode(sqlfix, "sqlfix_async_engine")
+
+    sa_async = _sqlalchemy_async()
+    pool = importlib.import_module("sqlalchemy.pool")
+
+    async def creator() -> AsyncSqlfixConnection:
+        return sqlfix_aconn
+
+    engine: AsyncEngine = sa_async.create_async_engine(
+        "postgresql+psycopg://", async_creator=creator, poolclass=pool.StaticPool,
+        pool_reset_on_return=None)
+    # Before the first connect: its closing rollback is then a no-op, not a real one.
+    savepoint_transactions(engine.sync_engine.dialect)
+    yield engine
+    # No dispose(): it would close the session's shared connection.
+
+
+@pytest.fixture
+def sqlfix_async_session(
+    request: pytest.FixtureRequest, sqlfix: Sqlfix, sqlfix_async_engine: AsyncEngine
+) -> Iterator[AsyncSession]:
+    """An AsyncSession joined to the test's transaction (`join_transaction_mode=
+    "create_savepoint"`): `await session.commit()` leaves nothing behind."""
+    sa_async = _sqlalchemy_async()
+    seed_factory_boy(sqlfix, request.node.nodeid)
+
+    async def open_session() -> tuple[Any, AsyncSession]:
+        connection = await sqlfix_async_engine.connect()
+        await connection.begin()
+        session = sa_async.AsyncSession(bind=connection, join_transaction_mode="create_savepoint")
+        return connection, session
+
+    connection, session = _run_privately(open_session())
+    try:
+        yield session
+    finally:
+        async def close() -> None:
+            await session.close()
+            await connection.close()
+
+        try:
+            _run_privately(close())
+        except Exception:
+            if not sqlfix.escaped:  # after an escape its savepoints are gone: say nothing
+                raise

