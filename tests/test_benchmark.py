@@ -39,7 +39,9 @@ def test_the_peer_benchmark_short_mode_prints_every_section():
     for size in ("20", "200", "2000"):
         assert f"## per test, {size} rows" in out
     rows = re.findall(rf"^(.+?)\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})$", out, re.M)
-    assert len(rows) == 3 * 4  # four timed contenders per size
+    assert len(rows) == 3 * 6  # six timed contenders per size
+    assert len(re.findall(rf"^ratios: sqlfix / floor {NUMBER}; layers shared / floor {NUMBER}", out,
+                          re.M)) == 3
     assert all(float(p10) <= float(med) <= float(p90) for _, med, p10, p90, _ in rows)
     assert re.search(rf"ratio {NUMBER}", out)
     assert len(re.findall(rf"-n 0 +{NUMBER} s  -n 2 +{NUMBER} s  throughput x{NUMBER}", out)) == 2

@@ -53,6 +53,7 @@ class CommittedSqlfix(Sqlfix):
 
 def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlfix]:
     """The `sqlfix` fixture's body in the committed mode."""
+    session.end_layers()  # savepoint layers kept for a test that was then skipped
     conn = session.connection()
     conn.real_rollback()
     tracker = item.config.stash.get(TRACKER_KEY, None)

@@ -83,6 +83,14 @@ class Bench:
         self.admin.execute(b"CREATE DATABASE bench_template")
         with psycopg.connect(self.dsn.replace("sqlfix_test", "bench_template")) as conn:
             conn.execute((fixtures / "schema.sql").read_bytes())
+        # savepoint layers: a session of their own (on a copy of the schema), so that the
+        # other contenders' tests do not end the layer stack between its rounds
+        self.admin.execute(b"CREATE DATABASE layers_test TEMPLATE bench_template")
+        self.layered = DatabaseSession(Settings(
+            root=root, fixtures_dir=fixtures, layers=True, layers_max_tests=10**9,
+            dsn=self.dsn.replace("sqlfix_test", "layers_test")))
+        self.layered.start()
+        self.plans: list[tuple[str, ...]] = []
 
     def sqlfix_test(self, names: tuple[str, ...]) -> None:
         """One test as the plugin runs it: plan, begin, load + protect, body, checks, end."""
@@ -95,6 +103,26 @@ class Bench:
         boundary.conn.execute(BODY)
         assert boundary.broken() is None and boundary.broken() is None
         boundary.end()
+
+    def layered_test(self, names: tuple[str, ...], after: tuple[str, ...]) -> None:
+        """A test with layers on whose next test loads `after`."""
+        session = self.layered
+        boundary = session.begin(layered=True)
+        handle = Sqlfix(session, boundary)
+        handle.load(*names)
+        if not boundary.is_protected:
+            boundary.protect()
+        boundary.conn.execute(BODY)
+        assert boundary.broken() is None and boundary.broken() is None
+        boundary.end(keep=session.library.order(after))
+
+    def shared_test(self, names: tuple[str, ...]) -> None:
+        """Layers, and the next test has the same fixtures (a class or module mark)."""
+        self.layered_test(names, names)
+
+    def changing_test(self, names: tuple[str, ...]) -> None:
+        """Layers, a different set each test (they share users.sql and the sized file)."""
+        self.layered_test(names, self.plans[(self.plans.index(names) + 1) % len(self.plans)])
 
     def plain_test(self, names: tuple[str, ...]) -> None:
         """The floor: the same rendered SQL on a plain connection, then ROLLBACK."""
@@ -132,14 +160,16 @@ class Bench:
         return {
             "plain floor (psycopg, rendered SQL, ROLLBACK)": (self.plain_test, rounds),
             "sqlfix, a different fixture set each test": (self.sqlfix_test, rounds),
+            "sqlfix + layers, the same set as the test before": (self.shared_test, rounds),
+            "sqlfix + layers, a different set each test": (self.changing_test, rounds),
             "committed load + TRUNCATE ... RESTART IDENTITY CASCADE": (self.truncate_test, rounds),
             "database per test from a template": (self.template_test, 3 if self.short else 40),
         }
 
     def per_test(self, size: int) -> None:
         # "different each test": the sized file alternates with the shop's own sets
-        plans = [(f"rows_{size}.sql",), (f"rows_{size}.sql", "orders.sql"),
-                 (f"rows_{size}.sql", "inventory_audit.sql")]
+        plans = self.plans = [(f"rows_{size}.sql",), (f"rows_{size}.sql", "orders.sql"),
+                              (f"rows_{size}.sql", "inventory_audit.sql")]
         contenders = self.contenders(size)
         samples: dict[str, list[float]] = {name: [] for name in contenders}
         for one, _ in contenders.values():  # warm-up: renders cached, server warm
@@ -160,7 +190,13 @@ class Bench:
         for name, values in samples.items():
             med, p10, p90 = stats(values)
             print(f"{name:58} {med:8.3f} {p10:8.3f} {p90:8.3f} {med / base:8.2f}")
-        print(f"{'sqlfix, shared fixture sets (savepoint layers)':58} not built")
+        shared = statistics.median(samples["sqlfix + layers, the same set as the test before"])
+        floor = statistics.median(samples["plain floor (psycopg, rendered SQL, ROLLBACK)"])
+        truncate = statistics.median(
+            samples["committed load + TRUNCATE ... RESTART IDENTITY CASCADE"])
+        print(f"ratios: sqlfix / floor {base / 1000 / floor:.2f}; layers shared / floor "
+              f"{shared / floor:.2f}; TRUNCATE / sqlfix {truncate * 1000 / base:.2f}; "
+              f"TRUNCATE / layers shared {truncate / shared:.2f}")
         print(f"{'pytest-postgresql postgresql fixture':58} " + (
             "installed, not wired in" if _installed("pytest_postgresql") else "not installed"))
 
@@ -180,6 +216,7 @@ class Bench:
 
     def close(self) -> None:
         self.plain.close()
+        self.layered.stop()
         self.admin.close()
         self.session.stop()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,9 @@ OTHERS = [  # tests between the generated ones: no sqlfix, committed, a fixture 
     "(%s, 'c')\", [sqlfix_conn.execute('SELECT min(id) FROM users').fetchone()[0]])\n"
     "    sqlfix_conn.commit()\n",
     "@uses('users.sql', 'bad_notes.sql')\ndef test_bad_fixture(sqlfix_conn):\n    pass\n",
+    # pytest's nextitem is this test, which never starts: the stack stays for the one after
+    "@uses('users.sql')\n@pytest.mark.skip(reason='on purpose')\ndef test_skipped(sqlfix_conn):\n"
+    "    pass\n",
     "@uses('users.sql')\nclass TestShared:\n" + "".join(
         f"    def test_{n}(self, request, sqlfix):\n        record(request, sqlfix.conn, 'start')\n"
         f"        sqlfix.conn.execute(\"DELETE FROM users WHERE email LIKE '{c}%'\")\n"
@@ -145,6 +149,10 @@ def generate(count: int = 70, seed: int = 5) -> tuple[str, int, int]:
         steps = rng.sample(ordinary, rng.randint(1, 3))
         if rng.random() < 0.3:
             steps.append(rng.choice(LAST_ONLY))
+            if steps[-1] == "escape_commit" and "ddl" in steps:
+                # the escape's restore does not drop tables a test created (see
+                # docs/own-connections.md): later tests' outcomes would depend on order
+                steps.remove("ddl")
         failing += any(STEPS[s][1] for s in steps)
         mark, _ = rng.choice(MARKS)
         body = "\n    ".join(STEPS[s][0] for s in steps)
@@ -321,3 +329,40 @@ def test_the_stack_ends_at_the_session_end_with_sequences_back(session):
 def test_docs_say_how_layers_are_turned_on():
     text = (Path(REPO) / "docs" / "performance.md").read_text()
     assert "layers = true" in text and "--sqlfix-layers" in text
+
+
+ASYNC_TESTS = '''
+import pytest
+from sqlfix import uses
+
+async def count(conn, where="true"):
+    cur = await conn.execute(f"SELECT count(*) FROM users WHERE {where}")
+    return (await cur.fetchone())[0]
+
+@pytest.mark.asyncio
+@uses("users.sql")
+@pytest.mark.parametrize("n", range(3))
+async def test_shared(sqlfix_aconn, n):
+    assert await count(sqlfix_aconn) == 4
+    assert await count(sqlfix_aconn, "full_name LIKE 'changed%'") == 0
+    await sqlfix_aconn.execute("UPDATE users SET full_name = 'changed' WHERE email LIKE 'a%'")
+    await sqlfix_aconn.commit()              # a savepoint: gone when the test ends
+    cur = await sqlfix_aconn.execute(
+        "INSERT INTO products (sku, name, price_cents) VALUES ('x', 'X', 1) RETURNING id")
+    assert (await cur.fetchone())[0] == 1    # the sequence is back every time
+    cur = await sqlfix_aconn.execute("SELECT pg_current_xact_id()::text")
+    print("XID", (await cur.fetchone())[0])
+
+@pytest.mark.asyncio
+async def test_after(sqlfix_aconn):
+    assert await count(sqlfix_aconn) == 0
+'''
+
+
+def test_layers_with_the_async_connection(shop):
+    shop.makepyfile(ASYNC_TESTS)
+    result = shop.runpytest_subprocess("-p", "no:randomly", "-p", "no:anyio", "-s",
+                                       "--sqlfix-layers")
+    result.assert_outcomes(passed=4)
+    xids = re.findall(r"XID (\d+)", result.stdout.str())
+    assert len(xids) == 3 and len(set(xids)) == 1  # the three shared one transaction

@@ -107,3 +107,27 @@ def test_the_test_runs_as_the_session_user_after_the_load_and_after_its_rollback
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
     finally:
         boundary.end()
+
+
+def test_two_round_trips_for_a_test_on_shared_savepoint_layers(tmp_path):
+    settings = Settings(root=REPO, fixtures_dir=EXAMPLE_FIXTURES, layers=True,
+                        schema=(EXAMPLE_FIXTURES / "schema.sql",))
+    layered = DatabaseSession(settings)
+    layered.start()
+    try:
+        keep = layered.library.order(["orders.sql"])
+
+        def shared_test() -> int:
+            with Trips(layered.connection()) as trips:
+                boundary = layered.begin(layered=True)
+                Sqlfix(layered, boundary).load("orders.sql")
+                boundary.conn.execute(b"DELETE FROM order_items")
+                assert boundary.broken() is None and boundary.broken() is None
+                boundary.end(keep=keep)
+            return trips.count - 1
+
+        shared_test()  # builds the stack
+        # begin: none; load: the test's savepoint only; end: rollback to the layer + resets
+        assert [shared_test() for _ in range(3)] == [2, 2, 2]
+    finally:
+        layered.stop()
