@@ -137,6 +137,8 @@ class FixtureLibrary:
     disk: DiskCache | None = None  # compiled fixtures shared with other processes and runs
     _cache: dict[tuple[str, str], CompiledFixture] = field(default_factory=dict, repr=False)
     _sources: dict[str, Source] = field(default_factory=dict, repr=False)
+    _checked: dict[tuple[str, ...], tuple[CompiledFixture, ...]] = field(
+        default_factory=dict, repr=False)  # plans whose ids were checked, see plan()
     # name -> seconds its last real render and guard took (cache hits cost nothing)
     render_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -247,7 +249,12 @@ class FixtureLibrary:
     def plan(self, names: Iterable[str]) -> LoadPlan:
         """The checked load plan of a test's fixtures; raises FixtureError."""
         fixtures = tuple(self.compile(n) for n in self.order(names))
-        check_id_collisions(fixtures)
+        key = tuple(f.name for f in fixtures)
+        checked = self._checked.get(key)
+        # the same compiled objects were checked before (a test's plan repeats per test)
+        if checked is None or any(a is not b for a, b in zip(checked, fixtures, strict=True)):
+            check_id_collisions(fixtures)
+            self._checked[key] = fixtures
         return LoadPlan(fixtures)
 
 

@@ -157,6 +157,20 @@ class LayeredBoundary(Boundary):
         Returns the fixtures it loaded (the rest of the plan) and their rows.
         Raises LoadError (the stack then holds the shared layers only).
         """
+        try:
+            return self._load_first(plan)
+        except psycopg.Error:
+            if not self.continued or self.conn.closed or self.conn.broken:
+                raise
+            # The stack an earlier test left could not be used after all: a new one.
+            self.stack.close(self._full_reset, self._session_reset())
+            if self.conn.closed:
+                raise
+            self.continued = False
+            self.begin()
+            return self._load_first(plan)
+
+    def _load_first(self, plan: LoadPlan) -> tuple[tuple[CompiledFixture, ...], tuple[int, ...]]:
         stack = self.stack
         names = [f.name for f in plan]
         shared = stack.shared(names)
@@ -169,6 +183,16 @@ class LayeredBoundary(Boundary):
                 before.append(reset.decode())
             del stack.layers[shared:]
         rest = LoadPlan(tuple(plan)[shared:])
+        if not rest.fixtures:
+            # Everything is loaded (the layers were checked then): one simple query.
+            try:
+                self.conn.execute("; ".join((*before, *self.protect_statements())).encode())
+            except psycopg.Error:
+                stack.reference = None
+                raise
+            self.protected()
+            self.conn._sqlfix_savepoint = SAVEPOINT
+            return (), ()
         depth = range(shared + 1, shared + 1 + len(rest.fixtures))
         savepoints = [stack.savepoint(d) for d in depth]
         try:

@@ -65,7 +65,8 @@ class Sqlfix:
         library = self._session.library
         plan = library.plan(names)
         new = tuple(f for f in plan if f.name not in self.loaded)
-        check_id_collisions((*self._loaded, *new))
+        if self._loaded:  # the plan itself was checked by library.plan()
+            check_id_collisions((*self._loaded, *new))
         boundary = self._boundary
         first = boundary.take_first_load()
         # The savepoint that marks "loaded" rides along with the load (one round trip):
