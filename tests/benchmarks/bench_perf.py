@@ -85,11 +85,13 @@ class Bench:
             conn.execute((fixtures / "schema.sql").read_bytes())
         # savepoint layers: a session of their own (on a copy of the schema), so that the
         # other contenders' tests do not end the layer stack between its rounds
-        self.admin.execute(b"CREATE DATABASE layers_test TEMPLATE bench_template")
-        self.layered = DatabaseSession(Settings(
-            root=root, fixtures_dir=fixtures, layers=True, layers_max_tests=10**9,
-            dsn=self.dsn.replace("sqlfix_test", "layers_test")))
-        self.layered.start()
+        self.layered: dict[str, DatabaseSession] = {}  # one per layered contender
+        for name in ("shared_test", "changing_test"):
+            self.admin.execute(f"CREATE DATABASE {name} TEMPLATE bench_template".encode())
+            self.layered[name] = DatabaseSession(Settings(
+                root=root, fixtures_dir=fixtures, layers=True, layers_max_tests=10**9,
+                dsn=self.dsn.replace("sqlfix_test", name)))
+            self.layered[name].start()
         self.plans: list[tuple[str, ...]] = []
 
     def sqlfix_test(self, names: tuple[str, ...]) -> None:
@@ -104,9 +106,9 @@ class Bench:
         assert boundary.broken() is None and boundary.broken() is None
         boundary.end()
 
-    def layered_test(self, names: tuple[str, ...], after: tuple[str, ...]) -> None:
+    def layered_test(self, session: DatabaseSession, names: tuple[str, ...],
+                     after: tuple[str, ...]) -> None:
         """A test with layers on whose next test loads `after`."""
-        session = self.layered
         boundary = session.begin(layered=True)
         handle = Sqlfix(session, boundary)
         handle.load(*names)
@@ -118,11 +120,12 @@ class Bench:
 
     def shared_test(self, names: tuple[str, ...]) -> None:
         """Layers, and the next test has the same fixtures (a class or module mark)."""
-        self.layered_test(names, names)
+        self.layered_test(self.layered["shared_test"], names, names)
 
     def changing_test(self, names: tuple[str, ...]) -> None:
         """Layers, a different set each test (they share users.sql and the sized file)."""
-        self.layered_test(names, self.plans[(self.plans.index(names) + 1) % len(self.plans)])
+        after = self.plans[(self.plans.index(names) + 1) % len(self.plans)]
+        self.layered_test(self.layered["changing_test"], names, after)
 
     def plain_test(self, names: tuple[str, ...]) -> None:
         """The floor: the same rendered SQL on a plain connection, then ROLLBACK."""
@@ -216,7 +219,8 @@ class Bench:
 
     def close(self) -> None:
         self.plain.close()
-        self.layered.stop()
+        for session in self.layered.values():
+            session.stop()
         self.admin.close()
         self.session.stop()
 
