@@ -93,6 +93,7 @@ class Bench:
                 dsn=self.dsn.replace("sqlfix_test", name)))
             self.layered[name].start()
         self.plans: list[tuple[str, ...]] = []
+        self.turn = 0
 
     def sqlfix_test(self, names: tuple[str, ...]) -> None:
         """One test as the plugin runs it: plan, begin, load + protect, body, checks, end."""
@@ -124,8 +125,11 @@ class Bench:
 
     def changing_test(self, names: tuple[str, ...]) -> None:
         """Layers, a different set each test (they share users.sql and the sized file)."""
-        after = self.plans[(self.plans.index(names) + 1) % len(self.plans)]
-        self.layered_test(self.layered["changing_test"], names, after)
+        del names  # its own rotation: the others get one plan for a block of rounds
+        self.turn += 1
+        plans = self.plans
+        now, after = plans[self.turn % len(plans)], plans[(self.turn + 1) % len(plans)]
+        self.layered_test(self.layered["changing_test"], now, after)
 
     def plain_test(self, names: tuple[str, ...]) -> None:
         """The floor: the same rendered SQL on a plain connection, then ROLLBACK."""
@@ -185,7 +189,8 @@ class Bench:
             for name, (one, rounds) in order:
                 if i < rounds:
                     began = time.perf_counter()
-                    one(plans[i % len(plans)])
+                    # each plan for a block of rounds: a shared set is shared in a block
+                    one(plans[i * len(plans) // top])
                     samples[name].append(time.perf_counter() - began)
         base = statistics.median(samples["sqlfix, a different fixture set each test"]) * 1000
         print(f"\n## per test, {size} rows (+ users.sql), medians of interleaved rounds")
