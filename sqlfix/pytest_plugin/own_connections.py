@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from sqlfix.database.session import DatabaseSession
 
 _APP = "sqlfix"  # sqlfix.database.backends.APP_NAME, without importing the database side here
+# (matched up to the first space: a test's transaction marks itself "sqlfix <pid>.<n>" with
+# SET LOCAL application_name, see sqlfix.database.boundary.Boundary.begin)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ _MARK = (b"SELECT sessions, clock_timestamp()::text FROM pg_stat_database "
          b"WHERE datname = current_database()")
 _OTHERS = b"""
 SELECT count(*) FILTER (WHERE a.backend_start >= %(since)s::timestamptz
-                          AND coalesce(a.application_name, '') <> %(app)s),
+                          AND split_part(coalesce(a.application_name, ''), ' ', 1) <> %(app)s),
        (SELECT sessions FROM pg_stat_database WHERE datname = current_database())
 FROM pg_stat_activity a
 WHERE a.datname = current_database() AND a.backend_type = 'client backend'
