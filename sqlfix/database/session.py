@@ -26,8 +26,9 @@ from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
 from sqlfix.database import catalog, fixture_role, locks
 from sqlfix.database.backends import APP_NAME
-from sqlfix.database.baseline import Baseline, capture, restore
+from sqlfix.database.baseline import COPY_SCHEMA, Baseline, capture, restore
 from sqlfix.database.boundary import SESSION_RESET, Boundary, SqlfixConnection, scalar
+from sqlfix.database.committed import Fingerprint, Table, fingerprints
 from sqlfix.database.layers import LayeredBoundary, LayerStack
 from sqlfix.database.schema import DAMAGED, apply_schema, check_safe, connect, schema_hash
 from sqlfix.database.server import EmbeddedServer
@@ -36,6 +37,8 @@ from sqlfix.database.setup_command import run_setup_command
 from sqlfix.database.workers import clone_for_worker, drop_worker_database
 from sqlfix.errors import DatabaseError, ServerError
 
+_RECOVERING = ("the database system is", "server closed the connection unexpectedly",
+               "terminating connection")
 _RECONNECT_SECONDS = 15.0  # after a crashed backend the server recovers for a moment
 
 
@@ -77,6 +80,7 @@ class DatabaseSession:
         self.opened = 0  # test connections opened so far (the second-connection hint's count)
         self.started_at: datetime | None = None  # server clock; for locks.holders
         self.schema_print: catalog.Schema | None = None
+        self.copies_print: dict[Table, Fingerprint] | None = None
         self.settings_print: catalog.Settings | None = None
         self._roles_before: list[str] = []  # roles before the schema ran (the rebuild drops others)
         self.layers: LayerStack | None = (
@@ -114,6 +118,7 @@ class DatabaseSession:
         self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
         fixture_role.attach(conn, self.fixture_role)
         self.baseline = capture(conn)
+        self.copies_print = self._copies(conn)
         self.schema_print = catalog.take_schema(conn, self.server is not None)
         self.settings_print = catalog.take_settings(conn)
 
@@ -305,7 +310,7 @@ class DatabaseSession:
             ended = (self._end_lock_holders(conn, None, "restore the baseline")
                      if end_lock_holders else [])
             notes += self._undo_settings(conn)
-            changes = self.drift(conn)[0]
+            changes = self.drift(conn)[0] or self._copies_changed(conn)
             if changes and self.server is None:  # the next run must not start from it either
                 conn.execute(DAMAGED, ["; ".join(changes)])
                 conn.commit()
@@ -329,6 +334,30 @@ class DatabaseSession:
         finally:
             conn.close()
         return "\n".join([done, *notes])
+
+    def _copies(self, conn: psycopg.Connection[Any]) -> dict[Table, Fingerprint]:
+        """Fingerprints of sqlfix's copies of the schema's rows; psycopg.Error if one is gone."""
+        assert self.baseline is not None
+        copies = [(COPY_SCHEMA, f"{schema}.{table}") for schema, table in self.baseline.saved]
+        try:
+            return fingerprints(conn, copies)
+        finally:
+            conn.rollback()
+
+    def _copies_changed(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """[] while sqlfix's copies of the schema's rows are as `capture` left them.
+
+        A "clean the database" helper that truncates every table it finds, or a test
+        writing into `_sqlfix_baseline`, would otherwise make the restore reload the
+        wrong rows (and say it restored the baseline).
+        """
+        try:
+            now: dict[Table, Fingerprint] | None = self._copies(conn)
+        except psycopg.Error:
+            now = None
+        if now == self.copies_print:
+            return []
+        return [f"sqlfix's copies of the schema's rows (schema {COPY_SCHEMA}) were changed"]
 
     def _since(self) -> datetime:
         assert self.started_at is not None
@@ -377,9 +406,10 @@ class DatabaseSession:
                                        client_encoding="UTF8")  # see schema.connect
                 break
             except psycopg.OperationalError as exc:
-                # "the database system is in recovery mode" / "is starting up": after a
-                # crashed backend the server refuses connections for a moment
-                if "the database system is" not in str(exc) or time.monotonic() > deadline:
+                # After a crashed backend the server ends every connection and refuses new
+                # ones for a moment ("the database system is in recovery mode"), or closes
+                # one it had just accepted: wait that out, nothing else
+                if not any(m in str(exc) for m in _RECOVERING) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
         if self._dbname() == conninfo_to_dict(dsn).get("dbname"):

@@ -135,12 +135,17 @@ def sqlfix_async_session(
     try:
         yield session
     finally:
-        async def close() -> None:
-            await session.close()
-            await connection.close()
+        async def close() -> list[Exception]:
+            failed: list[Exception] = []
+            for step in (session.close, connection.close):  # the second even if the first fails
+                try:
+                    await step()
+                except Exception as exc:  # noqa: BLE001 - raised below unless explained
+                    failed.append(exc)
+            return failed
 
-        try:
-            _run_privately(close())
-        except Exception:
-            if not sqlfix.escaped:  # after an escape its savepoints are gone: say nothing
-                raise
+        from sqlfix.pytest_plugin.sqla import savepoint_gone
+
+        for error in _run_privately(close()):
+            if not (sqlfix.escaped or savepoint_gone(error)):
+                raise error

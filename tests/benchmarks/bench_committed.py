@@ -22,13 +22,11 @@ assertions: machines are shared and noisy.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
+from bench_boundary import BODY, REPO, timed  # same set-up and timing as the boundary's
 
 from sqlfix.config import load_settings
 from sqlfix.database.aboundary import AsyncFrontEnd
@@ -42,22 +40,9 @@ from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.session import make_library
 from sqlfix.pytest_plugin.own_connections import _MARK
 
-REPO = Path(__file__).resolve().parents[2]
-BODY = b"INSERT INTO products (sku, name, price_cents) VALUES ('b1', 'B', 1), ('b2', 'B', 1)"
 EXTRA = "CREATE TABLE countries (code text PRIMARY KEY, name text NOT NULL);\n" + "".join(
     f"CREATE TABLE spare_{i} (id serial PRIMARY KEY, v text);\n" for i in range(8)
 ) + "INSERT INTO countries SELECT 'c' || g, 'Country ' || g FROM generate_series(1, 200) g;\n"
-
-
-def timed(rounds: int, one: Callable[[], None]) -> float:
-    for _ in range(10):  # warm up caches and the server
-        one()
-    samples = []
-    for _ in range(rounds):
-        began = time.perf_counter()
-        one()
-        samples.append(time.perf_counter() - began)
-    return statistics.median(samples) * 1000
 
 
 def main(rounds: int) -> None:

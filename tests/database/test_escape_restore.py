@@ -69,7 +69,8 @@ def test_last(sqlfix_conn):
         assert line in out
     assert "column public.leak_tbl.x" not in out  # a new table's columns go without saying
     assert "role leak_role was created" in out  # sqlfix's own server: roles are its too
-    assert out.count("sqlfix rebuilt the test database") == 5
+    # counted in the failures only: with CI set, pytest's summary repeats whole messages
+    assert out.split("short test summary info")[0].count("sqlfix rebuilt the test database") == 5
     assert "sqlfix restored the baseline" not in out
 
 
@@ -297,3 +298,30 @@ def test_4_clean(sqlfix_conn):
         "*ERROR at teardown of test_2_adds_a_column_elsewhere*",
         "*sqlfix rebuilt the test database*", "*column public.t.extra was created*",
     ])
+
+
+def test_sqlfixs_own_copies_changed_by_a_test_make_a_rebuild_not_a_wrong_restore(pytester):
+    # A "clean the database" helper truncating every table it finds (sqlfix's copies of
+    # the schema's rows included), a write into a copy, a dropped copy schema: the restore
+    # would reload the wrong rows; the database is built again instead, and says so.
+    _project(pytester)
+    pytester.makepyfile(BASELINE_CHECK + """
+import pytest
+
+@pytest.mark.parametrize("how", [
+    "TRUNCATE _sqlfix_baseline.\\"public.kinds\\", kinds CASCADE",
+    "INSERT INTO _sqlfix_baseline.\\"public.kinds\\" VALUES ('z')",
+    "DROP SCHEMA _sqlfix_baseline CASCADE",
+])
+def test_escape(sqlfix_conn, how):
+    sqlfix_conn.execute(how + "; COMMIT")
+
+def test_last(sqlfix_conn):
+    check_baseline(sqlfix_conn)
+""")
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=3)
+    out = result.stdout.str()
+    failures = out.split("short test summary info")[0]  # with CI set, the summary repeats them
+    assert failures.count("copies of the schema's rows (schema _sqlfix_baseline) were changed") == 3
+    assert "sqlfix restored the baseline" not in out

@@ -169,3 +169,33 @@ def test_2_clean(sqlfix_conn):
     result = shop.runpytest(*NO_RANDOM)
     result.assert_outcomes(passed=1, failed=1)
     assert "does not exist" not in result.stdout.str()
+
+
+def test_a_caught_integrity_error_leaves_no_tear_down_error(shop):
+    # `with pytest.raises(IntegrityError)` and no rollback: sqlfix's end-of-test check rolls
+    # the failed transaction back to its savepoint, which removes SQLAlchemy's; the
+    # session's close() must not turn that into an error at tear-down (sync and async).
+    shop.makepyfile('''
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlfix import uses
+
+DUP = text("INSERT INTO users (id, email, full_name, created_at) "
+           "SELECT id, email, full_name, created_at FROM users LIMIT 1")
+
+@uses("users.sql")
+def test_1_sync(sqlfix_sqla_session):
+    with pytest.raises(IntegrityError):
+        sqlfix_sqla_session.execute(DUP)
+
+@pytest.mark.asyncio
+@uses("users.sql")
+async def test_2_async(sqlfix_async_session):
+    with pytest.raises(IntegrityError):
+        await sqlfix_async_session.execute(DUP)
+
+def test_3_clean(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+''')
+    shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict").assert_outcomes(passed=3)
