@@ -50,6 +50,16 @@ LOST_HELP = (
     "or restart). The server rolled back the open transaction. Tests must not end "
     "their own session; if that was not your test, look at the server's log."
 )
+# The second-connection hint's mark (see sqlfix.pytest_plugin.own_connections): the
+# server's session count and clock where the test begins, read in a round trip that goes
+# anyway. Inside the test's transaction a statistics read stays cached until its end
+# (stats_fetch_consistency): pg_stat_clear_snapshot(), after the read (a target list is
+# evaluated left to right), gives the test fresh statistics all the same.
+MARK_COLUMNS = (
+    "(SELECT sessions FROM pg_stat_database WHERE datname = current_database()), "
+    "clock_timestamp()::text, pg_stat_clear_snapshot()"
+)
+MARK_QUERY = "SELECT " + MARK_COLUMNS
 # After a failed check: leave its savepoint, the transaction usable again.
 UNDO_CHECK = "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check"
 
@@ -158,6 +168,8 @@ class Boundary:
         self.xid: str | None = None
         self.marker: str | None = None  # this transaction's SET LOCAL application_name
         self.role: str | None = None  # current_setting('role') at begin(), before any load
+        # (pg_stat_database.sessions, server clock as text) where the test began, or None
+        self.mark: tuple[int, str] | None = None
         self._first_load = False  # begin() ran, no load yet: protect may ride along with it
         self._begin_extra = b""  # more statements for begin()'s round trip (see layers)
         self.escape: str | None = None  # why it broke, once found
@@ -197,8 +209,8 @@ class Boundary:
         transaction sets a unique `application_name` with SET LOCAL: the server
         reports that setting whenever it changes, so its reverting (the
         transaction ended) is visible to `broken()` without a query. It also
-        reads the role the loads start from (see `fixture_role.switch`) and sets
-        the load timeouts.
+        reads the role the loads start from (see `fixture_role.switch`), the
+        second-connection hint's `mark`, and sets the load timeouts.
         """
         conn = self.conn
         conn.row_factory = tuple_row  # a test may have changed it on the shared connection
@@ -208,7 +220,8 @@ class Boundary:
         query = (f"BEGIN; SET LOCAL application_name = '{self.marker}'; ".encode()
                  + (self._load_timeouts + b"; " if self._load_timeouts else b"")
                  + self._begin_extra
-                 + b"SELECT pg_current_xact_id()::text, current_setting('role')")
+                 + b"SELECT pg_current_xact_id()::text, current_setting('role'), "
+                 + MARK_COLUMNS.encode())
         result = conn.pgconn.exec_(query)
         if result.status != ExecStatus.TUPLES_OK:
             error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
@@ -218,7 +231,15 @@ class Boundary:
         xid, role = result.get_value(0, 0), result.get_value(0, 1)
         self.xid = None if xid is None else xid.decode()
         self.role = None if role is None else role.decode()
+        self.take_mark(result.get_value(0, 2), result.get_value(0, 3))
         self._first_load = True
+
+    def take_mark(self, sessions: object, at: object) -> None:
+        """Keep the mark's two values: as libpq (bytes) or a cursor (int, str) gave them."""
+        if sessions is None or at is None:
+            self.mark = None
+            return
+        self.mark = (int(_text(sessions)), _text(at))
 
     def take_first_load(self) -> bool:
         """True once after begin(): the test's savepoint may ride along with this load."""
@@ -342,6 +363,10 @@ class Boundary:
             # A session sqlfix cannot reset (or a dead one) is not handed to the next
             # test: the session opens a fresh connection instead.
             conn.close()
+
+
+def _text(value: object) -> str:
+    return bytes(value).decode() if isinstance(value, bytes | memoryview) else str(value)
 
 
 def _pending_input(conn: psycopg.Connection[Any]) -> bool:

@@ -39,7 +39,13 @@ from psycopg.rows import tuple_row
 
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database.baseline import reset_query_for
-from sqlfix.database.boundary import SAVEPOINT, Boundary, SqlfixConnection, forget_prepared
+from sqlfix.database.boundary import (
+    MARK_QUERY,
+    SAVEPOINT,
+    Boundary,
+    SqlfixConnection,
+    forget_prepared,
+)
 from sqlfix.database.loader import load, load_layers
 
 # The session state a test can leave outside the transaction (see boundary.SESSION_RESET):
@@ -189,11 +195,12 @@ class LayeredBoundary(Boundary):
                 before.append(reset.decode())
             del stack.layers[shared:]
         rest = LoadPlan(tuple(plan)[shared:])
+        # A continued stack had no begin() round trip: the hint's mark rides first here.
+        mark = (MARK_QUERY,) if self.continued else ()
         if not rest.fixtures:
             # Everything is loaded (the layers were checked then): one simple query.
             try:
-                self.conn.execute(
-                    "; ".join((*before, *then, *self.protect_statements())).encode())
+                self._marked(*mark, *before, *then, *self.protect_statements())
             except psycopg.Error:
                 stack.reference = None
                 raise
@@ -203,8 +210,8 @@ class LayeredBoundary(Boundary):
         if any(f.copies for f in rest):
             # COPY cannot run in load_layers' pipeline: these files load above the top
             # layer, not as layers; the test's end rolls them back with its own work.
-            if before:
-                self.conn.execute("; ".join(before).encode())
+            if before or mark:
+                self._marked(*mark, *before)
             stack.reference = None
             loaded = load(self.conn, rest, then=(*then, *self.protect_statements()),
                           role=self.role)
@@ -216,10 +223,12 @@ class LayeredBoundary(Boundary):
             done = load_layers(
                 self.conn, rest, base=stack.savepoint(shared), savepoints=savepoints,
                 positions=stack.positions, role=self.role or "none", before=before,
-                after=(*then, *self.protect_statements()))
+                after=(*then, *self.protect_statements()), mark=bool(mark))
         except BaseException:
             stack.reference = None
             raise
+        if done.mark is not None:
+            self.take_mark(*done.mark)
         for fixture, savepoint, rows in zip(rest, savepoints, done.positions, strict=True):
             stack.layers.append(Layer(fixture.name, savepoint, reset_query_for(rows)))
         if rest.fixtures:
@@ -227,6 +236,13 @@ class LayeredBoundary(Boundary):
         self.protected()
         self.conn._sqlfix_savepoint = SAVEPOINT
         return rest.fixtures, done.rows
+
+    def _marked(self, *statements: str) -> None:
+        """`statements` in one simple query; the first, if MARK_QUERY, gives the mark."""
+        cursor = self.conn.cursor(row_factory=tuple_row).execute("; ".join(statements).encode())
+        if statements[0] == MARK_QUERY:  # the first statement's rows are the current ones
+            row = cursor.fetchone()
+            self.take_mark(*(row[:2] if row is not None else (None, None)))
 
     def end(self, keep: Sequence[str] | None = None) -> None:
         """Roll back the test; keep the layers `keep` (the next test's load order) shares.

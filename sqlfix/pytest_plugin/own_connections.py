@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from sqlfix.database.boundary import Boundary
     from sqlfix.database.session import DatabaseSession
 
 _APP = "sqlfix"  # sqlfix.database.backends.APP_NAME, without importing the database side here
@@ -37,8 +38,6 @@ class Mark:
 
 
 MARK_KEY = pytest.StashKey[Mark]()
-_MARK = (b"SELECT sessions, clock_timestamp()::text FROM pg_stat_database "
-         b"WHERE datname = current_database()")
 _OTHERS = b"""
 SELECT count(*) FILTER (WHERE a.backend_start >= %(since)s::timestamptz
                           AND split_part(coalesce(a.application_name, ''), ' ', 1) <> %(app)s),
@@ -110,27 +109,15 @@ def _query(session: DatabaseSession, query: bytes, params: dict[str, Any] | None
         return conn.execute(query, params).fetchone()
 
 
-def mark(item: pytest.Item, session: DatabaseSession) -> None:
-    """Note where a rollback-mode test begins; one round trip on the session's idle connection.
+def note_mark(item: pytest.Item, session: DatabaseSession, boundary: Boundary) -> None:
+    """Keep where a rollback-mode test began, for the hint: no round trip of its own.
 
-    Sent through libpq directly: it runs in an implicit transaction of its own, not
-    in the test's (a statistics read there would freeze the test's view of them).
+    The boundary read it along with its begin (or, on a continued layer stack, with
+    the load): call after each. sqlfix's own count is taken now, after any reconnect.
     """
-    import psycopg
-    from psycopg.pq import ExecStatus, TransactionStatus
-
-    try:
-        conn = session.connection()
-        if conn.info.transaction_status != TransactionStatus.IDLE:
-            return
-        result = conn.pgconn.exec_(_MARK)
-    except psycopg.Error:
-        return  # no mark, no hint; the test's own set-up reports a broken connection
-    if result.status != ExecStatus.TUPLES_OK or result.ntuples != 1:
-        return
-    sessions, at = result.get_value(0, 0), result.get_value(0, 1)
-    if sessions is not None and at is not None:
-        item.stash[MARK_KEY] = Mark(int(sessions), bytes(at).decode(), session.opened)
+    if boundary.mark is not None:
+        sessions, at = boundary.mark
+        item.stash[MARK_KEY] = Mark(sessions, at, session.opened)
 
 
 def second_connection_hint(item: pytest.Item, session: DatabaseSession, backend: int) -> str:

@@ -214,7 +214,7 @@ def _asked_for(config: pytest.Config) -> bool:
     """A `--sqlfix-*` option on the command line: read (and check) the configuration now."""
     names = ("sqlfix_dsn", "sqlfix_seed", "sqlfix_fixtures", *(f"sqlfix_{k}" for k in OPTION_KEYS))
     return any(config.getoption(name) is not None for name in names) or bool(
-        config.getoption("sqlfix_report"))
+        config.getoption("sqlfix_report") or config.getoption("sqlfix_rebuild"))
 
 
 def _xdist_workers(config: pytest.Config) -> int:
@@ -434,11 +434,11 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
         item.stash[USED_KEY] = True
         yield from committed_test(item, _sqlfix_session)
         return
-    from sqlfix.pytest_plugin.own_connections import mark
+    from sqlfix.pytest_plugin.own_connections import note_mark
 
-    mark(item, _sqlfix_session)  # for the second-connection hint
     layered = _sqlfix_session.layers is not None
     boundary = _sqlfix_session.begin(layered=layered)
+    note_mark(item, _sqlfix_session, boundary)  # for the second-connection hint
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
@@ -448,6 +448,7 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
         handle.load(*names)
         if not boundary.is_protected:
             boundary.protect()  # nothing was loaded: the savepoint did not ride along
+        note_mark(item, _sqlfix_session, boundary)  # a continued layer stack read it now
         if layered and _sqlfix_session.settings.verify:
             _layer_reference(_sqlfix_session, boundary)
         problem = None
