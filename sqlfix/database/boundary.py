@@ -54,12 +54,26 @@ LOST_HELP = (
 # server's session count and clock where the test begins, read in a round trip that goes
 # anyway. Inside the test's transaction a statistics read stays cached until its end
 # (stats_fetch_consistency): pg_stat_clear_snapshot(), after the read (a target list is
-# evaluated left to right), gives the test fresh statistics all the same.
-MARK_COLUMNS = (
-    "(SELECT sessions FROM pg_stat_database WHERE datname = current_database()), "
-    "clock_timestamp()::text, pg_stat_clear_snapshot()"
-)
-MARK_QUERY = "SELECT " + MARK_COLUMNS
+# evaluated left to right), gives the test fresh statistics all the same. The statistics
+# function on the database's oid, not the pg_stat_database view: planning the view cost
+# ~0.4 ms a test, the function on a known oid ~0.03 ms (docs/performance.md).
+_THIS_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+
+
+def mark_columns(conn: psycopg.Connection[Any]) -> str:
+    """The mark's columns: the database's oid, its session count, the clock; then the
+    snapshot dropped. The oid is looked up by name until `take_mark` kept it on `conn`."""
+    oid = getattr(conn, "_sqlfix_database_oid", None)
+    db = _THIS_DATABASE if oid is None else f"{int(oid)}::oid"
+    return (f"{db}, pg_stat_get_db_sessions({db}), clock_timestamp()::text, "
+            "pg_stat_clear_snapshot()")
+
+
+def mark_query(conn: psycopg.Connection[Any]) -> str:
+    """`mark_columns` as a statement of its own (to go first in a multi-statement query)."""
+    return "SELECT " + mark_columns(conn)
+
+
 # After a failed check: leave its savepoint, the transaction usable again.
 UNDO_CHECK = "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check"
 
@@ -110,6 +124,7 @@ class SqlfixConnection(psycopg.Connection[TupleRow]):
     _sqlfix_savepoint: str | None = None
     _sqlfix_owned = False  # a session's connection: a commit between tests is refused
     _sqlfix_closed_because: str | None = None  # why sqlfix closed it, for the boundary's report
+    _sqlfix_database_oid: int | None = None  # for the hint's mark, see mark_columns
 
     def _in_boundary(self) -> bool:
         return (
@@ -221,7 +236,7 @@ class Boundary:
                  + (self._load_timeouts + b"; " if self._load_timeouts else b"")
                  + self._begin_extra
                  + b"SELECT pg_current_xact_id()::text, current_setting('role'), "
-                 + MARK_COLUMNS.encode())
+                 + mark_columns(conn).encode())
         result = conn.pgconn.exec_(query)
         if result.status != ExecStatus.TUPLES_OK:
             error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
@@ -231,11 +246,13 @@ class Boundary:
         xid, role = result.get_value(0, 0), result.get_value(0, 1)
         self.xid = None if xid is None else xid.decode()
         self.role = None if role is None else role.decode()
-        self.take_mark(result.get_value(0, 2), result.get_value(0, 3))
+        self.take_mark(*(result.get_value(0, i) for i in (2, 3, 4)))
         self._first_load = True
 
-    def take_mark(self, sessions: object, at: object) -> None:
-        """Keep the mark's two values: as libpq (bytes) or a cursor (int, str) gave them."""
+    def take_mark(self, oid: object, sessions: object, at: object) -> None:
+        """Keep the values of `mark_columns`, as libpq (bytes) or a cursor gave them."""
+        if oid is not None:
+            self.conn._sqlfix_database_oid = int(_text(oid))
         if sessions is None or at is None:
             self.mark = None
             return

@@ -40,11 +40,11 @@ from psycopg.rows import tuple_row
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database.baseline import reset_query_for
 from sqlfix.database.boundary import (
-    MARK_QUERY,
     SAVEPOINT,
     Boundary,
     SqlfixConnection,
     forget_prepared,
+    mark_query,
 )
 from sqlfix.database.loader import load, load_layers
 
@@ -196,11 +196,11 @@ class LayeredBoundary(Boundary):
             del stack.layers[shared:]
         rest = LoadPlan(tuple(plan)[shared:])
         # A continued stack had no begin() round trip: the hint's mark rides first here.
-        mark = (MARK_QUERY,) if self.continued else ()
+        mark = mark_query(self.conn) if self.continued else ""
         if not rest.fixtures:
             # Everything is loaded (the layers were checked then): one simple query.
             try:
-                self._marked(*mark, *before, *then, *self.protect_statements())
+                self._marked(mark, *before, *then, *self.protect_statements())
             except psycopg.Error:
                 stack.reference = None
                 raise
@@ -211,7 +211,7 @@ class LayeredBoundary(Boundary):
             # COPY cannot run in load_layers' pipeline: these files load above the top
             # layer, not as layers; the test's end rolls them back with its own work.
             if before or mark:
-                self._marked(*mark, *before)
+                self._marked(mark, *before)
             stack.reference = None
             loaded = load(self.conn, rest, then=(*then, *self.protect_statements()),
                           role=self.role)
@@ -223,7 +223,7 @@ class LayeredBoundary(Boundary):
             done = load_layers(
                 self.conn, rest, base=stack.savepoint(shared), savepoints=savepoints,
                 positions=stack.positions, role=self.role or "none", before=before,
-                after=(*then, *self.protect_statements()), mark=bool(mark))
+                after=(*then, *self.protect_statements()), mark=mark)
         except BaseException:
             stack.reference = None
             raise
@@ -237,12 +237,13 @@ class LayeredBoundary(Boundary):
         self.conn._sqlfix_savepoint = SAVEPOINT
         return rest.fixtures, done.rows
 
-    def _marked(self, *statements: str) -> None:
-        """`statements` in one simple query; the first, if MARK_QUERY, gives the mark."""
-        cursor = self.conn.cursor(row_factory=tuple_row).execute("; ".join(statements).encode())
-        if statements[0] == MARK_QUERY:  # the first statement's rows are the current ones
+    def _marked(self, mark: str, *statements: str) -> None:
+        """`mark` (a `mark_query`, or "") and `statements` in one simple query."""
+        cursor = self.conn.cursor(row_factory=tuple_row).execute(
+            "; ".join(s for s in (mark, *statements) if s).encode())
+        if mark:  # the first statement's rows are the current ones
             row = cursor.fetchone()
-            self.take_mark(*(row[:2] if row is not None else (None, None)))
+            self.take_mark(*(row[:3] if row is not None else (None, None, None)))
 
     def end(self, keep: Sequence[str] | None = None) -> None:
         """Roll back the test; keep the layers `keep` (the next test's load order) shares.

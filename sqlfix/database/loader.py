@@ -23,7 +23,7 @@ from psycopg.pq import TransactionStatus
 
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database import fixture_role
-from sqlfix.database.boundary import CHECK_DEFERRED, MARK_QUERY, UNDO_CHECK
+from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK
 from sqlfix.database.copy_load import load_with_copies
 from sqlfix.errors import Finding, LoadError
 
@@ -251,13 +251,13 @@ class LayeredLoad:
 
     rows: tuple[int, ...]
     positions: tuple[list[tuple[Any, ...]], ...]  # per fixture; [] without a positions query
-    mark: tuple[Any, ...] | None = None  # the row of boundary.MARK_QUERY, when asked for
+    mark: tuple[Any, ...] | None = None  # the row of a boundary.mark_query, when asked for
 
 
 def load_layers(
     conn: psycopg.Connection[Any], plan: LoadPlan, *, base: str, savepoints: Sequence[str],
     positions: bytes = b"", role: str = "none", before: Sequence[str] = (),
-    after: Sequence[str] = (), mark: bool = False,
+    after: Sequence[str] = (), mark: str = "",
 ) -> LayeredLoad:
     """Load `plan` one fixture at a time, each followed by a savepoint; raises LoadError.
 
@@ -267,7 +267,8 @@ def load_layers(
     `base` is the savepoint the load starts from (an existing one); on error the
     transaction goes back to it (nothing of the plan remains) and keeps it.
     `before` and `after` run first and last, all in one round trip; with `mark`,
-    the second-connection hint's mark is read after `before` (`LayeredLoad.mark`).
+    (a `boundary.mark_query`) the second-connection hint's mark is read after
+    `before` (`LayeredLoad.mark`).
     """
     enter, leave = fixture_role.switch(conn, role)
     per_file = (*enter, *_READ_AS_GUARDED)
@@ -280,7 +281,7 @@ def load_layers(
             for text in before:
                 send_one(conn, text)
             # every `before` statement succeeded (and the hint's mark, if asked for)
-            ready = send_one(conn, MARK_QUERY if mark else "SELECT 1")
+            ready = send_one(conn, mark or "SELECT 1")
             for fixture, savepoint in zip(plan, savepoints, strict=True):
                 for text in per_file:
                     send_one(conn, text)
@@ -309,4 +310,4 @@ def load_layers(
     rows = _rows_per_fixture(plan, cursors)
     found = tuple(r.fetchall() if r is not None else [] for r in reads)
     marked = ready.fetchone() if mark else None
-    return LayeredLoad(rows, found, marked[:2] if marked is not None else None)
+    return LayeredLoad(rows, found, marked[:3] if marked is not None else None)

@@ -32,7 +32,7 @@ from sqlfix.config import load_settings
 from sqlfix.database.aboundary import AsyncFrontEnd
 from sqlfix.database.backends import others
 from sqlfix.database.baseline import capture, restore
-from sqlfix.database.boundary import MARK_COLUMNS, Boundary
+from sqlfix.database.boundary import Boundary, mark_columns
 from sqlfix.database.committed import ChangeTracker
 from sqlfix.database.loader import load, plan_sql
 from sqlfix.database.schema import apply_schema, connect
@@ -95,7 +95,7 @@ def main(rounds: int) -> None:
 
         def begin(mark: bool) -> Callable[[], None]:
             query = (b"BEGIN; SELECT pg_current_xact_id()::text, current_setting('role')"
-                     + (b", " + MARK_COLUMNS.encode() if mark else b""))
+                     + (b", " + mark_columns(conn).encode() if mark else b""))
 
             def run() -> None:
                 conn.pgconn.exec_(query)
