@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -78,8 +77,10 @@ def test_begin_reads_the_mark_and_the_test_still_sees_fresh_statistics(session, 
         boundary.end()  # its session reset puts stats_fetch_consistency back
 
 
-@pytest.fixture
-def layered(tmp_path: Path) -> Iterator[DatabaseSession]:
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseSession]:
+    """One session for the module: each test ends its stack (end() without `keep`)."""
+    tmp_path = tmp_path_factory.mktemp("layered")
     fixtures = tmp_path / "fixtures_sql"
     shutil.copytree(EXAMPLE_FIXTURES, fixtures)
     (fixtures / "copied.sql").write_text(PRODUCTS_COPY)
