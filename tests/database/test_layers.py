@@ -198,6 +198,7 @@ def _shared_transactions(records: list) -> int:
     return sum(1 for a, b in zip(starts, starts[1:], strict=False) if a[1] == b[1])
 
 
+@pytest.mark.slow  # whole pytest sessions: the full suite runs it, not the version matrix
 def test_layers_show_each_test_exactly_its_fixtures_in_any_order(layered_shop, monkeypatch):
     source, failing, _ = generate()
     layered_shop.makepyfile(test_generated=source)
@@ -218,6 +219,7 @@ def test_layers_show_each_test_exactly_its_fixtures_in_any_order(layered_shop, m
         assert _shared_transactions(records) >= (15 if name == "layers" else 3), name
 
 
+@pytest.mark.slow  # whole pytest sessions: the full suite runs it, not the version matrix
 def test_layers_under_xdist_see_the_same(layered_shop, monkeypatch):
     source, _, _ = generate(count=40, seed=11)
     layered_shop.makepyfile(test_generated=source)
@@ -359,6 +361,7 @@ async def test_after(sqlfix_aconn):
 '''
 
 
+@pytest.mark.slow  # whole pytest sessions: the full suite runs it, not the version matrix
 def test_layers_with_the_async_connection(shop):
     shop.makepyfile(ASYNC_TESTS)
     result = shop.runpytest_subprocess("-p", "no:randomly", "-p", "no:anyio", "-s",

@@ -89,7 +89,9 @@ def generate(seed: int = 9, marks: bool = False) -> tuple[str, int]:
     return "".join(parts), failing
 
 
-@pytest.mark.parametrize("layers", [False, True], ids=["plain", "layers"])
+# The layered run (a second whole torture session) only in the full suite, not the matrix
+@pytest.mark.parametrize("layers", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["plain", "layers"])
 def test_torture_run_with_the_verifier_has_no_leaks_and_no_hangs(pytester, layers):
     (pytester.path / "schema.sql").write_text(SCHEMA)
     pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')

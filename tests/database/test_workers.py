@@ -31,6 +31,7 @@ def _databases(dsn: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
 
 
+@pytest.mark.slow  # whole pytest sessions: the full suite runs it, not the version matrix
 def test_each_worker_gets_a_clone_dropped_at_the_end(shop, fresh_dsn):
     shop.makepyfile(WORKERS_TEST)
     result = shop.runpytest_subprocess("-n", "2", f"--sqlfix-dsn={fresh_dsn}", "-p", "no:randomly")
