@@ -54,6 +54,8 @@ class Settings:
     load_lock_timeout: int = TIMEOUT_DEFAULTS["load_lock_timeout"]  # ms, for fixture loads
     load_statement_timeout: int = TIMEOUT_DEFAULTS["load_statement_timeout"]
     verify: bool = False  # the isolation verifier: fingerprints compared after each test
+    layers: bool = False  # savepoint layers: fixtures kept for the next test that shares them
+    layers_max_tests: int = 500  # tests on one layer transaction at most, so vacuum can run
     server_version: str | None = None  # a major such as "16"
     server_locale: str = "C"
     server_settings: Mapping[str, str] = field(default_factory=dict)  # postgresql.conf
@@ -154,6 +156,7 @@ def read_table(pyproject: Path | None) -> dict[str, Any]:
 
 
 _BOOL_KEYS = frozenset({"allow_any_database", "reset_sequences", "reset_session"})
+# (verify and layers are parsed by _boundary_keys, which takes the words themselves)
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
@@ -430,17 +433,33 @@ def _build(root: Path, got: _Collector) -> Settings:
 
 
 def _boundary_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
-    """The timeouts (ms) and `verify`, from whichever place set them; `where(key)` names it."""
+    """The timeouts (ms), `verify` and the layers' keys, from whichever place set them.
+
+    `where(key)` names that place in an error.
+    """
     found: dict[str, Any] = {}
-    for key in (*TIMEOUT_KEYS, "verify"):
+    for key in (*TIMEOUT_KEYS, "verify", "layers", "layers_max_tests"):
         if key not in values:
             continue
         try:
-            parse = parse_bool if key == "verify" else parse_duration
+            parse = {"verify": parse_bool, "layers": parse_bool,
+                     "layers_max_tests": _positive_int}.get(key, parse_duration)
             found[key] = parse(values[key])
         except ValueError as exc:
             raise ConfigError(f"{where(key)}: {exc}") from None
     return found
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} must be a whole number of 1 or more")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} must be a whole number of 1 or more") from None
+    if number < 1:
+        raise ValueError(f"{value!r} must be a whole number of 1 or more")
+    return number
 
 
 # ---- the embedded server's keys: server_version, server_locale, server_settings, server_port

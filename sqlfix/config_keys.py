@@ -23,6 +23,8 @@ KNOWN_KEYS = frozenset(
         *(TIMEOUT_KEYS := ("lock_timeout", "statement_timeout", "load_lock_timeout",
                            "load_statement_timeout")),
         "verify",
+        "layers",
+        "layers_max_tests",
         # the embedded server (docs/server.md)
         "server_version",
         "server_locale",
@@ -31,7 +33,8 @@ KNOWN_KEYS = frozenset(
     }
 )
 # Settable on the pytest command line too: key -> the option that sets it
-OPTION_KEYS = {key: "--sqlfix-" + key.replace("_", "-") for key in (*TIMEOUT_KEYS, "verify")}
+OPTION_KEYS = {key: "--sqlfix-" + key.replace("_", "-")
+               for key in (*TIMEOUT_KEYS, "verify", "layers")}
 # Every key but the tables is also a pytest ini option `sqlfix_<key>`.
 INI_PREFIX = "sqlfix_"
 INI_KEYS = KNOWN_KEYS - {"lint", "server_settings"}  # tables have no ini form

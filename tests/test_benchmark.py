@@ -1,10 +1,12 @@
-"""The benchmark script still runs (its figures are read by people, never asserted)."""
+"""The benchmark scripts still run (their figures are read by people, never asserted)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parent / "benchmarks" / "bench_boundary.py"
+BENCH = Path(__file__).parent / "benchmarks"
+SCRIPT = BENCH / "bench_boundary.py"
 
 
 def test_the_boundary_benchmark_runs_and_prints_its_figures():
@@ -43,3 +45,26 @@ def test_the_catalog_watch_benchmark_runs_and_prints_its_figures():
     lines = out.stdout.splitlines()
     assert lines[0].startswith("2 rounds, medians;") and "catalogs" in lines[0]
     assert len(lines) == 8 and all(" ms  x" in line for line in lines[1:])
+
+
+NUMBER = r"\d+\.\d+"
+
+
+def test_the_peer_benchmark_short_mode_prints_every_section():
+    out = subprocess.run([sys.executable, str(BENCH / "bench_perf.py"), "--short"],
+                         capture_output=True, text=True, check=True, timeout=900).stdout
+    sections = [line for line in out.splitlines() if line.startswith("## ")]
+    assert [s.split(",")[0] for s in sections] == [
+        "## per test", "## per test", "## per test", "## drift over 600 tests (sqlfix",
+        "## pytest-xdist", "## embedded server start", "## schema cache (setup_command takes 0.5 s)"]
+    for size in ("20", "200", "2000"):
+        assert f"## per test, {size} rows" in out
+    rows = re.findall(rf"^(.+?)\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})$", out, re.M)
+    assert len(rows) == 3 * 6  # six timed contenders per size
+    assert len(re.findall(rf"^ratios: sqlfix / floor {NUMBER}; layers shared / floor {NUMBER}", out,
+                          re.M)) == 3
+    assert all(float(p10) <= float(med) <= float(p90) for _, med, p10, p90, _ in rows)
+    assert re.search(rf"ratio {NUMBER}", out)
+    assert len(re.findall(rf"-n 0 +{NUMBER} s  -n 2 +{NUMBER} s  throughput x{NUMBER}", out)) == 2
+    assert re.search(r"cold \(initdb\) +\d+ ms; cached median +\d+ ms", out)
+    assert len(re.findall(r"session.*start +\d+ ms", out)) == 2

@@ -126,3 +126,19 @@ def test_a_bad_timeout_option_is_a_usage_error(pytester):
     result = pytester.runpytest("--sqlfix-lock-timeout=soon")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*argument --sqlfix-lock-timeout: 'soon' is not a duration*"])
+
+
+def test_layers_keys_from_pyproject_and_the_option(tmp_path):
+    assert (load_settings(tmp_path).layers, load_settings(tmp_path).layers_max_tests) == (False, 500)
+    write(tmp_path, '[tool.sqlfix]\nlayers = true\nlayers_max_tests = 50\n')
+    settings = load_settings(tmp_path)
+    assert (settings.layers, settings.layers_max_tests) == (True, 50)
+    write(tmp_path, "[tool.sqlfix]\n")
+    assert load_settings(tmp_path, {"layers": True}).source("layers") == "option --sqlfix-layers"
+
+
+@pytest.mark.parametrize("value", ["0", "-3", '"many"', "true", "2.5"])
+def test_a_bad_layers_max_tests_is_refused_with_the_value(tmp_path, value):
+    write(tmp_path, f"[tool.sqlfix]\nlayers_max_tests = {value}\n")
+    with pytest.raises(ConfigError, match=r"layers_max_tests: .* must be a whole number of 1"):
+        load_settings(tmp_path)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlfix.compiler import copy_blocks, guard, pgdump
+from sqlfix.compiler.cache import DiskCache, cache_key
 from sqlfix.compiler.context import DEFAULT_NOW, TemplateContext
 from sqlfix.compiler.discovery import (
     FixtureDir,
@@ -181,8 +182,11 @@ class FixtureLibrary:
     seed: int = 0
     now: dt.datetime = DEFAULT_NOW
     locale: str = "en_US"
+    disk: DiskCache | None = None  # compiled fixtures shared with other processes and runs
     _cache: dict[tuple[str, str], CompiledFixture] = field(default_factory=dict, repr=False)
     _sources: dict[str, Source] = field(default_factory=dict, repr=False)
+    _checked: dict[tuple[str, ...], tuple[CompiledFixture, ...]] = field(
+        default_factory=dict, repr=False)  # plans whose ids were checked, see plan()
     # name -> seconds its last real render and guard took (cache hits cost nothing)
     render_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -274,18 +278,35 @@ class FixtureLibrary:
         if cached is not None:
             return cached
         started = time.perf_counter()
+        disk_key = self._disk_key(name, key[1]) if self.disk is not None else ""
+        if self.disk is not None and isinstance(found := self.disk.get(disk_key), CompiledFixture):
+            self._cache[key] = found
+            self.render_seconds[name] = time.perf_counter() - started  # the disk read only
+            return found
         compiled, findings = self.check(name)
         self.render_seconds[name] = time.perf_counter() - started
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors or compiled is None:
-            raise FixtureError(errors)
+            raise FixtureError(errors)  # never cached: the file is read again next time
         self._cache[key] = compiled
+        if self.disk is not None:
+            self.disk.put(disk_key, compiled)
         return compiled
+
+    def _disk_key(self, name: str, text: str) -> str:
+        """Everything a compiled fixture depends on (see sqlfix.compiler.cache)."""
+        shown = display_path(self.source(name).path)
+        return cache_key([name, shown, text, str(self.seed), self.now.isoformat(), self.locale])
 
     def plan(self, names: Iterable[str]) -> LoadPlan:
         """The checked load plan of a test's fixtures; raises FixtureError."""
         fixtures = tuple(self.compile(n) for n in self.order(names))
-        check_id_collisions(fixtures)
+        key = tuple(f.name for f in fixtures)
+        checked = self._checked.get(key)
+        # the same compiled objects were checked before (a test's plan repeats per test)
+        if checked is None or any(a is not b for a, b in zip(checked, fixtures, strict=True)):
+            check_id_collisions(fixtures)
+            self._checked[key] = fixtures
         return LoadPlan(fixtures)
 
 

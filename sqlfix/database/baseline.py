@@ -75,21 +75,30 @@ class Baseline:
     reset_query: bytes = b""  # puts back every sequence that moved; see reset_sequences
     advance_query: bytes = b""  # moves sequences past fixtures' explicit ids; see advance_query
     partitioned: frozenset[tuple[str, str]] = frozenset()  # read whole: partitions are not listed
+    positions: bytes = b""  # reads every sequence's position (see positions_query)
 
 
-def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
-    """One statement that setval()s each sequence whose state differs from now.
+def positions_query(sequences: list[str]) -> bytes:
+    """One SELECT of (name, last_value, is_called) of every sequence in `sequences`.
 
     Reading a sequence relation directly costs about half of going through the
-    pg_sequences view, and the statement is built once per session.
+    pg_sequences view.
     """
     if not sequences:
         return b""
-    positions = sql.SQL(" UNION ALL ").join(
+    return sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {}, last_value, is_called FROM {}").format(sql.Literal(n), sql.SQL(n))
         for n in sequences
-    )
-    rows = conn.cursor(row_factory=tuple_row).execute(positions).fetchall()  # one round trip
+    ).as_bytes(None)
+
+
+def reset_query_for(rows: list[tuple[Any, ...]]) -> bytes:
+    """One statement that setval()s each sequence whose state differs from `rows`.
+
+    `rows`: what `positions_query` returned then. The statement returns how many moved.
+    """
+    if not rows:
+        return b""
     parts = [
         sql.SQL(
             "SELECT setval({name}, {value}, {called}) FROM {seq} "
@@ -100,7 +109,18 @@ def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
     ]
     query = sql.SQL("SELECT count(*) FROM ({}) AS moved").format(
         sql.SQL(" UNION ALL ").join(parts))
-    return query.as_bytes(conn)
+    return query.as_bytes(None)
+
+
+def _reset_query(conn: psycopg.Connection[Any], sequences: list[str]) -> bytes:
+    """One statement that setval()s each sequence whose state differs from now.
+
+    The statement is built once per session.
+    """
+    if not sequences:
+        return b""
+    rows = conn.cursor(row_factory=tuple_row).execute(positions_query(sequences)).fetchall()
+    return reset_query_for(rows)
 
 
 def _copy_name(schema: str, table: str) -> sql.Identifier:
@@ -126,7 +146,8 @@ def capture(conn: psycopg.Connection[Any]) -> Baseline:
         edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
         fed = [(r[0], (r[1], r[2]), r[3]) for r in cur.execute(_FED_COLUMNS, [own])]
     advance = advance_query(fed).as_bytes(conn) if fed else b""
-    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset, advance, partitioned)
+    return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset, advance, partitioned,
+                    positions_query(seqs))
 
 
 def advance_query(fed: list[tuple[str, tuple[str, str], str]]) -> sql.Composed:
@@ -153,7 +174,6 @@ def advance_query(fed: list[tuple[str, tuple[str, str], str]]) -> sql.Composed:
         "WITH f(ids) AS (SELECT %s::bigint[]) "
         "SELECT count(setval(s.seq, s.top)) FROM f, LATERAL ({}) AS s(seq, top, next) "
         "WHERE s.top >= s.next").format(rows)
-
 
 
 def own_rows(table: tuple[str, str], partitioned: frozenset[tuple[str, str]]) -> sql.Composable:

@@ -13,15 +13,19 @@ commit, because the old savepoint is never released.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
+import select
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import pq
-from psycopg.pq import TransactionStatus
+from psycopg import pq, sql
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 
 SAVEPOINT = "sqlfix_test"
+_MARKERS = itertools.count(1)
 # A failed real COMMIT reports a deferred-constraint violation; RELEASE SAVEPOINT
 # does not check them. Checking inside a throwaway savepoint leaves every
 # constraint in the mode it had.
@@ -46,6 +50,30 @@ LOST_HELP = (
     "or restart). The server rolled back the open transaction. Tests must not end "
     "their own session; if that was not your test, look at the server's log."
 )
+# The second-connection hint's mark (see sqlfix.pytest_plugin.own_connections): the
+# server's session count and clock where the test begins, read in a round trip that goes
+# anyway. Inside the test's transaction a statistics read stays cached until its end
+# (stats_fetch_consistency): pg_stat_clear_snapshot(), after the read (a target list is
+# evaluated left to right), gives the test fresh statistics all the same. The statistics
+# function on the database's oid, not the pg_stat_database view: planning the view cost
+# ~0.4 ms a test, the function on a known oid ~0.03 ms (docs/performance.md).
+_THIS_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+
+
+def mark_columns(conn: psycopg.Connection[Any]) -> str:
+    """The mark's columns: the database's oid, its session count, the clock; then the
+    snapshot dropped. The oid is looked up by name until `take_mark` kept it on `conn`."""
+    oid = getattr(conn, "_sqlfix_database_oid", None)
+    db = _THIS_DATABASE if oid is None else f"{int(oid)}::oid"
+    return (f"{db}, pg_stat_get_db_sessions({db}), clock_timestamp()::text, "
+            "pg_stat_clear_snapshot()")
+
+
+def mark_query(conn: psycopg.Connection[Any]) -> str:
+    """`mark_columns` as a statement of its own (to go first in a multi-statement query)."""
+    return "SELECT " + mark_columns(conn)
+
+
 # After a failed check: leave its savepoint, the transaction usable again.
 UNDO_CHECK = "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check"
 
@@ -96,6 +124,7 @@ class SqlfixConnection(psycopg.Connection[TupleRow]):
     _sqlfix_savepoint: str | None = None
     _sqlfix_owned = False  # a session's connection: a commit between tests is refused
     _sqlfix_closed_because: str | None = None  # why sqlfix closed it, for the boundary's report
+    _sqlfix_database_oid: int | None = None  # for the hint's mark, see mark_columns
 
     def _in_boundary(self) -> bool:
         return (
@@ -152,8 +181,15 @@ class Boundary:
     ) -> None:
         self.conn = conn
         self.xid: str | None = None
+        self.marker: str | None = None  # this transaction's SET LOCAL application_name
+        self.role: str | None = None  # current_setting('role') at begin(), before any load
+        # (pg_stat_database.sessions, server clock as text) where the test began, or None
+        self.mark: tuple[int, str] | None = None
+        self._first_load = False  # begin() ran, no load yet: protect may ride along with it
+        self._begin_extra = b""  # more statements for begin()'s round trip (see layers)
         self.escape: str | None = None  # why it broke, once found
         self.lost = False  # the connection died (not closed by the test): see LOST_HELP
+        self.lost_at_end = False  # ... and only end() found out
         self._reset_query = reset_query  # puts sequences back; see baseline.reset_sequences
         self._advance_query = advance_query  # see baseline.advance_query
         self._reset_session = reset_session
@@ -172,23 +208,85 @@ class Boundary:
             self._advance_query, [sorted(set(label_ids))]).fetchone()
         return int(row[0]) if row else 0
 
+    def advance_statement(self, label_ids: Collection[int]) -> str:
+        """`advance_sequences` as one statement without parameters ("" when there is
+        nothing to advance): it rides along with the load's round trip."""
+        if not self._advance_query:
+            return ""
+        ids = sql.Literal(sorted(set(label_ids))).as_string(self.conn)
+        # The query's one parameter is in its fixed first line, before any name.
+        return self._advance_query.decode().replace("%s", ids, 1)
+
     def begin(self) -> None:
+        """Open the test's transaction; one round trip.
+
+        Sent as raw text so psycopg does not send its own BEGIN first. The
+        transaction sets a unique `application_name` with SET LOCAL: the server
+        reports that setting whenever it changes, so its reverting (the
+        transaction ended) is visible to `broken()` without a query. It also
+        reads the role the loads start from (see `fixture_role.switch`), the
+        second-connection hint's `mark`, and sets the load timeouts.
+        """
         conn = self.conn
         conn.row_factory = tuple_row  # a test may have changed it on the shared connection
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.real_rollback()
-        self.xid = scalar(conn, b"SELECT pg_current_xact_id()::text; " + self._load_timeouts)
+        self.marker = f"sqlfix {os.getpid()}.{next(_MARKERS)}"
+        query = (f"BEGIN; SET LOCAL application_name = '{self.marker}'; ".encode()
+                 + (self._load_timeouts + b"; " if self._load_timeouts else b"")
+                 + self._begin_extra
+                 + b"SELECT pg_current_xact_id()::text, current_setting('role'), "
+                 + mark_columns(conn).encode())
+        result = conn.pgconn.exec_(query)
+        if result.status != ExecStatus.TUPLES_OK:
+            error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.real_rollback()
+            raise error
+        xid, role = result.get_value(0, 0), result.get_value(0, 1)
+        self.xid = None if xid is None else xid.decode()
+        self.role = None if role is None else role.decode()
+        self.take_mark(*(result.get_value(0, i) for i in (2, 3, 4)))
+        self._first_load = True
+
+    def take_mark(self, oid: object, sessions: object, at: object) -> None:
+        """Keep the values of `mark_columns`, as libpq (bytes) or a cursor gave them."""
+        if oid is not None:
+            self.conn._sqlfix_database_oid = int(_text(oid))
+        if sessions is None or at is None:
+            self.mark = None
+            return
+        self.mark = (int(_text(sessions)), _text(at))
+
+    def take_first_load(self) -> bool:
+        """True once after begin(): the test's savepoint may ride along with this load."""
+        first, self._first_load = self._first_load, False
+        return first
 
     def before_load(self) -> None:
         """A load in the middle of a test runs under the load timeouts too."""
         if self._load_timeouts and self.conn._sqlfix_savepoint is not None:
             self.conn.execute(self._load_timeouts)
 
+    def protect_statements(self) -> tuple[str, ...]:
+        """What `protect()` sends: the test's timeouts back, then the test's savepoint."""
+        back = (("SET LOCAL lock_timeout = DEFAULT", "SET LOCAL statement_timeout = DEFAULT")
+                if self._load_timeouts else ())
+        return (*back, f"SAVEPOINT {SAVEPOINT}")
+
     def protect(self) -> None:
         """Mark what is loaded so far as the state the test's rollback() returns to."""
-        back = (b"SET LOCAL lock_timeout = DEFAULT; SET LOCAL statement_timeout = DEFAULT; "
-                if self._load_timeouts else b"")
-        self.conn.execute(back + f"SAVEPOINT {SAVEPOINT}".encode())
+        self.conn.execute("; ".join(self.protect_statements()).encode())
+        self.protected()
+
+    @property
+    def is_protected(self) -> bool:
+        """The test's savepoint is in place: commit() and rollback() work on it."""
+        return self.conn._sqlfix_savepoint is not None
+
+    def protected(self) -> None:
+        """The statements of `protect_statements()` ran (along with a load)."""
+        self._first_load = False
         self.conn._sqlfix_savepoint = SAVEPOINT
 
     def broken(self) -> str | None:
@@ -230,11 +328,17 @@ class Boundary:
             except psycopg.Error:
                 return self._escaped()
             status = conn.info.transaction_status
-        if status == TransactionStatus.INTRANS and self.xid == scalar(
-            conn, b"SELECT pg_current_xact_id_if_assigned()::text"
-        ):
-            return None
+        if status != TransactionStatus.INTRANS:
+            return self._escaped()
+        if self._marker_intact() and not _pending_input(conn):
+            return None  # our SET LOCAL still holds: the transaction never ended
+        if self.xid == scalar(conn, b"SELECT pg_current_xact_id_if_assigned()::text"):
+            return None  # the test changed application_name itself; the transaction is ours
         return self._escaped()
+
+    def _marker_intact(self) -> bool:
+        reported = self.conn.pgconn.parameter_status(b"application_name")
+        return self.marker is not None and reported == self.marker.encode()
 
     def _escaped(self) -> str:
         self.conn.real_rollback()
@@ -245,8 +349,10 @@ class Boundary:
         )
         return f"The test's transaction {fate} before the test ended. " + ESCAPE_HELP
 
-    def end(self) -> None:
+    def end(self, keep: Sequence[str] | None = None) -> None:
         """Roll back everything the test did, then put sequences back; safe to repeat.
+
+        `keep` (the next test's load order) matters to a layered boundary only.
 
         The rollback comes first: TRUNCATE ... RESTART IDENTITY or ALTER SEQUENCE in
         the test are transactional, and a setval() before the rollback would be lost
@@ -265,9 +371,29 @@ class Boundary:
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.real_rollback()
         except psycopg.Error:
+            if conn.broken and self.escape is None:
+                # The checks read the marker without a query, so a connection the server
+                # ended during the test (and nobody used since) shows here first.
+                self.lost = True
+                self.escape = LOST_HELP
+                self.lost_at_end = True
             # A session sqlfix cannot reset (or a dead one) is not handed to the next
             # test: the session opens a fresh connection instead.
             conn.close()
+
+
+def _text(value: object) -> str:
+    return bytes(value).decode() if isinstance(value, bytes | memoryview) else str(value)
+
+
+def _pending_input(conn: psycopg.Connection[Any]) -> bool:
+    """The server sent something nobody asked for: a notification, or (a backend that
+    was ended) its last error before closing. Then the check asks the server, which
+    tells a dead connection from a live one; otherwise it costs no round trip."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
 def forget_prepared(conn: psycopg.Connection[Any]) -> None:

@@ -126,6 +126,22 @@ def attach(conn: psycopg.Connection[Any], role: FixtureRole | None) -> None:
     setattr(conn, _ATTR, role)
 
 
+def switch(conn: psycopg.Connection[Any], before: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The statements into the fixture role and back to `before` (a `current_setting('role')`).
+
+    For a caller that knows the role in effect and sends these along with the
+    load (see `loader.load`); empty when `conn` has no fixture role. Same
+    order as `acting_as`: enter before the loader's savepoint.
+    """
+    role: FixtureRole | None = getattr(conn, _ATTR, None)
+    if role is None or role.name is None:
+        return (), ()
+    back = sql.SQL("NONE") if before == "none" else sql.Identifier(before)
+    enter = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role.name)).as_string(conn)
+    leave = sql.SQL("SET LOCAL ROLE {}").format(back).as_string(conn)
+    return (enter,), (leave,)
+
+
 @contextmanager
 def acting_as(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """Run the block as the fixture role, if `conn` has one; then as before.

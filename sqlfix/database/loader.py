@@ -14,9 +14,12 @@ constraint, found by replaying the statements one by one (slow, error path only)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database import fixture_role
@@ -55,19 +58,31 @@ _READ_AS_GUARDED = (
 )
 
 
-def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...]:
-    """`load` without the role; returns the rows each fixture wrote, as `load`."""
+def _load_plan(
+    conn: psycopg.Connection[Any], plan: LoadPlan, before: Sequence[str] = (),
+    after: Sequence[str] = (),
+) -> tuple[int, ...]:
+    """`load` without the role; returns the rows each fixture wrote, as `load`.
+
+    `before` runs first and `after` after a successful load, in the same round trip
+    (plans with COPY blocks: in round trips of their own).
+    """
     if any(f.copies for f in plan):
         # COPY cannot run inside a pipeline: these plans go stretch by stretch. Checked
         # first: a fixture of COPY blocks alone has no statements outside them.
-        return load_with_copies(conn, plan, _READ_AS_GUARDED)
+        if before:
+            conn.execute("; ".join(before).encode())
+        rows = load_with_copies(conn, plan, _READ_AS_GUARDED)
+        if after:
+            conn.execute("; ".join(after).encode())
+        return rows
     statements = [(f, s) for f in plan for s in f.statements]
-    if not statements:
-        return tuple(0 for _ in plan)
     cursors: list[psycopg.Cursor[Any]] = []
     savepoint: psycopg.Cursor[Any] | None = None
     try:
         with conn.pipeline():
+            for text in before:
+                send_one(conn, text)
             savepoint = send_one(conn, f"SAVEPOINT {_SAVEPOINT}")
             # The guard read the text as PostgreSQL reads it by default; a test may have
             # changed how the server reads strings on this session since: put it back.
@@ -78,6 +93,8 @@ def _load_plan(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...]
             for check in CHECK_DEFERRED:
                 send_one(conn, check)
             send_one(conn, f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            for text in after:
+                send_one(conn, text)
     except psycopg.Error as exc:
         if savepoint is None or savepoint.pgresult is None:
             raise  # the transaction was unusable before the load: not the fixtures' fault
@@ -103,8 +120,13 @@ def _rows_per_fixture(plan: LoadPlan, cursors: list[psycopg.Cursor[Any]]) -> tup
     return tuple(sum(next(counts) for _ in f.statements) for f in plan)
 
 
-def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError | None:
+def _locate_failure(
+    conn: psycopg.Connection[Any], plan: LoadPlan, savepoint: str = _SAVEPOINT,
+    setup: Sequence[str] = _READ_AS_GUARDED,
+) -> LoadError | None:
     """Replay statement by statement (inside the savepoint) to find the one that fails.
+
+    `setup`: what the load ran first inside `savepoint` (the rollback to it undoes it).
 
     First as loaded: a statement that fails by itself is the culprit. If none does,
     a deferred constraint failed at the end: the culprit is the statement after
@@ -112,15 +134,15 @@ def _locate_failure(conn: psycopg.Connection[Any], plan: LoadPlan) -> LoadError 
     its parent under SET CONSTRAINTS ALL DEFERRED).
     """
     statements = [(f, s) for f in plan for s in f.statements]
-    for setting in _READ_AS_GUARDED:  # undone by the rollback to the savepoint: again
+    for setting in setup:  # undone by the rollback to the savepoint: again
         send_one(conn, setting)
     for fixture, statement in statements:
         try:
             send_one(conn, statement.text)
         except psycopg.Error as exc:
             return _load_error(conn, fixture, statement.offset, statement.text, exc)
-    conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
-    for setting in _READ_AS_GUARDED:
+    conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}".encode())
+    for setting in setup:
         send_one(conn, setting)
     culprit: tuple[CompiledFixture, Any, psycopg.Error] | None = None
     for fixture, statement in statements:
@@ -169,18 +191,39 @@ def _unplaced(conn: psycopg.Connection[Any], plan: LoadPlan, exc: psycopg.Error)
     return _load_error(conn, last, 0, plan_sql(plan), exc)
 
 
-def load(conn: psycopg.Connection[Any], plan: LoadPlan) -> tuple[int, ...] | None:
+def load(
+    conn: psycopg.Connection[Any], plan: LoadPlan, *, then: Sequence[str] = (),
+    role: str | None = None,
+) -> tuple[int, ...] | None:
     """Run `plan` inside the connection's open transaction; raises LoadError.
 
     As the restricted fixture role where the session set one up (see
     `fixture_role`). Returns the rows each fixture wrote (INSERT, UPDATE,
     MERGE, COPY as the server counted them), in plan order. On error nothing
     of the plan remains and the transaction is usable again.
+
+    `then`: statements to run after a successful load (the boundary's
+    savepoint), back in the role the load started in. `role`: that role
+    (`current_setting('role')`), when the caller knows it: the switch to the
+    fixture role and back then rides in the load's own round trip; unknown, it
+    costs one round trip each way. Nothing is sent for an empty plan.
     """
     if not plan.fixtures:
         return ()
-    with fixture_role.acting_as(conn):
-        return _load_plan(conn, plan)
+    switch = fixture_role.switch(conn, role) if role is not None else None
+    if switch is None:
+        with fixture_role.acting_as(conn):
+            rows = _load_plan(conn, plan)
+        if then:
+            conn.execute("; ".join(then).encode())
+        return rows
+    enter, leave = switch
+    try:
+        return _load_plan(conn, plan, enter, (*leave, *then))
+    except LoadError:
+        if leave and conn.info.transaction_status == TransactionStatus.INTRANS:
+            conn.execute("; ".join(leave).encode())  # the role was set before the savepoint
+        raise
 
 
 # Statements a server older than the given version (server_version_num) cannot parse:
@@ -200,3 +243,71 @@ def _needs_newer_server(text: str, sqlstate: str | None, server_version: int) ->
                 "UPDATE ... FROM)"
             )
     return ""
+
+
+@dataclass(frozen=True)
+class LayeredLoad:
+    """What `load_layers` did: rows per fixture (as `load`), sequence positions after each."""
+
+    rows: tuple[int, ...]
+    positions: tuple[list[tuple[Any, ...]], ...]  # per fixture; [] without a positions query
+    mark: tuple[Any, ...] | None = None  # the row of a boundary.mark_query, when asked for
+
+
+def load_layers(
+    conn: psycopg.Connection[Any], plan: LoadPlan, *, base: str, savepoints: Sequence[str],
+    positions: bytes = b"", role: str = "none", before: Sequence[str] = (),
+    after: Sequence[str] = (), mark: str = "",
+) -> LayeredLoad:
+    """Load `plan` one fixture at a time, each followed by a savepoint; raises LoadError.
+
+    The savepoint layers of `sqlfix.database.layers`: `savepoints[i]` is taken
+    right after fixture i (back in `role`, so rolling back to it never leaves the
+    fixture role on), then `positions` (a `baseline.positions_query`) is read.
+    `base` is the savepoint the load starts from (an existing one); on error the
+    transaction goes back to it (nothing of the plan remains) and keeps it.
+    `before` and `after` run first and last, all in one round trip; with `mark`,
+    (a `boundary.mark_query`) the second-connection hint's mark is read after
+    `before` (`LayeredLoad.mark`).
+    """
+    enter, leave = fixture_role.switch(conn, role)
+    per_file = (*enter, *_READ_AS_GUARDED)
+    statements = [(f, s) for f in plan for s in f.statements]
+    cursors: list[psycopg.Cursor[Any]] = []
+    reads: list[psycopg.Cursor[Any] | None] = []
+    ready: psycopg.Cursor[Any] | None = None
+    try:
+        with conn.pipeline():
+            for text in before:
+                send_one(conn, text)
+            # every `before` statement succeeded (and the hint's mark, if asked for)
+            ready = send_one(conn, mark or "SELECT 1")
+            for fixture, savepoint in zip(plan, savepoints, strict=True):
+                for text in per_file:
+                    send_one(conn, text)
+                for statement in fixture.statements:
+                    cursors.append(send_one(conn, statement.text))
+                for text in (*leave, f"SAVEPOINT {savepoint}"):
+                    send_one(conn, text)
+                reads.append(send_one(conn, positions.decode()) if positions else None)
+            for check in CHECK_DEFERRED:
+                send_one(conn, check)
+            for text in after:
+                send_one(conn, text)
+    except psycopg.Error as exc:
+        if ready is None or ready.pgresult is None:
+            raise  # the transaction was unusable before the load: not the fixtures' fault
+        conn.execute(f"ROLLBACK TO SAVEPOINT {base}".encode())
+        failed = next((i for i, c in enumerate(cursors) if c.pgresult is None), None)
+        if failed is not None:
+            fixture, statement = statements[failed]
+            error = _load_error(conn, fixture, statement.offset, statement.text, exc)
+        else:
+            error = (_locate_failure(conn, plan, base, per_file)
+                     or _unplaced(conn, plan, exc))
+        conn.execute(f"ROLLBACK TO SAVEPOINT {base}".encode())
+        raise error from exc
+    rows = _rows_per_fixture(plan, cursors)
+    found = tuple(r.fetchall() if r is not None else [] for r in reads)
+    marked = ready.fetchone() if mark else None
+    return LayeredLoad(rows, found, marked[:3] if marked is not None else None)

@@ -118,6 +118,10 @@ class EmbeddedServer:
         self.runtime_dir = runtime.dir
         self.log = runtime.log  # the server's log; removed with runtime_dir by stop()
         self.pid = runtime.pid
+        self._settings: dict[str, str] = {}  # its postgres -c options, for a restart
+
+    schema_dir: Path | None = None  # where save_schema() keeps this schema's cluster
+    schema_cached = False  # started from a cluster that already holds the schema
 
     @property
     def tcp_dsn(self) -> str | None:
@@ -133,36 +137,83 @@ class EmbeddedServer:
         binaries: Binaries | None = None,
         cache_dir: Path | None = None,
         options: ServerOptions | None = None,
+        schema_key: str | None = None,
+        rebuild: bool = False,
     ) -> EmbeddedServer:
         """Start a server (the first installation found, or of `options.version`).
 
-        Raises `ServerError` saying what failed (with the end of the server's log).
+        With `schema_key`, from the cluster saved for it by `save_schema()`, if any:
+        `schema_key` names what the schema was built from (files, commands); the
+        PostgreSQL installation and locale are added to it here. `rebuild` ignores
+        a saved one. Raises `ServerError` saying what failed (with the end of the
+        server's log).
         """
         options = options if options is not None else ServerOptions()
         try:
-            return cls._start(binaries, cache_dir, options)
+            return cls._start(binaries, cache_dir, options, schema_key, rebuild)
         except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
             raise ServerError(f"could not start the embedded PostgreSQL: {exc}") from exc
 
     @classmethod
     def _start(
-        cls, binaries: Binaries | None, cache_dir: Path | None, options: ServerOptions
+        cls, binaries: Binaries | None, cache_dir: Path | None, options: ServerOptions,
+        schema_key: str | None = None, rebuild: bool = False,
     ) -> EmbeddedServer:
         root = _cache_root(cache_dir)
         original = binaries or find_binaries(version=options.version, unpack_dir=root)
         ident = _server_identity()
         runnable = runnable_by(original, ident.ids, _runtime_base())
         template = _cached_cluster(runnable, original, root, ident, options.locale)
+        schema_dir = None
+        if schema_key is not None:
+            schema_dir = root / f"schema-{template.name}-{digest(schema_key)}"
+            if not rebuild and (schema_dir / "PG_VERSION").is_file():
+                template = schema_dir
         runtime = _Runtime(ident, options.port)
         try:
-            shutil.copytree(template, runtime.data, symlinks=True)
+            try:
+                shutil.copytree(template, runtime.data, symlinks=True)
+                with contextlib.suppress(OSError):
+                    os.utime(template)  # recently used: pruned last (see _prune)
+            except OSError:
+                if template != schema_dir:
+                    raise
+                # pruned or replaced while we copied: build the schema again
+                shutil.rmtree(runtime.data, ignore_errors=True)
+                template = _cached_cluster(runnable, original, root, ident, options.locale)
+                shutil.copytree(template, runtime.data, symlinks=True)
             ident.chown_tree(runtime.data)
             runtime.launch(runnable, options.postgres_settings(_PORT))
             runtime.wait_ready(DBNAME)
         except BaseException:
             runtime.close()
             raise
-        return cls(runtime, runnable)
+        server = cls(runtime, runnable)
+        server._settings = options.postgres_settings(_PORT)
+        server.schema_dir, server.schema_cached = schema_dir, template == schema_dir
+        return server
+
+    def save_schema(self) -> None:
+        """Keep this server's cluster for the next run with the same schema key.
+
+        A clean shutdown (so the copy needs no crash recovery), a copy published
+        atomically, a restart on the same directory: about the cost of one start.
+        Close every connection first; the DSN stays the same.
+        """
+        if self.schema_dir is None:
+            return
+        runtime = self._runtime
+        try:
+            if runtime.stop_server(signal.SIGINT) != 0:
+                raise ServerError(f"PostgreSQL did not shut down cleanly:\n{runtime.log_tail()}")
+            (runtime.data / "postmaster.opts").unlink(missing_ok=True)
+            _publish(runtime.data, self.schema_dir, replace=True)
+            _prune(self.schema_dir)
+            runtime.launch(self.binaries, self._settings)
+            runtime.wait_ready(DBNAME)
+        except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
+            raise ServerError(f"could not save the schema's cluster: {exc}") from exc
+        self.pid = runtime.pid
 
     def stop(self) -> None:
         self._runtime.close()
@@ -460,14 +511,35 @@ def _locale_hint(locale: str, stderr: str) -> str:
             "pick one that `locale -a` lists (e.g. \"C.UTF-8\"), or remove the key")  # fmt: skip
 
 
-def _publish(source: Path, final: Path) -> None:
-    """Copy `source` to `final` atomically: the first of racing processes wins."""
+def _publish(source: Path, final: Path, replace: bool = False) -> None:
+    """Copy `source` to `final` atomically: the first of racing processes wins.
+
+    With `replace`, an existing `final` is moved aside first (a rebuild).
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    old = final.parent / f".{final.name}-old-{os.getpid()}"
     try:
         shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
+        if replace and final.exists():
+            with contextlib.suppress(OSError):
+                os.rename(final, old)
         os.rename(staging, final)  # fails if another process published first: fine
     except OSError:
         if not (final / "PG_VERSION").is_file():
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_KEEP_SCHEMAS = 4  # saved schema clusters per installation: ~40 MB each
+
+
+def _prune(kept: Path) -> None:
+    """Remove all but the newest few schema clusters of the same installation."""
+    prefix = kept.name.rsplit("-", 1)[0] + "-"
+    others = [p for p in kept.parent.glob(prefix + "*") if p.is_dir() and p != kept]
+    others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in others[_KEEP_SCHEMAS - 1:]:
+        shutil.rmtree(stale, ignore_errors=True)

@@ -13,24 +13,28 @@ import contextlib
 import time
 from collections.abc import Collection
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from sqlfix.compiler.cache import DiskCache
 from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
 from sqlfix.database import catalog, catalog_watch, fixture_role, locks
 from sqlfix.database.backends import APP_NAME
 from sqlfix.database.baseline import COPY_SCHEMA, Baseline, capture, restore
-from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
+from sqlfix.database.boundary import SESSION_RESET, Boundary, SqlfixConnection, scalar
 from sqlfix.database.committed import Fingerprint, Table, fingerprints
-from sqlfix.database.schema import DAMAGED, apply_schema, check_safe, connect
+from sqlfix.database.layers import LayeredBoundary, LayerStack
+from sqlfix.database.schema import DAMAGED, apply_schema, check_safe, connect, schema_hash
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
+from sqlfix.database.workers import clone_for_worker, drop_worker_database
 from sqlfix.errors import DatabaseError, ServerError
 
 _RECOVERING = ("the database system is", "server closed the connection unexpectedly",
@@ -38,10 +42,12 @@ _RECOVERING = ("the database system is", "server closed the connection unexpecte
 _RECONNECT_SECONDS = 15.0  # after a crashed backend the server recovers for a moment
 
 
-def make_library(settings: Settings) -> FixtureLibrary:
+def make_library(settings: Settings, fixture_cache: Path | None = None) -> FixtureLibrary:
+    """The session's fixtures; compiled ones kept in `fixture_cache` too, when given."""
     directory = FixtureDir(settings.fixtures_dir, exclude=frozenset(settings.schema))
     directory.check_schema_files()  # a schema file linked in from outside is refused
-    return FixtureLibrary(directory, settings.seed, settings.now, settings.faker_locale)
+    disk = DiskCache(fixture_cache) if fixture_cache is not None else None
+    return FixtureLibrary(directory, settings.seed, settings.now, settings.faker_locale, disk)
 
 
 def load_timeouts(settings: Settings) -> bytes:
@@ -55,9 +61,16 @@ def load_timeouts(settings: Settings) -> bytes:
 
 
 class DatabaseSession:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, fixture_cache: Path | None = None, worker: str | None = None,
+        rebuild: bool = False,
+    ) -> None:
         self.settings = settings
-        self.library = make_library(settings)
+        self.worker = worker  # pytest-xdist's worker id ("gw0"): a DSN's database is cloned
+        self._clone: str | None = None  # the worker's own database, dropped at stop()
+        self.rebuild = rebuild  # ignore the schema saved by an earlier run
+        self._built = False  # schema and setup_command are in the test database
+        self.library = make_library(settings, fixture_cache)
         self.server: EmbeddedServer | None = None
         self.dsn: str | None = None
         self._conn: SqlfixConnection | None = None
@@ -72,40 +85,38 @@ class DatabaseSession:
         self.watch: catalog_watch.Watch | None = None  # whether any catalog changed
         self._closed_pids: list[int] = []  # backends of closed test connections, maybe exiting
         self._roles_before: list[str] = []  # roles before the schema ran (the rebuild drops others)
+        self.layers: LayerStack | None = (
+            LayerStack(settings.layers_max_tests, reset_session=settings.reset_session)
+            if settings.layers else None)
 
     def start(self) -> None:
         if self.dsn is not None:
             return
-        if self.settings.dsn:
-            dsn = self.settings.dsn
-        else:
-            if self.server is None:  # kept by a rebuild
-                self.server = EmbeddedServer.start(options=from_settings(self.settings))
-            dsn = self.server.dsn
-        conn = connect(dsn)
         try:
-            self._prepare(conn, dsn)
+            dsn, conn = self._open()
+            try:
+                self._prepare(conn, dsn)
+            finally:
+                conn.close()  # what the schema set on its session (search_path...) stays there
         except BaseException:
-            conn.close()
             self.stop()
             raise
-        conn.close()  # what the schema set on its session (search_path...) stays there
         self.dsn = dsn
 
     def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
-        """Schema, then migrations, then the baseline: once per session, before any test."""
+        """Schema, then migrations (unless built already), then the baseline: once per
+        session, before any test."""
         check_safe(conn, self.settings.allow_any_database)
-        # The embedded server runs with synchronous_commit off (speed); the schema and the
-        # baseline's copies must survive a crashed backend's recovery all the same.
-        conn.execute(b"SET synchronous_commit = on")
-        psycopg.Connection.commit(conn)  # a session setting: kept only once committed
+        self._durable(conn)
         if self.started_at is None:  # a rebuild keeps it: connections of the run stay ours
             self.started_at = scalar(conn, b"SELECT now()")
-        self._roles_before = [r[0] for r in conn.execute(b"SELECT rolname FROM pg_roles")]
-        conn.rollback()
-        apply_schema(conn, self.settings.schema)
-        if self.settings.setup_command:
-            run_setup_command(self.settings.setup_command, dsn, self.settings.root)
+        if not self._built:
+            self._build(conn, dsn)
+        elif not self._roles_before:
+            # Built before this session (a saved schema cluster, a worker's clone): the
+            # roles the schema made are among these, and a rebuild keeps them.
+            self._roles_before = [r[0] for r in conn.execute(b"SELECT rolname FROM pg_roles")]
+            conn.rollback()
         self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
         fixture_role.attach(conn, self.fixture_role)
         self.baseline = capture(conn)
@@ -113,6 +124,74 @@ class DatabaseSession:
         self.schema_print = catalog.take_schema(conn, self.server is not None)
         self.settings_print = catalog.take_settings(conn)
         self.watch = catalog_watch.Watch.take(conn, shared=self.server is not None)
+
+    @staticmethod
+    def _durable(conn: SqlfixConnection) -> None:
+        # The embedded server runs with synchronous_commit off (speed); the schema and the
+        # baseline's copies must survive a crashed backend's recovery all the same.
+        conn.execute(b"SET synchronous_commit = on")
+        psycopg.Connection.commit(conn)  # a session setting: kept only once committed
+
+    def _open(self) -> tuple[str, SqlfixConnection]:
+        """The test database and its connection: embedded, the DSN, or a worker's clone."""
+        if not self.settings.dsn:
+            return self._open_embedded()
+        if self.worker is None:
+            return self.settings.dsn, connect(self.settings.dsn)
+        self._clone = clone_for_worker(self.settings.dsn, self.worker, self._build_template)
+        self._built = True
+        return self._clone, connect(self._clone)
+
+    def _open_embedded(self) -> tuple[str, SqlfixConnection]:
+        """The embedded server, from the cluster saved for this schema when there is one."""
+        if self.server is not None:  # kept by a rebuild: its test database is new and empty
+            self._built = False
+            return self.server.dsn, connect(self.server.dsn)
+        key = self._schema_key()
+        server = self.server = EmbeddedServer.start(
+            options=from_settings(self.settings), schema_key=key, rebuild=self.rebuild)
+        conn = connect(server.dsn)
+        if server.schema_cached or key is None:
+            self._built = server.schema_cached  # else start() builds (and reports) as usual
+            return server.dsn, conn
+        try:
+            check_safe(conn, self.settings.allow_any_database)
+            self._build(conn, server.dsn)
+        finally:
+            conn.close()
+        server.save_schema()
+        self._built = True
+        return server.dsn, connect(server.dsn)
+
+    def _schema_key(self) -> str | None:
+        """What the schema is built from: files and command (the server adds its version)."""
+        settings = self.settings
+        if not settings.schema and not settings.setup_command:
+            return None
+        try:
+            files = schema_hash(settings.schema)
+        except OSError:
+            return None  # apply_schema says which file is missing
+        return f"schema-v1;{files};{settings.setup_command!r}"
+
+    def _build_template(self, dsn: str) -> None:
+        """Schema and migrations on the DSN's database, which the workers then clone."""
+        conn = connect(dsn)
+        try:
+            check_safe(conn, self.settings.allow_any_database)
+            self._build(conn, dsn)
+        finally:
+            conn.close()
+
+    def _build(self, conn: SqlfixConnection, dsn: str) -> None:
+        """Schema, then migrations: once per session, before any test."""
+        self._durable(conn)
+        # roles before the schema ran: a rebuild drops the others
+        self._roles_before = [r[0] for r in conn.execute(b"SELECT rolname FROM pg_roles")]
+        conn.rollback()
+        apply_schema(conn, self.settings.schema)
+        if self.settings.setup_command:
+            run_setup_command(self.settings.setup_command, dsn, self.settings.root)
 
     def connection(self) -> SqlfixConnection:
         """The session's connection; a new one (sequences reset) if the old one is gone."""
@@ -158,18 +237,47 @@ class DatabaseSession:
                         reset_session=self.settings.reset_session,
                         load_timeouts=self._load_timeouts)
 
-    def begin(self, reset_sequences: bool | None = None) -> Boundary:
-        """A boundary, begun; if the connection or the server died since, recover first."""
-        boundary = self.boundary(reset_sequences)
+    def begin(self, reset_sequences: bool | None = None, layered: bool = False) -> Boundary:
+        """A boundary, begun; if the connection or the server died since, recover first.
+
+        `layered` (with `layers` on): on the session's layer stack, see `layers`.
+        """
+        make = self.layered_boundary if layered and self.layers is not None else self.boundary
+        if make is self.boundary:
+            self.end_layers()
+        boundary = make(reset_sequences)
         try:
             boundary.begin()
         except psycopg.OperationalError:
             if not (boundary.conn.closed or boundary.conn.broken):
                 raise
             self.restore()
-            boundary = self.boundary(reset_sequences)
+            boundary = make(reset_sequences)
             boundary.begin()
         return boundary
+
+    def layered_boundary(self, reset_sequences: bool | None = None) -> LayeredBoundary:
+        """A boundary on the layer stack (`layers = true`)."""
+        assert self.layers is not None
+        wanted = self.settings.reset_sequences if reset_sequences is None else reset_sequences
+        conn = self.connection()
+        self.layers.positions = (
+            self.baseline.positions if wanted and self.baseline is not None else b"")
+        advance = self.baseline.advance_query if self.baseline is not None else b""
+        return LayeredBoundary(self.layers, conn, self._sequence_reset(wanted),
+                               advance_query=advance, reset_session=self.settings.reset_session,
+                               load_timeouts=self._load_timeouts)
+
+    def end_layers(self) -> None:
+        """End the layer stack's transaction, if one is open; sequences and session reset."""
+        stack = self.layers
+        if stack is None or stack.conn is None:
+            return
+        if stack.conn is not self._conn:
+            stack.forget()
+            return
+        session = SESSION_RESET if self.settings.reset_session else b""
+        stack.close(self._sequence_reset(self.settings.reset_sequences), session)
 
     def restore(
         self, tables: Collection[tuple[str, str]] | None = None,
@@ -444,6 +552,8 @@ class DatabaseSession:
         return None
 
     def _drop_connection(self) -> None:
+        if self.layers is not None:
+            self.layers.forget()  # its transaction dies with the connection
         if self._conn is not None and not self._conn.closed:
             with contextlib.suppress(psycopg.Error):
                 self._closed_pids.append(self._conn.info.backend_pid)
@@ -451,7 +561,13 @@ class DatabaseSession:
         self._conn = None
 
     def stop(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.end_layers()  # sequences back, on a DSN's database too
         self._drop_connection()
+        if self._clone is not None:
+            with contextlib.suppress(psycopg.Error, DatabaseError):
+                drop_worker_database(self._clone)
+            self._clone = None
         if self.server is not None:
             self.server.stop()
             self.server = None

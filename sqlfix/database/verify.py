@@ -54,10 +54,11 @@ class Fingerprint:
         return lines
 
 
-def take(conn: psycopg.Connection[Any], sequences: bool) -> Fingerprint:
+def take(conn: psycopg.Connection[Any], sequences: bool, inside: bool = False) -> Fingerprint:
     """Fingerprint every user table (and sequence, if `sequences`); two round trips.
 
-    Runs in a transaction of its own on `conn` (idle, outside any test), rolled back.
+    Runs in a transaction of its own on `conn` (idle, outside any test), rolled back;
+    with `inside`, in the transaction `conn` has open (the layer stack's), left open.
     """
     cur = conn.cursor(row_factory=tuple_row)
     try:
@@ -72,4 +73,5 @@ def take(conn: psycopg.Connection[Any], sequences: bool) -> Fingerprint:
         rows = cur.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall() if parts else []
         return Fingerprint({r[0]: (r[1], r[2]) for r in rows})
     finally:
-        conn.rollback()
+        if not inside:
+            conn.rollback()

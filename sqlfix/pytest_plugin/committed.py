@@ -64,6 +64,7 @@ class CommittedSqlfix(Sqlfix):
 
 def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlfix]:
     """The `sqlfix` fixture's body in the committed mode."""
+    session.end_layers()  # savepoint layers kept for a test that was then skipped
     conn = session.connection()
     conn.real_rollback()
     started = scalar(conn, b"SELECT clock_timestamp()")  # what connected before is not its leak

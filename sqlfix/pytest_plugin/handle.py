@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions, label_ids
 from sqlfix.compiler.seeds import derive_seed, fixture_id
 from sqlfix.database.boundary import Boundary, SqlfixConnection
+from sqlfix.database.layers import LayeredBoundary
 from sqlfix.database.loader import load
 from sqlfix.database.session import DatabaseSession
 
@@ -64,17 +65,36 @@ class Sqlfix:
         library = self._session.library
         plan = library.plan(names)
         new = tuple(f for f in plan if f.name not in self.loaded)
-        check_id_collisions((*self._loaded, *new))
-        self._boundary.before_load()
+        if self._loaded:  # the plan itself was checked by library.plan()
+            check_id_collisions((*self._loaded, *new))
+        boundary = self._boundary
+        first = boundary.take_first_load()
+        # The savepoint that marks "loaded" rides along with the load (one round trip):
+        # at the test's start, and after a load() in the test body.
+        protect = first or self.conn._sqlfix_savepoint is not None
+        boundary.before_load()
         started = time.perf_counter()
-        rows = load(self.conn, LoadPlan(new))
-        if new:
-            self._boundary.advance_sequences(label_ids(new))
-            names = tuple(f.name for f in new)
+        rows: tuple[int, ...] | None
+        # Sequences past the fixtures' explicit ids, in the same round trip. The whole
+        # plan's ids: with layers, the previous test's end put the sequences back to
+        # where its layers were taken (before any advance).
+        advance = boundary.advance_statement(label_ids(new)) if new else ""
+        then = (advance,) if advance else ()
+        sent = new  # what this call loads; with layers, what the previous test left is not
+        if first and isinstance(boundary, LayeredBoundary):
+            sent, rows = boundary.load_first(LoadPlan(new), then)  # protect included
+        else:
+            # At the test's start the role is known (begin() read it): the switch to the
+            # fixture role and back rides along too.
+            rows = load(self.conn, LoadPlan(new),
+                        then=(*then, *(boundary.protect_statements() if protect else ())),
+                        role=boundary.role if first else None)
+            if new and protect:
+                boundary.protected()
+        if sent:
+            names = tuple(f.name for f in sent)
             self.loads.append(LoadRecord(names, rows, time.perf_counter() - started))
         self._loaded.extend(new)
-        if self.conn._sqlfix_savepoint is not None:
-            self._boundary.protect()
         return tuple(f.name for f in new)
 
     @property

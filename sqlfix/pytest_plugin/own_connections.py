@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from sqlfix.database.boundary import Boundary
     from sqlfix.database.session import DatabaseSession
 
 _APP = "sqlfix"  # sqlfix.database.backends.APP_NAME, without importing the database side here
@@ -37,8 +38,6 @@ class Mark:
 
 
 MARK_KEY = pytest.StashKey[Mark]()
-_MARK = (b"SELECT sessions, clock_timestamp()::text FROM pg_stat_database "
-         b"WHERE datname = current_database()")
 # Other client connections of this run that began, or ran a statement, since the test's
 # mark (and whether they began since); the session count is read after them.
 _OTHERS = b"""
@@ -112,27 +111,15 @@ def sqlfix_dsn(_sqlfix_session: DatabaseSession) -> str:
     return as_url(_sqlfix_session.dsn)
 
 
-def mark(item: pytest.Item, session: DatabaseSession) -> None:
-    """Note where a rollback-mode test begins; one round trip on the session's idle connection.
+def note_mark(item: pytest.Item, session: DatabaseSession, boundary: Boundary) -> None:
+    """Keep where a rollback-mode test began, for the hint: no round trip of its own.
 
-    Sent through libpq directly: it runs in an implicit transaction of its own, not
-    in the test's (a statistics read there would freeze the test's view of them).
+    The boundary read it along with its begin (or, on a continued layer stack, with
+    the load): call after each. sqlfix's own count is taken now, after any reconnect.
     """
-    import psycopg
-    from psycopg.pq import ExecStatus, TransactionStatus
-
-    try:
-        conn = session.connection()
-        if conn.info.transaction_status != TransactionStatus.IDLE:
-            return
-        result = conn.pgconn.exec_(_MARK)
-    except psycopg.Error:
-        return  # no mark, no hint; the test's own set-up reports a broken connection
-    if result.status != ExecStatus.TUPLES_OK or result.ntuples != 1:
-        return
-    sessions, at = result.get_value(0, 0), result.get_value(0, 1)
-    if sessions is not None and at is not None:
-        item.stash[MARK_KEY] = Mark(int(sessions), bytes(at).decode(), session.opened)
+    if boundary.mark is not None:
+        sessions, at = boundary.mark
+        item.stash[MARK_KEY] = Mark(sessions, at, session.opened)
 
 
 @dataclass(frozen=True)

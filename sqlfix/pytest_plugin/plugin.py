@@ -64,6 +64,7 @@ USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure repo
 FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
 HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
 KEEP_LOG_KEY = pytest.StashKey[bool]()  # a sqlfix test failed: keep the server's log
+NEXT_KEY = pytest.StashKey["pytest.Item | None"]()  # the test pytest runs after this one
 SEED_CACHE_KEY = "sqlfix/seed"  # the last run's seed, in pytest's cache, for --sqlfix-seed=last
 
 
@@ -101,6 +102,10 @@ def _add_boundary_options(group: Any) -> None:
         OPTION_KEYS["verify"], dest="sqlfix_verify", action="store_const", const=True,
         default=None, help="after each test, check every table and sequence is as before "
         "the first test (default: [tool.sqlfix] verify, else off)")
+    group.addoption(
+        OPTION_KEYS["layers"], dest="sqlfix_layers", action="store_const", const=True,
+        default=None, help="keep loaded fixtures under savepoints for the next test that "
+        "shares them (default: [tool.sqlfix] layers, else off)")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -119,6 +124,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_seed_option,
         help="seed for fixture values (default 0); 'random' picks one and prints it, "
         "'last' replays the previous run's",
+    )
+    group.addoption(
+        "--sqlfix-rebuild",
+        action="store_true",
+        default=False,
+        help="build the schema again (schema files, setup_command) instead of reusing the "
+        "embedded server's cluster saved by an earlier run",
     )
     group.addoption(
         "--sqlfix-fixtures",
@@ -202,7 +214,7 @@ def _asked_for(config: pytest.Config) -> bool:
     """A `--sqlfix-*` option on the command line: read (and check) the configuration now."""
     names = ("sqlfix_dsn", "sqlfix_seed", "sqlfix_fixtures", *(f"sqlfix_{k}" for k in OPTION_KEYS))
     return any(config.getoption(name) is not None for name in names) or bool(
-        config.getoption("sqlfix_report"))
+        config.getoption("sqlfix_report") or config.getoption("sqlfix_rebuild"))
 
 
 def _xdist_workers(config: pytest.Config) -> int:
@@ -213,17 +225,6 @@ def _xdist_workers(config: pytest.Config) -> int:
         return 0
     # What xdist itself checks before it starts workers (after it turned -n N into tx).
     return len(config.getoption("tx", None) or [])
-
-
-def _refuse_dsn_with_xdist(config: pytest.Config, settings: Settings) -> None:
-    """On the pytest-xdist controller, before any worker starts: one DSN cannot serve many."""
-    workers = _xdist_workers(config)
-    if workers > 1 and settings.dsn:
-        raise pytest.UsageError(
-            f"sqlfix: with pytest-xdist ({workers} workers), each worker needs a database "
-            f"of its own, and the DSN ({settings.source('dsn')}) names one database for all "
-            "of them. Leave the DSN unset (each worker then starts its own embedded "
-            "PostgreSQL) or run without -n.")
 
 
 class _XdistSeed:
@@ -258,8 +259,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(LoadReport(), "sqlfix-report")
     # Else the configuration waits for a collected sqlfix test (pytest_collection_modifyitems):
     # an xdist controller collects nothing, and an option given is meant to be used.
+    # (A DSN with pytest-xdist: each worker clones the database, see database/workers.py.)
     if _asked_for(config) or _xdist_workers(config):
-        _refuse_dsn_with_xdist(config, settings_of(config))
+        settings_of(config)
 
 
 def _needs_sqlfix(item: pytest.Item) -> bool:
@@ -295,6 +297,14 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
     return _header(config) if late and shown else []
 
 
+def _fixture_cache(config: pytest.Config) -> Path | None:
+    """Where compiled fixtures are kept between runs: SQLFIX_CACHE_DIR, else pytest's cache."""
+    if os.environ.get("SQLFIX_CACHE_DIR"):
+        return Path(os.environ["SQLFIX_CACHE_DIR"]).expanduser()
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    return None if cache is None else Path(cache.mkdir("sqlfix"))
+
+
 @pytest.fixture(scope="session")
 def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     import psycopg  # here, not at the top: see the module's docstring
@@ -306,7 +316,9 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
         settings = settings_of(pytestconfig)
     except pytest.UsageError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
-    session = DatabaseSession(settings)
+    worker = getattr(pytestconfig, "workerinput", {}).get("workerid")  # a DSN is cloned per worker
+    session = DatabaseSession(settings, _fixture_cache(pytestconfig), worker,
+                              rebuild=pytestconfig.getoption("sqlfix_rebuild"))
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
     pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
@@ -319,6 +331,18 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
         problem = str(exc)
     # Every database test would fail the same way: stop the run, say why once.
     pytest.exit(f"sqlfix could not prepare the test database: {problem}", returncode=3)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: stop the database now, before the worker reports it is
+    done; the controller may end the worker before its config clean-up ran (a DSN's
+    worker database would then stay behind)."""
+    config = session.config
+    started = config.stash.get(SESSION_KEY, None)
+    if started is None or not hasattr(config, "workerinput"):
+        return
+    _keep_server_log(config, started)
+    started.stop()
 
 
 def _kept_log(config: pytest.Config) -> Path | None:
@@ -359,6 +383,19 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
 
 
+def _lost_at_end(item: pytest.Item, boundary: Boundary) -> str:
+    """The connection died during the test, found by end(): reconnect, say so."""
+    import psycopg
+
+    from sqlfix.errors import SqlfixError
+
+    try:
+        restored = item.config.stash[SESSION_KEY].restore()
+    except (SqlfixError, psycopg.Error) as exc:
+        restored = f"sqlfix could not reconnect: {exc}"
+    return f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}."
+
+
 def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:
     """What went wrong loading `names`, in sqlfix's words (never a bare psycopg error)."""
     from sqlfix.errors import LoadError, SqlfixError
@@ -397,10 +434,11 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
         item.stash[USED_KEY] = True
         yield from committed_test(item, _sqlfix_session)
         return
-    from sqlfix.pytest_plugin.own_connections import mark
+    from sqlfix.pytest_plugin.own_connections import note_mark
 
-    mark(item, _sqlfix_session)  # for the second-connection hint
-    boundary = _sqlfix_session.begin()
+    layered = _sqlfix_session.layers is not None
+    boundary = _sqlfix_session.begin(layered=layered)
+    note_mark(item, _sqlfix_session, boundary)  # for the second-connection hint
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
@@ -408,7 +446,11 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     item.stash[HANDLE_KEY] = handle
     try:
         handle.load(*names)
-        boundary.protect()
+        if not boundary.is_protected:
+            boundary.protect()  # nothing was loaded: the savepoint did not ride along
+        note_mark(item, _sqlfix_session, boundary)  # a continued layer stack read it now
+        if layered and _sqlfix_session.settings.verify:
+            _layer_reference(_sqlfix_session, boundary)
         problem = None
     except (SqlfixError, TypeError, psycopg.Error) as exc:
         boundary.end()
@@ -421,11 +463,46 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
         del item.stash[BOUNDARY_KEY]
         # Fixtures' set-up and tear-down run outside the call check: look again.
         late = _settle(item, boundary)
-        boundary.end()
+        if layered and late is None and item.stash.get(ESCAPE_KEY, None) is None:
+            boundary.end(keep=_next_load_order(item, _sqlfix_session))
+        else:
+            boundary.end()
+        if late is None and boundary.lost_at_end:
+            late = _lost_at_end(item, boundary)
     message = late or item.stash.get(ESCAPE_KEY, None)
     if message is not None:
         item.stash[ESCAPE_KEY] = message  # makereport keeps xfail from hiding it
         pytest.fail(message, pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Note the next test: savepoint layers are kept only for a test that shares them."""
+    item.stash[NEXT_KEY] = nextitem
+
+
+def _next_load_order(item: pytest.Item, session: DatabaseSession) -> tuple[str, ...] | None:
+    """The load order of the next test's fixtures if it runs in a rollback boundary, else None.
+
+    None (end the layer stack's transaction): no next test, one that does not use
+    sqlfix (no transaction is kept open for it), a committed one, one whose marks
+    are wrong (its own set-up says so).
+    """
+    nextitem = item.stash.get(NEXT_KEY, None)
+    if nextitem is None:
+        return None
+    uses = (nextitem.get_closest_marker(MARKER) is not None
+            or "sqlfix" in getattr(nextitem, "fixturenames", ()))
+    if not uses:
+        return None
+    from sqlfix.errors import SqlfixError
+
+    try:
+        if commit_requested(nextitem):
+            return None
+        return tuple(session.library.order(requested_names(nextitem)))
+    except (SqlfixError, TypeError, OSError):
+        return None
 
 
 def _committed(item: pytest.Item) -> bool:
@@ -496,12 +573,45 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     session = item.config.stash.get(SESSION_KEY, None)
     if reference is None or session is None or session.dsn is None:
         return result
+    stack = session.layers
+    if stack is not None and stack.conn is not None:
+        _verify_layers(session)  # kept for the next test: compare with its top as loaded
+        return result
     from sqlfix.pytest_plugin.verifier import check
 
     message, item.config.stash[FINGERPRINT_KEY] = check(session, reference)
     if message is not None:
         pytest.fail(message, pytrace=False)
     return result
+
+
+def _layer_reference(session: DatabaseSession, boundary: Boundary) -> None:
+    """The verifier with layers: the stack's new top, as loaded, before the test runs."""
+    from sqlfix.database.layers import LayeredBoundary
+    from sqlfix.database.verify import take
+
+    stack = session.layers
+    if stack is None or not isinstance(boundary, LayeredBoundary) or stack.reference is not None:
+        return
+    stack.reference = take(boundary.conn, session.settings.reset_sequences, inside=True)
+
+
+def _verify_layers(session: DatabaseSession) -> None:
+    """After a test whose layers stay: the stack must be exactly as it was loaded."""
+    from sqlfix.database.verify import take
+
+    stack = session.layers
+    assert stack is not None and stack.conn is not None
+    if stack.reference is None or not stack.is_open(stack.conn):
+        return  # a new top (nothing loaded yet to compare with): the next test takes it
+    now = take(stack.conn, session.settings.reset_sequences, inside=True)
+    changes = stack.reference.differences(now)
+    if changes:
+        session.end_layers()
+        restored = session.restore()
+        pytest.fail("sqlfix --sqlfix-verify: after this test its savepoint layers (the fixtures "
+                    "kept for the next test) differ from how they were loaded:\n  "
+                    + "\n  ".join(changes) + f"\n{restored}.", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,9 +8,9 @@ application's), then runs the same test under each strategy: load orders.sql and
 its requirements, and write two rows *through a second connection* (the code
 under test on its own connection; in the rollback mode the write goes through
 sqlfix's connection, as it must there). Prints medians in ms and ratios against
-the rollback mode, the cost of the second-connection hint's per-test mark, of listing
-the connections a committed test left open, and of sqlfix_aconn's async front end. Figures, not
-assertions: machines are shared and noisy.
+the rollback mode, the cost of the second-connection hint's per-test mark (what it adds
+to the begin's round trip), of listing the connections a committed test left open, and
+of sqlfix_aconn's async front end. Figures, not assertions: machines are shared and noisy.
 
 - committed, changed tables only: what `@uses(..., commit=True)` does;
 - committed, restore everything: the same with every table truncated and refilled,
@@ -32,13 +32,12 @@ from sqlfix.config import load_settings
 from sqlfix.database.aboundary import AsyncFrontEnd
 from sqlfix.database.backends import others
 from sqlfix.database.baseline import capture, restore
-from sqlfix.database.boundary import Boundary
+from sqlfix.database.boundary import Boundary, mark_columns
 from sqlfix.database.committed import ChangeTracker
 from sqlfix.database.loader import load, plan_sql
 from sqlfix.database.schema import apply_schema, connect
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.session import make_library
-from sqlfix.pytest_plugin.own_connections import _MARK
 
 EXTRA = "CREATE TABLE countries (code text PRIMARY KEY, name text NOT NULL);\n" + "".join(
     f"CREATE TABLE spare_{i} (id serial PRIMARY KEY, v text);\n" for i in range(8)
@@ -94,7 +93,16 @@ def main(rounds: int) -> None:
             aconn = await psycopg.AsyncConnection.connect(server.dsn)
             await aconn.close()
 
-        mark_ms = timed(rounds, lambda: conn.pgconn.exec_(_MARK))
+        def begin(mark: bool) -> Callable[[], None]:
+            query = (b"BEGIN; SELECT pg_current_xact_id()::text, current_setting('role')"
+                     + (b", " + mark_columns(conn).encode() if mark else b""))
+
+            def run() -> None:
+                conn.pgconn.exec_(query)
+                conn.pgconn.exec_(b"ROLLBACK")
+            return run
+
+        mark_ms = timed(rounds, begin(True)) - timed(rounds, begin(False))
         list_ms = timed(rounds, lambda: others(conn, [other.info.backend_pid]))
         front_ms = timed(rounds, front_end)
         connect_ms = timed(min(rounds, 200), lambda: asyncio.run(connect_async()))
@@ -105,7 +113,8 @@ def main(rounds: int) -> None:
           f"({len(plan_sql(plan))} chars of SQL), {len(baseline.tables)} tables")
     for name, ms in figures.items():
         print(f"  {ms:8.3f} ms  x{ms / base:5.2f}  {name}")
-    print(f"  {mark_ms:8.3f} ms  the second-connection hint's mark (every rollback-mode test)")
+    print(f"  {mark_ms:8.3f} ms  the second-connection hint's mark, in the begin's round trip "
+          "(every rollback-mode test)")
     print(f"  {list_ms:8.3f} ms  listing connections left open (every committed test)")
     print(f"  {front_ms:8.3f} ms  sqlfix_aconn's front end on the test's connection")
     print(f"  {connect_ms:8.3f} ms  an AsyncConnection.connect() per test instead (with its loop)")

@@ -194,7 +194,8 @@ def test_2_python_fixture_kills_its_backend(closes_its_backend):
 def test_3_killed_by_another_session(sqlfix_conn):
     import psycopg
     with psycopg.connect(sqlfix_conn.info.dsn, autocommit=True) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [sqlfix_conn.info.backend_pid])
+        pid = sqlfix_conn.info.backend_pid
+        other.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])  # waits until it is gone
 
 def test_4_runs_normally(sqlfix_conn):
     assert sqlfix_conn.execute("SELECT count(*) FROM t").fetchone() == (0,)

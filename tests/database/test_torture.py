@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 TESTS = 220
 SCHEMA = (
     "CREATE ROLE torture_low NOLOGIN;\n"
@@ -36,9 +38,10 @@ SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM kinds), (SELECT count
        nextval('items_id_seq')
 """
 EXPECTED = (0, 2, 0, 0, 0, 0, 0, 0, True, '"$user", public', "4MB", 1)
+WITH_ITEMS = (1, 3, *EXPECTED[2:])  # items.sql loaded
 
-def clean(conn):
-    assert conn.execute(CLEAN).fetchone() == EXPECTED
+def clean(conn, expected=EXPECTED):
+    assert conn.execute(CLEAN).fetchone() == expected
     conn.rollback()
 '''
 # (code, fails): one step of a test body; `c` is the test's connection, `s` the handle
@@ -62,8 +65,12 @@ STEPS = {
 LAST_ONLY = {"raise", "escape_commit", "escape_end", "escape_path", "escape_close"}
 
 
-def generate(seed: int = 9) -> tuple[str, int]:
-    """The test module's source and how many of its tests must fail."""
+def generate(seed: int = 9, marks: bool = False) -> tuple[str, int]:
+    """The test module's source and how many of its tests must fail.
+
+    With `marks`, most tests load items.sql with a mark (shared by the tests after
+    them: savepoint layers are kept between them) instead of in their body.
+    """
     rng = random.Random(seed)
     ordinary = [k for k in STEPS if k not in LAST_ONLY]
     parts, failing = [HEADER], 0
@@ -74,23 +81,29 @@ def generate(seed: int = 9) -> tuple[str, int]:
             steps.append(rng.choice(sorted(LAST_ONLY)))
         failing += any(STEPS[s][1] for s in steps)
         body = "\n    ".join(STEPS[s][0] for s in steps)
-        parts.append(f"\ndef test_{number}(sqlfix):\n    c, s = sqlfix.conn, sqlfix\n"
-                     f"    clean(c)\n    {body}\n")
+        marked = marks and rng.random() < 0.7
+        mark = "@pytest.mark.sqlfix('items.sql')\n" if marked else ""
+        expected = "WITH_ITEMS" if marked else "EXPECTED"
+        parts.append(f"\n{mark}def test_{number}(sqlfix):\n    c, s = sqlfix.conn, sqlfix\n"
+                     f"    clean(c, {expected})\n    {body}\n")
     return "".join(parts), failing
 
 
-def test_torture_run_with_the_verifier_has_no_leaks_and_no_hangs(pytester):
+# The layered run (a second whole torture session) only in the full suite, not the matrix
+@pytest.mark.parametrize("layers", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["plain", "layers"])
+def test_torture_run_with_the_verifier_has_no_leaks_and_no_hangs(pytester, layers):
     (pytester.path / "schema.sql").write_text(SCHEMA)
     pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
     (pytester.path / "fixtures_sql").mkdir()
     (pytester.path / "fixtures_sql" / "items.sql").write_text(
         "INSERT INTO items (id, name) VALUES ({{ id('items', 'one') }}, 'one');\n"
         "INSERT INTO kinds VALUES ('c');\n")
-    source, failing = generate()
+    source, failing = generate(marks=layers)
     pytester.makepyfile(test_torture=source)
     result = pytester.runpytest_subprocess(
         "-p", "randomly", "--randomly-seed=4", "--sqlfix-verify", "-q",
-        timeout=240)
+        *(["--sqlfix-layers"] if layers else []), timeout=240)
     result.assert_outcomes(passed=TESTS - failing, failed=failing)
     assert failing > 20
     assert "sqlfix --sqlfix-verify: " not in result.stdout.str()

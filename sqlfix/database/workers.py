@@ -1,0 +1,111 @@
+"""A database of its own for each pytest-xdist worker, cloned from the DSN's database.
+
+pytest-django's way: worker `gw1` of a run against `myapp_test` tests in
+`myapp_test_gw1`, made with `CREATE DATABASE myapp_test_gw1 TEMPLATE myapp_test`
+and dropped when the worker ends. The schema (and `setup_command`) is applied to
+the DSN's database first, by one worker at a time under an advisory lock, so the
+clones start with it and nobody builds it twice. PostgreSQL refuses to clone a
+database while anyone is connected to it: the clone is retried for a while, then
+the error says who to disconnect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from sqlfix.errors import DatabaseError
+
+_MAINTENANCE = ("postgres", "template1")  # where CREATE/DROP DATABASE run from
+_CLONE_PATIENCE = 30.0  # seconds to wait for other sessions to leave the template
+
+
+def worker_dbname(template: str, worker: str) -> str:
+    """`myapp_test` + `gw1` -> `myapp_test_gw1` (PostgreSQL keeps 63 bytes of a name)."""
+    suffix = f"_{worker}"
+    return template.encode()[: 63 - len(suffix)].decode(errors="ignore") + suffix
+
+
+def dbname_of(dsn: str) -> str:
+    """The database a DSN names (libpq's default: the user name)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.info.dbname
+
+
+@contextmanager
+def maintenance(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the server's `postgres` (or `template1`) database."""
+    last: psycopg.Error | None = None
+    for dbname in _MAINTENANCE:
+        try:
+            conn = psycopg.connect(make_conninfo(dsn, dbname=dbname), autocommit=True)
+        except psycopg.OperationalError as exc:
+            last = exc
+            continue
+        with conn:
+            yield conn
+        return
+    raise DatabaseError(
+        f"cannot connect to the server's 'postgres' or 'template1' database to create the "
+        f"pytest-xdist workers' databases ({last}); grant CONNECT on one of them to the DSN's "
+        "user, or run without -n")
+
+
+def clone_for_worker(dsn: str, worker: str, prepare: Callable[[str], None]) -> str:
+    """The DSN of `worker`'s fresh clone of the DSN's database; raises DatabaseError.
+
+    `prepare(dsn)` runs on the DSN's database first (the schema), one worker at a
+    time; it must close every connection it opens, or the clone cannot be made.
+    The clone is dropped first if a crashed run left it behind.
+    """
+    template = dbname_of(dsn)
+    target = worker_dbname(template, worker)
+    if conninfo_to_dict(dsn).get("dbname") is None:
+        dsn = make_conninfo(dsn, dbname=template)
+    with maintenance(dsn) as conn:
+        lock = sql.SQL("SELECT pg_advisory_lock(hashtext({}))").format(
+            sql.Literal(f"sqlfix: clone {template}"))
+        conn.execute(lock)  # session-level: released when this connection closes
+        prepare(dsn)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(target)))
+        _create(conn, target, template)
+    return make_conninfo(dsn, dbname=target)
+
+
+def _create(conn: psycopg.Connection[Any], target: str, template: str) -> None:
+    query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(target), sql.Identifier(template))
+    deadline = time.monotonic() + _CLONE_PATIENCE
+    while True:
+        try:
+            conn.execute(query)
+            return
+        except psycopg.errors.ObjectInUse as exc:
+            if time.monotonic() > deadline:
+                raise DatabaseError(
+                    f"cannot clone database {template!r} for a pytest-xdist worker: "
+                    f"{exc.diag.message_primary} ({exc.diag.message_detail or 'no detail'}). "
+                    "PostgreSQL copies a database only while nobody is connected to it: "
+                    "close other sessions on it (psql, an IDE, a running app), or run "
+                    "without -n") from exc
+            time.sleep(0.1)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise DatabaseError(
+                f"cannot create database {target!r} for a pytest-xdist worker: "
+                f"{exc.diag.message_primary}. Give the DSN's user CREATEDB "
+                f"(ALTER ROLE ... CREATEDB), or run without -n") from exc
+
+
+def drop_worker_database(dsn: str) -> None:
+    """Drop a worker's clone (at the end of its session); errors are the caller's to ignore."""
+    name = conninfo_to_dict(dsn)["dbname"]
+    with maintenance(dsn) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(str(name))))

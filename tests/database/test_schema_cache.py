@@ -1,0 +1,111 @@
+"""The schema built once across runs: the embedded server's cluster saved per schema key."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from sqlfix.config import Settings
+from sqlfix.database.session import DatabaseSession
+
+# Counts its runs in a file, and leaves a table behind that proves it ran.
+COMMAND = (
+    f"{sys.executable} -c \"import os, psycopg; open('runs.txt', 'a').write('x'); "
+    "psycopg.connect(os.environ['SQLFIX_DSN'], autocommit=True).execute("
+    "'CREATE TABLE IF NOT EXISTS migrated (id int)')\""
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "fixtures_sql").mkdir()
+    # a unique schema per test: the cache is the user's, shared with other tests
+    (tmp_path / "schema.sql").write_text(
+        f"-- {tmp_path}\nCREATE TABLE users (id int PRIMARY KEY, name text);\n"
+        "INSERT INTO users VALUES (1, 'lookup');\n")
+    return tmp_path
+
+
+def session(root: Path, rebuild: bool = False, command: str = COMMAND) -> DatabaseSession:
+    settings = Settings(root=root, fixtures_dir=root / "fixtures_sql",
+                        schema=(root / "schema.sql",), setup_command=command)
+    started = DatabaseSession(settings, rebuild=rebuild)
+    started.start()
+    return started
+
+
+def runs(root: Path) -> int:
+    return len((root / "runs.txt").read_text()) if (root / "runs.txt").exists() else 0
+
+
+def tables(s: DatabaseSession) -> list[tuple[str, int]]:
+    conn = s.connection()
+    found = conn.execute(
+        "SELECT 'users', count(*) FROM users UNION ALL SELECT 'migrated', count(*) FROM migrated"
+    ).fetchall()
+    conn.rollback()
+    return [(str(name), int(n)) for name, n in found]
+
+
+def test_the_second_session_starts_from_the_saved_schema(project):
+    first = session(project)
+    try:
+        assert first.server is not None and not first.server.schema_cached
+        assert tables(first) == [("users", 1), ("migrated", 0)]
+    finally:
+        first.stop()
+    second = session(project)
+    try:
+        assert second.server is not None and second.server.schema_cached
+        assert runs(project) == 1  # setup_command did not run again
+        assert tables(second) == [("users", 1), ("migrated", 0)]
+        assert second.baseline is not None and second.baseline.saved  # lookup rows captured
+    finally:
+        second.stop()
+
+
+def _run_and_stop(project: Path, **kwargs: object) -> bool:
+    s = session(project, **kwargs)  # type: ignore[arg-type]
+    try:
+        assert s.server is not None
+        return s.server.schema_cached
+    finally:
+        s.stop()
+
+
+def test_a_changed_schema_file_builds_again(project):
+    assert not _run_and_stop(project)
+    schema = project / "schema.sql"
+    schema.write_text(schema.read_text() + "CREATE TABLE extra (id int);\n")
+    assert not _run_and_stop(project)
+    assert runs(project) == 2
+    s = session(project)
+    try:
+        assert s.server is not None and s.server.schema_cached
+        assert s.connection().execute("SELECT to_regclass('extra') IS NOT NULL").fetchone() == (
+            True,)
+    finally:
+        s.stop()
+
+
+def test_a_changed_setup_command_builds_again(project):
+    assert not _run_and_stop(project)
+    assert not _run_and_stop(project, command=COMMAND + " # v2")
+    assert _run_and_stop(project, command=COMMAND + " # v2")
+    assert runs(project) == 2
+
+
+def test_rebuild_ignores_the_saved_schema_and_saves_a_new_one(project):
+    assert not _run_and_stop(project)
+    assert not _run_and_stop(project, rebuild=True)
+    assert runs(project) == 2
+    assert _run_and_stop(project)
+
+
+def test_a_failing_schema_saves_nothing(project):
+    (project / "schema.sql").write_text(f"-- {project}\nCREATE TABLE broken (;\n")
+    for _ in range(2):
+        with pytest.raises(Exception, match="schema failed"):
+            session(project)
