@@ -32,10 +32,10 @@ def test_the_startup_benchmark_runs_and_prints_its_figures():
     out = subprocess.run([sys.executable, str(script), "1", "--tests", "3", "--isolated-only"],
                          capture_output=True, text=True, check=True, timeout=300)
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("1 rounds (+1 warm-up), `pytest -q` on 3 plain tests")
-    assert lines[1] == "isolated (no plugin autoload):"
-    assert [line.split()[0] for line in lines[2:]] == ["wall", "cpu"]
-    assert all(" ratio " in line and line.endswith(" ms)") for line in lines[2:])
+    assert lines[0] == "`pytest -q` on 1 and on 3 plain tests; medians of 1 rounds (+1 warm-up)"
+    assert lines[2] == "isolated (no plugin autoload), cpu:"
+    assert [line.split()[0] for line in lines[3:]] == ["fixed", "per"]
+    assert all(" ratio " in line and line.endswith(" ms") for line in lines[3:])
 
 
 def test_the_catalog_watch_benchmark_runs_and_prints_its_figures():

@@ -9,6 +9,9 @@ marker, hooks and fixtures. The configuration (`sqlfix.config`, tomllib, the
 compiler) is read once a collected test needs sqlfix, or at configure time when a
 `--sqlfix-*` option is given or pytest-xdist distributes; the database side
 (psycopg, Jinja, the server) is imported by the first test that uses sqlfix.
+Per test, a test without sqlfix costs nothing: `_sqlfix_uses` is no autouse fixture
+but is added to the marked tests at collection, and the run's hook wrappers
+(`_RunHooks`) are registered only when the run has a sqlfix test.
 tests/pytest_plugin/test_startup.py holds that; docs/architecture.md has the figures.
 """
 
@@ -29,6 +32,7 @@ import pytest
 
 from sqlfix.config_keys import INI_KEYS, INI_PREFIX, OPTION_KEYS, TIMEOUT_KEYS
 from sqlfix.marker import (
+    LEGACY_MARKER,
     MARKER,
     MARKER_HELP,
     commit_requested,
@@ -264,17 +268,57 @@ def pytest_configure(config: pytest.Config) -> None:
         settings_of(config)
 
 
-def _needs_sqlfix(item: pytest.Item) -> bool:
-    """Marked `sqlfix`, or a fixture that reaches the database (they all need the session)."""
-    return (item.get_closest_marker(MARKER) is not None
-            or "_sqlfix_session" in getattr(item, "fixturenames", ()))
+_MARKS = frozenset((MARKER, LEGACY_MARKER))
+USES_FIXTURE = "_sqlfix_uses"  # added to the closure of the tests that carry a mark
 
 
-@pytest.hookimpl(trylast=True)  # after -k/-m deselected theirs
+@pytest.hookimpl(trylast=True)  # after -k/-m deselected theirs, and others added their marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SETTINGS_KEY not in config.stash and any(_needs_sqlfix(item) for item in items):
-        settings_of(config)  # a bad configuration stops the run here, before any test
-        config.stash[LATE_HEADER_KEY] = True
+    """Give the marked tests `_sqlfix_uses`; if any test needs sqlfix, read the configuration.
+
+    One walk over each test's marks; a test with neither mark nor sqlfix fixture is
+    left as it is, so it costs nothing when it runs.
+    """
+    needed = False
+    for item in items:
+        if any(mark.name in _MARKS for mark in item.iter_markers()):
+            needed = _request_uses(item) or needed
+        if not needed and "_sqlfix_session" in getattr(item, "fixturenames", ()):
+            needed = True  # a fixture that reaches the database (they all need the session)
+    if needed:
+        register_run_hooks(config)
+        if SETTINGS_KEY not in config.stash:
+            settings_of(config)  # a bad configuration stops the run here, before any test
+            config.stash[LATE_HEADER_KEY] = True
+
+
+def _request_uses(item: pytest.Item) -> bool:
+    """Add `_sqlfix_uses` to a test marked `sqlfix`, or with an old-style `uses` mark.
+
+    Where an autouse fixture would be: after the wider-scoped fixtures (a user's
+    session fixture still runs before the database starts), before the test's
+    function-scoped ones (they see the loaded data). A new list: parametrized tests
+    share the one pytest computed. Another plugin's `uses("network")` gets nothing.
+    Returns True if the test is marked `sqlfix` (it needs the database).
+    """
+    marked = item.get_closest_marker(MARKER) is not None
+    names = getattr(item, "fixturenames", None)
+    info = getattr(item, "_fixtureinfo", None)  # None: not a Python test, no fixtures
+    if names is None or info is None or USES_FIXTURE in names:
+        return marked
+    if not marked and legacy_warning(item) is None:
+        return False
+    defs = info.name2fixturedefs
+    at = next((i for i, name in enumerate(names)
+               if name not in defs or defs[name][-1].scope == "function"), len(names))
+    item.fixturenames = [*names[:at], USES_FIXTURE, *names[at:]]  # type: ignore[attr-defined]
+    return marked
+
+
+def register_run_hooks(config: pytest.Config) -> None:
+    """Register `_RunHooks` once: at collection, or when a test reaches the database."""
+    if not config.pluginmanager.has_plugin(_RunHooks.NAME):
+        config.pluginmanager.register(_RunHooks(), _RunHooks.NAME)
 
 
 def _header(config: pytest.Config) -> list[str]:
@@ -316,6 +360,7 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
         settings = settings_of(pytestconfig)
     except pytest.UsageError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    register_run_hooks(pytestconfig)  # a test reached the database by getfixturevalue
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid")  # a DSN is cloned per worker
     session = DatabaseSession(settings, _fixture_cache(pytestconfig), worker,
                               rebuild=pytestconfig.getoption("sqlfix_rebuild"))
@@ -476,7 +521,7 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+def _runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Note the next test: savepoint layers are kept only for a test that shares them."""
     item.stash[NEXT_KEY] = nextitem
 
@@ -518,9 +563,12 @@ def sqlfix_conn(sqlfix: Sqlfix) -> SqlfixConnection:
     return sqlfix.conn
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
     """Tests marked with @uses get their fixtures even if they request no sqlfix fixture.
+
+    Not autouse (set up for every test of the project): pytest_collection_modifyitems
+    adds it to the marked tests.
 
     A `unittest.TestCase` cannot request fixtures: it gets the handle as `self.sqlfix`
     (set before `setUp` runs).
@@ -537,7 +585,7 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+def _runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """After the test body: did the boundary hold? If not, restore and fail the test.
 
     A test that failed, skipped or xfailed for its own reason keeps that outcome;
@@ -566,7 +614,7 @@ def _fingerprint(config: pytest.Config, session: DatabaseSession) -> Fingerprint
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+def _runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     """The verifier (--sqlfix-verify): after the test's fixtures are gone, compare."""
     result = yield
     reference = item.config.stash.get(FINGERPRINT_KEY, None)
@@ -615,7 +663,7 @@ def _verify_layers(session: DatabaseSession) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
+def _runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
@@ -642,6 +690,22 @@ def pytest_runtest_makereport(
 
             setattr(report, ATTR, records(handle))  # JSON-able: xdist sends it along
     return report
+
+
+class _RunHooks:
+    """The hook wrappers that look at each test's result, registered by register_run_hooks.
+
+    Not in the entry module's namespace as `pytest_*` functions: there they would
+    run around every test of every run, sqlfix test or not. Everything they look
+    at is set by `_sqlfix_session` and the fixtures that depend on it, which register
+    them first.
+    """
+
+    NAME = "sqlfix-run"
+    pytest_runtest_protocol = staticmethod(_runtest_protocol)
+    pytest_runtest_call = staticmethod(_runtest_call)
+    pytest_runtest_teardown = staticmethod(_runtest_teardown)
+    pytest_runtest_makereport = staticmethod(_runtest_makereport)
 
 
 def _failure_section(item: pytest.Item) -> str:
