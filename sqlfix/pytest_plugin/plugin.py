@@ -280,8 +280,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     left as it is, so it costs nothing when it runs.
     """
     needed = False
+    memo: dict[int, bool] = {}  # per node id(): a module's or class's marks are read once
     for item in items:
-        if any(mark.name in _MARKS for mark in item.iter_markers()):
+        if _carries_mark(item, memo):
             needed = _request_uses(item) or needed
         if not needed and "_sqlfix_session" in getattr(item, "fixturenames", ()):
             needed = True  # a fixture that reaches the database (they all need the session)
@@ -290,6 +291,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if SETTINGS_KEY not in config.stash:
             settings_of(config)  # a bad configuration stops the run here, before any test
             config.stash[LATE_HEADER_KEY] = True
+
+
+def _carries_mark(node: pytest.Item | pytest.Collector, memo: dict[int, bool]) -> bool:
+    """`any(m.name in _MARKS for m in node.iter_markers())`, each parent looked at once."""
+    found = memo.get(id(node))
+    if found is None:
+        found = (any(mark.name in _MARKS for mark in node.own_markers)
+                 or (node.parent is not None and _carries_mark(node.parent, memo)))
+        memo[id(node)] = found
+    return found
 
 
 def _request_uses(item: pytest.Item) -> bool:
