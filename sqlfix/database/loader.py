@@ -13,6 +13,7 @@ constraint, found by replaying the statements one by one (slow, error path only)
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,9 +24,29 @@ from psycopg.pq import TransactionStatus
 
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database import fixture_role
-from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK
+from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK, SqlfixConnection
 from sqlfix.database.copy_load import load_with_copies
 from sqlfix.errors import Finding, LoadError
+
+
+class _QuietClose(logging.Filter):
+    """Drops psycopg's "error ignored terminating <Pipeline|Copy>: ..." for sqlfix's connections.
+
+    When a statement of a load fails, psycopg raises its error inside the pipeline (or
+    COPY) block, and closing the block then fails again with "pipeline aborted"; psycopg
+    logs that second failure raw. sqlfix reports the first one with file and line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.msg != "error ignored terminating %r: %s" or not isinstance(args, tuple):
+            return True
+        owner = args[0] if args else None
+        conn = getattr(owner, "_conn", None) or getattr(owner, "connection", None)
+        return not isinstance(conn, SqlfixConnection)
+
+
+logging.getLogger("psycopg").addFilter(_QuietClose())
 
 _SAVEPOINT = "sqlfix_load"
 # Deferred constraints would otherwise be checked only at a COMMIT that never comes:

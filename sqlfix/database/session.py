@@ -190,6 +190,13 @@ class DatabaseSession:
         self._roles_before = [r[0] for r in conn.execute(b"SELECT rolname FROM pg_roles")]
         conn.rollback()
         apply_schema(conn, self.settings.schema)
+        # What the schema SET on this session (pg_dump's SET client_encoding = 'SQL_ASCII',
+        # a closing SET ROLE of pg_dump --role, search_path) must not reach sqlfix's own
+        # work on it below (the fixture role, the baseline): back to the startup options.
+        conn.execute(b"SET SESSION AUTHORIZATION DEFAULT")
+        conn.execute(b"RESET ALL")
+        psycopg.Connection.commit(conn)  # session settings: kept only once committed
+        self._durable(conn)
         if self.settings.setup_command:
             run_setup_command(self.settings.setup_command, dsn, self.settings.root)
 
