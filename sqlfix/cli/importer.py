@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import pglast
 import psycopg
 from psycopg.rows import tuple_row
 
@@ -27,8 +28,11 @@ from sqlfix.compiler import copy_blocks
 from sqlfix.compiler.library import display_path
 
 _INSERT = re.compile(
-    r"INSERT\s+INTO\s+(?P<table>(?:\"[^\"]*\"|[\w$]+)(?:\.(?:\"[^\"]*\"|[\w$]+))?)\s*"
+    r'INSERT\s+INTO\s+(?P<table>(?:"(?:[^"]|"")*"|[\w$]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[\w$]+))?)\s*'
     r"(?:\((?P<cols>[^)]*)\))?\s*(?:OVERRIDING\s+SYSTEM\s+VALUE\s+)?VALUES\s*", re.IGNORECASE)
+_COPY_TARGET = re.compile(
+    r'COPY\s+(?P<table>(?:"(?:[^"]|"")*"|[\w$]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[\w$]+))?)',
+    re.IGNORECASE)
 _VALUE = re.compile(r"'(?:[^']|'')*'|[^,()']+")
 _TEMPLATE = ("{{", "{%", "{#")
 # PostgreSQL's reserved key words (and the type-function ones): always quoted as names.
@@ -45,9 +49,9 @@ _RESERVED_WORDS = (
 _RESERVED = frozenset(_RESERVED_WORDS.split())
 _COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 
-# Foreign keys between user tables: (child, parent), each as schema.table.
+# Foreign keys between user tables: child schema, child table, parent schema, parent table.
 _FOREIGN_KEYS = b"""
-SELECT DISTINCT format('%s.%s', cn.nspname, c.relname), format('%s.%s', pn.nspname, p.relname)
+SELECT DISTINCT cn.nspname, c.relname, pn.nspname, p.relname
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
 JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
@@ -59,40 +63,57 @@ WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY
 """
 
 
+QualifiedName = tuple[str, str]  # (schema, table) as the catalog spells them
+
+
 @dataclass
 class Table:
     """What the dump holds for one table, in dump order."""
 
-    name: str  # schema.table, unquoted
+    ident: QualifiedName
     copies: list[tuple[str, str]] = field(default_factory=list)  # (COPY statement, rows)
     inserts: list[str] = field(default_factory=list)
     rows: int = 0
 
     @property
-    def file_name(self) -> str:
-        schema, _, table = self.name.partition(".")
-        return f"{table}.sql" if schema == "public" else f"{self.name}.sql"
+    def name(self) -> str:
+        """schema.table, unquoted: for messages and for matching --tables and --fake."""
+        return ".".join(self.ident)
 
 
 @dataclass
 class Parsed:
-    tables: dict[str, Table]
+    tables: dict[QualifiedName, Table]
     dropped: Counter[str]
 
 
+def _target(name: str) -> QualifiedName:
+    """A table name as SQL writes it (quoted or not, qualified or not) as (schema, table).
+
+    PostgreSQL's own parser reads it, so quotes, spaces, dots and case fold as the server's do.
+    """
+    try:
+        statement = pglast.parse_sql(f"COPY {name} FROM stdin")[0].stmt
+    except pglast.parser.ParseError as exc:
+        raise UsageError(f"cannot read the table name {name!r} of the dump: {exc}") from None
+    assert isinstance(statement, pglast.ast.CopyStmt) and statement.relation is not None
+    return (statement.relation.schemaname or "public", str(statement.relation.relname))
+
+
 def _unquote(name: str) -> str:
-    parts = re.findall(r'"((?:[^"]|"")*)"|([^."\s]+)', name)
-    text = ".".join(q.replace('""', '"') if q else p for q, p in parts)
-    return text if "." in text else f"public.{text}"
+    """A --tables / --fake table name as schema.table; public when unqualified."""
+    return ".".join(_target(name))
 
 
 def parse_dump(text: str) -> Parsed:
     """Tables and their rows from a data-only dump; what was dropped, counted by kind."""
     dropped: Counter[str] = Counter()
     found = copy_blocks.find(text)
-    tables: dict[str, Table] = {}
+    tables: dict[QualifiedName, Table] = {}
     for block in found.blocks:
-        table = tables.setdefault(_unquote(block.table), Table(_unquote(block.table)))
+        # block.table has its spaces squeezed out; the statement keeps the name as written
+        ident = _target(_COPY_TARGET.match(block.statement)["table"])  # type: ignore[index]
+        table = tables.setdefault(ident, Table(ident))
         data = block.data(text)
         table.copies.append((block.statement, data))
         table.rows += data.count("\n")
@@ -106,11 +127,11 @@ def parse_dump(text: str) -> Parsed:
     return Parsed(tables, dropped)
 
 
-def _statement(text: str, tables: dict[str, Table], dropped: Counter[str]) -> None:
+def _statement(text: str, tables: dict[QualifiedName, Table], dropped: Counter[str]) -> None:
     insert = _INSERT.match(text)
     if insert is not None:
-        name = _unquote(insert["table"])
-        table = tables.setdefault(name, Table(name))
+        ident = _target(insert["table"])
+        table = tables.setdefault(ident, Table(ident))
         table.inserts.append(text)
         table.rows += max(1, len(_tuples(text[insert.end():])))
         return
@@ -228,25 +249,26 @@ def _faked(table: Table, fake: dict[str, str], columns: list[str]) -> list[str]:
     for statement, data in table.copies:
         cols = [c.strip().strip('"') for c in re.sub(r"^.*?\(|\)[^)]*$", "", statement).split(",")]
         rows = [[_copy_literal(f) for f in line.split("\t")] for line in data.split("\n") if line]
-        out.extend(_insert(table.name, cols, row, fake) for row in rows)
+        out.extend(_insert(table.ident, cols, row, fake) for row in rows)
     for statement in table.inserts:
         match = _INSERT.match(statement)
         assert match is not None
         cols = columns
         if match["cols"]:
             cols = [c.strip().strip('"') for c in match["cols"].split(",")]
-        out.extend(_insert(table.name, cols, row, fake) for row in _tuples(statement[match.end():]))
+        rows = _tuples(statement[match.end():])
+        out.extend(_insert(table.ident, cols, row, fake) for row in rows)
     return out
 
 
-def _insert(name: str, cols: list[str], row: list[str], fake: dict[str, str]) -> str:
+def _insert(ident: QualifiedName, cols: list[str], row: list[str], fake: dict[str, str]) -> str:
     if len(cols) != len(row):
-        raise UsageError(f"a row of {name} has {len(row)} value(s) for {len(cols)} column(s): "
-                         f"{', '.join(row)[:200]}")
+        raise UsageError(f"a row of {'.'.join(ident)} has {len(row)} value(s) for {len(cols)} "
+                         f"column(s): {', '.join(row)[:200]}")
     values = [f"{{{{ fake.{fake[c]}() }}}}" if c in fake else _raw(v)
               for c, v in zip(cols, row, strict=True)]
     quoted = ", ".join(_ident(c) for c in cols)
-    target = ".".join(_ident(part) for part in name.split(".", 1))
+    target = ".".join(_ident(part) for part in ident)
     return f"INSERT INTO {target} ({quoted}) VALUES ({', '.join(values)});\n"
 
 
@@ -257,18 +279,48 @@ def _ident(name: str) -> str:
     return psycopg.sql.Identifier(name).as_string(None)
 
 
-def requires_of(tables: Iterable[str], edges: Iterable[tuple[str, str]],
-                files: dict[str, str]) -> tuple[dict[str, list[str]], list[str]]:
+# Characters a file name must not hold (path separators, ones Windows refuses, the
+# comma that separates `-- requires:` names) and control characters.
+_UNSAFE_FILE_CHARS = re.compile(r'[/\\:*?"<>|,\x00-\x1f\x7f]')
+
+
+def file_names(tables: Iterable[QualifiedName]) -> dict[QualifiedName, str]:
+    """Each table's fixture file name: `table.sql` in public, else `schema.table.sql`.
+
+    Made safe to join to --out: separators and the like become `_`, a leading dot or
+    space becomes `_` (no `..`, no hidden files), and names that then collide (also by
+    case only, as on macOS and Windows) get `-2`, `-3`, ... in dump order.
+    """
+    names: dict[QualifiedName, str] = {}
+    taken: set[str] = set()
+    for ident in tables:
+        schema, table = ident
+        stem = table if schema == "public" else f"{schema}.{table}"
+        stem = _UNSAFE_FILE_CHARS.sub("_", stem).rstrip(" .")
+        stem = re.sub(r"^[. ]", "_", stem) or "_"
+        name, n = f"{stem}.sql", 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{stem}-{n}.sql"
+        taken.add(name.lower())
+        names[ident] = name
+    return names
+
+
+def requires_of(tables: Iterable[QualifiedName],
+                edges: Iterable[tuple[QualifiedName, QualifiedName]],
+                files: dict[QualifiedName, str],
+                ) -> tuple[dict[QualifiedName, list[str]], list[str]]:
     """Each table's `requires` (imported parents only); edges that would close a cycle left out."""
     wanted = set(tables)
-    parents: dict[str, list[str]] = {t: [] for t in wanted}
+    parents: dict[QualifiedName, list[QualifiedName]] = {t: [] for t in wanted}
     for child, parent in sorted(set(edges)):
         if child in wanted and parent in wanted and child != parent:
             parents[child].append(parent)
-    kept: dict[str, list[str]] = {t: [] for t in wanted}  # table -> parent tables
+    kept: dict[QualifiedName, list[QualifiedName]] = {t: [] for t in wanted}  # -> parents
     notes: list[str] = []
 
-    def reaches(start: str, goal: str) -> bool:
+    def reaches(start: QualifiedName, goal: QualifiedName) -> bool:
         seen, todo = set(), [start]
         while todo:
             node = todo.pop()
@@ -290,14 +342,14 @@ def requires_of(tables: Iterable[str], edges: Iterable[tuple[str, str]],
     return {t: [files[p] for p in ps] for t, ps in kept.items()}, notes
 
 
-def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[str]) -> tuple[
-        list[tuple[str, str]], dict[str, list[str]]]:
+def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[QualifiedName]) -> tuple[
+        list[tuple[QualifiedName, QualifiedName]], dict[QualifiedName, list[str]]]:
     """Foreign-key edges and each table's columns, from the database the schema built."""
     cur = conn.cursor(row_factory=tuple_row)
-    edges = [(r[0], r[1]) for r in cur.execute(_FOREIGN_KEYS)]
-    columns: dict[str, list[str]] = {}
+    edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
+    columns: dict[QualifiedName, list[str]] = {}
     for name in tables:
-        ident = psycopg.sql.Identifier(*name.split(".", 1)).as_string(conn)
+        ident = psycopg.sql.Identifier(*name).as_string(conn)
         try:
             columns[name] = [r[0] for r in cur.execute(_COLUMNS, [ident])]
         except psycopg.errors.UndefinedTable:
@@ -311,29 +363,36 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
                    source: str, out: TextIO) -> int:
     """Write one fixture per table; returns how many were written."""
     chosen = {n: t for n, t in parsed.tables.items() if options.tables is None or
-              n in options.tables or n.split(".", 1)[1] in options.tables}
-    unknown = set(options.fakes) - set(chosen)
+              t.name in options.tables or n[1] in options.tables}
+    fakes = {t.name: options.fakes[t.name] for t in chosen.values() if t.name in options.fakes}
+    unknown = set(options.fakes) - set(fakes)
     if unknown:
         raise UsageError("--fake names table(s) not imported from the dump: "
                          + ", ".join(sorted(unknown)))
     edges, columns = schema_facts(conn, chosen) if conn is not None else ([], {})
-    missing = [n for n in chosen if conn is not None and not columns.get(n)]
+    missing = [chosen[n].name for n in chosen if conn is not None and not columns.get(n)]
     if missing:
         raise UsageError(f"table(s) {', '.join(sorted(missing))} of the dump are not in the "
                          "project's schema: fix [tool.sqlfix] schema / setup_command first")
-    files = {n: t.file_name for n, t in chosen.items()}
+    files = file_names(chosen)
     requires, notes = requires_of(chosen, edges, files)
     options.out.mkdir(parents=True, exist_ok=True)
     targets = {n: options.out / files[n] for n in chosen}
+    inside = options.out.resolve()
+    # file_names() makes this hold; a symlink planted in --out must not break it either
+    outside = [display_path(p) for p in targets.values() if p.resolve().parent != inside]
+    if outside:
+        raise UsageError(f"{', '.join(outside)} would be written outside {options.out}; "
+                         "remove the link there or choose another --out")
     existing = [display_path(p) for p in targets.values() if p.exists()]
     if existing and not options.force:
         raise UsageError(f"{', '.join(existing)} exist(s); pass --force to overwrite")
     for name in sorted(chosen):
         table = chosen[name]
-        text = _render_table(table, options.fakes.get(name, {}), columns.get(name, []),
+        text = _render_table(table, fakes.get(table.name, {}), columns.get(name, []),
                              requires[name], source)
         targets[name].write_text(text, encoding="utf-8")
-        form = "INSERT (faked)" if name in options.fakes else ("COPY" if table.copies else "INSERT")
+        form = "INSERT (faked)" if table.name in fakes else ("COPY" if table.copies else "INSERT")
         out.write(f"wrote {display_path(targets[name])}: {table.rows} row(s), {form}"
                   f"{'; requires ' + ', '.join(requires[name]) if requires[name] else ''}\n")
     for note in notes:
@@ -342,7 +401,7 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
         kinds = ", ".join(f"{n} {k}" if k != "the dump's comments" else k
                           for k, n in sorted(parsed.dropped.items()))
         out.write(f"dropped (a fixture must not hold them): {kinds}\n")
-    skipped = sorted(set(parsed.tables) - set(chosen))
+    skipped = sorted(t.name for n, t in parsed.tables.items() if n not in chosen)
     if skipped:
         out.write(f"skipped (not in --tables): {', '.join(skipped)}\n")
     return len(chosen)

@@ -39,3 +39,89 @@ def test_a_byte_order_mark_does_not_drop_the_first_statement(
     text = (bare / "fixtures_sql" / "customer.sql").read_text(encoding="utf-8")
     assert "a@b" in text and "\ufeff" not in text
     assert "other statement" not in out
+
+
+ODD_SCHEMA = """\
+CREATE SCHEMA "s.x";
+CREATE SCHEMA s;
+CREATE TABLE public."Order Items" (a integer);
+CREATE TABLE public."../../../outside" (a integer);
+CREATE TABLE public."a/b" (a integer);
+CREATE TABLE public.a_b (a integer);
+CREATE TABLE public."x""y" (a integer);
+CREATE TABLE "s.x".t (a integer);
+CREATE TABLE s."x.t" (a integer);
+CREATE TABLE public.".hidden" (a integer);
+"""
+ODD_DUMP = """\
+COPY public."Order Items" (a) FROM stdin;
+1
+\\.
+COPY public."../../../outside" (a) FROM stdin;
+2
+\\.
+INSERT INTO public."a/b" VALUES (3);
+INSERT INTO public.a_b VALUES (4);
+COPY public."x""y" (a) FROM stdin;
+5
+\\.
+INSERT INTO "s.x".t VALUES (6);
+COPY s."x.t" (a) FROM stdin;
+7
+\\.
+INSERT INTO public.".hidden" (a) VALUES (8);
+"""
+
+
+@pytest.mark.parametrize(("written", "ident"), [
+    ('public."Order Items"', ("public", "Order Items")),
+    ('"s.x"."t"', ("s.x", "t")),
+    ('s."x.t"', ("s", "x.t")),
+    ('public."x""y"', ("public", 'x"y')),
+    ('public . "Spaced"', ("public", "Spaced")),
+    ("Plain", ("public", "plain")),
+])
+@pytest.mark.parametrize("form", ["COPY", "INSERT"])
+def test_quoted_table_names_are_read_as_postgresql_reads_them(
+    written: str, ident: tuple[str, str], form: str
+) -> None:
+    from sqlfix.cli.importer import parse_dump
+
+    dump = (f"COPY {written} (a) FROM stdin;\n1\n\\.\n" if form == "COPY"
+            else f"INSERT INTO {written} (a) VALUES (1);\n")
+    assert list(parse_dump(dump).tables) == [ident]
+
+
+def test_odd_table_names_become_safe_unique_files_inside_out_that_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "schema.sql").write_text(ODD_SCHEMA)
+    (project / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (project / "dump.sql").write_text(ODD_DUMP)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("SQLFIX_DSN", raising=False)
+    code, out, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn)
+    assert (code, err) == (0, ""), err
+    files = sorted(p.name for p in (project / "fixtures_sql").iterdir())
+    assert files == sorted([
+        "Order Items.sql", "_._.._.._outside.sql", "a_b.sql", "a_b-2.sql", "x_y.sql",
+        "s.x.t.sql", "s.x.t-2.sql", "_hidden.sql"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]  # nothing escaped --out
+    assert "wrote fixtures_sql/Order Items.sql: 1 row(s), COPY" in out
+    code, out, _ = run(capsys, "check", "--dsn", fresh_dsn)
+    assert code == 0, out
+    assert out.splitlines()[-1].startswith("All 8 fixtures OK")
+
+
+def test_a_symlink_in_out_does_not_lead_the_import_outside(
+    bare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (bare / "dump.sql").write_text("INSERT INTO public.t VALUES (1);\n")
+    (bare / "fixtures_sql").mkdir()
+    (bare / "fixtures_sql" / "t.sql").symlink_to(tmp_path.parent / "elsewhere.sql")
+    code, _, err = run(capsys, "import", "dump.sql", "--force")
+    assert code == 2 and "would be written outside" in err
+    assert not (tmp_path.parent / "elsewhere.sql").exists()
