@@ -195,8 +195,18 @@ def _unescape(match: re.Match[str]) -> str:
 def _raw(literal: str) -> str:
     """A literal that holds template syntax, kept away from Jinja."""
     if any(t in literal for t in _TEMPLATE):
-        return f"{{% raw %}}{literal}{{% endraw %}}"
+        return _in_raw(literal)
     return literal
+
+
+def _in_raw(text: str) -> str:
+    """`text` in `{% raw %}` blocks that Jinja renders to exactly `text`.
+
+    Data may hold `{% endraw %}` itself, which would end the block early: every `{%`
+    is split across two blocks (`{` ends one, `%` starts the next), so no block holds
+    a `{%` and nothing but our own `{% endraw %}` can close one.
+    """
+    return "{% raw %}" + text.replace("{%", "{{% endraw %}{% raw %}%") + "{% endraw %}"
 
 
 @dataclass(frozen=True)
@@ -232,7 +242,7 @@ def _render_table(table: Table, fake: dict[str, str], columns: list[str], requir
         for statement, data in table.copies:
             block = f"{statement};\n{data}\\.\n"
             has_template = any(t in data for t in _TEMPLATE)
-            body.append(f"{{% raw %}}\n{block}{{% endraw %}}\n" if has_template else block)
+            body.append(_in_raw(f"\n{block}") + "\n" if has_template else block)
         body.extend(_raw_statement(s) + "\n" for s in table.inserts)
     return "\n".join(head) + "\n" + "".join(body)
 
@@ -240,7 +250,7 @@ def _render_table(table: Table, fake: dict[str, str], columns: list[str], requir
 def _raw_statement(statement: str) -> str:
     if not any(t in statement for t in _TEMPLATE):
         return statement
-    return f"{{% raw %}}{statement}{{% endraw %}}"
+    return _in_raw(statement)
 
 
 def _faked(table: Table, fake: dict[str, str], columns: list[str]) -> list[str]:

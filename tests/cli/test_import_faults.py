@@ -125,3 +125,34 @@ def test_a_symlink_in_out_does_not_lead_the_import_outside(
     code, _, err = run(capsys, "import", "dump.sql", "--force")
     assert code == 2 and "would be written outside" in err
     assert not (tmp_path.parent / "elsewhere.sql").exists()
+
+
+TRICKY = ["{% endraw %}x", "a{%endraw%}b", "{%- endraw -%}", "{{ 1 }}{% raw %}", "{# c #}{%", "{{{%%}}}"]
+
+
+@pytest.mark.parametrize("value", TRICKY)
+@pytest.mark.parametrize("form", ["COPY", "INSERT"])
+def test_data_that_looks_like_endraw_renders_to_the_dump_s_own_rows(
+    bare: Path, capsys: pytest.CaptureFixture[str], value: str, form: str
+) -> None:
+    rows = (f"COPY public.note (id, body) FROM stdin;\n1\t{value}\n\\.\n" if form == "COPY"
+            else f"INSERT INTO public.note (id, body) VALUES (1, '{value}');\n")
+    (bare / "dump.sql").write_text(rows)
+    assert run(capsys, "import", "dump.sql")[0] == 0
+    code, out, err = run(capsys, "render", "note.sql")
+    assert (code, err) == (0, "")
+    assert rows in out  # rendered, the rows are the dump's, byte for byte
+
+
+@pytest.mark.parametrize("value", TRICKY)
+def test_a_faked_table_keeps_its_other_values_literal(
+    bare: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    pytest.importorskip("faker")
+    (bare / "dump.sql").write_text(
+        f"COPY public.note (id, email, body) FROM stdin;\n1\tann@example.com\t{value}\n\\.\n")
+    assert run(capsys, "import", "dump.sql", "--fake", "note.email=email")[0] == 0
+    code, out, err = run(capsys, "render", "note.sql")
+    assert (code, err) == (0, "")
+    line = next(x for x in out.splitlines() if x.startswith("INSERT"))
+    assert line.endswith(f", '{value}');") and "ann@example.com" not in line
