@@ -25,7 +25,10 @@ from psycopg.rows import tuple_row
 
 from sqlfix.cli.targets import UsageError
 from sqlfix.compiler import copy_blocks
+from sqlfix.compiler.context import TemplateContext
 from sqlfix.compiler.library import display_path
+from sqlfix.compiler.render import render_template
+from sqlfix.errors import FixtureError
 
 _INSERT = re.compile(
     r'INSERT\s+INTO\s+(?P<table>(?:"(?:[^"]|"")*"|[\w$]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[\w$]+))?)\s*'
@@ -215,6 +218,7 @@ class Options:
     tables: frozenset[str] | None  # None: every table
     fakes: dict[str, dict[str, str]]  # schema.table -> column -> Faker method
     force: bool
+    faker_locale: str = "en_US"
 
 
 def parse_fakes(specs: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -269,6 +273,44 @@ def _faked(table: Table, fake: dict[str, str], columns: list[str]) -> list[str]:
         rows = _tuples(statement[match.end():])
         out.extend(_insert(table.ident, cols, row, fake) for row in rows)
     return out
+
+
+def _dump_columns(table: Table) -> list[str]:
+    """The columns the dump's own COPY and INSERT column lists name (no schema at hand)."""
+    seen: dict[str, None] = {}
+    for statement, _data in table.copies:
+        match = re.search(r"\((?P<cols>[^)]*)\)\s*FROM", statement, re.IGNORECASE)
+        for col in match["cols"].split(",") if match else ():
+            seen[col.strip().strip('"')] = None
+    for statement in table.inserts:
+        insert = _INSERT.match(statement)
+        for col in insert["cols"].split(",") if insert and insert["cols"] else ():
+            seen[col.strip().strip('"')] = None
+    return list(seen)
+
+
+def _check_fakes(table: Table, fake: dict[str, str], columns: list[str]) -> None:
+    """Every --fake column of `table` must be one of its columns; raises UsageError."""
+    unknown = [c for c in fake if columns and c not in columns]
+    if unknown:
+        raise UsageError(
+            f"--fake names column(s) {', '.join(unknown)} that {table.name} does not have; "
+            f"its columns: {', '.join(columns)}")
+
+
+def _check_methods(methods: dict[str, str], locale: str) -> None:
+    """Each Faker method renders as `{{ fake.method() }}` would in a fixture; raises UsageError.
+
+    Rendering one call through the compiler gives the very refusal `render` would give
+    later (no such provider, a blocked one such as seed_instance, Faker not installed).
+    """
+    for method, spec in sorted(methods.items()):
+        try:
+            render_template(f"{{{{ fake.{method}() }}}}", name="--fake", path="--fake",
+                            context=TemplateContext(0, 0, locale=locale))
+        except FixtureError as exc:
+            raise UsageError(f"--fake {spec}: "
+                             + "; ".join(f"{f.code} {f.message}" for f in exc.findings)) from None
 
 
 def _insert(ident: QualifiedName, cols: list[str], row: list[str], fake: dict[str, str]) -> str:
@@ -384,6 +426,10 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
     if missing:
         raise UsageError(f"table(s) {', '.join(sorted(missing))} of the dump are not in the "
                          "project's schema: fix [tool.sqlfix] schema / setup_command first")
+    for ident, table in chosen.items():
+        _check_fakes(table, fakes.get(table.name, {}), columns.get(ident) or _dump_columns(table))
+    _check_methods({m: f"{t}.{c}={m}" for t, cols in fakes.items() for c, m in cols.items()},
+                   options.faker_locale)
     files = file_names(chosen)
     requires, notes = requires_of(chosen, edges, files)
     options.out.mkdir(parents=True, exist_ok=True)

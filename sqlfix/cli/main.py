@@ -365,7 +365,8 @@ def run_import(args: argparse.Namespace, out: TextIO) -> int:
     options = importer.Options(
         out=args.out or settings.fixtures_dir,
         tables=frozenset(args.tables) if args.tables else None,
-        fakes=importer.parse_fakes(args.fake), force=args.force)
+        fakes=importer.parse_fakes(args.fake), force=args.force,
+        faker_locale=settings.faker_locale)
     session = DatabaseSession(settings)
     if not settings.schema and not settings.setup_command:
         out.write("note: no schema or setup_command configured: no requires derived\n")

@@ -156,3 +156,49 @@ def test_a_faked_table_keeps_its_other_values_literal(
     assert (code, err) == (0, "")
     line = next(x for x in out.splitlines() if x.startswith("INSERT"))
     assert line.endswith(f", '{value}');") and "ann@example.com" not in line
+
+
+FAKE_DUMP = """\
+COPY public.customer (id, email, full_name) FROM stdin;
+1\tann@example.com\tAnn
+\\.
+INSERT INTO public.note (id, body) VALUES (1, 'x');
+"""
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("customer.emial=email", "--fake names column(s) emial that public.customer does not have; "
+                             "its columns: id, email, full_name"),
+    ("public.note.Body=email", "--fake names column(s) Body that public.note does not have; "
+                               "its columns: id, body"),
+    ("customer.email=no_such_method", "--fake public.customer.email=no_such_method: SQLF202 "
+                                      "undefined name:"),
+    ("customer.email=seed_instance", "--fake public.customer.email=seed_instance: SQLF203 not "
+                                     "allowed in a fixture template"),
+    ("customer.email=random", "--fake public.customer.email=random: SQLF203"),
+])
+def test_fake_refuses_unknown_columns_and_methods_before_writing(
+    bare: Path, capsys: pytest.CaptureFixture[str], spec: str, message: str
+) -> None:
+    pytest.importorskip("faker")
+    (bare / "dump.sql").write_text(FAKE_DUMP)
+    code, _, err = run(capsys, "import", "dump.sql", "--fake", spec)
+    assert code == 2 and message in err, err
+    assert not (bare / "fixtures_sql").exists() or not any((bare / "fixtures_sql").iterdir())
+
+
+def test_fake_checks_columns_against_the_schema_when_there_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "schema.sql").write_text(
+        "CREATE TABLE customer (id int, email text, full_name text);\n"
+        "CREATE TABLE note (id int, body text);\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (tmp_path / "dump.sql").write_text("INSERT INTO public.customer VALUES (1, 'a@b', 'A');\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQLFIX_DSN", raising=False)
+    code, _, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.emial=email")
+    assert code == 2 and "its columns: id, email, full_name" in err, err
+    code, _, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.email=email")
+    assert (code, err) == (0, "")
