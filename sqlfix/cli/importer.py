@@ -61,7 +61,7 @@ JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnam
 WHERE k.contype = 'f'
 """
 _COLUMNS = b"""
-SELECT a.attname FROM pg_attribute a
+SELECT a.attname, t.typcategory = 'N' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 """
 
@@ -178,10 +178,15 @@ def _tuples(values: str) -> list[list[str]]:
     return out
 
 
-def _copy_literal(field_text: str) -> str:
-    """A COPY text-format field as an SQL literal."""
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _copy_literal(field_text: str, numeric: bool = False) -> str:
+    """A COPY text-format field as an SQL literal; a number bare in a numeric column."""
     if field_text == "\\N":
         return "NULL"
+    if numeric and _NUMBER.fullmatch(field_text):
+        return field_text  # as pg_dump --inserts writes it; NaN, money's $ stay quoted
     value = re.sub(r"\\([0-7]{1,3}|x[0-9a-fA-F]{1,2}|.)", _unescape, field_text)
     return "'" + value.replace("'", "''") + "'"
 
@@ -234,14 +239,14 @@ def parse_fakes(specs: Sequence[str]) -> dict[str, dict[str, str]]:
 
 
 def _render_table(table: Table, fake: dict[str, str], columns: list[str], requires: list[str],
-                  source: str) -> str:
+                  source: str, numeric: frozenset[str] = frozenset()) -> str:
     head = [f"-- Imported by `sqlfix import` from {source}: {table.name}, {table.rows} row(s)."]
     if requires:
         head.append(f"-- requires: {', '.join(requires)}")
     body: list[str] = []
     if fake:
         head.append("-- Faked columns: " + ", ".join(f"{c} = fake.{m}()" for c, m in fake.items()))
-        body = _faked(table, fake, columns)
+        body = _faked(table, fake, columns, numeric)
     else:
         for statement, data in table.copies:
             block = f"{statement};\n{data}\\.\n"
@@ -257,12 +262,15 @@ def _raw_statement(statement: str) -> str:
     return _in_raw(statement)
 
 
-def _faked(table: Table, fake: dict[str, str], columns: list[str]) -> list[str]:
+def _faked(table: Table, fake: dict[str, str], columns: list[str],
+           numeric: frozenset[str]) -> list[str]:
     """The table's rows as INSERTs with the faked columns as template calls."""
     out: list[str] = []
     for statement, data in table.copies:
         cols = [c.strip().strip('"') for c in re.sub(r"^.*?\(|\)[^)]*$", "", statement).split(",")]
-        rows = [[_copy_literal(f) for f in line.split("\t")] for line in data.split("\n") if line]
+        kinds = [c in numeric for c in cols]  # a row with extra fields fails in _insert
+        rows = [[_copy_literal(f, i < len(kinds) and kinds[i])
+                 for i, f in enumerate(line.split("\t"))] for line in data.split("\n") if line]
         out.extend(_insert(table.ident, cols, row, fake) for row in rows)
     for statement in table.inserts:
         match = _INSERT.match(statement)
@@ -395,20 +403,24 @@ def requires_of(tables: Iterable[QualifiedName],
 
 
 def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[QualifiedName]) -> tuple[
-        list[tuple[QualifiedName, QualifiedName]], dict[QualifiedName, list[str]]]:
-    """Foreign-key edges and each table's columns, from the database the schema built."""
+        list[tuple[QualifiedName, QualifiedName]], dict[QualifiedName, list[str]],
+        dict[QualifiedName, frozenset[str]]]:
+    """Foreign-key edges, each table's columns and its numeric ones, from the schema's database."""
     cur = conn.cursor(row_factory=tuple_row)
     edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
     columns: dict[QualifiedName, list[str]] = {}
+    numeric: dict[QualifiedName, frozenset[str]] = {}
     for name in tables:
         ident = psycopg.sql.Identifier(*name).as_string(conn)
         try:
-            columns[name] = [r[0] for r in cur.execute(_COLUMNS, [ident])]
+            found = list(cur.execute(_COLUMNS, [ident]))
         except psycopg.errors.UndefinedTable:
             conn.rollback()
-            columns[name] = []
+            found = []
+        columns[name] = [r[0] for r in found]
+        numeric[name] = frozenset(r[0] for r in found if r[1])
     conn.rollback()
-    return edges, columns
+    return edges, columns, numeric
 
 
 def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[Any] | None,
@@ -421,7 +433,7 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
     if unknown:
         raise UsageError("--fake names table(s) not imported from the dump: "
                          + ", ".join(sorted(unknown)))
-    edges, columns = schema_facts(conn, chosen) if conn is not None else ([], {})
+    edges, columns, numeric = schema_facts(conn, chosen) if conn is not None else ([], {}, {})
     missing = [chosen[n].name for n in chosen if conn is not None and not columns.get(n)]
     if missing:
         raise UsageError(f"table(s) {', '.join(sorted(missing))} of the dump are not in the "
@@ -446,7 +458,7 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
     for name in sorted(chosen):
         table = chosen[name]
         text = _render_table(table, fakes.get(table.name, {}), columns.get(name, []),
-                             requires[name], source)
+                             requires[name], source, numeric.get(name, frozenset()))
         targets[name].write_text(text, encoding="utf-8")
         form = "INSERT (faked)" if table.name in fakes else ("COPY" if table.copies else "INSERT")
         out.write(f"wrote {display_path(targets[name])}: {table.rows} row(s), {form}"

@@ -202,3 +202,27 @@ def test_fake_checks_columns_against_the_schema_when_there_is_one(
     assert code == 2 and "its columns: id, email, full_name" in err, err
     code, _, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.email=email")
     assert (code, err) == (0, "")
+
+
+def test_faked_copy_rows_write_numbers_bare_in_numeric_columns_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("faker")
+    (tmp_path / "schema.sql").write_text(
+        "CREATE TABLE customer (id bigint, email text, code text, score numeric, "
+        "ratio double precision, cash money);\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (tmp_path / "dump.sql").write_text(
+        "COPY public.customer (id, email, code, score, ratio, cash) FROM stdin;\n"
+        "1\ta@b\t007\t-1.50\tNaN\t$1.00\n"
+        "2\tc@d\t\\N\t1e3\t-Infinity\t\\N\n\\.\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQLFIX_DSN", raising=False)
+    code, _, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.email=email")
+    assert (code, err) == (0, "")
+    text = (tmp_path / "fixtures_sql" / "customer.sql").read_text()
+    assert "VALUES (1, {{ fake.email() }}, '007', -1.50, 'NaN', '$1.00');" in text
+    assert "VALUES (2, {{ fake.email() }}, NULL, 1e3, '-Infinity', NULL);" in text
+    code, out, _ = run(capsys, "check", "--dsn", fresh_dsn)
+    assert code == 0, out
