@@ -108,6 +108,40 @@ def _unquote(name: str) -> str:
     return ".".join(_target(name))
 
 
+_CLIENT_ENCODING = re.compile(rb"^SET client_encoding = '([\w-]+)';", re.MULTILINE)
+
+
+def read_dump(path: Path) -> str:
+    """The dump's text: UTF-8 (a byte-order mark skipped), else the encoding its
+    `SET client_encoding = '...'` line names (pg_dump -E LATIN1); raises UsageError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the dump {path}: {exc}") from None
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark is not SQL
+    except UnicodeDecodeError as exc:
+        declared = _CLIENT_ENCODING.search(data)
+        name = declared[1].decode("ascii") if declared else None
+        codec = _PY_ENCODINGS.get(name.upper(), name) if name else None
+        try:
+            if codec is not None and codec.upper() not in ("UTF8", "SQL_ASCII"):
+                return data.decode(codec)
+        except (LookupError, UnicodeDecodeError):
+            pass
+        raise UsageError(
+            f"cannot read the dump {path}: {exc} (its client_encoding: {name or 'not set'}); "
+            "dump it again with pg_dump -E UTF8") from None
+
+
+# PostgreSQL's names of encodings Python spells otherwise (the rest, LATIN1 etc., agree).
+_PY_ENCODINGS = {f"WIN{n}": f"cp{n}" for n in (866, 874, 1250, 1251, 1252, 1253, 1254, 1255,
+                                                  1256, 1257, 1258)}
+_PY_ENCODINGS |= {"ISO_8859_5": "iso8859_5", "ISO_8859_6": "iso8859_6",
+                  "ISO_8859_7": "iso8859_7", "ISO_8859_8": "iso8859_8", "SJIS": "shift_jis",
+                  "EUC_JP": "euc_jp", "EUC_KR": "euc_kr", "KOI8R": "koi8_r", "KOI8U": "koi8_u"}
+
+
 def parse_dump(text: str) -> Parsed:
     """Tables and their rows from a data-only dump; what was dropped, counted by kind."""
     dropped: Counter[str] = Counter()

@@ -354,10 +354,7 @@ def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], o
 
 def run_import(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_for(args)
-    try:
-        text = args.dump.read_text(encoding="utf-8-sig")  # a byte-order mark is not SQL
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the dump {args.dump}: {exc}") from None
+    text = importer.read_dump(args.dump)
     parsed = importer.parse_dump(text)
     if not parsed.tables:
         raise UsageError(f"{args.dump} holds no table data (COPY ... FROM stdin or INSERT); "

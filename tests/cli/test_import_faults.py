@@ -226,3 +226,25 @@ def test_faked_copy_rows_write_numbers_bare_in_numeric_columns_only(
     assert "VALUES (2, {{ fake.email() }}, NULL, 1e3, '-Infinity', NULL);" in text
     code, out, _ = run(capsys, "check", "--dsn", fresh_dsn)
     assert code == 0, out
+
+
+@pytest.mark.parametrize(("encoding", "codec", "value"), [
+    ("LATIN1", "latin-1", "café"), ("WIN1252", "cp1252", "5 €"), ("UTF8", "utf-8", "naïve")])
+def test_a_dump_in_its_declared_client_encoding_is_written_as_utf8(
+    bare: Path, capsys: pytest.CaptureFixture[str], encoding: str, codec: str, value: str
+) -> None:
+    dump = (f"SET client_encoding = '{encoding}';\n"
+            f"COPY public.t (id, s) FROM stdin;\n1\t{value}\n\\.\n")
+    (bare / "dump.sql").write_bytes(dump.encode(codec))
+    code, _, err = run(capsys, "import", "dump.sql")
+    assert (code, err) == (0, "")
+    assert f"1\t{value}\n" in (bare / "fixtures_sql" / "t.sql").read_text(encoding="utf-8")
+
+
+def test_undecodable_dump_says_how_to_dump_it_again(
+    bare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (bare / "dump.sql").write_bytes(b"COPY public.t (s) FROM stdin;\n\xff\xfe\n\\.\n")
+    code, _, err = run(capsys, "import", "dump.sql")
+    assert code == 2 and "cannot read the dump dump.sql" in err
+    assert "(its client_encoding: not set); dump it again with pg_dump -E UTF8" in err
