@@ -312,6 +312,8 @@ def _faked(table: Table, fake: dict[str, str], columns: list[str],
         cols = columns
         if match["cols"]:
             cols = [c.strip().strip('"') for c in match["cols"].split(",")]
+        if not cols:
+            raise UsageError(_NO_COLUMNS.format(table.name))
         rows = _tuples(statement[match.end():])
         out.extend(_insert(table.ident, cols, row, fake) for row in rows)
     return out
@@ -331,8 +333,14 @@ def _dump_columns(table: Table) -> list[str]:
     return list(seen)
 
 
+_NO_COLUMNS = ("--fake on {} needs its columns: its INSERTs name none and no schema is "
+               "configured; set [tool.sqlfix] schema, or dump with pg_dump --column-inserts")
+
+
 def _check_fakes(table: Table, fake: dict[str, str], columns: list[str]) -> None:
     """Every --fake column of `table` must be one of its columns; raises UsageError."""
+    if fake and not columns:
+        raise UsageError(_NO_COLUMNS.format(table.name))
     unknown = [c for c in fake if columns and c not in columns]
     if unknown:
         raise UsageError(

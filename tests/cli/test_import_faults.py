@@ -248,3 +248,15 @@ def test_undecodable_dump_says_how_to_dump_it_again(
     code, _, err = run(capsys, "import", "dump.sql")
     assert code == 2 and "cannot read the dump dump.sql" in err
     assert "(its client_encoding: not set); dump it again with pg_dump -E UTF8" in err
+
+
+def test_fake_without_any_column_names_says_where_to_get_them(
+    bare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("faker")
+    (bare / "dump.sql").write_text("INSERT INTO public.a VALUES (1);\n"
+                                   "INSERT INTO public.t VALUES (1, 'a@b');\n")
+    code, _, err = run(capsys, "import", "dump.sql", "--fake", "t.email=email")
+    assert code == 2 and "--fake on public.t needs its columns" in err
+    assert "pg_dump --column-inserts" in err
+    assert not (bare / "fixtures_sql").exists()  # refused before anything was written
