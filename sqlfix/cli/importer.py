@@ -98,7 +98,7 @@ def _target(name: str) -> QualifiedName:
     try:
         statement = pglast.parse_sql(f"COPY {name} FROM stdin")[0].stmt
     except pglast.parser.ParseError as exc:
-        raise UsageError(f"cannot read the table name {name!r} of the dump: {exc}") from None
+        raise UsageError(f"cannot read the table name {name!r}: {exc}") from None
     assert isinstance(statement, pglast.ast.CopyStmt) and statement.relation is not None
     return (statement.relation.schemaname or "public", str(statement.relation.relname))
 
@@ -260,15 +260,23 @@ class Options:
     faker_locale: str = "en_US"
 
 
+_NAME_PART = r'(?:"(?:[^"]|"")*"|[\w$]+)'
+_FAKE_SPEC = re.compile(
+    rf"(?P<table>{_NAME_PART}(?:\.{_NAME_PART})?)\.(?P<col>{_NAME_PART})=(?P<method>[A-Za-z_]\w*)")
+
+
 def parse_fakes(specs: Sequence[str]) -> dict[str, dict[str, str]]:
     """`users.email=email` -> {'public.users': {'email': 'email'}}; raises UsageError."""
     fakes: dict[str, dict[str, str]] = {}
     for spec in specs:
-        match = re.fullmatch(r"(?P<table>[\w$.]+)\.(?P<col>[\w$]+)=(?P<method>[A-Za-z_]\w*)", spec)
+        match = _FAKE_SPEC.fullmatch(spec)
         if match is None:
             raise UsageError(f"--fake {spec!r}: write TABLE.COLUMN=FAKER_METHOD, such as "
-                             "users.email=email or public.users.full_name=name")
-        fakes.setdefault(_unquote(match["table"]), {})[match["col"]] = match["method"]
+                             "users.email=email, public.users.full_name=name or "
+                             '\'"Order Items".note=sentence\'')
+        col = match["col"]
+        col = col[1:-1].replace('""', '"') if col.startswith('"') else col
+        fakes.setdefault(_unquote(match["table"]), {})[col] = match["method"]
     return fakes
 
 

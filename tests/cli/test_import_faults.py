@@ -260,3 +260,18 @@ def test_fake_without_any_column_names_says_where_to_get_them(
     assert code == 2 and "--fake on public.t needs its columns" in err
     assert "pg_dump --column-inserts" in err
     assert not (bare / "fixtures_sql").exists()  # refused before anything was written
+
+
+def test_fake_takes_quoted_table_and_column_names(
+    bare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("faker")
+    (bare / "dump.sql").write_text(
+        'COPY public."Order Items" (id, "E Mail") FROM stdin;\n1\tann@example.com\n\\.\n')
+    code, out, err = run(capsys, "import", "dump.sql", "--fake", '"Order Items"."E Mail"=email')
+    assert (code, err) == (0, ""), err
+    text = (bare / "fixtures_sql" / "Order Items.sql").read_text()
+    # no schema: the id cannot be known numeric and stays quoted
+    assert """INSERT INTO public."Order Items" (id, "E Mail") VALUES ('1', {{ fake.email() }});""" in text
+    code, out, err = run(capsys, "render", "Order Items.sql")
+    assert code == 0 and "ann@example.com" not in out and "@" in out
