@@ -19,16 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import pglast
 import psycopg
 from psycopg.rows import tuple_row
 
 from sqlfix.cli.targets import UsageError
 from sqlfix.compiler import copy_blocks
+from sqlfix.compiler.context import TemplateContext
 from sqlfix.compiler.library import display_path
+from sqlfix.compiler.render import render_template
+from sqlfix.errors import FixtureError
 
 _INSERT = re.compile(
-    r"INSERT\s+INTO\s+(?P<table>(?:\"[^\"]*\"|[\w$]+)(?:\.(?:\"[^\"]*\"|[\w$]+))?)\s*"
+    r'INSERT\s+INTO\s+(?P<table>(?:"(?:[^"]|"")*"|[\w$]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[\w$]+))?)\s*'
     r"(?:\((?P<cols>[^)]*)\))?\s*(?:OVERRIDING\s+SYSTEM\s+VALUE\s+)?VALUES\s*", re.IGNORECASE)
+_COPY_TARGET = re.compile(
+    r'COPY\s+(?P<table>(?:"(?:[^"]|"")*"|[\w$]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[\w$]+))?)',
+    re.IGNORECASE)
 _VALUE = re.compile(r"'(?:[^']|'')*'|[^,()']+")
 _TEMPLATE = ("{{", "{%", "{#")
 # PostgreSQL's reserved key words (and the type-function ones): always quoted as names.
@@ -45,54 +52,105 @@ _RESERVED_WORDS = (
 _RESERVED = frozenset(_RESERVED_WORDS.split())
 _COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 
-# Foreign keys between user tables: (child, parent), each as schema.table.
+# Foreign keys between user tables: child schema, child table, parent schema, parent table.
 _FOREIGN_KEYS = b"""
-SELECT DISTINCT format('%s.%s', cn.nspname, c.relname), format('%s.%s', pn.nspname, p.relname)
+SELECT DISTINCT cn.nspname, c.relname, pn.nspname, p.relname
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
 JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE k.contype = 'f'
 """
 _COLUMNS = b"""
-SELECT a.attname FROM pg_attribute a
+SELECT a.attname, t.typcategory = 'N' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 """
+
+
+QualifiedName = tuple[str, str]  # (schema, table) as the catalog spells them
 
 
 @dataclass
 class Table:
     """What the dump holds for one table, in dump order."""
 
-    name: str  # schema.table, unquoted
+    ident: QualifiedName
     copies: list[tuple[str, str]] = field(default_factory=list)  # (COPY statement, rows)
     inserts: list[str] = field(default_factory=list)
     rows: int = 0
 
     @property
-    def file_name(self) -> str:
-        schema, _, table = self.name.partition(".")
-        return f"{table}.sql" if schema == "public" else f"{self.name}.sql"
+    def name(self) -> str:
+        """schema.table, unquoted: for messages and for matching --tables and --fake."""
+        return ".".join(self.ident)
 
 
 @dataclass
 class Parsed:
-    tables: dict[str, Table]
+    tables: dict[QualifiedName, Table]
     dropped: Counter[str]
 
 
+def _target(name: str) -> QualifiedName:
+    """A table name as SQL writes it (quoted or not, qualified or not) as (schema, table).
+
+    PostgreSQL's own parser reads it, so quotes, spaces, dots and case fold as the server's do.
+    """
+    try:
+        statement = pglast.parse_sql(f"COPY {name} FROM stdin")[0].stmt
+    except pglast.parser.ParseError as exc:
+        raise UsageError(f"cannot read the table name {name!r}: {exc}") from None
+    assert isinstance(statement, pglast.ast.CopyStmt) and statement.relation is not None
+    return (statement.relation.schemaname or "public", str(statement.relation.relname))
+
+
 def _unquote(name: str) -> str:
-    parts = re.findall(r'"((?:[^"]|"")*)"|([^."\s]+)', name)
-    text = ".".join(q.replace('""', '"') if q else p for q, p in parts)
-    return text if "." in text else f"public.{text}"
+    """A --tables / --fake table name as schema.table; public when unqualified."""
+    return ".".join(_target(name))
+
+
+_CLIENT_ENCODING = re.compile(rb"^SET client_encoding = '([\w-]+)';", re.MULTILINE)
+
+
+def read_dump(path: Path) -> str:
+    """The dump's text: UTF-8 (a byte-order mark skipped), else the encoding its
+    `SET client_encoding = '...'` line names (pg_dump -E LATIN1); raises UsageError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the dump {path}: {exc}") from None
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark is not SQL
+    except UnicodeDecodeError as exc:
+        declared = _CLIENT_ENCODING.search(data)
+        name = declared[1].decode("ascii") if declared else None
+        codec = _PY_ENCODINGS.get(name.upper(), name) if name else None
+        try:
+            if codec is not None and codec.upper() not in ("UTF8", "SQL_ASCII"):
+                return data.decode(codec)
+        except (LookupError, UnicodeDecodeError):
+            pass
+        raise UsageError(
+            f"cannot read the dump {path}: {exc} (its client_encoding: {name or 'not set'}); "
+            "dump it again with pg_dump -E UTF8") from None
+
+
+# PostgreSQL's names of encodings Python spells otherwise (the rest, LATIN1 etc., agree).
+_PY_ENCODINGS = {f"WIN{n}": f"cp{n}" for n in (866, 874, 1250, 1251, 1252, 1253, 1254, 1255,
+                                                  1256, 1257, 1258)}
+_PY_ENCODINGS |= {"ISO_8859_5": "iso8859_5", "ISO_8859_6": "iso8859_6",
+                  "ISO_8859_7": "iso8859_7", "ISO_8859_8": "iso8859_8", "SJIS": "shift_jis",
+                  "EUC_JP": "euc_jp", "EUC_KR": "euc_kr", "KOI8R": "koi8_r", "KOI8U": "koi8_u"}
 
 
 def parse_dump(text: str) -> Parsed:
     """Tables and their rows from a data-only dump; what was dropped, counted by kind."""
     dropped: Counter[str] = Counter()
     found = copy_blocks.find(text)
-    tables: dict[str, Table] = {}
+    tables: dict[QualifiedName, Table] = {}
     for block in found.blocks:
-        table = tables.setdefault(_unquote(block.table), Table(_unquote(block.table)))
+        # block.table has its spaces squeezed out; the statement keeps the name as written
+        ident = _target(_COPY_TARGET.match(block.statement)["table"])  # type: ignore[index]
+        table = tables.setdefault(ident, Table(ident))
         data = block.data(text)
         table.copies.append((block.statement, data))
         table.rows += data.count("\n")
@@ -106,11 +164,11 @@ def parse_dump(text: str) -> Parsed:
     return Parsed(tables, dropped)
 
 
-def _statement(text: str, tables: dict[str, Table], dropped: Counter[str]) -> None:
+def _statement(text: str, tables: dict[QualifiedName, Table], dropped: Counter[str]) -> None:
     insert = _INSERT.match(text)
     if insert is not None:
-        name = _unquote(insert["table"])
-        table = tables.setdefault(name, Table(name))
+        ident = _target(insert["table"])
+        table = tables.setdefault(ident, Table(ident))
         table.inserts.append(text)
         table.rows += max(1, len(_tuples(text[insert.end():])))
         return
@@ -154,10 +212,15 @@ def _tuples(values: str) -> list[list[str]]:
     return out
 
 
-def _copy_literal(field_text: str) -> str:
-    """A COPY text-format field as an SQL literal."""
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _copy_literal(field_text: str, numeric: bool = False) -> str:
+    """A COPY text-format field as an SQL literal; a number bare in a numeric column."""
     if field_text == "\\N":
         return "NULL"
+    if numeric and _NUMBER.fullmatch(field_text):
+        return field_text  # as pg_dump --inserts writes it; NaN, money's $ stay quoted
     value = re.sub(r"\\([0-7]{1,3}|x[0-9a-fA-F]{1,2}|.)", _unescape, field_text)
     return "'" + value.replace("'", "''") + "'"
 
@@ -174,8 +237,18 @@ def _unescape(match: re.Match[str]) -> str:
 def _raw(literal: str) -> str:
     """A literal that holds template syntax, kept away from Jinja."""
     if any(t in literal for t in _TEMPLATE):
-        return f"{{% raw %}}{literal}{{% endraw %}}"
+        return _in_raw(literal)
     return literal
+
+
+def _in_raw(text: str) -> str:
+    """`text` in `{% raw %}` blocks that Jinja renders to exactly `text`.
+
+    Data may hold `{% endraw %}` itself, which would end the block early: every `{%`
+    is split across two blocks (`{` ends one, `%` starts the next), so no block holds
+    a `{%` and nothing but our own `{% endraw %}` can close one.
+    """
+    return "{% raw %}" + text.replace("{%", "{{% endraw %}{% raw %}%") + "{% endraw %}"
 
 
 @dataclass(frozen=True)
@@ -184,34 +257,43 @@ class Options:
     tables: frozenset[str] | None  # None: every table
     fakes: dict[str, dict[str, str]]  # schema.table -> column -> Faker method
     force: bool
+    faker_locale: str = "en_US"
+
+
+_NAME_PART = r'(?:"(?:[^"]|"")*"|[\w$]+)'
+_FAKE_SPEC = re.compile(
+    rf"(?P<table>{_NAME_PART}(?:\.{_NAME_PART})?)\.(?P<col>{_NAME_PART})=(?P<method>[A-Za-z_]\w*)")
 
 
 def parse_fakes(specs: Sequence[str]) -> dict[str, dict[str, str]]:
     """`users.email=email` -> {'public.users': {'email': 'email'}}; raises UsageError."""
     fakes: dict[str, dict[str, str]] = {}
     for spec in specs:
-        match = re.fullmatch(r"(?P<table>[\w$.]+)\.(?P<col>[\w$]+)=(?P<method>[A-Za-z_]\w*)", spec)
+        match = _FAKE_SPEC.fullmatch(spec)
         if match is None:
             raise UsageError(f"--fake {spec!r}: write TABLE.COLUMN=FAKER_METHOD, such as "
-                             "users.email=email or public.users.full_name=name")
-        fakes.setdefault(_unquote(match["table"]), {})[match["col"]] = match["method"]
+                             "users.email=email, public.users.full_name=name or "
+                             '\'"Order Items".note=sentence\'')
+        col = match["col"]
+        col = col[1:-1].replace('""', '"') if col.startswith('"') else col
+        fakes.setdefault(_unquote(match["table"]), {})[col] = match["method"]
     return fakes
 
 
 def _render_table(table: Table, fake: dict[str, str], columns: list[str], requires: list[str],
-                  source: str) -> str:
+                  source: str, numeric: frozenset[str] = frozenset()) -> str:
     head = [f"-- Imported by `sqlfix import` from {source}: {table.name}, {table.rows} row(s)."]
     if requires:
         head.append(f"-- requires: {', '.join(requires)}")
     body: list[str] = []
     if fake:
         head.append("-- Faked columns: " + ", ".join(f"{c} = fake.{m}()" for c, m in fake.items()))
-        body = _faked(table, fake, columns)
+        body = _faked(table, fake, columns, numeric)
     else:
         for statement, data in table.copies:
             block = f"{statement};\n{data}\\.\n"
             has_template = any(t in data for t in _TEMPLATE)
-            body.append(f"{{% raw %}}\n{block}{{% endraw %}}\n" if has_template else block)
+            body.append(_in_raw(f"\n{block}") + "\n" if has_template else block)
         body.extend(_raw_statement(s) + "\n" for s in table.inserts)
     return "\n".join(head) + "\n" + "".join(body)
 
@@ -219,34 +301,84 @@ def _render_table(table: Table, fake: dict[str, str], columns: list[str], requir
 def _raw_statement(statement: str) -> str:
     if not any(t in statement for t in _TEMPLATE):
         return statement
-    return f"{{% raw %}}{statement}{{% endraw %}}"
+    return _in_raw(statement)
 
 
-def _faked(table: Table, fake: dict[str, str], columns: list[str]) -> list[str]:
+def _faked(table: Table, fake: dict[str, str], columns: list[str],
+           numeric: frozenset[str]) -> list[str]:
     """The table's rows as INSERTs with the faked columns as template calls."""
     out: list[str] = []
     for statement, data in table.copies:
         cols = [c.strip().strip('"') for c in re.sub(r"^.*?\(|\)[^)]*$", "", statement).split(",")]
-        rows = [[_copy_literal(f) for f in line.split("\t")] for line in data.split("\n") if line]
-        out.extend(_insert(table.name, cols, row, fake) for row in rows)
+        kinds = [c in numeric for c in cols]  # a row with extra fields fails in _insert
+        rows = [[_copy_literal(f, i < len(kinds) and kinds[i])
+                 for i, f in enumerate(line.split("\t"))] for line in data.split("\n") if line]
+        out.extend(_insert(table.ident, cols, row, fake) for row in rows)
     for statement in table.inserts:
         match = _INSERT.match(statement)
         assert match is not None
         cols = columns
         if match["cols"]:
             cols = [c.strip().strip('"') for c in match["cols"].split(",")]
-        out.extend(_insert(table.name, cols, row, fake) for row in _tuples(statement[match.end():]))
+        if not cols:
+            raise UsageError(_NO_COLUMNS.format(table.name))
+        rows = _tuples(statement[match.end():])
+        out.extend(_insert(table.ident, cols, row, fake) for row in rows)
     return out
 
 
-def _insert(name: str, cols: list[str], row: list[str], fake: dict[str, str]) -> str:
+def _dump_columns(table: Table) -> list[str]:
+    """The columns the dump's own COPY and INSERT column lists name (no schema at hand)."""
+    seen: dict[str, None] = {}
+    for statement, _data in table.copies:
+        match = re.search(r"\((?P<cols>[^)]*)\)\s*FROM", statement, re.IGNORECASE)
+        for col in match["cols"].split(",") if match else ():
+            seen[col.strip().strip('"')] = None
+    for statement in table.inserts:
+        insert = _INSERT.match(statement)
+        for col in insert["cols"].split(",") if insert and insert["cols"] else ():
+            seen[col.strip().strip('"')] = None
+    return list(seen)
+
+
+_NO_COLUMNS = ("--fake on {} needs its columns: its INSERTs name none and no schema is "
+               "configured; set [tool.sqlfix] schema, or dump with pg_dump --column-inserts")
+
+
+def _check_fakes(table: Table, fake: dict[str, str], columns: list[str]) -> None:
+    """Every --fake column of `table` must be one of its columns; raises UsageError."""
+    if fake and not columns:
+        raise UsageError(_NO_COLUMNS.format(table.name))
+    unknown = [c for c in fake if columns and c not in columns]
+    if unknown:
+        raise UsageError(
+            f"--fake names column(s) {', '.join(unknown)} that {table.name} does not have; "
+            f"its columns: {', '.join(columns)}")
+
+
+def _check_methods(methods: dict[str, str], locale: str) -> None:
+    """Each Faker method renders as `{{ fake.method() }}` would in a fixture; raises UsageError.
+
+    Rendering one call through the compiler gives the very refusal `render` would give
+    later (no such provider, a blocked one such as seed_instance, Faker not installed).
+    """
+    for method, spec in sorted(methods.items()):
+        try:
+            render_template(f"{{{{ fake.{method}() }}}}", name="--fake", path="--fake",
+                            context=TemplateContext(0, 0, locale=locale))
+        except FixtureError as exc:
+            raise UsageError(f"--fake {spec}: "
+                             + "; ".join(f"{f.code} {f.message}" for f in exc.findings)) from None
+
+
+def _insert(ident: QualifiedName, cols: list[str], row: list[str], fake: dict[str, str]) -> str:
     if len(cols) != len(row):
-        raise UsageError(f"a row of {name} has {len(row)} value(s) for {len(cols)} column(s): "
-                         f"{', '.join(row)[:200]}")
+        raise UsageError(f"a row of {'.'.join(ident)} has {len(row)} value(s) for {len(cols)} "
+                         f"column(s): {', '.join(row)[:200]}")
     values = [f"{{{{ fake.{fake[c]}() }}}}" if c in fake else _raw(v)
               for c, v in zip(cols, row, strict=True)]
     quoted = ", ".join(_ident(c) for c in cols)
-    target = ".".join(_ident(part) for part in name.split(".", 1))
+    target = ".".join(_ident(part) for part in ident)
     return f"INSERT INTO {target} ({quoted}) VALUES ({', '.join(values)});\n"
 
 
@@ -257,18 +389,48 @@ def _ident(name: str) -> str:
     return psycopg.sql.Identifier(name).as_string(None)
 
 
-def requires_of(tables: Iterable[str], edges: Iterable[tuple[str, str]],
-                files: dict[str, str]) -> tuple[dict[str, list[str]], list[str]]:
+# Characters a file name must not hold (path separators, ones Windows refuses, the
+# comma that separates `-- requires:` names) and control characters.
+_UNSAFE_FILE_CHARS = re.compile(r'[/\\:*?"<>|,\x00-\x1f\x7f]')
+
+
+def file_names(tables: Iterable[QualifiedName]) -> dict[QualifiedName, str]:
+    """Each table's fixture file name: `table.sql` in public, else `schema.table.sql`.
+
+    Made safe to join to --out: separators and the like become `_`, a leading dot or
+    space becomes `_` (no `..`, no hidden files), and names that then collide (also by
+    case only, as on macOS and Windows) get `-2`, `-3`, ... in dump order.
+    """
+    names: dict[QualifiedName, str] = {}
+    taken: set[str] = set()
+    for ident in tables:
+        schema, table = ident
+        stem = table if schema == "public" else f"{schema}.{table}"
+        stem = _UNSAFE_FILE_CHARS.sub("_", stem).rstrip(" .")
+        stem = re.sub(r"^[. ]", "_", stem) or "_"
+        name, n = f"{stem}.sql", 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{stem}-{n}.sql"
+        taken.add(name.lower())
+        names[ident] = name
+    return names
+
+
+def requires_of(tables: Iterable[QualifiedName],
+                edges: Iterable[tuple[QualifiedName, QualifiedName]],
+                files: dict[QualifiedName, str],
+                ) -> tuple[dict[QualifiedName, list[str]], list[str]]:
     """Each table's `requires` (imported parents only); edges that would close a cycle left out."""
     wanted = set(tables)
-    parents: dict[str, list[str]] = {t: [] for t in wanted}
+    parents: dict[QualifiedName, list[QualifiedName]] = {t: [] for t in wanted}
     for child, parent in sorted(set(edges)):
         if child in wanted and parent in wanted and child != parent:
             parents[child].append(parent)
-    kept: dict[str, list[str]] = {t: [] for t in wanted}  # table -> parent tables
+    kept: dict[QualifiedName, list[QualifiedName]] = {t: [] for t in wanted}  # -> parents
     notes: list[str] = []
 
-    def reaches(start: str, goal: str) -> bool:
+    def reaches(start: QualifiedName, goal: QualifiedName) -> bool:
         seen, todo = set(), [start]
         while todo:
             node = todo.pop()
@@ -290,50 +452,65 @@ def requires_of(tables: Iterable[str], edges: Iterable[tuple[str, str]],
     return {t: [files[p] for p in ps] for t, ps in kept.items()}, notes
 
 
-def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[str]) -> tuple[
-        list[tuple[str, str]], dict[str, list[str]]]:
-    """Foreign-key edges and each table's columns, from the database the schema built."""
+def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[QualifiedName]) -> tuple[
+        list[tuple[QualifiedName, QualifiedName]], dict[QualifiedName, list[str]],
+        dict[QualifiedName, frozenset[str]]]:
+    """Foreign-key edges, each table's columns and its numeric ones, from the schema's database."""
     cur = conn.cursor(row_factory=tuple_row)
-    edges = [(r[0], r[1]) for r in cur.execute(_FOREIGN_KEYS)]
-    columns: dict[str, list[str]] = {}
+    edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
+    columns: dict[QualifiedName, list[str]] = {}
+    numeric: dict[QualifiedName, frozenset[str]] = {}
     for name in tables:
-        ident = psycopg.sql.Identifier(*name.split(".", 1)).as_string(conn)
+        ident = psycopg.sql.Identifier(*name).as_string(conn)
         try:
-            columns[name] = [r[0] for r in cur.execute(_COLUMNS, [ident])]
+            found = list(cur.execute(_COLUMNS, [ident]))
         except psycopg.errors.UndefinedTable:
             conn.rollback()
-            columns[name] = []
+            found = []
+        columns[name] = [r[0] for r in found]
+        numeric[name] = frozenset(r[0] for r in found if r[1])
     conn.rollback()
-    return edges, columns
+    return edges, columns, numeric
 
 
 def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[Any] | None,
                    source: str, out: TextIO) -> int:
     """Write one fixture per table; returns how many were written."""
     chosen = {n: t for n, t in parsed.tables.items() if options.tables is None or
-              n in options.tables or n.split(".", 1)[1] in options.tables}
-    unknown = set(options.fakes) - set(chosen)
+              t.name in options.tables or n[1] in options.tables}
+    fakes = {t.name: options.fakes[t.name] for t in chosen.values() if t.name in options.fakes}
+    unknown = set(options.fakes) - set(fakes)
     if unknown:
         raise UsageError("--fake names table(s) not imported from the dump: "
                          + ", ".join(sorted(unknown)))
-    edges, columns = schema_facts(conn, chosen) if conn is not None else ([], {})
-    missing = [n for n in chosen if conn is not None and not columns.get(n)]
+    edges, columns, numeric = schema_facts(conn, chosen) if conn is not None else ([], {}, {})
+    missing = [chosen[n].name for n in chosen if conn is not None and not columns.get(n)]
     if missing:
         raise UsageError(f"table(s) {', '.join(sorted(missing))} of the dump are not in the "
                          "project's schema: fix [tool.sqlfix] schema / setup_command first")
-    files = {n: t.file_name for n, t in chosen.items()}
+    for ident, table in chosen.items():
+        _check_fakes(table, fakes.get(table.name, {}), columns.get(ident) or _dump_columns(table))
+    _check_methods({m: f"{t}.{c}={m}" for t, cols in fakes.items() for c, m in cols.items()},
+                   options.faker_locale)
+    files = file_names(chosen)
     requires, notes = requires_of(chosen, edges, files)
     options.out.mkdir(parents=True, exist_ok=True)
     targets = {n: options.out / files[n] for n in chosen}
+    inside = options.out.resolve()
+    # file_names() makes this hold; a symlink planted in --out must not break it either
+    outside = [display_path(p) for p in targets.values() if p.resolve().parent != inside]
+    if outside:
+        raise UsageError(f"{', '.join(outside)} would be written outside {options.out}; "
+                         "remove the link there or choose another --out")
     existing = [display_path(p) for p in targets.values() if p.exists()]
     if existing and not options.force:
         raise UsageError(f"{', '.join(existing)} exist(s); pass --force to overwrite")
     for name in sorted(chosen):
         table = chosen[name]
-        text = _render_table(table, options.fakes.get(name, {}), columns.get(name, []),
-                             requires[name], source)
+        text = _render_table(table, fakes.get(table.name, {}), columns.get(name, []),
+                             requires[name], source, numeric.get(name, frozenset()))
         targets[name].write_text(text, encoding="utf-8")
-        form = "INSERT (faked)" if name in options.fakes else ("COPY" if table.copies else "INSERT")
+        form = "INSERT (faked)" if table.name in fakes else ("COPY" if table.copies else "INSERT")
         out.write(f"wrote {display_path(targets[name])}: {table.rows} row(s), {form}"
                   f"{'; requires ' + ', '.join(requires[name]) if requires[name] else ''}\n")
     for note in notes:
@@ -342,7 +519,7 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
         kinds = ", ".join(f"{n} {k}" if k != "the dump's comments" else k
                           for k, n in sorted(parsed.dropped.items()))
         out.write(f"dropped (a fixture must not hold them): {kinds}\n")
-    skipped = sorted(set(parsed.tables) - set(chosen))
+    skipped = sorted(t.name for n, t in parsed.tables.items() if n not in chosen)
     if skipped:
         out.write(f"skipped (not in --tables): {', '.join(skipped)}\n")
     return len(chosen)

@@ -355,10 +355,7 @@ def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], o
 
 def run_import(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_for(args)
-    try:
-        text = args.dump.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the dump {args.dump}: {exc}") from None
+    text = importer.read_dump(args.dump)
     parsed = importer.parse_dump(text)
     if not parsed.tables:
         raise UsageError(f"{args.dump} holds no table data (COPY ... FROM stdin or INSERT); "
@@ -366,7 +363,8 @@ def run_import(args: argparse.Namespace, out: TextIO) -> int:
     options = importer.Options(
         out=args.out or settings.fixtures_dir,
         tables=frozenset(args.tables) if args.tables else None,
-        fakes=importer.parse_fakes(args.fake), force=args.force)
+        fakes=importer.parse_fakes(args.fake), force=args.force,
+        faker_locale=settings.faker_locale)
     session = DatabaseSession(settings)
     if not settings.schema and not settings.setup_command:
         out.write("note: no schema or setup_command configured: no requires derived\n")

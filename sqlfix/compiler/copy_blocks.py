@@ -31,7 +31,7 @@ RULE = ("copy-data", "COPY ... FROM stdin rows that cannot load: no `\\.` end, w
 _CANDIDATE = re.compile(r"^[ \t]*(COPY)\b", re.IGNORECASE | re.MULTILINE)
 # Up to the first ';' outside quotes: a COPY statement has no strings but file names.
 _STATEMENT = re.compile(r"""COPY\b(?:[^;"']|"[^"]*"|'[^']*')*;""", re.IGNORECASE)
-_NAME = r'(?:"[^"]*"|[A-Za-z_\x80-\uffff][\w$\x80-\uffff]*)'
+_NAME = r'(?:"(?:[^"]|"")*"|[A-Za-z_\x80-\uffff][\w$\x80-\uffff]*)'
 _PARTS = re.compile(
     rf"""COPY\s+(?P<table>{_NAME}(?:\s*\.\s*{_NAME})?)\s*
     (?:\((?P<cols>[^)]*)\))?\s*

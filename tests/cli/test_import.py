@@ -148,7 +148,7 @@ def test_restrict_lines_are_dropped_between_statements_only() -> None:
             f"COPY public.note (body) FROM stdin;\n\\restrict {key}\nplain\n\\.\n"
             f"INSERT INTO public.note VALUES ('a\n\\unrestrict {key}\nb');\n\\unrestrict {key}\n")
     parsed = parse_dump(dump)
-    table = parsed.tables["public.note"]
+    table = parsed.tables[("public", "note")]
     assert table.copies == [("COPY public.note (body) FROM stdin", f"\\restrict {key}\nplain\n")]
     assert table.inserts == [f"INSERT INTO public.note VALUES ('a\n\\unrestrict {key}\nb');"]
     assert parsed.dropped["\\restrict/\\unrestrict line(s)"] == 2
