@@ -113,6 +113,10 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
             )
         for path in files:
             _run_schema_file(conn, path)
+        # sqlfix's own bookkeeping runs as the session's user, not as a role the schema
+        # switched to (pg_dump --role writes SET ROLE; SET SESSION AUTHORIZATION)
+        conn.execute(b"SET SESSION AUTHORIZATION DEFAULT")
+        conn.execute(b"RESET ROLE")
         conn.execute(b"INSERT INTO _sqlfix.schema_state (schema_hash) VALUES (%s)", [wanted])
     return True
 
