@@ -549,3 +549,49 @@ async def test_2_next(sqlfix_aconn):
 '''
     )
     shop.runpytest(*STRICT).assert_outcomes(passed=2)
+
+
+def test_sync_and_async_connection_through_getfixturevalue_is_refused(shop):
+    # Either order, and from a fixture the test gets the other one from; in the
+    # committed mode the message speaks of the test's connection (no transaction).
+    shop.makepyfile(
+        '''
+import pytest
+from sqlfix import uses
+
+@pytest.mark.asyncio
+async def test_aconn_then_conn(request, sqlfix_aconn):
+    request.getfixturevalue("sqlfix_conn")
+
+@pytest.fixture
+def sync_engine(request):
+    return request.getfixturevalue("sqlfix_sqla_engine")
+
+@pytest.mark.asyncio
+async def test_aconn_then_engine(sqlfix_aconn, sync_engine):
+    pass
+
+def test_conn_then_aconn(request, sqlfix_conn):
+    request.getfixturevalue("sqlfix_aconn")
+
+@uses("users.sql", commit=True)
+def test_committed(request, sqlfix_conn):
+    request.getfixturevalue("sqlfix_aconn")
+
+def test_sync_alone(request, sqlfix_conn):
+    request.getfixturevalue("sqlfix_conn")
+'''
+    )
+    result = shop.runpytest(*STRICT)
+    result.assert_outcomes(passed=1, failed=3, errors=1)
+    result.stdout.fnmatch_lines([
+        "*test_aconn_then_engine*",
+        "*this test requests sqlfix_aconn and sqlfix_sqla_engine*the test's transaction*"])
+    result.stdout.fnmatch_lines([
+        "*test_aconn_then_conn*",
+        "*this test requests sqlfix_aconn and sqlfix_conn*the test's transaction, not both*"])
+    result.stdout.fnmatch_lines([
+        "*test_conn_then_aconn*", "*this test requests sqlfix_conn and sqlfix_aconn*"])
+    result.stdout.fnmatch_lines([
+        "*test_committed*",
+        "*requests sqlfix_conn and sqlfix_aconn*the test's database connection, not both*"])
