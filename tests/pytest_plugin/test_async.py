@@ -595,3 +595,52 @@ def test_sync_alone(request, sqlfix_conn):
     result.stdout.fnmatch_lines([
         "*test_committed*",
         "*requests sqlfix_conn and sqlfix_aconn*the test's database connection, not both*"])
+
+
+def test_a_thread_left_running_statements_on_sqlfix_conn(shop):
+    # The thread holds the connection's lock while it talks to the server; tear-down
+    # must neither share the socket with it (a hang) nor free the connection under it.
+    # A thread running short statements back to back is often between two of them.
+    shop.makepyfile(
+        '''
+import threading, time
+E = []
+STOP = threading.Event()
+
+def run(conn):
+    try:
+        conn.execute("INSERT INTO products (sku, name, price_cents) "
+                     "SELECT 'late', 'x', 1 FROM pg_sleep(2)")
+    except Exception as e:
+        E.append(e)
+
+def busy(conn):
+    try:
+        while not STOP.is_set():
+            conn.execute("SELECT 1")
+    except Exception as e:
+        E.append(e)
+
+def test_1_leaves_thread(sqlfix_conn):
+    threading.Thread(target=run, args=(sqlfix_conn,)).start()
+    time.sleep(0.1)
+
+def test_2_next(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+    time.sleep(2.5)
+    assert len(E) == 1 and type(E[0]).__module__.startswith("psycopg"), E
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+
+def test_3_leaves_busy_thread(sqlfix_conn):
+    threading.Thread(target=busy, args=(sqlfix_conn,), daemon=True).start()
+    time.sleep(0.2)
+
+def test_4_last(sqlfix_conn):
+    STOP.set()
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+'''
+    )
+    result = shop.runpytest_subprocess(*NO_RANDOM, "-o", "faulthandler_timeout=60")
+    result.stdout.fnmatch_lines(["*test_1_leaves_thread*", "*A statement was still running*"])
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed") == 2 and outcomes.get("failed") in (1, 2), outcomes
