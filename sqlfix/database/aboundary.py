@@ -19,11 +19,13 @@ on (pytest-asyncio's per-test loops, anyio's runner), needs no async fixture
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+from collections.abc import Generator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.abc import PQGen
+from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import TupleRow
 
 from sqlfix.database.boundary import CHECK_DEFERRED, OUTSIDE_HELP, SAVEPOINT, SqlfixConnection
@@ -33,6 +35,12 @@ DETACHED = (
     "its test. Each test gets its own sqlfix_aconn; await the tasks a test starts before "
     "it ends."
 )
+CLOSED = (
+    "the connection is closed: the test closed it, the server ended it, or sqlfix closed "
+    "it at the test's end because a statement was still running on it. Await the tasks a "
+    "test starts before it ends."
+)
+RV = TypeVar("RV")
 
 
 async def run_sql_async(conn: psycopg.AsyncConnection[Any], statements: Sequence[str]) -> None:
@@ -50,13 +58,42 @@ class AsyncSqlfixConnection(psycopg.AsyncConnection[TupleRow]):
     _sqlfix_sync: SqlfixConnection | None = None
     _sqlfix_detached = False  # its test ended: it must not reach a later test's transaction
 
-    def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        # execute(), copy and pipelines all start here. A task the test left behind
-        # on a loop that outlives the test (loop_scope="session") would otherwise write
-        # into the next test's transaction on the shared libpq connection.
+    def _refuse_detached(self) -> None:
+        if self.pgconn.status == ConnStatus.BAD:
+            raise psycopg.OperationalError(CLOSED)
         if self._sqlfix_detached:
             raise psycopg.OperationalError(DETACHED)
-        return super().cursor(*args, **kwargs)
+
+    async def wait(self, gen: PQGen[RV], *args: Any, **kwargs: Any) -> RV:
+        # Every operation (execute, cursors, copy, pipelines, transaction(), commit)
+        # talks to libpq through here. A task the test left behind on a loop that
+        # outlives the test (loop_scope="session") must neither write into the next
+        # test's transaction on the shared libpq connection nor resume psycopg's C
+        # generators, which keep the raw PGconn pointer across waits, after sqlfix
+        # closed (freed) that connection: both are checked before each step.
+        try:
+            self._refuse_detached()
+        except psycopg.OperationalError:
+            gen.close()
+            raise
+        return await super().wait(self._guarded(gen), *args, **kwargs)
+
+    def _guarded(self, gen: PQGen[RV]) -> Generator[Any, Any, RV]:
+        try:
+            state = next(gen)
+            while True:
+                ready = yield state
+                try:
+                    self._refuse_detached()
+                except psycopg.OperationalError:
+                    # Closing runs no libpq call in psycopg's generators: safe even
+                    # when the connection is already freed.
+                    with contextlib.suppress(Exception):
+                        gen.close()
+                    raise
+                state = gen.send(ready)
+        except StopIteration as ex:
+            return ex.value  # type: ignore[no-any-return]
 
     def _boundary_savepoint(self) -> str | None:
         sync = self._sqlfix_sync

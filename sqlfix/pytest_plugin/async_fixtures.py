@@ -27,19 +27,43 @@ SYNC_FIXTURES = ("sqlfix_conn", "sqlfix_sqla_engine", "sqlfix_sqla_session")
 ASYNC_FIXTURES = ("sqlfix_aconn", "sqlfix_async_engine", "sqlfix_async_session")
 
 
-def refuse_mixing(request: pytest.FixtureRequest) -> None:
-    """A test gets the sync or the async connection, not both: say so clearly."""
+# Which front end (sync or async) this test's connection was first handed out as,
+# and under which fixture name: set by whichever is set up first, argument or
+# request.getfixturevalue(...).
+_FRONT_END = pytest.StashKey[tuple[bool, str]]()
+
+
+def _mixing_error(sqlfix: object, names: str) -> str:
+    # The committed mode has no test transaction: the two share the test's connection.
+    target = ("the test's database connection" if getattr(sqlfix, "committed", False)
+              else "the test's transaction")
+    return (
+        f"sqlfix: this test requests {names}: a test uses either the sync or the async "
+        f"connection to {target}, not both. They are two front ends on one database "
+        "connection, and a sync call while a coroutine waits on it would interleave two "
+        "conversations on one socket. In an async test use the async fixtures only "
+        "(sqlfix.load(...) and sqlfix.id(...) are fine); in a sync test the sync ones.")
+
+
+def refuse_mixing(request: pytest.FixtureRequest, sqlfix: object, name: str,
+                  is_async: bool) -> None:
+    """A test gets the sync or the async connection, not both: say so clearly.
+
+    `name` is the fixture being set up; the check covers the test's arguments and
+    fixtures set up earlier through `request.getfixturevalue(...)`.
+    """
     names = set(request.fixturenames)
     sync = sorted(names.intersection(SYNC_FIXTURES))
     asyn = sorted(names.intersection(ASYNC_FIXTURES))
     if sync and asyn:
-        pytest.fail(
-            f"sqlfix: this test requests {', '.join(sync)} and {', '.join(asyn)}: a test "
-            "uses either the sync or the async connection to the test's transaction, not "
-            "both. They are two front ends on one database connection, and a sync call "
-            "while a coroutine waits on it would interleave two conversations on one "
-            "socket. In an async test use the async fixtures only (sqlfix.load(...) and "
-            "sqlfix.id(...) are fine); in a sync test the sync ones.", pytrace=False)
+        pytest.fail(_mixing_error(sqlfix, f"{', '.join(sync)} and {', '.join(asyn)}"),
+                    pytrace=False)
+    stash = request.node.stash
+    first = stash.get(_FRONT_END, None)
+    if first is None:
+        stash[_FRONT_END] = (is_async, name)
+    elif first[0] != is_async:
+        pytest.fail(_mixing_error(sqlfix, f"{first[1]} and {name}"), pytrace=False)
 
 
 def _run_privately(coro: Coroutine[Any, Any, T]) -> T:
@@ -67,7 +91,7 @@ def sqlfix_aconn(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[Asy
     `await conn.commit()` / `rollback()` work on savepoints as on `sqlfix_conn`;
     escapes are detected and sequences reset the same way. Usable from any event loop.
     """
-    refuse_mixing(request)
+    refuse_mixing(request, sqlfix, "sqlfix_aconn", is_async=True)
     from sqlfix.database.aboundary import AsyncFrontEnd
 
     front = AsyncFrontEnd(sqlfix.conn)

@@ -40,6 +40,7 @@ from sqlfix.marker import (
     requested_names,
 )
 from sqlfix.pytest_plugin.async_fixtures import (
+    refuse_mixing,
     sqlfix_aconn,
     sqlfix_async_engine,
     sqlfix_async_session,
@@ -569,8 +570,9 @@ def _committed(item: pytest.Item) -> bool:
 
 
 @pytest.fixture
-def sqlfix_conn(sqlfix: Sqlfix) -> SqlfixConnection:
+def sqlfix_conn(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> SqlfixConnection:
     """The test's psycopg connection, inside its rollback boundary, fixtures loaded."""
+    refuse_mixing(request, sqlfix, "sqlfix_conn", is_async=False)
     return sqlfix.conn
 
 

@@ -118,9 +118,11 @@ def sqlfix_sqla_engine(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterat
     `Session(engine)` / `sessionmaker(engine)` in the code under test may commit:
     the commit lands on sqlfix's savepoint and is rolled back with the test.
     """
+    from sqlfix.pytest_plugin.async_fixtures import refuse_mixing  # it imports this module
     from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
 
     refuse_in_committed_mode(sqlfix, request, "sqlfix_sqla_engine", "sqlfix_sqla_session")
+    refuse_mixing(request, sqlfix, "sqlfix_sqla_engine", is_async=False)
     engine = make_engine(sqlfix)
     yield engine
     # No engine.dispose(): it would close the session's shared connection.

@@ -462,3 +462,185 @@ async def test_2_next(sqlfix_aconn):
 '''
     )
     shop.runpytest(*STRICT, "-p", "no:randomly").assert_outcomes(passed=2)
+
+
+def test_a_task_left_running_a_statement_gets_an_error_not_a_crash(shop):
+    # The test's end closes (frees) the libpq connection the task is waiting on; on a
+    # session-wide loop the task resumes in the next test. Without the guard in
+    # AsyncSqlfixConnection.wait psycopg's C generator used the freed pointer: the
+    # whole pytest process died of a segmentation fault. In a subprocess for that.
+    shop.makepyfile(
+        '''
+import asyncio, pytest
+
+LEFT = []
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_1_leaves_task(sqlfix_aconn):
+    LEFT.append(asyncio.get_running_loop().create_task(
+        sqlfix_aconn.execute("SELECT pg_sleep(2)")))
+    await asyncio.sleep(0.05)
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_2_next(sqlfix_aconn):
+    cur = await sqlfix_aconn.execute("SELECT 1")
+    assert await cur.fetchone() == (1,)
+    await asyncio.sleep(2.5)
+    with pytest.raises(Exception, match="closed") as caught:
+        await LEFT[0]
+    assert type(caught.value).__module__.startswith("psycopg")
+    cur = await sqlfix_aconn.execute("SELECT 2")
+    assert await cur.fetchone() == (2,)
+'''
+    )
+    result = shop.runpytest_subprocess(*STRICT)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_1_leaves_task*", "*A statement was still running*"])
+
+
+def test_a_task_left_behind_cannot_write_into_the_next_test(shop):
+    # Each way to a statement after the test ended: a cursor obtained during the test,
+    # COPY through it, a pipeline, transaction(). None may reach the next test's rows.
+    shop.makepyfile(
+        '''
+import asyncio, pytest
+
+SKU = "INSERT INTO products (sku, name, price_cents) VALUES (%s, 'g', 1)"
+R = {}
+
+async def later(name, op):
+    await asyncio.sleep(0.3)
+    try:
+        await op()
+        R[name] = "done"
+    except Exception as e:
+        R[name] = repr(e)
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_1_leaves_tasks(sqlfix_aconn):
+    conn, cur = sqlfix_aconn, sqlfix_aconn.cursor()
+
+    async def copy():
+        async with cur.copy("COPY products (sku, name, price_cents) FROM STDIN") as cp:
+            await cp.write_row(("ghost-copy", "g", 1))
+
+    async def pipeline():
+        async with conn.pipeline():
+            await conn.execute(SKU, ["ghost-pipe"])
+
+    async def transaction():
+        async with conn.transaction():
+            await cur.execute(SKU, ["ghost-tx"])
+
+    loop = asyncio.get_running_loop()
+    loop.create_task(later("cursor", lambda: cur.execute(SKU, ["ghost-cur"])))
+    loop.create_task(later("copy", copy))
+    loop.create_task(later("pipeline", pipeline))
+    loop.create_task(later("transaction", transaction))
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_2_next(sqlfix_aconn):
+    await asyncio.sleep(1.0)
+    assert sorted(R) == ["copy", "cursor", "pipeline", "transaction"]
+    for name, outcome in R.items():
+        assert "belongs to a test that has ended" in outcome, (name, outcome)
+    cur = await sqlfix_aconn.execute("SELECT sku FROM products")
+    assert await cur.fetchall() == []
+'''
+    )
+    shop.runpytest(*STRICT).assert_outcomes(passed=2)
+
+
+def test_sync_and_async_connection_through_getfixturevalue_is_refused(shop):
+    # Either order, and from a fixture the test gets the other one from; in the
+    # committed mode the message speaks of the test's connection (no transaction).
+    shop.makepyfile(
+        '''
+import pytest
+from sqlfix import uses
+
+@pytest.mark.asyncio
+async def test_aconn_then_conn(request, sqlfix_aconn):
+    request.getfixturevalue("sqlfix_conn")
+
+@pytest.fixture
+def sync_engine(request):
+    return request.getfixturevalue("sqlfix_sqla_engine")
+
+@pytest.mark.asyncio
+async def test_aconn_then_engine(sqlfix_aconn, sync_engine):
+    pass
+
+def test_conn_then_aconn(request, sqlfix_conn):
+    request.getfixturevalue("sqlfix_aconn")
+
+@uses("users.sql", commit=True)
+def test_committed(request, sqlfix_conn):
+    request.getfixturevalue("sqlfix_aconn")
+
+def test_sync_alone(request, sqlfix_conn):
+    request.getfixturevalue("sqlfix_conn")
+'''
+    )
+    result = shop.runpytest(*STRICT)
+    result.assert_outcomes(passed=1, failed=3, errors=1)
+    result.stdout.fnmatch_lines([
+        "*test_aconn_then_engine*",
+        "*this test requests sqlfix_aconn and sqlfix_sqla_engine*the test's transaction*"])
+    result.stdout.fnmatch_lines([
+        "*test_aconn_then_conn*",
+        "*this test requests sqlfix_aconn and sqlfix_conn*the test's transaction, not both*"])
+    result.stdout.fnmatch_lines([
+        "*test_conn_then_aconn*", "*this test requests sqlfix_conn and sqlfix_aconn*"])
+    result.stdout.fnmatch_lines([
+        "*test_committed*",
+        "*requests sqlfix_conn and sqlfix_aconn*the test's database connection, not both*"])
+
+
+def test_a_thread_left_running_statements_on_sqlfix_conn(shop):
+    # The thread holds the connection's lock while it talks to the server; tear-down
+    # must neither share the socket with it (a hang) nor free the connection under it.
+    # A thread running short statements back to back is often between two of them.
+    shop.makepyfile(
+        '''
+import threading, time
+E = []
+STOP = threading.Event()
+
+def run(conn):
+    try:
+        conn.execute("INSERT INTO products (sku, name, price_cents) "
+                     "SELECT 'late', 'x', 1 FROM pg_sleep(2)")
+    except Exception as e:
+        E.append(e)
+
+def busy(conn):
+    try:
+        while not STOP.is_set():
+            conn.execute("SELECT 1")
+    except Exception as e:
+        E.append(e)
+
+def test_1_leaves_thread(sqlfix_conn):
+    threading.Thread(target=run, args=(sqlfix_conn,)).start()
+    time.sleep(0.1)
+
+def test_2_next(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+    time.sleep(2.5)
+    assert len(E) == 1 and type(E[0]).__module__.startswith("psycopg"), E
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+
+def test_3_leaves_busy_thread(sqlfix_conn):
+    threading.Thread(target=busy, args=(sqlfix_conn,), daemon=True).start()
+    time.sleep(0.2)
+
+def test_4_last(sqlfix_conn):
+    STOP.set()
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+'''
+    )
+    result = shop.runpytest_subprocess(*NO_RANDOM, "-o", "faulthandler_timeout=60")
+    result.stdout.fnmatch_lines(["*test_1_leaves_thread*", "*A statement was still running*"])
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed") == 2 and outcomes.get("failed") in (1, 2), outcomes
