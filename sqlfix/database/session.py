@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,25 @@ def load_timeouts(settings: Settings) -> bytes:
         return b""
     return b"; ".join(sql.SQL("SET LOCAL {} = {}").format(
         sql.Identifier(name), sql.Literal(str(load))).as_bytes(None) for name, load, _ in pairs)
+
+
+@contextlib.contextmanager
+def untimed(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """sqlfix's own statements on the test connection (the verifier's snapshots and
+    catalog checks) without the tests' statement_timeout; put back after.
+
+    The connection must be idle (between tests). Raises psycopg.Error if it is gone.
+    """
+    conn.execute(b"SET statement_timeout = 0")
+    psycopg.Connection.commit(conn)  # a session setting: kept only once committed
+    try:
+        yield
+    finally:
+        if not (conn.closed or conn.broken):
+            with contextlib.suppress(psycopg.Error):
+                psycopg.Connection.rollback(conn)
+                conn.execute(b"RESET statement_timeout")  # the connection's own (the test's)
+                psycopg.Connection.commit(conn)
 
 
 class DatabaseSession:
@@ -122,7 +141,8 @@ class DatabaseSession:
             fixture_role.attach(self._conn, self.fixture_role)
             reset = self._sequence_reset(self.settings.reset_sequences)
             if reset:  # the test that lost the connection could not reset them
-                self._conn.execute(b"ROLLBACK; " + reset)
+                with untimed(self._conn):
+                    self._conn.execute(b"ROLLBACK; " + reset)
         return self._conn
 
     def connection_if_open(self) -> SqlfixConnection | None:
@@ -270,9 +290,10 @@ class DatabaseSession:
         """
         assert self.dsn is not None
         s = self.settings
+        # The tests' statement_timeout is for the tests' statements: a restore of big
+        # tables may take longer, and its lock waits are bounded by lock_timeout
         options = (f"-c default_transaction_read_only=off -c synchronous_commit=on "
-                   f"-c lock_timeout={s.lock_timeout} "
-                   f"-c statement_timeout={s.statement_timeout}")
+                   f"-c lock_timeout={s.lock_timeout} -c statement_timeout=0")
         try:
             conn = self._own_connect(self.dsn, options)
         except psycopg.OperationalError as first:
