@@ -36,6 +36,24 @@ from sqlfix.errors import DatabaseError, ServerError
 _RECOVERING = ("the database system is", "server closed the connection unexpectedly",
                "terminating connection")
 _RECONNECT_SECONDS = 15.0  # after a crashed backend the server recovers for a moment
+# A connection lost to a server restarting after a crashed backend, as libpq and
+# psycopg word it
+_LOST_TO_RECOVERY = (*_RECOVERING, "consuming input failed", "the connection is lost",
+                     "terminating connection because of crash of another server process")
+
+
+class ServerRecovering(DatabaseError):
+    """The server kept restarting (a crashed backend) while sqlfix restored the baseline."""
+
+
+def _recovering(exc: BaseException) -> bool:
+    """Whether `exc` (or the error it wraps) is a connection lost to a recovering server."""
+    while exc is not None:
+        if isinstance(exc, DatabaseError | psycopg.OperationalError) and any(
+                m in str(exc) for m in _LOST_TO_RECOVERY):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 def make_library(settings: Settings) -> FixtureLibrary:
@@ -192,6 +210,31 @@ class DatabaseSession:
         return boundary
 
     def restore(
+        self, tables: Collection[tuple[str, str]] | None = None,
+        end_lock_holders: bool | None = None,
+    ) -> str:
+        """`_restore`, again as a whole while the server recovers from a crashed backend.
+
+        After a backend is killed the postmaster ends every connection and restarts; a
+        restore that connected in between loses its connection midway. Raises
+        ServerRecovering when it still fails after _RECONNECT_SECONDS; otherwise as
+        `_restore`.
+        """
+        deadline = time.monotonic() + _RECONNECT_SECONDS
+        while True:
+            try:
+                return self._restore(tables, end_lock_holders)
+            except (DatabaseError, psycopg.OperationalError) as exc:
+                if not _recovering(exc) or self._server_gone():
+                    raise
+                if time.monotonic() > deadline:
+                    raise ServerRecovering(
+                        "the PostgreSQL server was restarting after a backend process "
+                        f"crashed or was killed, and sqlfix's restore lost its connection "
+                        f"for {_RECONNECT_SECONDS:.0f}s ({str(exc).strip()})") from exc
+                time.sleep(0.2)
+
+    def _restore(
         self, tables: Collection[tuple[str, str]] | None = None,
         end_lock_holders: bool | None = None,
     ) -> str:
