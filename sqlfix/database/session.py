@@ -27,7 +27,7 @@ from sqlfix.database.backends import APP_NAME
 from sqlfix.database.baseline import COPY_SCHEMA, Baseline, capture, restore
 from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
 from sqlfix.database.committed import Fingerprint, Table, fingerprints
-from sqlfix.database.schema import DAMAGED, apply_schema, check_safe, connect
+from sqlfix.database.schema import DAMAGED, RESTORE_FAILED, apply_schema, check_safe, connect
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
@@ -298,6 +298,24 @@ class DatabaseSession:
             conn.close()
         return "\n".join([done, *notes])
 
+    def mark_damaged(self, why: str) -> bool:
+        """After a failed restore of a database given by DSN: record it, so that the next
+        run refuses the database instead of taking a test's rows as its baseline.
+
+        True when recorded (or not needed: the embedded database is made anew by each
+        run); False when the server could not be reached.
+        """
+        if self.server is not None or self.settings.dsn is None:
+            return True
+        options = "-c default_transaction_read_only=off -c statement_timeout=0"
+        try:
+            with self._own_connect(self.settings.dsn, options) as conn:  # commits at the end
+                # a committed DDL's own mark (restore) stays: it says more
+                conn.execute(DAMAGED + b" WHERE damaged IS NULL", [RESTORE_FAILED + why])
+        except psycopg.Error:
+            return False
+        return True
+
     def _copies(self, conn: psycopg.Connection[Any]) -> dict[Table, Fingerprint]:
         """Fingerprints of sqlfix's copies of the schema's rows; psycopg.Error if one is gone."""
         assert self.baseline is not None
@@ -520,3 +538,16 @@ class DatabaseSession:
             self.server.stop()
             self.server = None
         self.dsn = None
+
+
+def damage_note(session: DatabaseSession, exc: BaseException) -> str:
+    """For the exit after a failed restore: how the next run will know (a DSN database)."""
+    if session.server is not None or not session.settings.dsn:
+        return ""  # the embedded database is made anew by each run
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if session.mark_damaged(first):
+        return ("\nsqlfix marked the test database as damaged: the next run refuses it "
+                "until it is recreated (dropdb/createdb).")
+    return ("\nsqlfix could not mark the test database as damaged (the server cannot be "
+            "reached): it may still hold the test's changes, so recreate it (dropdb/createdb) "
+            "before the next run.")

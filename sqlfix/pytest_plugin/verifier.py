@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from sqlfix.database.session import DatabaseSession, untimed
+from sqlfix.database.session import DatabaseSession, damage_note, untimed
 from sqlfix.database.verify import Fingerprint, take
 from sqlfix.errors import SqlfixError
 
@@ -74,7 +74,7 @@ def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None,
         pytest.exit(PREFIX + "after a test the database differs from its state before the "
                     "first test:\n  " + "\n  ".join(changes)
                     + f"\nand the baseline could not be restored ({exc}); later tests would "
-                    "see the changes.", returncode=3)
+                    "see the changes." + damage_note(session, exc), returncode=3)
     return (PREFIX + "after this test the database differs from its state before the first "
             f"test ({_count(len(changes), 'difference')}; sqlfix put it back):\n  "
             + "\n  ".join(changes) + "\n" + "\n".join([*ended, restored]) + ".",
