@@ -7,6 +7,7 @@ project root; nothing here connects or starts anything.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -103,17 +104,35 @@ def parse_duration(value: object) -> int:
     return millis
 
 
+# What PostgreSQL's parse_int reads for a time setting: a decimal number (a fraction
+# and an exponent allowed), then optional spaces and a unit
+_DURATION = re.compile(r"(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*([a-z]*)")
+
+
 def _duration_ms(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    text = value.strip().lower() if isinstance(value, str) else ""
-    number = text.rstrip("abcdefghijklmnopqrstuvwxyz").strip()
-    unit = text[len(number):].strip() or "ms"
-    if number.isdigit() and unit in _UNITS_MS:
-        millis = int(number) * _UNITS_MS[unit]
-        return max(1, int(millis)) if millis else 0  # 500us is a limit, not "no limit"
-    raise ValueError(f"{value!r} is not a duration: use milliseconds (5000) or a number "
-                     "with a unit (us, ms, s, min, h, d), e.g. '10s'; 0 means no limit")
+    if isinstance(value, bool):
+        raise ValueError(_not_a_duration(value))
+    if isinstance(value, int | float):  # TOML numbers are milliseconds
+        number, unit = float(value), "ms"
+    else:
+        text = value.strip().lower() if isinstance(value, str) else ""
+        found = _DURATION.fullmatch(text)
+        if found is None:
+            raise ValueError(_not_a_duration(value))
+        number, unit = float(found[1] + (found[2] or "")), found[3] or "ms"
+    if unit not in _UNITS_MS or not math.isfinite(number) or number < 0:
+        raise ValueError(_not_a_duration(value))
+    millis = number * _UNITS_MS[unit]
+    if millis > MAX_TIMEOUT_MS:
+        return MAX_TIMEOUT_MS + 1  # parse_duration says it is too long
+    # PostgreSQL rounds to the nearest ms (rint: halves to even, as round() does); a
+    # non-zero value that rounds to 0 would mean "no limit", so it is 1 ms instead
+    return max(1, round(millis)) if millis else 0
+
+
+def _not_a_duration(value: object) -> str:
+    return (f"{value!r} is not a duration: use milliseconds (5000) or a number with a "
+            "unit (us, ms, s, min, h, d), e.g. '10s' or '0.5s'; 0 means no limit")
 
 
 def parse_bool(value: object) -> bool:

@@ -142,3 +142,35 @@ def test_a_bad_layers_max_tests_is_refused_with_the_value(tmp_path, value):
     write(tmp_path, f"[tool.sqlfix]\nlayers_max_tests = {value}\n")
     with pytest.raises(ConfigError, match=r"layers_max_tests: .* must be a whole number of 1"):
         load_settings(tmp_path)
+
+
+# PostgreSQL reads a time setting as a decimal number (fraction and exponent allowed)
+# with an optional unit, rounded to the nearest ms (halves to even, as its rint() does)
+FRACTIONS = [('"0.5s"', 500), ('"1.5ms"', 2), ('"2.5ms"', 2), ('"0.25min"', 15_000),
+             ('"1.5h"', 5_400_000), ('"0.5d"', 43_200_000), ('"1500us"', 2),
+             ('"10 s"', 10_000), ('".5s"', 500), ('"1e3ms"', 1_000), ('"1.5"', 2),
+             ("1.5", 2), ('"0.4us"', 1), ('"0.0s"', 0), ('"3.7S"', 3_700)]
+
+
+@pytest.mark.parametrize(("value", "millis"), FRACTIONS)
+def test_fractional_durations_are_read_as_postgresql_reads_them(tmp_path, value, millis):
+    write(tmp_path, f"[tool.sqlfix]\nlock_timeout = {value}\n")
+    assert load_settings(tmp_path).lock_timeout == millis
+    text = value.strip('"')
+    assert load_settings(tmp_path, {"statement_timeout": text}).statement_timeout == millis
+    ini = load_settings(tmp_path, ini={"load_lock_timeout": text}, ini_file="pytest.ini")
+    assert ini.load_lock_timeout == millis
+
+
+@pytest.mark.parametrize("value", ['"1.2.3s"', '"."', '"1e"', '"nan"', '"inf"', '"s"',
+                                   '"-0.5s"', '"0.5 fortnights"', '"1,5s"', "nan"])
+def test_a_bad_fractional_duration_is_refused(tmp_path, value):
+    write(tmp_path, f"[tool.sqlfix]\nlock_timeout = {value}\n")
+    with pytest.raises(ConfigError, match=r"lock_timeout: .* is not a duration"):
+        load_settings(tmp_path)
+
+
+def test_a_fractional_timeout_option_is_accepted(pytester):
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("--sqlfix-lock-timeout=0.5s", "--sqlfix-statement-timeout=1.5ms")
+    assert result.ret == 0, result.stderr.str()

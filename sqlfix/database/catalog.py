@@ -128,8 +128,15 @@ SELECT 'role', quote_ident(rolname),
                  rolreplication, rolbypassrls, rolconnlimit)
 FROM pg_roles WHERE %(roles)s OR rolname = session_user
 UNION ALL
-SELECT 'default privileges', concat_ws(' ', pg_get_userbyid(defaclrole), defaclnamespace,
-                                       defaclobjtype), defaclacl::text
+SELECT 'default privileges',
+       -- in words: "of role app on tables in schema public"
+       format('of role %%s on %%s in %%s', quote_ident(pg_get_userbyid(defaclrole)),
+              CASE defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences'
+                   WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas'
+                   ELSE 'objects of kind ' || defaclobjtype::text END,
+              CASE WHEN defaclnamespace = 0 THEN 'every schema'
+                   ELSE 'schema ' || defaclnamespace::regnamespace::text END),
+       defaclacl::text
 FROM pg_default_acl
 """
 

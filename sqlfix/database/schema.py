@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS _sqlfix.schema_state (
 ALTER TABLE _sqlfix.schema_state ADD COLUMN IF NOT EXISTS damaged text;
 """
 DAMAGED = b"UPDATE _sqlfix.schema_state SET damaged = %s"  # see DatabaseSession.restore
+# How `damaged` begins when a restore failed (DatabaseSession.mark_damaged), not DDL
+RESTORE_FAILED = "the baseline could not be restored: "
 
 
 def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> SqlfixConnection:
@@ -97,6 +99,12 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
         rows = cur.execute(b"SELECT schema_hash, damaged FROM _sqlfix.schema_state").fetchall()
         applied = [r[0] for r in rows]
         damaged = [r[1] for r in rows if r[1]]
+        if damaged and damaged[0].startswith(RESTORE_FAILED):
+            raise DatabaseError(
+                f"a run before this one stopped with a test's committed changes still in "
+                f"database {conn.info.dbname!r} ({damaged[0]}), and sqlfix does not drop a "
+                "database given by DSN: it would take them as its baseline. Recreate that "
+                "test database (dropdb/createdb) so the schema can be applied to an empty one")
         if damaged:
             raise DatabaseError(
                 f"a test of an earlier run changed the schema of database {conn.info.dbname!r} "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,14 @@ from sqlfix.database.baseline import COPY_SCHEMA, Baseline, capture, restore
 from sqlfix.database.boundary import SESSION_RESET, Boundary, SqlfixConnection, scalar
 from sqlfix.database.committed import Fingerprint, Table, fingerprints
 from sqlfix.database.layers import LayeredBoundary, LayerStack
-from sqlfix.database.schema import DAMAGED, apply_schema, check_safe, connect, schema_hash
+from sqlfix.database.schema import (
+    DAMAGED,
+    RESTORE_FAILED,
+    apply_schema,
+    check_safe,
+    connect,
+    schema_hash,
+)
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
@@ -40,6 +47,24 @@ from sqlfix.errors import DatabaseError, ServerError
 _RECOVERING = ("the database system is", "server closed the connection unexpectedly",
                "terminating connection")
 _RECONNECT_SECONDS = 15.0  # after a crashed backend the server recovers for a moment
+# A connection lost to a server restarting after a crashed backend, as libpq and
+# psycopg word it
+_LOST_TO_RECOVERY = (*_RECOVERING, "consuming input failed", "the connection is lost",
+                     "terminating connection because of crash of another server process")
+
+
+class ServerRecovering(DatabaseError):
+    """The server kept restarting (a crashed backend) while sqlfix restored the baseline."""
+
+
+def _recovering(exc: BaseException) -> bool:
+    """Whether `exc` (or the error it wraps) is a connection lost to a recovering server."""
+    while exc is not None:
+        if isinstance(exc, DatabaseError | psycopg.OperationalError) and any(
+                m in str(exc) for m in _LOST_TO_RECOVERY):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 def make_library(settings: Settings, fixture_cache: Path | None = None) -> FixtureLibrary:
@@ -58,6 +83,25 @@ def load_timeouts(settings: Settings) -> bytes:
         return b""
     return b"; ".join(sql.SQL("SET LOCAL {} = {}").format(
         sql.Identifier(name), sql.Literal(str(load))).as_bytes(None) for name, load, _ in pairs)
+
+
+@contextlib.contextmanager
+def untimed(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """sqlfix's own statements on the test connection (the verifier's snapshots and
+    catalog checks) without the tests' statement_timeout; put back after.
+
+    The connection must be idle (between tests). Raises psycopg.Error if it is gone.
+    """
+    conn.execute(b"SET statement_timeout = 0")
+    psycopg.Connection.commit(conn)  # a session setting: kept only once committed
+    try:
+        yield
+    finally:
+        if not (conn.closed or conn.broken):
+            with contextlib.suppress(psycopg.Error):
+                psycopg.Connection.rollback(conn)
+                conn.execute(b"RESET statement_timeout")  # the connection's own (the test's)
+                psycopg.Connection.commit(conn)
 
 
 class DatabaseSession:
@@ -208,7 +252,8 @@ class DatabaseSession:
             fixture_role.attach(self._conn, self.fixture_role)
             reset = self._sequence_reset(self.settings.reset_sequences)
             if reset:  # the test that lost the connection could not reset them
-                self._conn.execute(b"ROLLBACK; " + reset)
+                with untimed(self._conn):
+                    self._conn.execute(b"ROLLBACK; " + reset)
         return self._conn
 
     def connection_if_open(self) -> SqlfixConnection | None:
@@ -290,6 +335,31 @@ class DatabaseSession:
         self, tables: Collection[tuple[str, str]] | None = None,
         end_lock_holders: bool | None = None,
     ) -> str:
+        """`_restore`, again as a whole while the server recovers from a crashed backend.
+
+        After a backend is killed the postmaster ends every connection and restarts; a
+        restore that connected in between loses its connection midway. Raises
+        ServerRecovering when it still fails after _RECONNECT_SECONDS; otherwise as
+        `_restore`.
+        """
+        deadline = time.monotonic() + _RECONNECT_SECONDS
+        while True:
+            try:
+                return self._restore(tables, end_lock_holders)
+            except (DatabaseError, psycopg.OperationalError) as exc:
+                if not _recovering(exc) or self._server_gone():
+                    raise
+                if time.monotonic() > deadline:
+                    raise ServerRecovering(
+                        "the PostgreSQL server was restarting after a backend process "
+                        f"crashed or was killed, and sqlfix's restore lost its connection "
+                        f"for {_RECONNECT_SECONDS:.0f}s ({str(exc).strip()})") from exc
+                time.sleep(0.2)
+
+    def _restore(
+        self, tables: Collection[tuple[str, str]] | None = None,
+        end_lock_holders: bool | None = None,
+    ) -> str:
         """Back to the baseline on a new connection, as the session's own user; says how.
 
         First database and role settings a test committed (`ALTER ROLE ... SET`,
@@ -350,6 +420,24 @@ class DatabaseSession:
             conn.close()
         return "\n".join([done, *notes])
 
+    def mark_damaged(self, why: str) -> bool:
+        """After a failed restore of a database given by DSN: record it, so that the next
+        run refuses the database instead of taking a test's rows as its baseline.
+
+        True when recorded (or not needed: the embedded database is made anew by each
+        run); False when the server could not be reached.
+        """
+        if self.server is not None or self.settings.dsn is None or self.worker is not None:
+            return True  # (a pytest-xdist worker's clone is dropped at the end of the run)
+        options = "-c default_transaction_read_only=off -c statement_timeout=0"
+        try:
+            with self._own_connect(self.settings.dsn, options) as conn:  # commits at the end
+                # a committed DDL's own mark (restore) stays: it says more
+                conn.execute(DAMAGED + b" WHERE damaged IS NULL", [RESTORE_FAILED + why])
+        except psycopg.Error:
+            return False
+        return True
+
     def _copies(self, conn: psycopg.Connection[Any]) -> dict[Table, Fingerprint]:
         """Fingerprints of sqlfix's copies of the schema's rows; psycopg.Error if one is gone."""
         assert self.baseline is not None
@@ -385,9 +473,10 @@ class DatabaseSession:
         """
         assert self.dsn is not None
         s = self.settings
+        # The tests' statement_timeout is for the tests' statements: a restore of big
+        # tables may take longer, and its lock waits are bounded by lock_timeout
         options = (f"-c default_transaction_read_only=off -c synchronous_commit=on "
-                   f"-c lock_timeout={s.lock_timeout} "
-                   f"-c statement_timeout={s.statement_timeout}")
+                   f"-c lock_timeout={s.lock_timeout} -c statement_timeout=0")
         try:
             conn = self._own_connect(self.dsn, options)
         except psycopg.OperationalError as first:
@@ -579,3 +668,16 @@ class DatabaseSession:
             self.server.stop()
             self.server = None
         self.dsn = None
+
+
+def damage_note(session: DatabaseSession, exc: BaseException) -> str:
+    """For the exit after a failed restore: how the next run will know (a DSN database)."""
+    if session.server is not None or not session.settings.dsn or session.worker is not None:
+        return ""  # the embedded database is made anew by each run, a worker's clone dropped
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if session.mark_damaged(first):
+        return ("\nsqlfix marked the test database as damaged: the next run refuses it "
+                "until it is recreated (dropdb/createdb).")
+    return ("\nsqlfix could not mark the test database as damaged (the server cannot be "
+            "reached): it may still hold the test's changes, so recreate it (dropdb/createdb) "
+            "before the next run.")

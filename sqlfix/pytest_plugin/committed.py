@@ -25,7 +25,7 @@ from sqlfix.config import Settings
 from sqlfix.database.backends import Backend, others, terminate
 from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
 from sqlfix.database.committed import ChangeTracker
-from sqlfix.database.session import DatabaseSession
+from sqlfix.database.session import DatabaseSession, damage_note
 from sqlfix.errors import LeakedConnectionWarning, SqlfixError
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
@@ -232,11 +232,12 @@ def _restore(session: DatabaseSession, tracker: ChangeTracker) -> None:
     except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
         pytest.exit(
             "sqlfix: after a committed test (@uses(..., commit=True)), the baseline could not be "
-            f"restored: {str(exc).strip()} ({_holders(session)}). {_WHAT_TO_DO}", returncode=3)
+            f"restored: {str(exc).strip()} ({_holders(session)}). {_WHAT_TO_DO}"
+            + damage_note(session, exc), returncode=3)
     except (SqlfixError, psycopg.Error) as exc:
         pytest.exit(f"sqlfix: after a committed test (@uses(..., commit=True)), the baseline "
-                    f"could not be restored ({exc}); later tests would see its rows.",
-                    returncode=3)
+                    f"could not be restored ({exc}); later tests would see its rows."
+                    + damage_note(session, exc), returncode=3)
 
 
 def _holders(session: DatabaseSession) -> str:

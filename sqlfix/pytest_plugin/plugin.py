@@ -427,14 +427,19 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
         return None
     import psycopg
 
+    from sqlfix.database.session import ServerRecovering, damage_note
     from sqlfix.errors import SqlfixError
 
     try:
         restored = item.config.stash[SESSION_KEY].restore()
+    except ServerRecovering as exc:
+        pytest.exit(f"sqlfix: {exc}; the baseline could not be restored after "
+                    f"{item.nodeid}, and later tests would not start from it.\n{reason}"
+                    + damage_note(item.config.stash[SESSION_KEY], exc), returncode=3)
     except (SqlfixError, psycopg.Error) as exc:
         pytest.exit(f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
-                    f"could not be restored ({exc}); later tests would see them.\n{reason}",
-                    returncode=3)
+                    f"could not be restored ({exc}); later tests would see them.\n{reason}"
+                    + damage_note(item.config.stash[SESSION_KEY], exc), returncode=3)
     if boundary.lost:
         return f"sqlfix: the test's database connection was lost. {reason}\n{restored}."
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."

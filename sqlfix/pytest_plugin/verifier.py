@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from sqlfix.database.session import DatabaseSession
+from sqlfix.database.session import DatabaseSession, damage_note, untimed
 from sqlfix.database.verify import Fingerprint, take
 from sqlfix.errors import SqlfixError
 
@@ -23,10 +23,16 @@ _SCHEMA_LINES = ("(created and committed by the test)", "(dropped and committed 
 def fingerprint(session: DatabaseSession) -> Fingerprint:
     """The reference state (before the first test, and again after a restore)."""
     try:
-        return take(session.connection(), session.settings.reset_sequences)
+        return _take(session)
     except psycopg.OperationalError:  # the connection or the server died since the test
         session.restore()
-        return take(session.connection(), session.settings.reset_sequences)
+        return _take(session)
+
+
+def _take(session: DatabaseSession) -> Fingerprint:
+    conn = session.connection()
+    with untimed(conn):  # the tests' statement_timeout is for the tests' statements
+        return take(conn, session.settings.reset_sequences)
 
 
 def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None, Fingerprint]:
@@ -37,10 +43,11 @@ def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None,
     """
     try:
         conn = session.connection()
-        ended = session.end_lock_holders(conn, "read the tables")
-        now = take(conn, session.settings.reset_sequences)
-        changes = reference.differences(now)
-        schema, settings = session.drift(conn)
+        with untimed(conn):
+            ended = session.end_lock_holders(conn, "read the tables")
+            now = take(conn, session.settings.reset_sequences)
+            changes = reference.differences(now)
+            schema, settings = session.drift(conn)
         if schema:  # the rebuild below names them
             changes = [line for line in changes if not line.endswith(_SCHEMA_LINES)]
             changes.append("the schema's objects changed: see below")
@@ -67,7 +74,7 @@ def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None,
         pytest.exit(PREFIX + "after a test the database differs from its state before the "
                     "first test:\n  " + "\n  ".join(changes)
                     + f"\nand the baseline could not be restored ({exc}); later tests would "
-                    "see the changes.", returncode=3)
+                    "see the changes." + damage_note(session, exc), returncode=3)
     return (PREFIX + "after this test the database differs from its state before the first "
             f"test ({_count(len(changes), 'difference')}; sqlfix put it back):\n  "
             + "\n  ".join(changes) + "\n" + "\n".join([*ended, restored]) + ".",

@@ -492,3 +492,32 @@ def test_change_lines_agree_with_plural_kinds():
         "internal triggers on public.t were dropped",
         "trigger stamp on public.t was dropped"]
     assert after.changes(before)[1] == "internal triggers on public.t were created"
+
+
+def test_with_a_dsn_a_failed_restore_marks_the_database_and_the_next_run_refuses(
+        pytester, fresh_dsn):
+    _project(pytester, f"dsn = {fresh_dsn!r}\n",
+             schema="CREATE TABLE t (id int PRIMARY KEY, v text);\n")
+    pytester.makepyfile('''
+def test_1(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO t VALUES (1, 'escaped'); COMMIT")
+
+def test_2(sqlfix_conn):
+    pass
+''')
+    assert pytester.runpytest(*NO_RANDOM).ret == 1  # the schema is there; restored
+    # a connection opened before the run holds a lock sqlfix's restore needs: it does not
+    # end connections it did not open, so the restore fails and the run stops
+    with psycopg.connect(fresh_dsn) as holder:
+        holder.execute("SELECT count(*) FROM t")
+        result = pytester.runpytest(*NO_RANDOM)
+    assert result.ret == 3
+    result.stdout.fnmatch_lines([
+        "*baseline could not be restored*",
+        "*sqlfix marked the test database as damaged: the next run refuses it*"])
+    again = pytester.runpytest(*NO_RANDOM)
+    assert again.ret == 3
+    again.stdout.fnmatch_lines([
+        "*a run before this one stopped with a test's committed changes still in database*"
+        "(the baseline could not be restored: *)*Recreate that test database*"])
+    assert "no tests ran" in again.stdout.str()
