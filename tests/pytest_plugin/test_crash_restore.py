@@ -21,6 +21,7 @@ def test_clean(sqlfix_conn):
 """
 
 
+@pytest.mark.slow  # 15 crash restarts: the whole suite runs it, not the per-version matrix
 def test_a_killed_backend_after_a_commit_does_not_stop_the_run(shop: pytest.Pytester) -> None:
     shop.makepyfile(test_kill=KILLS)
     for _ in range(3):  # the race with the postmaster's restart is not the same each time
