@@ -41,20 +41,28 @@ def session() -> Iterator[DatabaseSession]:
 
 
 def sees_a_new_session(conn: SqlfixConnection, dsn: str, mark: tuple[int, str]) -> bool:
-    """Open and close another connection; True once the test's transaction sees it counted.
+    """Open and close another connection; True if the test's transaction then sees it counted.
 
-    Polled: PostgreSQL 14's statistics collector publishes with a delay. A view
-    frozen at the mark never sees it.
+    First waits, on a connection of its own (autocommit: a fresh statistics snapshot
+    each statement), until the server counts it: PostgreSQL 14's statistics collector
+    publishes with a delay. Then ONE read in the test's transaction, as a test's own
+    first read: it must be fresh, where a view frozen at the mark never sees it (and a
+    second read in the same transaction may be cached by PostgreSQL itself).
     """
     psycopg.connect(dsn).close()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        row = conn.cursor().execute(SESSIONS).fetchone()
-        assert row is not None
-        if row[0] > mark[0]:
-            return True
-        time.sleep(0.05)
-    return False
+    with psycopg.connect(dsn, autocommit=True) as other:
+        while True:
+            row = other.execute(SESSIONS).fetchone()
+            assert row is not None
+            if row[0] > mark[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if other.info.server_version < 150000:
+            time.sleep(0.6)  # 14's backends take a statistics file up to 0.5 s old
+    row = conn.cursor().execute(SESSIONS).fetchone()
+    assert row is not None
+    return bool(row[0] > mark[0])
 
 
 def set_consistency(conn: SqlfixConnection, consistency: str) -> None:
