@@ -158,8 +158,13 @@ class DatabaseSession:
             self._build(conn, dsn)
         elif not self._roles_before:
             # Built before this session (a saved schema cluster, a worker's clone): the
-            # roles the schema made are among these, and a rebuild keeps them.
-            self._roles_before = [r[0] for r in conn.execute(b"SELECT rolname FROM pg_roles")]
+            # roles the schema made are already here. On the embedded server a rebuild
+            # runs the schema again, so it keeps only initdb's roles (oids below
+            # FirstNormalObjectId, 16384) and drops the schema's with the rest; a
+            # kept `CREATE ROLE` would fail the second time with "already exists".
+            query = (b"SELECT rolname FROM pg_roles WHERE oid < 16384" if self.server is not None
+                     else b"SELECT rolname FROM pg_roles")
+            self._roles_before = [r[0] for r in conn.execute(query)]
             conn.rollback()
         self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
         fixture_role.attach(conn, self.fixture_role)

@@ -5,7 +5,6 @@ connections a test left holding locks (review of issue #9). Inner runs on the re
 from __future__ import annotations
 
 import psycopg
-import pytest
 from helpers import NO_RANDOM
 
 SCHEMA = (
@@ -39,7 +38,6 @@ def check_baseline(conn):
 '''
 
 
-@pytest.mark.slow  # KNOWN: fails on the pip-only machine (PG 18 wheel, rebuild re-runs the schema: role exists); runs in the whole suite
 def test_committed_ddl_is_undone_by_a_rebuild_not_called_a_restore(pytester):
     _project(pytester)
     pytester.makepyfile(BASELINE_CHECK + '''
@@ -270,7 +268,6 @@ def test_1_escapes(sqlfix_conn):
     ])
 
 
-@pytest.mark.slow  # KNOWN: fails on the pip-only machine (PG 18 wheel, rebuild re-runs the schema: role exists); runs in the whole suite
 def test_the_verifier_sees_ddl_and_settings_committed_elsewhere_and_puts_them_back(pytester):
     _project(pytester)
     pytester.makepyfile(BASELINE_CHECK + '''
@@ -310,7 +307,6 @@ def test_4_clean(sqlfix_conn):
     ])
 
 
-@pytest.mark.slow  # KNOWN: fails on the pip-only machine (PG 18 wheel, rebuild re-runs the schema: role exists); runs in the whole suite
 def test_sqlfixs_own_copies_changed_by_a_test_make_a_rebuild_not_a_wrong_restore(pytester):
     # A "clean the database" helper truncating every table it finds (sqlfix's copies of
     # the schema's rows included), a write into a copy, a dropped copy schema: the restore
@@ -363,7 +359,6 @@ def check_catalogs(conn):
 '''
 
 
-@pytest.mark.slow  # KNOWN: fails on the pip-only machine (PG 18 wheel, rebuild re-runs the schema: role exists); runs in the whole suite
 def test_committed_catalog_changes_of_every_kind_are_undone_by_a_rebuild(pytester):
     # The changes a fingerprint of listed kinds missed (built-in objects' ACLs and
     # comments, large objects, extensions, operators...): found whatever catalog holds
@@ -446,7 +441,6 @@ def test_last(sqlfix_conn):
     assert "sqlfix rebuilt" not in out
 
 
-@pytest.mark.slow  # KNOWN: fails on the pip-only machine (PG 18 wheel, rebuild re-runs the schema: role exists); runs in the whole suite
 def test_a_rebuild_works_when_the_postgres_database_is_gone(pytester):
     # sqlfix drops and creates the test database from another one: template1 then.
     _project(pytester)

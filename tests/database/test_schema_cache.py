@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from sqlfix.config import Settings
@@ -109,3 +110,30 @@ def test_a_failing_schema_saves_nothing(project):
     for _ in range(2):
         with pytest.raises(Exception, match="schema failed"):
             session(project)
+
+
+def test_a_rebuild_from_the_saved_schema_runs_a_schema_that_creates_roles(project):
+    # Started from the saved cluster, the schema's roles are already there; a rebuild runs
+    # the schema again, so it must drop them first (it kept them once: "role ... already
+    # exists", found on the pip-only machine, where every run shares one cache).
+    role = f"cache_role_{abs(hash(str(project))) % 10**8}"
+    (project / "schema.sql").write_text(
+        f"-- {project}\nCREATE ROLE {role} NOLOGIN;\n"
+        f"CREATE TABLE users (id int PRIMARY KEY, name text);\nGRANT SELECT ON users TO {role};\n"
+        "INSERT INTO users VALUES (1, 'lookup');\n")
+    assert not _run_and_stop(project)
+    s = session(project)
+    try:
+        assert s.server is not None and s.server.schema_cached
+        conn = s.connection()
+        conn.execute("CREATE TABLE leaked (id int)")
+        psycopg.Connection.commit(conn)  # the escape: committed DDL
+        said = s.restore()
+        assert "sqlfix rebuilt the test database" in said, said
+        assert tables(s) == [("users", 1), ("migrated", 0)]
+        check = s.connection()
+        assert check.execute("SELECT to_regclass('leaked'), count(*) FROM pg_roles "
+                             "WHERE rolname = %s", [role]).fetchone() == (None, 1)
+        check.rollback()
+    finally:
+        s.stop()

@@ -308,6 +308,12 @@ def test_2_after(sqlfix_conn):
 """
     )
     result = pytester.runpytest(*NO_RANDOM)
-    result.assert_outcomes(passed=1, failed=1)
+    # SIGKILL lands asynchronously: the zero-round-trip look after the test body may
+    # still find the socket quiet, and then the loss is found at tear-down (an error,
+    # not a failure). Either way test_1 is reported and test_2 starts from the baseline.
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) == 1 + (outcomes.get("errors", 0) == 1), outcomes
+    assert outcomes.get("failed", 0) + outcomes.get("errors", 0) == 1, outcomes
     result.stdout.fnmatch_lines(["*test_1_killed_at_once*",
                                  "*the test's database connection was lost*"])
+    result.stdout.no_fnmatch_line("*FAILED*test_2_after*")
