@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from sqlfix.compiler.guard import Statement
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database import fixture_role
 from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK, SqlfixConnection
@@ -119,13 +120,8 @@ def _load_plan(
     except psycopg.Error as exc:
         if savepoint is None or savepoint.pgresult is None:
             raise  # the transaction was unusable before the load: not the fixtures' fault
-        conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}".encode())
-        failed = next((i for i, c in enumerate(cursors) if c.pgresult is None), None)
-        if failed is not None:
-            fixture, statement = statements[failed]
-            error = _load_error(conn, fixture, statement.offset, statement.text, exc)
-        else:
-            error = _locate_failure(conn, plan) or _unplaced(conn, plan, exc)
+        error = _pipeline_error(conn, plan, statements, cursors, exc, _SAVEPOINT,
+                                _READ_AS_GUARDED)
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
         raise error from exc
     return _rows_per_fixture(plan, cursors)
@@ -204,6 +200,27 @@ def _load_error(
         "SQLF701", f"server rejected the statement: {message}", fixture.rendered.path, line, col
     )
     return LoadError(finding, diag.sqlstate, text)
+
+
+def _pipeline_error(
+    conn: psycopg.Connection[Any], plan: LoadPlan,
+    statements: Sequence[tuple[CompiledFixture, Statement]],
+    cursors: Sequence[psycopg.Cursor[Any]], exc: psycopg.Error, savepoint: str,
+    setup: Sequence[str],
+) -> LoadError:
+    """After a failed pipeline: back to `savepoint`, and the LoadError naming the culprit.
+
+    The statement whose cursor got no result is the one that failed (the server
+    skips the rest of a pipeline after an error); when every statement ran (a
+    deferred constraint, a check at the end), the plan is run again piece by piece
+    from `savepoint` (with `setup` first) to find it. The caller rolls back again.
+    """
+    conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}".encode())
+    failed = next((i for i, c in enumerate(cursors) if c.pgresult is None), None)
+    if failed is not None:
+        fixture, statement = statements[failed]
+        return _load_error(conn, fixture, statement.offset, statement.text, exc)
+    return _locate_failure(conn, plan, savepoint, setup) or _unplaced(conn, plan, exc)
 
 
 def _unplaced(conn: psycopg.Connection[Any], plan: LoadPlan, exc: psycopg.Error) -> LoadError:
@@ -318,14 +335,7 @@ def load_layers(
     except psycopg.Error as exc:
         if ready is None or ready.pgresult is None:
             raise  # the transaction was unusable before the load: not the fixtures' fault
-        conn.execute(f"ROLLBACK TO SAVEPOINT {base}".encode())
-        failed = next((i for i, c in enumerate(cursors) if c.pgresult is None), None)
-        if failed is not None:
-            fixture, statement = statements[failed]
-            error = _load_error(conn, fixture, statement.offset, statement.text, exc)
-        else:
-            error = (_locate_failure(conn, plan, base, per_file)
-                     or _unplaced(conn, plan, exc))
+        error = _pipeline_error(conn, plan, statements, cursors, exc, base, per_file)
         conn.execute(f"ROLLBACK TO SAVEPOINT {base}".encode())
         raise error from exc
     rows = _rows_per_fixture(plan, cursors)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -53,6 +53,9 @@ _LOST_TO_RECOVERY = (*_RECOVERING, "consuming input failed", "the connection is 
                      "terminating connection because of crash of another server process")
 
 
+T = TypeVar("T")
+
+
 class ServerRecovering(DatabaseError):
     """The server kept restarting (a crashed backend) while sqlfix restored the baseline."""
 
@@ -65,6 +68,33 @@ def _recovering(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__  # type: ignore[assignment]
     return False
+
+
+def _retry_while_recovering(
+    attempt: Callable[[], T], transient: Callable[[Exception], bool],
+    server_gone: Callable[[], bool], interval: float = 0.1,
+    timed_out: Callable[[Exception], Exception] | None = None,
+) -> T:
+    """`attempt()`, again every `interval` seconds while it fails for a `transient` reason.
+
+    The one waiting rule of the session: after a crashed backend the postmaster
+    ends every connection and refuses new ones for a moment ("the database
+    system is in recovery mode"). Stops at once when `server_gone()` (a dead
+    server does not recover; `revive` restarts it), and after _RECONNECT_SECONDS
+    re-raises the last error, or `timed_out(error)` when given.
+    """
+    deadline = time.monotonic() + _RECONNECT_SECONDS
+    while True:
+        try:
+            return attempt()
+        except (DatabaseError, psycopg.OperationalError) as exc:
+            if not transient(exc) or server_gone():
+                raise
+            if time.monotonic() > deadline:
+                if timed_out is None:
+                    raise
+                raise timed_out(exc) from exc
+            time.sleep(interval)
 
 
 def make_library(settings: Settings, fixture_cache: Path | None = None) -> FixtureLibrary:
@@ -267,18 +297,13 @@ class DatabaseSession:
 
     def _connect(self) -> SqlfixConnection:
         """A new test connection; waits out a server recovering from a crashed backend."""
-        assert self.dsn is not None
-        s = self.settings
-        deadline = time.monotonic() + _RECONNECT_SECONDS
-        while True:
-            try:
-                conn = connect(self.dsn, s.lock_timeout, s.statement_timeout)
-                self.opened += 1
-                return conn
-            except DatabaseError:
-                if time.monotonic() > deadline or self._server_gone():
-                    raise
-                time.sleep(0.1)
+        dsn, s = self.dsn, self.settings
+        assert dsn is not None
+        conn = _retry_while_recovering(
+            lambda: connect(dsn, s.lock_timeout, s.statement_timeout),
+            lambda exc: isinstance(exc, DatabaseError), self._server_gone)
+        self.opened += 1
+        return conn
 
     def _server_gone(self) -> bool:
         return self.server is not None and self.server.exited() is not None
@@ -347,19 +372,12 @@ class DatabaseSession:
         ServerRecovering when it still fails after _RECONNECT_SECONDS; otherwise as
         `_restore`.
         """
-        deadline = time.monotonic() + _RECONNECT_SECONDS
-        while True:
-            try:
-                return self._restore(tables, end_lock_holders)
-            except (DatabaseError, psycopg.OperationalError) as exc:
-                if not _recovering(exc) or self._server_gone():
-                    raise
-                if time.monotonic() > deadline:
-                    raise ServerRecovering(
-                        "the PostgreSQL server was restarting after a backend process "
-                        f"crashed or was killed, and sqlfix's restore lost its connection "
-                        f"for {_RECONNECT_SECONDS:.0f}s ({str(exc).strip()})") from exc
-                time.sleep(0.2)
+        return _retry_while_recovering(
+            lambda: self._restore(tables, end_lock_holders), _recovering, self._server_gone,
+            interval=0.2, timed_out=lambda exc: ServerRecovering(
+                "the PostgreSQL server was restarting after a backend process crashed or "
+                f"was killed, and sqlfix's restore lost its connection for "
+                f"{_RECONNECT_SECONDS:.0f}s ({str(exc).strip()})"))
 
     def _restore(
         self, tables: Collection[tuple[str, str]] | None = None,
@@ -518,20 +536,14 @@ class DatabaseSession:
         self, dsn: str, options: str = "", autocommit: bool = False
     ) -> psycopg.Connection[Any]:
         """A maintenance connection, named and counted as sqlfix's own (see `opened`)."""
-        deadline = time.monotonic() + _RECONNECT_SECONDS
-        while True:
-            try:
-                conn = psycopg.connect(dsn, options=options, autocommit=autocommit,
-                                       connect_timeout=10, application_name=APP_NAME,
-                                       client_encoding="UTF8")  # see schema.connect
-                break
-            except psycopg.OperationalError as exc:
-                # After a crashed backend the server ends every connection and refuses new
-                # ones for a moment ("the database system is in recovery mode"), or closes
-                # one it had just accepted: wait that out, nothing else
-                if not any(m in str(exc) for m in _RECOVERING) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        conn = _retry_while_recovering(
+            lambda: psycopg.connect(dsn, options=options, autocommit=autocommit,
+                                    connect_timeout=10, application_name=APP_NAME,
+                                    client_encoding="UTF8"),  # see schema.connect
+            # refused while recovering, or closed just after it was accepted: nothing else
+            lambda exc: isinstance(exc, psycopg.OperationalError)
+            and any(m in str(exc) for m in _RECOVERING),
+            self._server_gone)
         if self._dbname() == conninfo_to_dict(dsn).get("dbname"):
             self.opened += 1  # on the test database: not a connection of the test
         return conn
