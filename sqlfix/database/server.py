@@ -236,6 +236,18 @@ class EmbeddedServer:
         return (f"the embedded PostgreSQL exited (exit code {code}): its log "
                 f"{self._runtime.log} says:\n{self._runtime.log_tail(12)}")
 
+    def exits_within(self, seconds: float) -> bool:
+        """Whether the postmaster has exited, or does within `seconds` (a smart shutdown
+        by SIGTERM ends only once its last connection closed: sqlfix's own, often)."""
+        proc = self._runtime.proc
+        if proc is None:
+            return False
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def alive(self) -> bool:
         """Whether the postmaster still runs (False once stopped or dead)."""
         proc = self._runtime.proc

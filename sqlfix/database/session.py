@@ -46,6 +46,7 @@ from sqlfix.errors import DatabaseError, ServerError
 
 _RECOVERING = ("the database system is", "server closed the connection unexpectedly",
                "terminating connection")
+_STOPPING_SECONDS = 5.0  # a postmaster whose socket is gone writes its shutdown checkpoint
 _RECONNECT_SECONDS = 15.0  # after a crashed backend the server recovers for a moment
 # A connection lost to a server restarting after a crashed backend, as libpq and
 # psycopg word it
@@ -305,6 +306,14 @@ class DatabaseSession:
         self.opened += 1
         return conn
 
+    def _server_stopping(self, exc: BaseException) -> bool:
+        """Whether the embedded server is on its way out: a smart shutdown (SIGTERM,
+        `pg_ctl stop -m smart`) waits for the last connection, and the restore closed it
+        just before finding the socket gone. Waits a moment for the postmaster to exit."""
+        if self.server is None or _recovering(exc):
+            return False
+        return self.server.exits_within(_STOPPING_SECONDS)
+
     def _server_gone(self) -> bool:
         return self.server is not None and self.server.exited() is not None
 
@@ -373,11 +382,23 @@ class DatabaseSession:
         `_restore`.
         """
         return _retry_while_recovering(
-            lambda: self._restore(tables, end_lock_holders), _recovering, self._server_gone,
-            interval=0.2, timed_out=lambda exc: ServerRecovering(
+            lambda: self._restore_after_stop(tables, end_lock_holders), _recovering,
+            self._server_gone, interval=0.2, timed_out=lambda exc: ServerRecovering(
                 "the PostgreSQL server was restarting after a backend process crashed or "
                 f"was killed, and sqlfix's restore lost its connection for "
                 f"{_RECONNECT_SECONDS:.0f}s ({str(exc).strip()})"))
+
+    def _restore_after_stop(
+        self, tables: Collection[tuple[str, str]] | None, end_lock_holders: bool | None,
+    ) -> str:
+        """`_restore`; once more if the embedded server was on its way out (see
+        `_server_stopping`): that one starts it again (`revive`)."""
+        try:
+            return self._restore(tables, end_lock_holders)
+        except (DatabaseError, psycopg.OperationalError) as exc:
+            if not self._server_stopping(exc):
+                raise
+        return self._restore(tables, end_lock_holders)
 
     def _restore(
         self, tables: Collection[tuple[str, str]] | None = None,

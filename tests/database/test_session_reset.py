@@ -254,6 +254,43 @@ def test_4_the_dsn_given_before_still_works(sqlfix_dsn):
     assert "escaped" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("how", ["the test closes it", "the test ends its backend"])
+def test_6_a_server_stopped_by_sigterm_is_started_again(pytester, how):
+    """A smart shutdown (SIGTERM, `pg_ctl stop -m smart`) ends the postmaster only once
+    sqlfix's own connection closes, a moment after the restore found it gone: the run
+    must start it again, not stop with 'cannot connect'."""
+    _project(pytester, "CREATE TABLE t (id int PRIMARY KEY, note text);\n")
+    end = ("sqlfix_conn.close()" if how == "the test closes it" else
+           "sqlfix_conn.execute('SELECT pg_terminate_backend(pg_backend_pid())')")
+    pytester.makepyfile(
+        f"""
+import os, signal
+from pathlib import Path
+
+def test_1_stops_the_postmaster(sqlfix_conn):
+    data = sqlfix_conn.execute("SHOW data_directory").fetchone()[0]
+    os.kill(int((Path(data) / "postmaster.pid").read_text().split()[0]), signal.SIGTERM)
+
+def test_2_ends_the_connection(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO t VALUES (1, 'x'); COMMIT")
+    {end}
+
+def test_3_runs_normally(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+"""
+    )
+    result = pytester.runpytest(*NO_RANDOM)
+    out = result.stdout.str()
+    assert result.ret == 1, out  # a failure, not an exit 3 that stops the run
+    # a killed backend also fails its test at tear-down, with the restore's words
+    result.assert_outcomes(passed=2, failed=1, errors=0 if "closes" in how else 1)
+    assert "could not be restored" not in out, out
+    result.stdout.fnmatch_lines([
+        "*the embedded PostgreSQL exited (exit code 0): its log*",
+        "*sqlfix started the embedded PostgreSQL again (same DSN)*",
+    ])
+
+
 def test_7_a_pg_dump_schema_does_not_leave_its_empty_search_path(pytester):
     _project(pytester,
              "SET statement_timeout = 0;\n"
