@@ -47,6 +47,8 @@ from sqlfix.pytest_plugin.async_fixtures import (
 )
 from sqlfix.pytest_plugin.own_connections import sqlfix_dsn
 from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
+from sqlfix.pytest_plugin.stop import Controller as StopController
+from sqlfix.pytest_plugin.stop import stop_run
 
 if TYPE_CHECKING:
     from sqlfix.config import Settings
@@ -258,6 +260,7 @@ def pytest_configure(config: pytest.Config) -> None:
     controller = not hasattr(config, "workerinput")
     if config.pluginmanager.hasplugin("xdist") and controller:
         config.pluginmanager.register(_XdistSeed(config), "sqlfix-xdist-seed")
+        config.pluginmanager.register(StopController(), "sqlfix-xdist-stop")
     if config.getoption("sqlfix_report") and controller:
         from sqlfix.pytest_plugin.report import LoadReport
 
@@ -362,7 +365,8 @@ def _fixture_cache(config: pytest.Config) -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
+def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
+                    ) -> DatabaseSession:
     import psycopg  # here, not at the top: see the module's docstring
 
     from sqlfix.database.session import DatabaseSession
@@ -387,7 +391,8 @@ def _sqlfix_session(pytestconfig: pytest.Config) -> DatabaseSession:
     except (SqlfixError, psycopg.Error) as exc:
         problem = str(exc)
     # Every database test would fail the same way: stop the run, say why once.
-    pytest.exit(f"sqlfix could not prepare the test database: {problem}", returncode=3)
+    stop_run(pytestconfig, request.session,
+             f"sqlfix could not prepare the test database: {problem}")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -430,16 +435,19 @@ def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
     from sqlfix.database.session import ServerRecovering, damage_note
     from sqlfix.errors import SqlfixError
 
+    stop = None
     try:
         restored = item.config.stash[SESSION_KEY].restore()
     except ServerRecovering as exc:
-        pytest.exit(f"sqlfix: {exc}; the baseline could not be restored after "
-                    f"{item.nodeid}, and later tests would not start from it.\n{reason}"
-                    + damage_note(item.config.stash[SESSION_KEY], exc), returncode=3)
+        stop = (f"sqlfix: {exc}; the baseline could not be restored after "
+                f"{item.nodeid}, and later tests would not start from it.\n{reason}"
+                + damage_note(item.config.stash[SESSION_KEY], exc))
     except (SqlfixError, psycopg.Error) as exc:
-        pytest.exit(f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
-                    f"could not be restored ({exc}); later tests would see them.\n{reason}"
-                    + damage_note(item.config.stash[SESSION_KEY], exc), returncode=3)
+        stop = (f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
+                f"could not be restored ({exc}); later tests would see them.\n{reason}"
+                + damage_note(item.config.stash[SESSION_KEY], exc))
+    if stop is not None:  # outside `except`: the report shows the message once
+        stop_run(item.config, item.session, stop)
     if boundary.lost:
         return f"sqlfix: the test's database connection was lost. {reason}\n{restored}."
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
@@ -645,7 +653,7 @@ def _runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         return result
     from sqlfix.pytest_plugin.verifier import check
 
-    message, item.config.stash[FINGERPRINT_KEY] = check(session, reference)
+    message, item.config.stash[FINGERPRINT_KEY] = check(session, reference, item)
     if message is not None:
         pytest.fail(message, pytrace=False)
     return result

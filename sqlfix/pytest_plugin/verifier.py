@@ -15,6 +15,7 @@ import pytest
 from sqlfix.database.session import DatabaseSession, damage_note, untimed
 from sqlfix.database.verify import Fingerprint, take
 from sqlfix.errors import SqlfixError
+from sqlfix.pytest_plugin.stop import stop_run
 
 PREFIX = "sqlfix --sqlfix-verify: "
 _SCHEMA_LINES = ("(created and committed by the test)", "(dropped and committed by the test)")
@@ -35,10 +36,11 @@ def _take(session: DatabaseSession) -> Fingerprint:
         return take(conn, session.settings.reset_sequences)
 
 
-def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None, Fingerprint]:
-    """After a test: a failure message (None if all is as before) and the reference to keep.
+def check(session: DatabaseSession, reference: Fingerprint, item: pytest.Item
+          ) -> tuple[str | None, Fingerprint]:
+    """After `item`: a failure message (None if all is as before) and the reference to keep.
 
-    Never raises for what a test can do; stops the run (pytest.exit) only when the
+    Never raises for what a test can do; stops the run (`stop_run`) only when the
     database cannot be put back.
     """
     try:
@@ -67,14 +69,17 @@ def check(session: DatabaseSession, reference: Fingerprint) -> tuple[str | None,
         return ("\n".join([PREFIX + f"this test left {_count(len(ended), 'connection')} open "
                             f"that held locks blocking reads of the test database's tables; "
                             f"sqlfix ended {them}:", *ended]), reference)
+    stop = None
     try:
         restored = session.restore()
         reference = fingerprint(session)
     except (SqlfixError, psycopg.Error) as exc:
-        pytest.exit(PREFIX + "after a test the database differs from its state before the "
-                    "first test:\n  " + "\n  ".join(changes)
-                    + f"\nand the baseline could not be restored ({exc}); later tests would "
-                    "see the changes." + damage_note(session, exc), returncode=3)
+        stop = (PREFIX + "after a test the database differs from its state before the "
+                "first test:\n  " + "\n  ".join(changes)
+                + f"\nand the baseline could not be restored ({exc}); later tests would "
+                "see the changes." + damage_note(session, exc))
+    if stop is not None:  # outside `except`: the report shows the message once
+        stop_run(item.config, item.session, stop)
     return (PREFIX + "after this test the database differs from its state before the first "
             f"test ({_count(len(changes), 'difference')}; sqlfix put it back):\n  "
             + "\n  ".join(changes) + "\n" + "\n".join([*ended, restored]) + ".",
