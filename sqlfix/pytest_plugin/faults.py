@@ -17,23 +17,39 @@ def _ms(value: int) -> str:
     return "no limit" if value == 0 else f"{value} ms"
 
 
-def timeout_hint(sqlstate: str | None, settings: Settings, load: bool) -> str | None:
-    """What a lock or statement timeout means and which key raises it; None for others."""
+def timeout_hint(sqlstate: str | None, settings: Settings, load: bool,
+                 message: str = "") -> str | None:
+    """What a lock or statement timeout means and which key raises it; None for others.
+
+    `message` is the server's (or the error's) text: the same SQLSTATEs also mean a
+    NOWAIT lock that was not free and a cancel request, which no timeout caused.
+    """
     prefix = "load_" if load else ""
     what = "the fixture load" if load else "the test"
+    # sqlfix set the load values itself (SET LOCAL); a test may SET its own
+    own = "" if load else ", unless the test or the code under test SET its own"
     if sqlstate == LOCK_TIMEOUT:
+        if message and "lock timeout" not in message:  # NOWAIT: it did not wait at all
+            return (f"{what} asked for a lock with NOWAIT and another connection held it "
+                    "(no timeout was involved): see pg_locks / pg_stat_activity for the "
+                    "holder, often a connection the test or a fixture opened and did not "
+                    "close.")
         key = f"{prefix}lock_timeout"
         value = getattr(settings, key)
-        return (f"{what} waited longer than {key} ({_ms(value)}, {settings.source(key)}) for a "
-                "lock: another connection holds a lock on what it touches (a connection the "
-                "test or a fixture opened and did not close, or another process: see "
-                "pg_locks / pg_stat_activity). Close that connection, or raise "
+        return (f"{what} waited longer than {key} ({_ms(value)}, {settings.source(key)}{own}) "
+                "for a lock: another connection holds a lock on what it touches (a "
+                "connection the test or a fixture opened and did not close, or another "
+                "process: see pg_locks / pg_stat_activity). Close that connection, or raise "
                 f"{key} in [tool.sqlfix] (or --sqlfix-{key.replace('_', '-')}).")
     if sqlstate == QUERY_CANCELED:
+        if "user request" in message:  # pg_cancel_backend(), conn.cancel(), a Ctrl-C
+            return (f"a statement of {what} was cancelled by a cancel request "
+                    "(pg_cancel_backend(), psycopg's cancel(), or an interrupt), not by a "
+                    "timeout: look for the code that cancels it.")
         key = f"{prefix}statement_timeout"
         value = getattr(settings, key)
         return (f"a statement of {what} ran longer than {key} ({_ms(value)}, "
-                f"{settings.source(key)}) and was cancelled (or it waited on something "
+                f"{settings.source(key)}{own}) and was cancelled (or it waited on something "
                 "that never came). Make it faster, or raise "
                 f"{key} in [tool.sqlfix] (or --sqlfix-{key.replace('_', '-')}).")
     return None
@@ -56,7 +72,7 @@ def explain(exc: BaseException, settings: Settings) -> str | None:
     if not is_database_error(exc):
         return None
     sqlstate = getattr(exc, "sqlstate", None)
-    hint = timeout_hint(sqlstate, settings, load=False)
+    hint = timeout_hint(sqlstate, settings, load=False, message=str(exc))
     if hint is not None:
         return hint
     if lost_connection(exc):

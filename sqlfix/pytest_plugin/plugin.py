@@ -472,7 +472,7 @@ def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Excepti
     from sqlfix.pytest_plugin.faults import timeout_hint
 
     if isinstance(exc, LoadError):
-        hint = timeout_hint(exc.sqlstate, session.settings, load=True)
+        hint = timeout_hint(exc.sqlstate, session.settings, load=True, message=str(exc))
         return f"{exc}\n{hint}" if hint else str(exc)
     if isinstance(exc, SqlfixError | TypeError):
         return str(exc)

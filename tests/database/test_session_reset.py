@@ -170,6 +170,50 @@ def test_4_lock_released(sqlfix_conn):
     ])
 
 
+def test_5_a_cancel_or_a_nowait_lock_is_not_called_a_timeout(pytester):
+    """57014 and 55P03 also mean a cancel request and a NOWAIT lock that was not free;
+    and a test may SET its own timeout: the words must not send the user to raise a
+    limit that was never reached."""
+    _project(pytester, "CREATE TABLE t (id int PRIMARY KEY, note text);\n")
+    pytester.makepyfile(
+        """
+import threading
+import psycopg
+
+def test_1_own_statement_timeout(sqlfix_conn):
+    sqlfix_conn.execute("SET statement_timeout = '50ms'")
+    sqlfix_conn.execute("SELECT pg_sleep(5)")
+
+def test_2_nowait(sqlfix_conn):
+    with psycopg.connect(sqlfix_conn.info.dsn) as other:
+        other.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        sqlfix_conn.execute("LOCK TABLE t IN ACCESS SHARE MODE NOWAIT")
+
+def test_3_cancelled(sqlfix_conn):
+    threading.Timer(0.3, sqlfix_conn.cancel).start()
+    sqlfix_conn.execute("SELECT pg_sleep(5)")
+"""
+    )
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*test_1_own_statement_timeout*", "*QueryCanceled*",
+        "*ran longer than statement_timeout (300000 ms, default, unless the test or the code "
+        "under test SET its own)*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*test_2_nowait*", "*LockNotAvailable*",
+        "*the test asked for a lock with NOWAIT and another connection held it (no timeout*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*test_3_cancelled*", "*QueryCanceled*",
+        "*was cancelled by a cancel request*not by a timeout*",
+    ])
+    assert "waited longer than lock_timeout" not in out, out
+    assert out.count("ran longer than statement_timeout") == 1, out
+
+
 def test_6_a_fixture_that_ends_its_own_session_is_named_and_the_run_goes_on(pytester):
     _project(pytester, "CREATE TABLE t (id int PRIMARY KEY, note text);\n")
     (pytester.path / "fixtures_sql").mkdir()
