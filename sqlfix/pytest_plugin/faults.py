@@ -67,14 +67,23 @@ def lost_connection(exc: BaseException) -> bool:
     return sqlstate in _LOST_STATES or type(exc).__name__ == "OperationalError"
 
 
-def explain(exc: BaseException, settings: Settings) -> str | None:
-    """A report section for a database error raised in a test's body, or None."""
+def explain(exc: BaseException, settings: Settings, closed: bool = False) -> str | None:
+    """A report section for a database error raised in a test's body, or None.
+
+    `closed`: the test's connection was closed by the client (`close()` in the test or a
+    fixture), not lost to the server.
+    """
     if not is_database_error(exc):
         return None
     sqlstate = getattr(exc, "sqlstate", None)
     hint = timeout_hint(sqlstate, settings, load=False, message=str(exc))
     if hint is not None:
         return hint
+    if closed and lost_connection(exc):
+        return ("the test's database connection was closed by the client: the test, a "
+                "fixture or the code under test called close() on it (the server did not "
+                "end it). Do not close the connection sqlfix gives the test; sqlfix opens a "
+                "new one before the next test (see the error at tear-down).")
     if lost_connection(exc):
         return ("the test's database connection was lost (the server ended its backend, "
                 "or the server itself went away). sqlfix reconnects before the next test "

@@ -700,7 +700,9 @@ def _runtest_makereport(
     if call.excinfo is not None and item.stash.get(USED_KEY, False):
         from sqlfix.pytest_plugin.faults import explain
 
-        note = explain(call.excinfo.value, settings_of(item.config))
+        boundary = item.stash.get(BOUNDARY_KEY, None)  # closed by the client: not broken
+        closed = boundary is not None and boundary.conn.closed and not boundary.conn.broken
+        note = explain(call.excinfo.value, settings_of(item.config), closed)
         if note is not None:
             report.sections.append(("sqlfix", note))
     if report.failed and item.stash.get(USED_KEY, False):

@@ -335,6 +335,41 @@ def test_3_runs_normally(sqlfix_conn):
     ])
 
 
+def test_6_a_connection_closed_by_a_fixture_is_not_called_lost(pytester):
+    """close() by a fixture is the client's doing; a backend ended by the server is not."""
+    _project(pytester, "CREATE TABLE t (id int PRIMARY KEY, note text);\n")
+    pytester.makepyfile(
+        """
+import psycopg
+import pytest
+
+@pytest.fixture
+def closes_it(sqlfix_conn):
+    sqlfix_conn.close()
+
+def test_1_closed_by_a_fixture(closes_it, sqlfix_conn):
+    sqlfix_conn.execute("SELECT 1")
+
+def test_2_ended_by_the_server(sqlfix_conn):
+    with psycopg.connect(sqlfix_conn.info.dsn, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [sqlfix_conn.info.backend_pid])
+    sqlfix_conn.execute("SELECT 1")
+
+def test_3_runs_normally(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+"""
+    )
+    result = pytester.runpytest(*NO_RANDOM)
+    out = result.stdout.str()
+    first = out.split("_ test_1_closed_by_a_fixture _")[1].split("_ test_2_ended_by_the_server _")[0]
+    assert "connection was closed by the client" in first, out
+    assert "the server ended its backend" not in first, out
+    second = out.split("_ test_2_ended_by_the_server _")[1]
+    assert "the test's database connection was lost (the server ended its backend" in second, out
+    assert "closed by the client" not in second, out
+    assert "test_3" not in out.split("short test summary")[-1], out
+
+
 def test_7_a_pg_dump_schema_does_not_leave_its_empty_search_path(pytester):
     _project(pytester,
              "SET statement_timeout = 0;\n"
