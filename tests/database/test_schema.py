@@ -237,3 +237,31 @@ def test_setup_command_finds_the_running_interpreters_python_first(pytester, mon
     pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=1)
     used = (pytester.path / "used.txt").read_text().strip()
     assert os.path.dirname(used) == os.path.dirname(sys.executable)
+
+
+def test_transaction_control_in_a_schema_file_is_refused_by_line_before_anything_runs(
+        fresh_dsn, tmp_path):
+    cases = {
+        "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n": ":1:1: schema failed: BEGIN in a schema",
+        "CREATE TABLE a (id int);\n-- done\n  COMMIT;\nCREATE TABLE b (id int);\n":
+            ":3:3: schema failed: COMMIT in a schema",
+        "START TRANSACTION;\nCREATE TABLE a (id int);\nEND;\n": ":1:1: schema failed: START",
+        "CREATE TABLE a (id int);\n/* é */ ROLLBACK;\n": ":2:9: schema failed: ROLLBACK",
+    }
+    for text, expected in cases.items():
+        message = _schema_failure(fresh_dsn, tmp_path, text)
+        assert expected in message, message
+        assert "setup_command" in message and "wrong nesting level" not in message
+        with psycopg.connect(fresh_dsn) as conn:  # nothing of it was committed
+            assert conn.execute("SELECT to_regclass('a')").fetchone() == (None,)
+    # savepoints and plpgsql BEGIN ... END are no transaction control
+    from sqlfix.database.schema import apply_schema, connect
+
+    path = tmp_path / "schema.sql"
+    path.write_text("CREATE TABLE a (id int);\nSAVEPOINT s;\nROLLBACK TO SAVEPOINT s;\n"
+                    "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 1; END$$;\n")
+    conn = connect(fresh_dsn)
+    try:
+        assert apply_schema(conn, [path])
+    finally:
+        conn.close()
