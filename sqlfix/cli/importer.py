@@ -103,6 +103,41 @@ def _target(name: str) -> QualifiedName:
     return (statement.relation.schemaname or "public", str(statement.relation.relname))
 
 
+def _table_filter(name: str) -> tuple[str | None, str]:
+    """A --tables name as (schema or None when unqualified, table), read as SQL reads it."""
+    try:
+        statement = pglast.parse_sql(f"COPY {name} FROM stdin")[0].stmt
+    except pglast.parser.ParseError as exc:
+        raise UsageError(f"--tables: cannot read the table name {name!r}: {exc}") from None
+    assert isinstance(statement, pglast.ast.CopyStmt) and statement.relation is not None
+    return statement.relation.schemaname, str(statement.relation.relname)
+
+
+def choose_tables(tables: dict[QualifiedName, Table], names: frozenset[str] | None
+                  ) -> dict[QualifiedName, Table]:
+    """The tables --tables names (all when None); an unqualified name matches in any schema.
+
+    Raises UsageError for a name that matches no table of the dump, listing them.
+    """
+    if names is None:
+        return dict(tables)
+    chosen: dict[QualifiedName, Table] = {}
+    unknown: list[str] = []
+    for name in sorted(names):
+        schema, table = _table_filter(name)
+        hits = [n for n in tables if n[1] == table and schema in (None, n[0])]
+        if not hits:
+            unknown.append(name)
+        chosen.update((n, tables[n]) for n in hits)
+    if unknown:
+        known = ", ".join(".".join(_ident(p) for p in n) for n in sorted(tables))
+        raise UsageError(
+            f"--tables names table(s) the dump holds no rows for: {', '.join(unknown)}; "
+            f"its tables: {known} (names are read as SQL reads them: quote mixed case, "
+            'as in \'"Order Items"\')')
+    return {n: tables[n] for n in tables if n in chosen}  # dump order
+
+
 def _unquote(name: str) -> str:
     """A --tables / --fake table name as schema.table; public when unqualified."""
     return ".".join(_target(name))
@@ -476,8 +511,7 @@ def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[QualifiedName])
 def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[Any] | None,
                    source: str, out: TextIO) -> int:
     """Write one fixture per table; returns how many were written."""
-    chosen = {n: t for n, t in parsed.tables.items() if options.tables is None or
-              t.name in options.tables or n[1] in options.tables}
+    chosen = choose_tables(parsed.tables, options.tables)
     fakes = {t.name: options.fakes[t.name] for t in chosen.values() if t.name in options.fakes}
     unknown = set(options.fakes) - set(fakes)
     if unknown:
@@ -494,7 +528,13 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
                    options.faker_locale)
     files = file_names(chosen)
     requires, notes = requires_of(chosen, edges, files)
-    options.out.mkdir(parents=True, exist_ok=True)
+    if options.out.exists() and not options.out.is_dir():
+        raise UsageError(f"--out {options.out} is a file, not a directory: choose a directory "
+                         "(it is made if missing)")
+    try:
+        options.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make the directory --out {options.out}: {exc}") from None
     targets = {n: options.out / files[n] for n in chosen}
     inside = options.out.resolve()
     # file_names() makes this hold; a symlink planted in --out must not break it either
@@ -509,7 +549,10 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
         table = chosen[name]
         text = _render_table(table, fakes.get(table.name, {}), columns.get(name, []),
                              requires[name], source, numeric.get(name, frozenset()))
-        targets[name].write_text(text, encoding="utf-8")
+        try:
+            targets[name].write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {display_path(targets[name])}: {exc}") from None
         form = "INSERT (faked)" if table.name in fakes else ("COPY" if table.copies else "INSERT")
         out.write(f"wrote {display_path(targets[name])}: {table.rows} row(s), {form}"
                   f"{'; requires ' + ', '.join(requires[name]) if requires[name] else ''}\n")

@@ -275,3 +275,51 @@ def test_fake_takes_quoted_table_and_column_names(
     assert """INSERT INTO public."Order Items" (id, "E Mail") VALUES ('1', {{ fake.email() }});""" in text
     code, out, err = run(capsys, "render", "Order Items.sql")
     assert code == 0 and "ann@example.com" not in out and "@" in out
+
+
+TWO_TABLES = """\
+COPY public."Customer" (id, email) FROM stdin;
+1\ta@b
+\\.
+COPY sales.orders (id) FROM stdin;
+7
+\\.
+"""
+
+
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_out_that_is_a_file_is_a_usage_error_not_a_traceback(
+    bare: Path, capsys: pytest.CaptureFixture[str], out: str
+) -> None:
+    (bare / "dump.sql").write_text(TWO_TABLES)
+    (bare / "afile").write_text("mine\n")
+    code, _, err = run(capsys, "import", "dump.sql", "--out", out)
+    assert code == 2 and "internal error" not in err and "Traceback" not in err, err
+    assert "--out" in err and out in err, err
+    assert (bare / "afile").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("names", ["nosuch", "orders,nosuch", "Customer", "public.orders"])
+def test_tables_that_name_no_table_of_the_dump_are_an_error_listing_its_tables(
+    bare: Path, capsys: pytest.CaptureFixture[str], names: str
+) -> None:
+    (bare / "dump.sql").write_text(TWO_TABLES)
+    code, out, err = run(capsys, "import", "dump.sql", "--tables", names)
+    assert code == 2 and "wrote" not in out, (out, err)
+    assert 'its tables: public."Customer", sales.orders' in err, err
+    assert not (bare / "fixtures_sql").exists()
+
+
+@pytest.mark.parametrize(("names", "written"), [
+    ('"Customer"', ["Customer.sql"]),
+    ('public."Customer"', ["Customer.sql"]),
+    ("orders", ["sales.orders.sql"]),  # unqualified: any schema
+    ('SALES.Orders,"Customer"', ["Customer.sql", "sales.orders.sql"]),
+])
+def test_tables_reads_names_as_sql_as_fake_does(
+    bare: Path, capsys: pytest.CaptureFixture[str], names: str, written: list[str]
+) -> None:
+    (bare / "dump.sql").write_text(TWO_TABLES)
+    code, _, err = run(capsys, "import", "dump.sql", "--tables", names)
+    assert (code, err) == (0, "")
+    assert sorted(p.name for p in (bare / "fixtures_sql").iterdir()) == written
