@@ -177,10 +177,21 @@ _PY_ENCODINGS |= {"ISO_8859_5": "iso8859_5", "ISO_8859_6": "iso8859_6",
                   "EUC_JP": "euc_jp", "EUC_KR": "euc_kr", "KOI8R": "koi8_r", "KOI8U": "koi8_u"}
 
 
-def parse_dump(text: str) -> Parsed:
-    """Tables and their rows from a data-only dump; what was dropped, counted by kind."""
+def parse_dump(text: str, source: str = "the dump") -> Parsed:
+    """Tables and their rows from a data-only dump; what was dropped, counted by kind.
+
+    Raises UsageError for a damaged COPY block (no `\\.` end, a row of the wrong field
+    count): a dump cut short must not become a fixture that silently lacks rows.
+    """
     dropped: Counter[str] = Counter()
     found = copy_blocks.find(text)
+    if found.violations:
+        first = found.violations[0]
+        line = text.count("\n", 0, first.offset) + 1
+        col = first.offset - (text.rfind("\n", 0, first.offset) + 1) + 1
+        raise UsageError(
+            f"{source}:{line}:{col}: {first.code} {first.message}; the dump is damaged (cut "
+            "short, or edited by hand): dump it again, or fix it, before importing it")
     tables: dict[QualifiedName, Table] = {}
     for block in found.blocks:
         # block.table has its spaces squeezed out; the statement keeps the name as written
@@ -344,6 +355,10 @@ def _faked(table: Table, fake: dict[str, str], columns: list[str],
     """The table's rows as INSERTs with the faked columns as template calls."""
     out: list[str] = []
     for statement, data in table.copies:
+        if copy_blocks.find(f"{statement};\n\\.\n").blocks[0].text_format is False:
+            raise UsageError(f"--fake on {table.name}: its COPY rows are not in pg_dump's "
+                             "tab-separated text format (CSV, binary or a DELIMITER); "
+                             "dump it with pg_dump --data-only, or fake it by hand")
         cols = [c.strip().strip('"') for c in re.sub(r"^.*?\(|\)[^)]*$", "", statement).split(",")]
         kinds = [c in numeric for c in cols]  # a row with extra fields fails in _insert
         rows = [[_copy_literal(f, i < len(kinds) and kinds[i])

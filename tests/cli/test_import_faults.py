@@ -323,3 +323,31 @@ def test_tables_reads_names_as_sql_as_fake_does(
     code, _, err = run(capsys, "import", "dump.sql", "--tables", names)
     assert (code, err) == (0, "")
     assert sorted(p.name for p in (bare / "fixtures_sql").iterdir()) == written
+
+
+@pytest.mark.parametrize(("dump", "where", "what"), [
+    # cut short: the last block has no `\.` (pg_dump stopped, disk full, `head`)
+    ("COPY public.a (id, b) FROM stdin;\n1\tx\n\\.\nCOPY public.c (id) FROM stdin;\n1\n2\n",
+     "dump.sql:4:1: SQLF405", "no end"),
+    ("COPY public.a (id, b) FROM stdin;\n1\tx\n2\n\\.\n", "dump.sql:3:1: SQLF405", "1 field(s)"),
+    ("COPY public.a (id, b) FROM stdin;\r\n1\tx\ty\r\n\\.\r\n", "dump.sql:2:1: SQLF405", "3 field(s)"),
+])
+def test_a_damaged_copy_block_is_an_error_and_nothing_is_written(
+    bare: Path, capsys: pytest.CaptureFixture[str], dump: str, where: str, what: str
+) -> None:
+    (bare / "dump.sql").write_bytes(dump.encode())
+    code, out, err = run(capsys, "import", "dump.sql")
+    assert code == 2 and where in err and what in err and "damaged" in err, (out, err)
+    assert not (bare / "fixtures_sql").exists()
+
+
+def test_fake_refuses_copy_rows_it_cannot_split(
+    bare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("faker")
+    (bare / "dump.sql").write_text(
+        "COPY public.a (id, email) FROM stdin WITH (FORMAT csv);\n1,\"x,y\"\n\\.\n")
+    code, _, err = run(capsys, "import", "dump.sql", "--fake", "a.email=email")
+    assert code == 2 and "tab-separated" in err, err
+    code, _, err = run(capsys, "import", "dump.sql")  # unfaked it stays COPY: fine
+    assert (code, err) == (0, "")
