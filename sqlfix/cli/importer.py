@@ -54,11 +54,12 @@ _COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v
 
 # Foreign keys between user tables: child schema, child table, parent schema, parent table.
 _FOREIGN_KEYS = b"""
-SELECT DISTINCT cn.nspname, c.relname, pn.nspname, p.relname
+SELECT cn.nspname, c.relname, pn.nspname, p.relname, bool_and(k.condeferrable)
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
 JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE k.contype = 'f'
+GROUP BY 1, 2, 3, 4
 """
 _COLUMNS = b"""
 SELECT a.attname, t.typcategory = 'N' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
@@ -467,16 +468,24 @@ def file_names(tables: Iterable[QualifiedName]) -> dict[QualifiedName, str]:
     return names
 
 
-def requires_of(tables: Iterable[QualifiedName],
-                edges: Iterable[tuple[QualifiedName, QualifiedName]],
+# A foreign key between two tables: child, parent, and whether every such key is
+# DEFERRABLE (checked at the end of the load, so the parent may come later).
+Edge = tuple[QualifiedName, QualifiedName, bool]
+
+
+def requires_of(tables: Iterable[QualifiedName], edges: Iterable[Edge],
                 files: dict[QualifiedName, str],
                 ) -> tuple[dict[QualifiedName, list[str]], list[str]]:
-    """Each table's `requires` (imported parents only); edges that would close a cycle left out."""
+    """Each table's `requires` (imported parents only); edges that would close a cycle left out.
+
+    Immediate keys are kept first: a cycle is broken at a deferrable key where it has one,
+    since only there may the child's rows be loaded before the parent's.
+    """
     wanted = set(tables)
-    parents: dict[QualifiedName, list[QualifiedName]] = {t: [] for t in wanted}
-    for child, parent in sorted(set(edges)):
+    parents: dict[QualifiedName, list[tuple[QualifiedName, bool]]] = {t: [] for t in wanted}
+    for child, parent, deferrable in sorted(set(edges)):
         if child in wanted and parent in wanted and child != parent:
-            parents[child].append(parent)
+            parents[child].append((parent, deferrable))
     kept: dict[QualifiedName, list[QualifiedName]] = {t: [] for t in wanted}  # -> parents
     notes: list[str] = []
 
@@ -491,23 +500,34 @@ def requires_of(tables: Iterable[QualifiedName],
                 todo.extend(kept[node])
         return False
 
-    for child in sorted(wanted):
-        for parent in parents[child]:
-            if reaches(parent, child):
-                notes.append(f"{files[child]} and {files[parent]} reference each other: "
-                             f"{files[child]} does not require {files[parent]}; load them "
-                             "together (SET CONSTRAINTS ALL DEFERRED needs deferrable keys)")
-            else:
-                kept[child].append(parent)
+    for deferrable_pass in (False, True):
+        for child in sorted(wanted):
+            for parent, deferrable in parents[child]:
+                if deferrable != deferrable_pass:
+                    continue
+                if not reaches(parent, child):
+                    kept[child].append(parent)
+                elif deferrable:
+                    notes.append(
+                        f"{files[child]} and {files[parent]} reference each other: "
+                        f"{files[child]} does not require {files[parent]} (its key to it is "
+                        f"deferrable, checked at the end of the load): load {files[parent]}, "
+                        f"which brings {files[child]} first")
+                else:
+                    notes.append(
+                        f"{files[child]} and {files[parent]} reference each other: "
+                        f"{files[child]} does not require {files[parent]}, and neither key is "
+                        "deferrable, so rows that point both ways cannot load: make one key "
+                        "DEFERRABLE, or set one side's column to NULL in its fixture")
     return {t: [files[p] for p in ps] for t, ps in kept.items()}, notes
 
 
 def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[QualifiedName]) -> tuple[
-        list[tuple[QualifiedName, QualifiedName]], dict[QualifiedName, list[str]],
+        list[Edge], dict[QualifiedName, list[str]],
         dict[QualifiedName, frozenset[str]]]:
     """Foreign-key edges, each table's columns and its numeric ones, from the schema's database."""
     cur = conn.cursor(row_factory=tuple_row)
-    edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
+    edges = [((r[0], r[1]), (r[2], r[3]), bool(r[4])) for r in cur.execute(_FOREIGN_KEYS)]
     columns: dict[QualifiedName, list[str]] = {}
     numeric: dict[QualifiedName, frozenset[str]] = {}
     for name in tables:

@@ -351,3 +351,37 @@ def test_fake_refuses_copy_rows_it_cannot_split(
     assert code == 2 and "tab-separated" in err, err
     code, _, err = run(capsys, "import", "dump.sql")  # unfaked it stays COPY: fine
     assert (code, err) == (0, "")
+
+
+CYCLE_SCHEMA = """\
+CREATE TABLE dept (id int PRIMARY KEY, name text, manager_id int);
+CREATE TABLE emp (id int PRIMARY KEY, name text, dept_id int REFERENCES dept (id));
+ALTER TABLE dept ADD FOREIGN KEY (manager_id) REFERENCES emp (id) DEFERRABLE INITIALLY DEFERRED;
+"""
+CYCLE_DUMP = """\
+COPY public.dept (id, name, manager_id) FROM stdin;
+1\tR&D\t1
+\\.
+COPY public.emp (id, name, dept_id) FROM stdin;
+1\tboss\t1
+\\.
+"""
+
+
+def test_a_foreign_key_cycle_is_broken_at_its_deferrable_key_so_the_fixture_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "schema.sql").write_text(CYCLE_SCHEMA)
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (tmp_path / "dump.sql").write_text(CYCLE_DUMP)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQLFIX_DSN", raising=False)
+    code, out, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn)
+    assert (code, err) == (0, "")
+    # emp's key to dept is immediate: emp requires dept; dept's key to emp is deferrable
+    assert "wrote fixtures_sql/emp.sql: 1 row(s), COPY; requires dept.sql" in out, out
+    assert "wrote fixtures_sql/dept.sql: 1 row(s), COPY\n" in out, out
+    assert "dept.sql does not require emp.sql (its key to it is deferrable" in out, out
+    code, out, err = run(capsys, "check", "fixtures_sql/emp.sql", "--dsn", fresh_dsn)
+    assert code == 0 and "OK    emp.sql" in out and "dept +1, emp +1" in out, (out, err)
