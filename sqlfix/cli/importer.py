@@ -405,6 +405,15 @@ def _check_fakes(table: Table, fake: dict[str, str], columns: list[str]) -> None
         raise UsageError(
             f"--fake names column(s) {', '.join(unknown)} that {table.name} does not have; "
             f"its columns: {', '.join(columns)}")
+    held = _dump_columns(table)
+    named_all = all(_INSERT.match(i)["cols"] for i in table.inserts) and all(  # type: ignore[index]
+        re.search(r"\)\s*FROM", c, re.IGNORECASE) for c, _ in table.copies)
+    absent = [c for c in fake if named_all and c not in held]
+    if absent:
+        raise UsageError(
+            f"--fake names column(s) {', '.join(absent)} that the dump's rows of {table.name} "
+            f"do not hold (a generated column, or one left out of the dump): there is nothing "
+            f"to fake; its rows hold: {', '.join(held)}")
 
 
 def _check_methods(methods: dict[str, str], locale: str) -> None:

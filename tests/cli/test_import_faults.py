@@ -385,3 +385,26 @@ def test_a_foreign_key_cycle_is_broken_at_its_deferrable_key_so_the_fixture_load
     assert "dept.sql does not require emp.sql (its key to it is deferrable" in out, out
     code, out, err = run(capsys, "check", "fixtures_sql/emp.sql", "--dsn", fresh_dsn)
     assert code == 0 and "OK    emp.sql" in out and "dept +1, emp +1" in out, (out, err)
+
+
+@pytest.mark.parametrize("dump", [
+    "COPY public.customer (id, email) FROM stdin;\n1\ta@b\n\\.\n",
+    "INSERT INTO public.customer (id, email) VALUES (1, 'a@b');\n",
+])
+def test_fake_of_a_column_the_dump_does_not_hold_is_an_error_not_a_false_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str,
+    capsys: pytest.CaptureFixture[str], dump: str
+) -> None:
+    pytest.importorskip("faker")
+    (tmp_path / "schema.sql").write_text(
+        "CREATE TABLE customer (id int, email text,"
+        " shout text GENERATED ALWAYS AS (upper(email)) STORED);\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (tmp_path / "dump.sql").write_text(dump)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQLFIX_DSN", raising=False)
+    code, out, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.shout=name")
+    assert code == 2 and "do not hold" in err and "its rows hold: id, email" in err, (out, err)
+    assert not (tmp_path / "fixtures_sql").exists()
+    code, _, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.email=email")
+    assert (code, err) == (0, "")
