@@ -134,6 +134,9 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
 # Duplicate database, schema, table, column, function, object (type, constraint, role...):
 # the one kind of error that says the objects are there already.
 _DUPLICATE_OBJECT = frozenset({"42P04", "42P06", "42P07", "42701", "42723", "42710"})
+# An owner or grantee the server does not have (pg_dump's OWNER TO, GRANT ... TO)
+_UNDEFINED_OBJECT = "42704"
+_MISSING_ROLE = re.compile(r'role ".*" does not exist')
 # "cannot run inside a transaction block" (CREATE INDEX CONCURRENTLY, VACUUM, ...)
 _NEEDS_NO_TRANSACTION = "25001"
 # pg_dump (15.14+, 16.10+, 17.6+) brackets its output with these psql meta-commands.
@@ -181,14 +184,19 @@ def schema_error(shown: str, text: str, offset: int, exc: psycopg.Error) -> str:
              f"{(diag.message_primary or str(exc)).strip()}"]
     parts += [f"{label}: {value.strip()}" for label, value in
               (("DETAIL", diag.message_detail), ("HINT", diag.message_hint)) if value]
-    parts.append(_advice(diag.sqlstate, text[offset:offset + 1]))
+    parts.append(_advice(diag.sqlstate, text[offset:offset + 1], diag.message_primary or ""))
     return "\n  ".join(parts)
 
 
-def _advice(sqlstate: str | None, at: str) -> str:
+def _advice(sqlstate: str | None, at: str, message: str = "") -> str:
     if sqlstate in _DUPLICATE_OBJECT:
-        return ("The object already exists: if the database was not built by sqlfix, point "
-                "the DSN at an empty test database (or leave it unset for the embedded one)")
+        return ("The object already exists: the schema files create it twice (remove one), "
+                "or, with a DSN, the database was not built by sqlfix: point the DSN at an "
+                "empty test database (or leave it unset for the embedded one)")
+    if sqlstate == _UNDEFINED_OBJECT and _MISSING_ROLE.match(message):
+        return ("pg_dump writes the owners and grants of the database it dumped: dump the "
+                "schema with --no-owner --no-privileges, or create the role first (CREATE "
+                "ROLE in an earlier schema file). The embedded server has the role postgres")
     if sqlstate == _NEEDS_NO_TRANSACTION:
         return ("Schema files run in one transaction; a statement that cannot (CREATE INDEX "
                 "CONCURRENTLY, ALTER TYPE ... ADD VALUE before PostgreSQL 12, VACUUM, ...) "

@@ -265,3 +265,18 @@ def test_transaction_control_in_a_schema_file_is_refused_by_line_before_anything
         assert apply_schema(conn, [path])
     finally:
         conn.close()
+
+
+def test_a_missing_owner_role_says_how_to_dump_without_owners(fresh_dsn, tmp_path):
+    for text in ("CREATE TABLE a (id int);\nALTER TABLE public.a OWNER TO app_owner;\n",
+                 "CREATE TABLE a (id int);\nGRANT SELECT ON TABLE public.a TO app_reader;\n"):
+        message = _schema_failure(fresh_dsn, tmp_path, text)
+        assert ":2:" in message and "42704 role" in message, message
+        assert "--no-owner --no-privileges" in message and "CREATE ROLE" in message, message
+    message = _schema_failure(fresh_dsn, tmp_path, "CREATE TABLE b (x nosuchtype);\n")
+    assert "42704" in message and "--no-owner" not in message  # not every 42704 is a role
+
+
+def test_the_duplicate_object_advice_names_the_schema_files_themselves(fresh_dsn, tmp_path):
+    message = _schema_failure(fresh_dsn, tmp_path, "CREATE TABLE a (id int);\nCREATE TABLE a (id int);\n")
+    assert "the schema files create it twice" in message, message
