@@ -91,17 +91,37 @@ class Parsed:
     dropped: Counter[str]
 
 
-def _target(name: str) -> QualifiedName:
+def _target(name: str, schema: str = "public") -> QualifiedName:
     """A table name as SQL writes it (quoted or not, qualified or not) as (schema, table).
 
-    PostgreSQL's own parser reads it, so quotes, spaces, dots and case fold as the server's do.
+    PostgreSQL's own parser reads it, so quotes, spaces, dots and case fold as the server's
+    do. `schema`: the one an unqualified name is in.
     """
     try:
         statement = pglast.parse_sql(f"COPY {name} FROM stdin")[0].stmt
     except pglast.parser.ParseError as exc:
         raise UsageError(f"cannot read the table name {name!r}: {exc}") from None
     assert isinstance(statement, pglast.ast.CopyStmt) and statement.relation is not None
-    return (statement.relation.schemaname or "public", str(statement.relation.relname))
+    return (statement.relation.schemaname or schema, str(statement.relation.relname))
+
+
+# pg_dump before 10.3 named tables without their schema, after this line (one per schema)
+_OLD_SEARCH_PATH = re.compile(
+    r'SET\s+search_path\s*=\s*(?P<schema>"(?:[^"]|"")*"|[\w$]+)\s*,\s*pg_catalog\s*;?\s*\Z',
+    re.IGNORECASE)
+
+
+def _qualified(statement: str, pattern: re.Pattern[str], schema: str | None
+               ) -> tuple[QualifiedName, str]:
+    """The statement's table, and the statement with an unqualified name qualified by
+    `schema` (an old dump's search_path): the fixture must not depend on the test's."""
+    match = pattern.match(statement)
+    assert match is not None
+    ident = _target(match["table"], schema or "public")
+    if schema is None or _target(match["table"], "")[0]:  # no old search_path, or qualified
+        return ident, statement
+    name = ".".join(_ident(part) for part in ident)
+    return ident, statement[:match.start("table")] + name + statement[match.end("table"):]
 
 
 def _table_filter(name: str) -> tuple[str | None, str]:
@@ -193,28 +213,36 @@ def parse_dump(text: str, source: str = "the dump") -> Parsed:
         raise UsageError(
             f"{source}:{line}:{col}: {first.code} {first.message}; the dump is damaged (cut "
             "short, or edited by hand): dump it again, or fix it, before importing it")
+    result, _, metas = copy_blocks.guard_scan(text, found)  # \restrict lines between statements
+    paths = [(s.offset, m["schema"]) for s in result.statements
+             if (m := _OLD_SEARCH_PATH.match(s.text)) is not None]
+
+    def schema_at(offset: int) -> str | None:
+        here = [_target(f"{name}.x")[0] for at, name in paths if at < offset]
+        return here[-1] if here else None
+
     tables: dict[QualifiedName, Table] = {}
     for block in found.blocks:
         # block.table has its spaces squeezed out; the statement keeps the name as written
-        ident = _target(_COPY_TARGET.match(block.statement)["table"])  # type: ignore[index]
+        ident, copy = _qualified(block.statement, _COPY_TARGET, schema_at(block.start))
         table = tables.setdefault(ident, Table(ident))
         data = block.data(text)
-        table.copies.append((block.statement, data))
+        table.copies.append((copy, data))
         table.rows += data.count("\n")
-    result, _, metas = copy_blocks.guard_scan(text, found)  # \restrict lines between statements
     if metas:
         dropped["\\restrict/\\unrestrict line(s)"] = metas
     for statement in result.statements:
-        _statement(statement.text, tables, dropped)
+        _statement(statement.text, tables, dropped, schema_at(statement.offset))
     if any(line.strip().startswith("--") for line in text.splitlines()):
         dropped["the dump's comments"] = 1
     return Parsed(tables, dropped)
 
 
-def _statement(text: str, tables: dict[QualifiedName, Table], dropped: Counter[str]) -> None:
+def _statement(text: str, tables: dict[QualifiedName, Table], dropped: Counter[str],
+               schema: str | None = None) -> None:
     insert = _INSERT.match(text)
     if insert is not None:
-        ident = _target(insert["table"])
+        ident, text = _qualified(text, _INSERT, schema)
         table = tables.setdefault(ident, Table(ident))
         table.inserts.append(text)
         table.rows += max(1, len(_tuples(text[insert.end():])))

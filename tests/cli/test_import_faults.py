@@ -408,3 +408,40 @@ def test_fake_of_a_column_the_dump_does_not_hold_is_an_error_not_a_false_header(
     assert not (tmp_path / "fixtures_sql").exists()
     code, _, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.email=email")
     assert (code, err) == (0, "")
+
+
+OLD_DUMP = """\
+-- Dumped by pg_dump version 9.6.24
+SET statement_timeout = 0;
+SET search_path = sales, pg_catalog;
+
+COPY orders (id, note) FROM stdin;
+1\tfirst
+\\.
+
+INSERT INTO "Order Lines" VALUES (1, 2);
+
+SET search_path = public, pg_catalog;
+
+COPY product (id) FROM stdin;
+5
+\\.
+
+SELECT pg_catalog.setval('product_id_seq', 5, true);
+"""
+
+
+def test_an_old_dump_s_search_path_qualifies_its_table_names(
+    bare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pg_dump before 10.3 wrote unqualified names after `SET search_path = X, pg_catalog;`:
+    # the fixtures name the schema, since the test's search_path is not the dump's
+    (bare / "dump.sql").write_text(OLD_DUMP)
+    code, out, err = run(capsys, "import", "dump.sql")
+    assert (code, err) == (0, ""), err
+    fixtures = bare / "fixtures_sql"
+    assert sorted(p.name for p in fixtures.iterdir()) == [
+        "product.sql", "sales.Order Lines.sql", "sales.orders.sql"]
+    assert "COPY sales.orders (id, note) FROM stdin;\n1\tfirst\n" in (fixtures / "sales.orders.sql").read_text()
+    assert 'INSERT INTO sales."Order Lines" VALUES (1, 2);' in (fixtures / "sales.Order Lines.sql").read_text()
+    assert "COPY public.product (id) FROM stdin;" in (fixtures / "product.sql").read_text()
