@@ -459,11 +459,15 @@ def _check_methods(methods: dict[str, str], locale: str) -> None:
                              + "; ".join(f"{f.code} {f.message}" for f in exc.findings)) from None
 
 
+_KEEP = frozenset({"NULL", "DEFAULT"})
+
+
 def _insert(ident: QualifiedName, cols: list[str], row: list[str], fake: dict[str, str]) -> str:
     if len(cols) != len(row):
         raise UsageError(f"a row of {'.'.join(ident)} has {len(row)} value(s) for {len(cols)} "
                          f"column(s): {', '.join(row)[:200]}")
-    values = [f"{{{{ fake.{fake[c]}() }}}}" if c in fake else _raw(v)
+    # NULL and DEFAULT hold no personal data: faking them would change what the rows mean
+    values = [f"{{{{ fake.{fake[c]}() }}}}" if c in fake and v.upper() not in _KEEP else _raw(v)
               for c, v in zip(cols, row, strict=True)]
     quoted = ", ".join(_ident(c) for c in cols)
     target = ".".join(_ident(part) for part in ident)

@@ -445,3 +445,21 @@ def test_an_old_dump_s_search_path_qualifies_its_table_names(
     assert "COPY sales.orders (id, note) FROM stdin;\n1\tfirst\n" in (fixtures / "sales.orders.sql").read_text()
     assert 'INSERT INTO sales."Order Lines" VALUES (1, 2);' in (fixtures / "sales.Order Lines.sql").read_text()
     assert "COPY public.product (id) FROM stdin;" in (fixtures / "product.sql").read_text()
+
+
+@pytest.mark.parametrize("dump", [
+    "COPY public.note (id, email) FROM stdin;\n1\tann@example.com\n2\t\\N\n\\.\n",
+    "INSERT INTO public.note (id, email) VALUES (1, 'ann@example.com');\n"
+    "INSERT INTO public.note (id, email) VALUES (2, NULL);\n",
+    "INSERT INTO public.note (id, email) VALUES (1, 'ann@example.com'), (2, null);\n",
+])
+def test_fake_keeps_a_null_null(bare: Path, capsys: pytest.CaptureFixture[str], dump: str) -> None:
+    # a row without an e-mail holds no personal data; faking it would change what it means
+    pytest.importorskip("faker")
+    (bare / "dump.sql").write_text(dump)
+    assert run(capsys, "import", "dump.sql", "--fake", "note.email=email")[0] == 0
+    code, out, err = run(capsys, "render", "note.sql")
+    assert (code, err) == (0, "")
+    rows = [x for x in out.splitlines() if x.startswith("INSERT")]
+    assert len(rows) == 2 and "ann@example.com" not in out
+    assert "'" in rows[0].split("VALUES")[1] and rows[1].upper().endswith(", NULL);"), rows
