@@ -54,11 +54,12 @@ _COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v
 
 # Foreign keys between user tables: child schema, child table, parent schema, parent table.
 _FOREIGN_KEYS = b"""
-SELECT DISTINCT cn.nspname, c.relname, pn.nspname, p.relname
+SELECT cn.nspname, c.relname, pn.nspname, p.relname, bool_and(k.condeferrable)
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
 JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE k.contype = 'f'
+GROUP BY 1, 2, 3, 4
 """
 _COLUMNS = b"""
 SELECT a.attname, t.typcategory = 'N' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
@@ -90,17 +91,72 @@ class Parsed:
     dropped: Counter[str]
 
 
-def _target(name: str) -> QualifiedName:
+def _target(name: str, schema: str = "public") -> QualifiedName:
     """A table name as SQL writes it (quoted or not, qualified or not) as (schema, table).
 
-    PostgreSQL's own parser reads it, so quotes, spaces, dots and case fold as the server's do.
+    PostgreSQL's own parser reads it, so quotes, spaces, dots and case fold as the server's
+    do. `schema`: the one an unqualified name is in.
     """
     try:
         statement = pglast.parse_sql(f"COPY {name} FROM stdin")[0].stmt
     except pglast.parser.ParseError as exc:
         raise UsageError(f"cannot read the table name {name!r}: {exc}") from None
     assert isinstance(statement, pglast.ast.CopyStmt) and statement.relation is not None
-    return (statement.relation.schemaname or "public", str(statement.relation.relname))
+    return (statement.relation.schemaname or schema, str(statement.relation.relname))
+
+
+# pg_dump before 10.3 named tables without their schema, after this line (one per schema)
+_OLD_SEARCH_PATH = re.compile(
+    r'SET\s+search_path\s*=\s*(?P<schema>"(?:[^"]|"")*"|[\w$]+)\s*,\s*pg_catalog\s*;?\s*\Z',
+    re.IGNORECASE)
+
+
+def _qualified(statement: str, pattern: re.Pattern[str], schema: str | None
+               ) -> tuple[QualifiedName, str]:
+    """The statement's table, and the statement with an unqualified name qualified by
+    `schema` (an old dump's search_path): the fixture must not depend on the test's."""
+    match = pattern.match(statement)
+    assert match is not None
+    ident = _target(match["table"], schema or "public")
+    if schema is None or _target(match["table"], "")[0]:  # no old search_path, or qualified
+        return ident, statement
+    name = ".".join(_ident(part) for part in ident)
+    return ident, statement[:match.start("table")] + name + statement[match.end("table"):]
+
+
+def _table_filter(name: str) -> tuple[str | None, str]:
+    """A --tables name as (schema or None when unqualified, table), read as SQL reads it."""
+    try:
+        statement = pglast.parse_sql(f"COPY {name} FROM stdin")[0].stmt
+    except pglast.parser.ParseError as exc:
+        raise UsageError(f"--tables: cannot read the table name {name!r}: {exc}") from None
+    assert isinstance(statement, pglast.ast.CopyStmt) and statement.relation is not None
+    return statement.relation.schemaname, str(statement.relation.relname)
+
+
+def choose_tables(tables: dict[QualifiedName, Table], names: frozenset[str] | None
+                  ) -> dict[QualifiedName, Table]:
+    """The tables --tables names (all when None); an unqualified name matches in any schema.
+
+    Raises UsageError for a name that matches no table of the dump, listing them.
+    """
+    if names is None:
+        return dict(tables)
+    chosen: dict[QualifiedName, Table] = {}
+    unknown: list[str] = []
+    for name in sorted(names):
+        schema, table = _table_filter(name)
+        hits = [n for n in tables if n[1] == table and schema in (None, n[0])]
+        if not hits:
+            unknown.append(name)
+        chosen.update((n, tables[n]) for n in hits)
+    if unknown:
+        known = ", ".join(".".join(_ident(p) for p in n) for n in sorted(tables))
+        raise UsageError(
+            f"--tables names table(s) the dump holds no rows for: {', '.join(unknown)}; "
+            f"its tables: {known} (names are read as SQL reads them: quote mixed case, "
+            'as in \'"Order Items"\')')
+    return {n: tables[n] for n in tables if n in chosen}  # dump order
 
 
 def _unquote(name: str) -> str:
@@ -142,32 +198,51 @@ _PY_ENCODINGS |= {"ISO_8859_5": "iso8859_5", "ISO_8859_6": "iso8859_6",
                   "EUC_JP": "euc_jp", "EUC_KR": "euc_kr", "KOI8R": "koi8_r", "KOI8U": "koi8_u"}
 
 
-def parse_dump(text: str) -> Parsed:
-    """Tables and their rows from a data-only dump; what was dropped, counted by kind."""
+def parse_dump(text: str, source: str = "the dump") -> Parsed:
+    """Tables and their rows from a data-only dump; what was dropped, counted by kind.
+
+    Raises UsageError for a damaged COPY block (no `\\.` end, a row of the wrong field
+    count): a dump cut short must not become a fixture that silently lacks rows.
+    """
     dropped: Counter[str] = Counter()
     found = copy_blocks.find(text)
+    if found.violations:
+        first = found.violations[0]
+        line = text.count("\n", 0, first.offset) + 1
+        col = first.offset - (text.rfind("\n", 0, first.offset) + 1) + 1
+        raise UsageError(
+            f"{source}:{line}:{col}: {first.code} {first.message}; the dump is damaged (cut "
+            "short, or edited by hand): dump it again, or fix it, before importing it")
+    result, _, metas = copy_blocks.guard_scan(text, found)  # \restrict lines between statements
+    paths = [(s.offset, m["schema"]) for s in result.statements
+             if (m := _OLD_SEARCH_PATH.match(s.text)) is not None]
+
+    def schema_at(offset: int) -> str | None:
+        here = [_target(f"{name}.x")[0] for at, name in paths if at < offset]
+        return here[-1] if here else None
+
     tables: dict[QualifiedName, Table] = {}
     for block in found.blocks:
         # block.table has its spaces squeezed out; the statement keeps the name as written
-        ident = _target(_COPY_TARGET.match(block.statement)["table"])  # type: ignore[index]
+        ident, copy = _qualified(block.statement, _COPY_TARGET, schema_at(block.start))
         table = tables.setdefault(ident, Table(ident))
         data = block.data(text)
-        table.copies.append((block.statement, data))
+        table.copies.append((copy, data))
         table.rows += data.count("\n")
-    result, _, metas = copy_blocks.guard_scan(text, found)  # \restrict lines between statements
     if metas:
         dropped["\\restrict/\\unrestrict line(s)"] = metas
     for statement in result.statements:
-        _statement(statement.text, tables, dropped)
+        _statement(statement.text, tables, dropped, schema_at(statement.offset))
     if any(line.strip().startswith("--") for line in text.splitlines()):
         dropped["the dump's comments"] = 1
     return Parsed(tables, dropped)
 
 
-def _statement(text: str, tables: dict[QualifiedName, Table], dropped: Counter[str]) -> None:
+def _statement(text: str, tables: dict[QualifiedName, Table], dropped: Counter[str],
+               schema: str | None = None) -> None:
     insert = _INSERT.match(text)
     if insert is not None:
-        ident = _target(insert["table"])
+        ident, text = _qualified(text, _INSERT, schema)
         table = tables.setdefault(ident, Table(ident))
         table.inserts.append(text)
         table.rows += max(1, len(_tuples(text[insert.end():])))
@@ -309,6 +384,10 @@ def _faked(table: Table, fake: dict[str, str], columns: list[str],
     """The table's rows as INSERTs with the faked columns as template calls."""
     out: list[str] = []
     for statement, data in table.copies:
+        if copy_blocks.find(f"{statement};\n\\.\n").blocks[0].text_format is False:
+            raise UsageError(f"--fake on {table.name}: its COPY rows are not in pg_dump's "
+                             "tab-separated text format (CSV, binary or a DELIMITER); "
+                             "dump it with pg_dump --data-only, or fake it by hand")
         cols = [c.strip().strip('"') for c in re.sub(r"^.*?\(|\)[^)]*$", "", statement).split(",")]
         kinds = [c in numeric for c in cols]  # a row with extra fields fails in _insert
         rows = [[_copy_literal(f, i < len(kinds) and kinds[i])
@@ -354,6 +433,15 @@ def _check_fakes(table: Table, fake: dict[str, str], columns: list[str]) -> None
         raise UsageError(
             f"--fake names column(s) {', '.join(unknown)} that {table.name} does not have; "
             f"its columns: {', '.join(columns)}")
+    held = _dump_columns(table)
+    named_all = all(_INSERT.match(i)["cols"] for i in table.inserts) and all(  # type: ignore[index]
+        re.search(r"\)\s*FROM", c, re.IGNORECASE) for c, _ in table.copies)
+    absent = [c for c in fake if named_all and c not in held]
+    if absent:
+        raise UsageError(
+            f"--fake names column(s) {', '.join(absent)} that the dump's rows of {table.name} "
+            f"do not hold (a generated column, or one left out of the dump): there is nothing "
+            f"to fake; its rows hold: {', '.join(held)}")
 
 
 def _check_methods(methods: dict[str, str], locale: str) -> None:
@@ -371,11 +459,15 @@ def _check_methods(methods: dict[str, str], locale: str) -> None:
                              + "; ".join(f"{f.code} {f.message}" for f in exc.findings)) from None
 
 
+_KEEP = frozenset({"NULL", "DEFAULT"})
+
+
 def _insert(ident: QualifiedName, cols: list[str], row: list[str], fake: dict[str, str]) -> str:
     if len(cols) != len(row):
         raise UsageError(f"a row of {'.'.join(ident)} has {len(row)} value(s) for {len(cols)} "
                          f"column(s): {', '.join(row)[:200]}")
-    values = [f"{{{{ fake.{fake[c]}() }}}}" if c in fake else _raw(v)
+    # NULL and DEFAULT hold no personal data: faking them would change what the rows mean
+    values = [f"{{{{ fake.{fake[c]}() }}}}" if c in fake and v.upper() not in _KEEP else _raw(v)
               for c, v in zip(cols, row, strict=True)]
     quoted = ", ".join(_ident(c) for c in cols)
     target = ".".join(_ident(part) for part in ident)
@@ -417,16 +509,24 @@ def file_names(tables: Iterable[QualifiedName]) -> dict[QualifiedName, str]:
     return names
 
 
-def requires_of(tables: Iterable[QualifiedName],
-                edges: Iterable[tuple[QualifiedName, QualifiedName]],
+# A foreign key between two tables: child, parent, and whether every such key is
+# DEFERRABLE (checked at the end of the load, so the parent may come later).
+Edge = tuple[QualifiedName, QualifiedName, bool]
+
+
+def requires_of(tables: Iterable[QualifiedName], edges: Iterable[Edge],
                 files: dict[QualifiedName, str],
                 ) -> tuple[dict[QualifiedName, list[str]], list[str]]:
-    """Each table's `requires` (imported parents only); edges that would close a cycle left out."""
+    """Each table's `requires` (imported parents only); edges that would close a cycle left out.
+
+    Immediate keys are kept first: a cycle is broken at a deferrable key where it has one,
+    since only there may the child's rows be loaded before the parent's.
+    """
     wanted = set(tables)
-    parents: dict[QualifiedName, list[QualifiedName]] = {t: [] for t in wanted}
-    for child, parent in sorted(set(edges)):
+    parents: dict[QualifiedName, list[tuple[QualifiedName, bool]]] = {t: [] for t in wanted}
+    for child, parent, deferrable in sorted(set(edges)):
         if child in wanted and parent in wanted and child != parent:
-            parents[child].append(parent)
+            parents[child].append((parent, deferrable))
     kept: dict[QualifiedName, list[QualifiedName]] = {t: [] for t in wanted}  # -> parents
     notes: list[str] = []
 
@@ -441,23 +541,34 @@ def requires_of(tables: Iterable[QualifiedName],
                 todo.extend(kept[node])
         return False
 
-    for child in sorted(wanted):
-        for parent in parents[child]:
-            if reaches(parent, child):
-                notes.append(f"{files[child]} and {files[parent]} reference each other: "
-                             f"{files[child]} does not require {files[parent]}; load them "
-                             "together (SET CONSTRAINTS ALL DEFERRED needs deferrable keys)")
-            else:
-                kept[child].append(parent)
+    for deferrable_pass in (False, True):
+        for child in sorted(wanted):
+            for parent, deferrable in parents[child]:
+                if deferrable != deferrable_pass:
+                    continue
+                if not reaches(parent, child):
+                    kept[child].append(parent)
+                elif deferrable:
+                    notes.append(
+                        f"{files[child]} and {files[parent]} reference each other: "
+                        f"{files[child]} does not require {files[parent]} (its key to it is "
+                        f"deferrable, checked at the end of the load): load {files[parent]}, "
+                        f"which brings {files[child]} first")
+                else:
+                    notes.append(
+                        f"{files[child]} and {files[parent]} reference each other: "
+                        f"{files[child]} does not require {files[parent]}, and neither key is "
+                        "deferrable, so rows that point both ways cannot load: make one key "
+                        "DEFERRABLE, or set one side's column to NULL in its fixture")
     return {t: [files[p] for p in ps] for t, ps in kept.items()}, notes
 
 
 def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[QualifiedName]) -> tuple[
-        list[tuple[QualifiedName, QualifiedName]], dict[QualifiedName, list[str]],
+        list[Edge], dict[QualifiedName, list[str]],
         dict[QualifiedName, frozenset[str]]]:
     """Foreign-key edges, each table's columns and its numeric ones, from the schema's database."""
     cur = conn.cursor(row_factory=tuple_row)
-    edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
+    edges = [((r[0], r[1]), (r[2], r[3]), bool(r[4])) for r in cur.execute(_FOREIGN_KEYS)]
     columns: dict[QualifiedName, list[str]] = {}
     numeric: dict[QualifiedName, frozenset[str]] = {}
     for name in tables:
@@ -476,8 +587,7 @@ def schema_facts(conn: psycopg.Connection[Any], tables: Iterable[QualifiedName])
 def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[Any] | None,
                    source: str, out: TextIO) -> int:
     """Write one fixture per table; returns how many were written."""
-    chosen = {n: t for n, t in parsed.tables.items() if options.tables is None or
-              t.name in options.tables or n[1] in options.tables}
+    chosen = choose_tables(parsed.tables, options.tables)
     fakes = {t.name: options.fakes[t.name] for t in chosen.values() if t.name in options.fakes}
     unknown = set(options.fakes) - set(fakes)
     if unknown:
@@ -494,7 +604,13 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
                    options.faker_locale)
     files = file_names(chosen)
     requires, notes = requires_of(chosen, edges, files)
-    options.out.mkdir(parents=True, exist_ok=True)
+    if options.out.exists() and not options.out.is_dir():
+        raise UsageError(f"--out {options.out} is a file, not a directory: choose a directory "
+                         "(it is made if missing)")
+    try:
+        options.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make the directory --out {options.out}: {exc}") from None
     targets = {n: options.out / files[n] for n in chosen}
     inside = options.out.resolve()
     # file_names() makes this hold; a symlink planted in --out must not break it either
@@ -509,7 +625,10 @@ def write_fixtures(parsed: Parsed, options: Options, conn: psycopg.Connection[An
         table = chosen[name]
         text = _render_table(table, fakes.get(table.name, {}), columns.get(name, []),
                              requires[name], source, numeric.get(name, frozenset()))
-        targets[name].write_text(text, encoding="utf-8")
+        try:
+            targets[name].write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {display_path(targets[name])}: {exc}") from None
         form = "INSERT (faked)" if table.name in fakes else ("COPY" if table.copies else "INSERT")
         out.write(f"wrote {display_path(targets[name])}: {table.rows} row(s), {form}"
                   f"{'; requires ' + ', '.join(requires[name]) if requires[name] else ''}\n")

@@ -24,6 +24,7 @@ from sqlfix.cli.lint import lint, lint_options
 from sqlfix.cli.serve import serve
 from sqlfix.cli.targets import Target, UsageError, Workspace
 from sqlfix.compiler.discovery import normalize_name
+from sqlfix.compiler.library import display_path
 from sqlfix.config import Settings, find_project, ini_of, load_settings, parse_seed
 from sqlfix.database.session import DatabaseSession, make_library
 from sqlfix.errors import FixtureError, SqlfixError
@@ -356,7 +357,7 @@ def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], o
 def run_import(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_for(args)
     text = importer.read_dump(args.dump)
-    parsed = importer.parse_dump(text)
+    parsed = importer.parse_dump(text, display_path(args.dump))
     if not parsed.tables:
         raise UsageError(f"{args.dump} holds no table data (COPY ... FROM stdin or INSERT); "
                          "make it with pg_dump --data-only")

@@ -41,7 +41,8 @@ _PARTS = re.compile(
 )
 _END = re.compile(r"^\\\.[ \t]*\r?$", re.MULTILINE)
 _SEMI, _COMMENTS = "ASCII_59", frozenset({"C_COMMENT", "SQL_COMMENT"})
-_BINARY_OR_CSV = re.compile(r"\b(?:FORMAT\s+)?(?:CSV|BINARY)\b", re.IGNORECASE)
+# Rows not split by tabs: CSV, binary, or text with a DELIMITER of its own
+_NOT_TAB_SEPARATED = re.compile(r"\b(?:(?:FORMAT\s+)?(?:CSV|BINARY)|DELIMITER)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class CopyBlock:
     end: int  # after the `\.` line and its newline
     table: str
     columns: tuple[str, ...]  # as written in the column list; empty if there is none
-    text_format: bool  # the default text format, where fields are split by tabs
+    text_format: bool  # the default text format with its tab delimiter: fields split by tabs
 
     def data(self, sql: str) -> str:
         return sql[self.data_start : self.data_end]
@@ -172,7 +173,7 @@ def _block(
     columns = tuple(c.strip() for c in (parts["cols"] or "").split(",") if c.strip())
     block = CopyBlock(
         start, sql[start:statement_end - 1], data_start, data_end, end,
-        re.sub(r"\s+", "", parts["table"]), columns, not _BINARY_OR_CSV.search(parts["rest"]))
+        re.sub(r"\s+", "", parts["table"]), columns, not _NOT_TAB_SEPARATED.search(parts["rest"]))
     if end_mark is None:
         return block, _violation(start, "its rows have no end: add a line holding only `\\.` "
                                  "after the last row")

@@ -666,6 +666,11 @@ def _check_kind(
     if kind == "CopyStmt" and ("filename" in node or node.get("is_program")):
         where = "a program on the server" if node.get("is_program") else _FILES
         return _violation(OUTSIDE, offset, "COPY with a file or PROGRAM", where)
+    if kind == "CopyStmt" and node.get("is_from"):
+        # FROM stdin, but not cut out as a block of rows: something precedes it on its line
+        return _violation(DISALLOWED, offset, "COPY ... FROM stdin not at the start of its line",
+                          "put it on a line of its own (nothing before COPY, not even a "
+                          "comment), its rows on the lines after it, then a line `\\.`")
     return _violation(DISALLOWED, offset, f"{word} statement", _HINTS.get(word, "remove it"))
 
 

@@ -9,12 +9,14 @@ any test's boundary, in one transaction. Its hash is recorded in
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from pglast import parser as pg
 from psycopg.rows import tuple_row
 
 from sqlfix.compiler import guard
@@ -132,6 +134,9 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
 # Duplicate database, schema, table, column, function, object (type, constraint, role...):
 # the one kind of error that says the objects are there already.
 _DUPLICATE_OBJECT = frozenset({"42P04", "42P06", "42P07", "42701", "42723", "42710"})
+# An owner or grantee the server does not have (pg_dump's OWNER TO, GRANT ... TO)
+_UNDEFINED_OBJECT = "42704"
+_MISSING_ROLE = re.compile(r'role ".*" does not exist')
 # "cannot run inside a transaction block" (CREATE INDEX CONCURRENTLY, VACUUM, ...)
 _NEEDS_NO_TRANSACTION = "25001"
 # pg_dump (15.14+, 16.10+, 17.6+) brackets its output with these psql meta-commands.
@@ -149,6 +154,17 @@ def schema_sql(text: str) -> str:
 
 def _run_schema_file(conn: psycopg.Connection[Any], path: Path) -> None:
     text = schema_sql(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is not SQL
+    control = transaction_control(text)
+    if control is not None:
+        at, word = control
+        line = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        raise DatabaseError(
+            f"{display_path(path)}:{line}:{col}: schema failed: {word} in a schema file; "
+            "sqlfix applies the schema files in one transaction of its own, which this "
+            "statement would end or nest: remove the file's BEGIN/COMMIT/ROLLBACK (it needs "
+            "none), or apply the file with psql from [tool.sqlfix] setup_command. Nothing "
+            "of the schema was applied")
     try:
         with conn.transaction():  # a savepoint: the error names this file alone
             conn.execute(text.encode())
@@ -168,14 +184,19 @@ def schema_error(shown: str, text: str, offset: int, exc: psycopg.Error) -> str:
              f"{(diag.message_primary or str(exc)).strip()}"]
     parts += [f"{label}: {value.strip()}" for label, value in
               (("DETAIL", diag.message_detail), ("HINT", diag.message_hint)) if value]
-    parts.append(_advice(diag.sqlstate, text[offset:offset + 1]))
+    parts.append(_advice(diag.sqlstate, text[offset:offset + 1], diag.message_primary or ""))
     return "\n  ".join(parts)
 
 
-def _advice(sqlstate: str | None, at: str) -> str:
+def _advice(sqlstate: str | None, at: str, message: str = "") -> str:
     if sqlstate in _DUPLICATE_OBJECT:
-        return ("The object already exists: if the database was not built by sqlfix, point "
-                "the DSN at an empty test database (or leave it unset for the embedded one)")
+        return ("The object already exists: the schema files create it twice (remove one), "
+                "or, with a DSN, the database was not built by sqlfix: point the DSN at an "
+                "empty test database (or leave it unset for the embedded one)")
+    if sqlstate == _UNDEFINED_OBJECT and _MISSING_ROLE.match(message):
+        return ("pg_dump writes the owners and grants of the database it dumped: dump the "
+                "schema with --no-owner --no-privileges, or create the role first (CREATE "
+                "ROLE in an earlier schema file). The embedded server has the role postgres")
     if sqlstate == _NEEDS_NO_TRANSACTION:
         return ("Schema files run in one transaction; a statement that cannot (CREATE INDEX "
                 "CONCURRENTLY, ALTER TYPE ... ADD VALUE before PostgreSQL 12, VACUUM, ...) "
@@ -209,3 +230,37 @@ def _error_offset(text: str, position: str | None) -> int | None:
     if not position or not position.isdigit():
         return None
     return min(int(position) - 1, len(text))
+
+
+# Transaction control that ends (or would nest) the transaction the schema runs in;
+# savepoints inside it are harmless. A COMMIT would otherwise keep half a schema.
+_ENDS_TRANSACTION = frozenset({
+    "TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",
+    "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED"})
+_TRANSACTION_WORD = re.compile(r"\b(?:BEGIN|START|COMMIT|END|ROLLBACK|ABORT|PREPARE)\b", re.I)
+_COMMENT_TOKENS = frozenset({"C_COMMENT", "SQL_COMMENT"})
+
+
+def transaction_control(text: str) -> tuple[int, str] | None:
+    """(offset, first word) of the first statement that ends the transaction, or None.
+
+    None too when the text does not parse: the server then names the syntax error.
+    """
+    if not _TRANSACTION_WORD.search(text):
+        return None  # the common case: no parse at all
+    data = text.encode()
+    try:
+        tree = json.loads(pg.parse_sql_json(text))
+    except pg.ParseError:
+        return None
+    for raw in tree.get("stmts", []):
+        node = raw["stmt"].get("TransactionStmt")
+        if node is None or node.get("kind") not in _ENDS_TRANSACTION:
+            continue
+        start = raw.get("stmt_location", 0)
+        chunk = data[start:start + raw.get("stmt_len", len(data))]
+        first = next((t for t in pg.scan(chunk.decode()) if t.name not in _COMMENT_TOKENS), None)
+        skip = first.start if first is not None else 0  # bytes of the chunk before its word
+        offset = len(data[:start + skip].decode("utf-8", "replace"))
+        return offset, text[offset:].split(None, 1)[0].rstrip(";").upper()
+    return None

@@ -275,3 +275,191 @@ def test_fake_takes_quoted_table_and_column_names(
     assert """INSERT INTO public."Order Items" (id, "E Mail") VALUES ('1', {{ fake.email() }});""" in text
     code, out, err = run(capsys, "render", "Order Items.sql")
     assert code == 0 and "ann@example.com" not in out and "@" in out
+
+
+TWO_TABLES = """\
+COPY public."Customer" (id, email) FROM stdin;
+1\ta@b
+\\.
+COPY sales.orders (id) FROM stdin;
+7
+\\.
+"""
+
+
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_out_that_is_a_file_is_a_usage_error_not_a_traceback(
+    bare: Path, capsys: pytest.CaptureFixture[str], out: str
+) -> None:
+    (bare / "dump.sql").write_text(TWO_TABLES)
+    (bare / "afile").write_text("mine\n")
+    code, _, err = run(capsys, "import", "dump.sql", "--out", out)
+    assert code == 2 and "internal error" not in err and "Traceback" not in err, err
+    assert "--out" in err and out in err, err
+    assert (bare / "afile").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("names", ["nosuch", "orders,nosuch", "Customer", "public.orders"])
+def test_tables_that_name_no_table_of_the_dump_are_an_error_listing_its_tables(
+    bare: Path, capsys: pytest.CaptureFixture[str], names: str
+) -> None:
+    (bare / "dump.sql").write_text(TWO_TABLES)
+    code, out, err = run(capsys, "import", "dump.sql", "--tables", names)
+    assert code == 2 and "wrote" not in out, (out, err)
+    assert 'its tables: public."Customer", sales.orders' in err, err
+    assert not (bare / "fixtures_sql").exists()
+
+
+@pytest.mark.parametrize(("names", "written"), [
+    ('"Customer"', ["Customer.sql"]),
+    ('public."Customer"', ["Customer.sql"]),
+    ("orders", ["sales.orders.sql"]),  # unqualified: any schema
+    ('SALES.Orders,"Customer"', ["Customer.sql", "sales.orders.sql"]),
+])
+def test_tables_reads_names_as_sql_as_fake_does(
+    bare: Path, capsys: pytest.CaptureFixture[str], names: str, written: list[str]
+) -> None:
+    (bare / "dump.sql").write_text(TWO_TABLES)
+    code, _, err = run(capsys, "import", "dump.sql", "--tables", names)
+    assert (code, err) == (0, "")
+    assert sorted(p.name for p in (bare / "fixtures_sql").iterdir()) == written
+
+
+@pytest.mark.parametrize(("dump", "where", "what"), [
+    # cut short: the last block has no `\.` (pg_dump stopped, disk full, `head`)
+    ("COPY public.a (id, b) FROM stdin;\n1\tx\n\\.\nCOPY public.c (id) FROM stdin;\n1\n2\n",
+     "dump.sql:4:1: SQLF405", "no end"),
+    ("COPY public.a (id, b) FROM stdin;\n1\tx\n2\n\\.\n", "dump.sql:3:1: SQLF405", "1 field(s)"),
+    ("COPY public.a (id, b) FROM stdin;\r\n1\tx\ty\r\n\\.\r\n", "dump.sql:2:1: SQLF405", "3 field(s)"),
+])
+def test_a_damaged_copy_block_is_an_error_and_nothing_is_written(
+    bare: Path, capsys: pytest.CaptureFixture[str], dump: str, where: str, what: str
+) -> None:
+    (bare / "dump.sql").write_bytes(dump.encode())
+    code, out, err = run(capsys, "import", "dump.sql")
+    assert code == 2 and where in err and what in err and "damaged" in err, (out, err)
+    assert not (bare / "fixtures_sql").exists()
+
+
+def test_fake_refuses_copy_rows_it_cannot_split(
+    bare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("faker")
+    (bare / "dump.sql").write_text(
+        "COPY public.a (id, email) FROM stdin WITH (FORMAT csv);\n1,\"x,y\"\n\\.\n")
+    code, _, err = run(capsys, "import", "dump.sql", "--fake", "a.email=email")
+    assert code == 2 and "tab-separated" in err, err
+    code, _, err = run(capsys, "import", "dump.sql")  # unfaked it stays COPY: fine
+    assert (code, err) == (0, "")
+
+
+CYCLE_SCHEMA = """\
+CREATE TABLE dept (id int PRIMARY KEY, name text, manager_id int);
+CREATE TABLE emp (id int PRIMARY KEY, name text, dept_id int REFERENCES dept (id));
+ALTER TABLE dept ADD FOREIGN KEY (manager_id) REFERENCES emp (id) DEFERRABLE INITIALLY DEFERRED;
+"""
+CYCLE_DUMP = """\
+COPY public.dept (id, name, manager_id) FROM stdin;
+1\tR&D\t1
+\\.
+COPY public.emp (id, name, dept_id) FROM stdin;
+1\tboss\t1
+\\.
+"""
+
+
+def test_a_foreign_key_cycle_is_broken_at_its_deferrable_key_so_the_fixture_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "schema.sql").write_text(CYCLE_SCHEMA)
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (tmp_path / "dump.sql").write_text(CYCLE_DUMP)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQLFIX_DSN", raising=False)
+    code, out, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn)
+    assert (code, err) == (0, "")
+    # emp's key to dept is immediate: emp requires dept; dept's key to emp is deferrable
+    assert "wrote fixtures_sql/emp.sql: 1 row(s), COPY; requires dept.sql" in out, out
+    assert "wrote fixtures_sql/dept.sql: 1 row(s), COPY\n" in out, out
+    assert "dept.sql does not require emp.sql (its key to it is deferrable" in out, out
+    code, out, err = run(capsys, "check", "fixtures_sql/emp.sql", "--dsn", fresh_dsn)
+    assert code == 0 and "OK    emp.sql" in out and "dept +1, emp +1" in out, (out, err)
+
+
+@pytest.mark.parametrize("dump", [
+    "COPY public.customer (id, email) FROM stdin;\n1\ta@b\n\\.\n",
+    "INSERT INTO public.customer (id, email) VALUES (1, 'a@b');\n",
+])
+def test_fake_of_a_column_the_dump_does_not_hold_is_an_error_not_a_false_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str,
+    capsys: pytest.CaptureFixture[str], dump: str
+) -> None:
+    pytest.importorskip("faker")
+    (tmp_path / "schema.sql").write_text(
+        "CREATE TABLE customer (id int, email text,"
+        " shout text GENERATED ALWAYS AS (upper(email)) STORED);\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    (tmp_path / "dump.sql").write_text(dump)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQLFIX_DSN", raising=False)
+    code, out, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.shout=name")
+    assert code == 2 and "do not hold" in err and "its rows hold: id, email" in err, (out, err)
+    assert not (tmp_path / "fixtures_sql").exists()
+    code, _, err = run(capsys, "import", "dump.sql", "--dsn", fresh_dsn, "--fake", "customer.email=email")
+    assert (code, err) == (0, "")
+
+
+OLD_DUMP = """\
+-- Dumped by pg_dump version 9.6.24
+SET statement_timeout = 0;
+SET search_path = sales, pg_catalog;
+
+COPY orders (id, note) FROM stdin;
+1\tfirst
+\\.
+
+INSERT INTO "Order Lines" VALUES (1, 2);
+
+SET search_path = public, pg_catalog;
+
+COPY product (id) FROM stdin;
+5
+\\.
+
+SELECT pg_catalog.setval('product_id_seq', 5, true);
+"""
+
+
+def test_an_old_dump_s_search_path_qualifies_its_table_names(
+    bare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pg_dump before 10.3 wrote unqualified names after `SET search_path = X, pg_catalog;`:
+    # the fixtures name the schema, since the test's search_path is not the dump's
+    (bare / "dump.sql").write_text(OLD_DUMP)
+    code, out, err = run(capsys, "import", "dump.sql")
+    assert (code, err) == (0, ""), err
+    fixtures = bare / "fixtures_sql"
+    assert sorted(p.name for p in fixtures.iterdir()) == [
+        "product.sql", "sales.Order Lines.sql", "sales.orders.sql"]
+    assert "COPY sales.orders (id, note) FROM stdin;\n1\tfirst\n" in (fixtures / "sales.orders.sql").read_text()
+    assert 'INSERT INTO sales."Order Lines" VALUES (1, 2);' in (fixtures / "sales.Order Lines.sql").read_text()
+    assert "COPY public.product (id) FROM stdin;" in (fixtures / "product.sql").read_text()
+
+
+@pytest.mark.parametrize("dump", [
+    "COPY public.note (id, email) FROM stdin;\n1\tann@example.com\n2\t\\N\n\\.\n",
+    "INSERT INTO public.note (id, email) VALUES (1, 'ann@example.com');\n"
+    "INSERT INTO public.note (id, email) VALUES (2, NULL);\n",
+    "INSERT INTO public.note (id, email) VALUES (1, 'ann@example.com'), (2, null);\n",
+])
+def test_fake_keeps_a_null_null(bare: Path, capsys: pytest.CaptureFixture[str], dump: str) -> None:
+    # a row without an e-mail holds no personal data; faking it would change what it means
+    pytest.importorskip("faker")
+    (bare / "dump.sql").write_text(dump)
+    assert run(capsys, "import", "dump.sql", "--fake", "note.email=email")[0] == 0
+    code, out, err = run(capsys, "render", "note.sql")
+    assert (code, err) == (0, "")
+    rows = [x for x in out.splitlines() if x.startswith("INSERT")]
+    assert len(rows) == 2 and "ann@example.com" not in out
+    assert "'" in rows[0].split("VALUES")[1] and rows[1].upper().endswith(", NULL);"), rows

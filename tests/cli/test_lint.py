@@ -99,6 +99,11 @@ CASES: list[tuple[str, str, set[str]]] = [
     ("copy-after-statement", "INSERT INTO t VALUES (0);\nCOPY t (a) FROM stdin;\nO'Hara\n\\.\n", set()),
     ("copy-no-end", "COPY t (a) FROM stdin;\n1\n2\n", {"SQLF405"}),
     ("copy-field-count", "COPY t (a, b) FROM stdin;\n1\tx\n2\n3\n4\n\\.\n", {"SQLF405"}),
+    # rows split by a DELIMITER of their own are not counted by tabs (psql loads them)
+    ("copy-delimiter", "COPY t (a, b, c) FROM stdin WITH (DELIMITER '|');\n1|a\tb|2\n\\.\n", set()),
+    # FROM stdin after something on its line: refused with a message saying so (not "use COPY")
+    ("copy-after-comment-same-line", "/* x */ COPY t (a) FROM stdin;\n1\n\\.\n", {"SQLF103", "SQLF404"}),
+    ("copy-delimiter-old", "COPY t (a, b) FROM stdin DELIMITER ',';\n1,x\n\\.\n", set()),
     ("copy-template-value", "COPY t (a, b) FROM stdin;\n1\t{{ fake.name() }}\n\\.\n", {"SQLF405"}),
     ("copy-from-file", "COPY t FROM '/etc/passwd';\n", {"SQLF104"}),
     ("copy-from-program", "COPY t FROM PROGRAM 'rm -rf /';\n", {"SQLF104"}),
@@ -668,3 +673,15 @@ def test_a_fixture_above_the_size_limit_is_refused_and_copy_rows_do_not_count(
     result = run_lint(tmp_path, {"big.sql": inserts, "copy.sql": copy})
     assert places(result) == [("big.sql", 1, 1, "SQLF406")]
     assert "COPY form" in result.findings[0].message
+
+
+@pytest.mark.parametrize("text", [
+    "/* rows */ COPY t (a) FROM stdin;\n1\n\\.\n",
+    "INSERT INTO t VALUES (0); COPY t (a) FROM stdin;\n1\n\\.\n",
+])
+def test_copy_from_stdin_not_at_its_line_start_says_so(tmp_path: Path, text: str) -> None:
+    # the message used to advise writing "COPY ... FROM stdin", which the fixture does
+    result = run_lint(tmp_path, {"case.sql": text})
+    refused = [f for f in result.findings if f.code == "SQLF103"]
+    assert len(refused) == 1 and "not at the start of its line" in refused[0].message
+    assert "on a line of its own" in refused[0].message

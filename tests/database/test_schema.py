@@ -237,3 +237,46 @@ def test_setup_command_finds_the_running_interpreters_python_first(pytester, mon
     pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=1)
     used = (pytester.path / "used.txt").read_text().strip()
     assert os.path.dirname(used) == os.path.dirname(sys.executable)
+
+
+def test_transaction_control_in_a_schema_file_is_refused_by_line_before_anything_runs(
+        fresh_dsn, tmp_path):
+    cases = {
+        "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n": ":1:1: schema failed: BEGIN in a schema",
+        "CREATE TABLE a (id int);\n-- done\n  COMMIT;\nCREATE TABLE b (id int);\n":
+            ":3:3: schema failed: COMMIT in a schema",
+        "START TRANSACTION;\nCREATE TABLE a (id int);\nEND;\n": ":1:1: schema failed: START",
+        "CREATE TABLE a (id int);\n/* é */ ROLLBACK;\n": ":2:9: schema failed: ROLLBACK",
+    }
+    for text, expected in cases.items():
+        message = _schema_failure(fresh_dsn, tmp_path, text)
+        assert expected in message, message
+        assert "setup_command" in message and "wrong nesting level" not in message
+        with psycopg.connect(fresh_dsn) as conn:  # nothing of it was committed
+            assert conn.execute("SELECT to_regclass('a')").fetchone() == (None,)
+    # savepoints and plpgsql BEGIN ... END are no transaction control
+    from sqlfix.database.schema import apply_schema, connect
+
+    path = tmp_path / "schema.sql"
+    path.write_text("CREATE TABLE a (id int);\nSAVEPOINT s;\nROLLBACK TO SAVEPOINT s;\n"
+                    "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 1; END$$;\n")
+    conn = connect(fresh_dsn)
+    try:
+        assert apply_schema(conn, [path])
+    finally:
+        conn.close()
+
+
+def test_a_missing_owner_role_says_how_to_dump_without_owners(fresh_dsn, tmp_path):
+    for text in ("CREATE TABLE a (id int);\nALTER TABLE public.a OWNER TO app_owner;\n",
+                 "CREATE TABLE a (id int);\nGRANT SELECT ON TABLE public.a TO app_reader;\n"):
+        message = _schema_failure(fresh_dsn, tmp_path, text)
+        assert ":2:" in message and "42704 role" in message, message
+        assert "--no-owner --no-privileges" in message and "CREATE ROLE" in message, message
+    message = _schema_failure(fresh_dsn, tmp_path, "CREATE TABLE b (x nosuchtype);\n")
+    assert "42704" in message and "--no-owner" not in message  # not every 42704 is a role
+
+
+def test_the_duplicate_object_advice_names_the_schema_files_themselves(fresh_dsn, tmp_path):
+    message = _schema_failure(fresh_dsn, tmp_path, "CREATE TABLE a (id int);\nCREATE TABLE a (id int);\n")
+    assert "the schema files create it twice" in message, message
