@@ -26,7 +26,7 @@ from sqlfix.database.backends import Backend, others, terminate
 from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
 from sqlfix.database.committed import ChangeTracker
 from sqlfix.database.session import DatabaseSession, damage_note
-from sqlfix.errors import LeakedConnectionWarning, SqlfixError
+from sqlfix.errors import LeakedConnectionWarning, SchemaRebuiltWarning, SqlfixError
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
 
@@ -90,11 +90,13 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
     finally:
         _take_back(conn, session.settings)
         leaked, warning = _end_leaks(session, started)
-        _restore(session, tracker)
+        rebuilt = _restore(item, session, tracker)
     # After the restore: the next test starts clean either way, also when
     # -W error::...LeakedConnectionWarning makes the warning raise.
     if warning is not None:
         warnings.warn(warning, stacklevel=1)
+    if rebuilt is not None:
+        warnings.warn(SchemaRebuiltWarning(rebuilt), stacklevel=1)
     if leaked:
         pytest.fail(leaked, pytrace=False)
 
@@ -221,14 +223,30 @@ def _before(backend: Backend, started: object) -> bool:
             and backend.backend_start < started)
 
 
-def _restore(session: DatabaseSession, tracker: ChangeTracker) -> None:
+def _restore(item: pytest.Item, session: DatabaseSession, tracker: ChangeTracker) -> str | None:
+    """Back to the baseline; the restore's words when it had to rebuild the database."""
     conn = session.connection()
+    baseline = session.baseline
     try:
-        tables = tracker.to_restore(conn)
-        session.restore(tables)  # on a fresh connection, under the configured timeouts
-        # The restore runs on a fresh connection (the old one, and whatever the test left
-        # on its session, is closed): fingerprint on the session's current one.
-        tracker.restored(session.connection(), tables)
+        try:
+            tables: set[tuple[str, str]] | None = tracker.to_restore(conn)
+        except psycopg.Error:
+            if conn.closed or conn.broken:
+                raise
+            # A table of the baseline the fingerprints cannot read (dropped, renamed,
+            # moved, its privileges revoked): committed DDL. The whole restore checks
+            # the schema and rebuilds it, as after an escape.
+            conn.rollback()
+            tables = None
+        done = session.restore(tables)  # on a fresh connection, under the configured timeouts
+        if tables is None or session.baseline is not baseline:
+            # Every table restored, or a new database: fingerprints of the new baseline.
+            assert session.baseline is not None
+            item.config.stash[TRACKER_KEY] = ChangeTracker(session.connection(), session.baseline)
+        else:
+            # The restore runs on a fresh connection (the old one, and whatever the test
+            # left on its session, is closed): fingerprint on the session's current one.
+            tracker.restored(session.connection(), tables)
     except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
         pytest.exit(
             "sqlfix: after a committed test (@uses(..., commit=True)), the baseline could not be "
@@ -238,6 +256,12 @@ def _restore(session: DatabaseSession, tracker: ChangeTracker) -> None:
         pytest.exit(f"sqlfix: after a committed test (@uses(..., commit=True)), the baseline "
                     f"could not be restored ({exc}); later tests would see its rows."
                     + damage_note(session, exc), returncode=3)
+    if session.baseline is baseline:
+        return None
+    return (f"sqlfix: this committed test (@uses(..., commit=True)) changed the schema, which "
+            f"no restore of rows can undo. {done}.\nKeep DDL in the schema files or "
+            "migrations (setup_command); a committed test that runs DDL costs a rebuild of "
+            "the test database.")
 
 
 def _holders(session: DatabaseSession) -> str:

@@ -487,3 +487,55 @@ def test_2_committed(sqlfix_conn):
     text = " ".join(result.stdout.str().split())
     assert "left 1 connection(s) to the test database open: pid" in text, text
     assert "'earlier', idle in transaction" in text and "connected before this test" in text
+
+
+COMMITTED_DDL = '''
+import psycopg
+import pytest
+from sqlfix import uses
+
+@uses("users.sql", commit=True)
+def test_1_drops_a_table(sqlfix_conn):
+    sqlfix_conn.execute("DROP TABLE order_items")
+    sqlfix_conn.commit()
+
+@uses(commit=True)
+def test_2_renames_a_table(sqlfix_dsn):
+    with psycopg.connect(sqlfix_dsn) as other:   # through another connection
+        other.execute("ALTER TABLE orders RENAME TO orders_old")
+
+@uses(commit=True)
+def test_3_moves_a_table_and_adds_a_column(sqlfix_conn):
+    sqlfix_conn.execute("CREATE SCHEMA elsewhere; ALTER TABLE products SET SCHEMA elsewhere")
+    sqlfix_conn.execute("ALTER TABLE users ADD COLUMN extra int")
+    sqlfix_conn.execute("INSERT INTO users (email, full_name, created_at) VALUES ('x@y', 'X', now())")
+    sqlfix_conn.commit()
+
+@uses("orders.sql", commit=True)
+def test_4_baseline_committed(sqlfix_dsn):
+    with psycopg.connect(sqlfix_dsn) as other:
+        assert other.execute("SELECT count(*) FROM order_items").fetchone() > (0,)
+        other.execute("DELETE FROM order_items")
+
+def test_5_baseline(sqlfix_conn):
+    assert sqlfix_conn.execute(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM orders), "
+        "(SELECT count(*) FROM order_items), (SELECT count(*) FROM products)").fetchone() == (0, 0, 0, 0)
+    assert sqlfix_conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE column_name = 'extra'").fetchone() == (0,)
+'''
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")])
+def test_a_committed_test_that_drops_or_renames_a_table_gets_the_database_rebuilt(shop, workers):
+    """Committed DDL that the change fingerprints cannot read past (a table gone, renamed,
+    moved) used to stop the run with the fingerprint query's raw error; now the whole
+    restore finds the schema change and rebuilds, as after an escape, and says so."""
+    shop.makepyfile(COMMITTED_DDL)
+    result = shop.runpytest(*NO_RANDOM, *workers, "-W", "always::sqlfix.errors.SchemaRebuiltWarning")
+    text = result.stdout.str()
+    assert "could not be restored" not in text and "INTERNALERROR" not in text, text
+    result.assert_outcomes(passed=5, warnings=3)
+    assert text.count("SchemaRebuiltWarning") >= 3, text
+    assert "sqlfix rebuilt the test database" in text, text
+    assert "changed the schema" in text, text
