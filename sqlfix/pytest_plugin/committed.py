@@ -23,12 +23,18 @@ from psycopg.rows import tuple_row
 
 from sqlfix.config import Settings
 from sqlfix.database.backends import Backend, others, terminate
-from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
+from sqlfix.database.boundary import (
+    Boundary,
+    SqlfixConnection,
+    scalar,
+    stop_statement_in_flight,
+)
 from sqlfix.database.committed import ChangeTracker
 from sqlfix.database.session import DatabaseSession, damage_note
 from sqlfix.errors import LeakedConnectionWarning, SchemaRebuiltWarning, SqlfixError
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
+from sqlfix.pytest_plugin.plugin import COMMITTED_CONN_KEY
 
 TRACKER_KEY = pytest.StashKey[ChangeTracker]()
 TERMINATE_WAIT_MS = 5_000  # how long sqlfix waits for ended backends to exit, in all
@@ -39,6 +45,13 @@ SELECT pid, coalesce(application_name, ''), state, left(query, 80) FROM pg_stat_
 WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND backend_type = 'client backend' AND state <> 'idle'
 """
+BUSY_AT_END = (
+    "sqlfix: a statement was still running on sqlfix's connection (sqlfix_conn, sqlfix_aconn) "
+    "when this committed test (@uses(..., commit=True)) ended: a task or thread the test "
+    "started was neither awaited nor joined. sqlfix cancelled it and closed the connection, "
+    "so what it had not committed is gone, and restores the baseline after the test. Await "
+    "(or cancel and await) the tasks, and join the threads, a test starts before it ends."
+)
 _WHAT_TO_DO = ("Close pools (engine.dispose(), pool.close()), join threads and wait for "
                "processes before the test ends (a fixture's tear-down is fine).")
 
@@ -86,8 +99,13 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         if problem is not None:
             pytest.fail(f"sqlfix could not load the fixtures of this test:\n{problem}",
                         pytrace=False)
+        item.stash[COMMITTED_CONN_KEY] = conn  # for the check right after the test's body
         yield handle
     finally:
+        if COMMITTED_CONN_KEY in item.stash:
+            del item.stash[COMMITTED_CONN_KEY]
+        # Fixtures' tear-downs ran since that check: look again.
+        busy = stop_busy(conn)
         _take_back(conn, session.settings)
         leaked, warning = _end_leaks(session, started)
         rebuilt = _restore(item, session, tracker)
@@ -97,8 +115,16 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         warnings.warn(warning, stacklevel=1)
     if rebuilt is not None:
         warnings.warn(SchemaRebuiltWarning(rebuilt), stacklevel=1)
-    if leaked:
-        pytest.fail(leaked, pytrace=False)
+    if leaked or busy:
+        pytest.fail("\n".join(m for m in (busy, leaked) if m), pytrace=False)
+
+
+def stop_busy(conn: SqlfixConnection) -> str | None:
+    """BUSY_AT_END if a statement was still running on the committed test's connection
+    (stopped now: cancelled, the connection closed), else None."""
+    if conn.closed:
+        return None
+    return BUSY_AT_END if stop_statement_in_flight(conn, BUSY_AT_END) else None
 
 
 def _take_back(conn: SqlfixConnection, settings: Settings) -> None:

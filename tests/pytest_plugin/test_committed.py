@@ -539,3 +539,62 @@ def test_a_committed_test_that_drops_or_renames_a_table_gets_the_database_rebuil
     assert text.count("SchemaRebuiltWarning") >= 3, text
     assert "sqlfix rebuilt the test database" in text, text
     assert "changed the schema" in text, text
+
+
+LEFT_RUNNING = '''
+import asyncio
+import threading
+import time
+
+import pytest
+from sqlfix import uses
+
+kept = []
+
+@uses("users.sql", commit=True)
+def test_1_thread_left_on_sqlfix_conn(sqlfix_conn):
+    started = threading.Event()
+    def work():
+        started.set()
+        sqlfix_conn.execute("SELECT pg_sleep(60)")
+    threading.Thread(target=work, daemon=True).start()
+    started.wait()
+    time.sleep(0.2)
+
+@uses("users.sql", commit=True)
+@pytest.mark.asyncio(loop_scope="module")
+async def test_2_task_left_on_sqlfix_aconn(sqlfix_aconn):
+    kept.append(asyncio.get_running_loop().create_task(sqlfix_aconn.execute(
+        "INSERT INTO products (sku, name, price_cents) SELECT 'late', 'L', 1 FROM pg_sleep(60)")))
+    await asyncio.sleep(0.2)
+
+@pytest.fixture
+def leaves_a_thread(sqlfix_conn):
+    yield
+    threading.Thread(target=lambda: sqlfix_conn.execute("SELECT pg_sleep(60)"), daemon=True).start()
+    time.sleep(0.3)
+
+@uses(commit=True)
+def test_3_left_by_a_fixture_tear_down(leaves_a_thread):
+    pass
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_4_baseline(sqlfix_aconn):
+    await asyncio.sleep(0.1)
+    assert kept[0].done()
+    cur = await sqlfix_aconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM products)")
+    assert await cur.fetchone() == (0, 0)
+'''
+
+
+def test_a_statement_left_running_on_sqlfixs_connection_fails_a_committed_test(shop):
+    """As in the rollback mode: a task or thread still running a statement on sqlfix_conn /
+    sqlfix_aconn at a committed test's end is stopped and fails the test (it passed silently,
+    and tear-down waited for the statement, up to statement_timeout)."""
+    shop.makepyfile(LEFT_RUNNING)
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict",
+                            "-W", "ignore::pytest.PytestUnhandledThreadExceptionWarning")
+    text = result.stdout.str()
+    result.assert_outcomes(passed=2, failed=2, errors=1)
+    assert text.count("a statement was still running on sqlfix's connection") == 3, text
+    assert "ERROR at teardown of test_3_left_by_a_fixture_tear_down" in text, text
