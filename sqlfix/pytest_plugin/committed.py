@@ -63,6 +63,7 @@ class CommittedSqlfix(Sqlfix):
 
     def load(self, *names: str) -> tuple[str, ...]:
         __tracebackhide__ = True
+        self.refuse_busy()  # before the rollback below could break the running statement
         try:
             if self._session._load_timeouts:  # SET LOCAL: until the commit below
                 self.conn.execute(self._session._load_timeouts)
