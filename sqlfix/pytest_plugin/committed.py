@@ -257,6 +257,8 @@ def _restore(item: pytest.Item, session: DatabaseSession, tracker: ChangeTracker
     try:
         try:
             tables: set[tuple[str, str]] | None = tracker.to_restore(conn)
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+            raise  # named below, with who holds the locks
         except psycopg.Error:
             if conn.closed or conn.broken:
                 raise
@@ -285,10 +287,10 @@ def _restore(item: pytest.Item, session: DatabaseSession, tracker: ChangeTracker
                     + damage_note(session, exc), returncode=3)
     if session.baseline is baseline:
         return None
-    return (f"sqlfix: this committed test (@uses(..., commit=True)) changed the schema, which "
-            f"no restore of rows can undo. {done}.\nKeep DDL in the schema files or "
-            "migrations (setup_command); a committed test that runs DDL costs a rebuild of "
-            "the test database.")
+    advice = ("\nKeep DDL in the schema files or migrations (setup_command); a committed "
+              "test that runs DDL costs a rebuild of the test database."
+              if done.startswith("sqlfix rebuilt") else "")
+    return f"sqlfix: after this committed test (@uses(..., commit=True)): {done}.{advice}"
 
 
 def _holders(session: DatabaseSession) -> str:
