@@ -572,7 +572,8 @@ def _committed(item: pytest.Item) -> bool:
     try:
         return commit_requested(item)
     except TypeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)  # outside `except`: the report shows it once
 
 
 @pytest.fixture

@@ -160,6 +160,9 @@ def test_5_engine_refused(sqlfix_sqla_engine):
         "*test_2_failing_fixture_leaves_nothing*", "*broken.sql:2:*23503*",
     ])
     result.stdout.fnmatch_lines(["*commit= takes True or False, got 'yes'*"])
+    # said once, not chained to the TypeError it came from
+    assert result.stdout.str().count("commit= takes True or False, got 'yes'") == 1
+    assert "During handling of the above exception" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*sqlfix_sqla_engine is built on sqlfix's own connection*sqlfix_dsn*"])
 
 
