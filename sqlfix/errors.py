@@ -102,3 +102,10 @@ class LeakedConnectionWarning(UserWarning):
 
     Make it an error with `filterwarnings = ["error::sqlfix.errors.LeakedConnectionWarning"]`.
     """
+
+
+class SchemaRebuiltWarning(UserWarning):
+    """A committed test changed the schema (committed DDL); sqlfix rebuilt the test database.
+
+    Make it an error with `filterwarnings = ["error::sqlfix.errors.SchemaRebuiltWarning"]`.
+    """

@@ -312,27 +312,7 @@ class Boundary:
         if conn.closed:
             closed = "The connection was closed during the test. " + ESCAPE_HELP
             return conn._sqlfix_closed_because or closed
-        # A thread mid-statement holds conn.lock (psycopg takes it around every
-        # operation), possibly before its query reaches the socket: ACTIVE alone
-        # misses that, and sqlfix's own statements would then share the socket.
-        in_use = not conn.lock.acquire(blocking=False)
-        if not in_use:
-            conn.lock.release()
-        if in_use or conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
-            # A statement still in flight: its results belong to a task on a loop that
-            # may be gone, and every command would fail "another command is already in
-            # progress". Closing stops it, and the server rolls the transaction back.
-            conn._sqlfix_closed_because = BUSY_AT_END
-            with contextlib.suppress(psycopg.Error):  # the backend stops now, not at its end
-                conn.cancel_safe(timeout=5.0)
-            # Free the libpq connection only once the thread has seen the cancel and let
-            # go: its psycopg generator holds the raw pointer while it waits.
-            got = conn.lock.acquire(timeout=10.0)
-            try:
-                conn.close()
-            finally:
-                if got:
-                    conn.lock.release()
+        if stop_statement_in_flight(conn, BUSY_AT_END):
             return BUSY_AT_END
         status = conn.info.transaction_status
         if status == TransactionStatus.INERROR and conn._sqlfix_savepoint:
@@ -393,6 +373,37 @@ class Boundary:
             # A session sqlfix cannot reset (or a dead one) is not handed to the next
             # test: the session opens a fresh connection instead.
             conn.close()
+
+
+def stop_statement_in_flight(conn: SqlfixConnection, why: str) -> bool:
+    """If a statement is still running on `conn` (a task or thread the test left behind):
+    cancel it, close the connection (`why` is kept as the reason) and return True.
+
+    Used at a test's end, in both modes: its results belong to a task on a loop that may
+    be gone, and every command of sqlfix's would fail "another command is already in
+    progress" (or wait for the statement). Closing stops it, and the server rolls back
+    what it had not committed.
+    """
+    # A thread mid-statement holds conn.lock (psycopg takes it around every
+    # operation), possibly before its query reaches the socket: ACTIVE alone
+    # misses that, and sqlfix's own statements would then share the socket.
+    in_use = not conn.lock.acquire(blocking=False)
+    if not in_use:
+        conn.lock.release()
+    if not (in_use or conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE):
+        return False
+    conn._sqlfix_closed_because = why
+    with contextlib.suppress(psycopg.Error):  # the backend stops now, not at its end
+        conn.cancel_safe(timeout=5.0)
+    # Free the libpq connection only once the thread has seen the cancel and let
+    # go: its psycopg generator holds the raw pointer while it waits.
+    got = conn.lock.acquire(timeout=10.0)
+    try:
+        conn.close()
+    finally:
+        if got:
+            conn.lock.release()
+    return True
 
 
 def _text(value: object) -> str:

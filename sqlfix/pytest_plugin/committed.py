@@ -23,12 +23,18 @@ from psycopg.rows import tuple_row
 
 from sqlfix.config import Settings
 from sqlfix.database.backends import Backend, others, terminate
-from sqlfix.database.boundary import Boundary, SqlfixConnection, scalar
+from sqlfix.database.boundary import (
+    Boundary,
+    SqlfixConnection,
+    scalar,
+    stop_statement_in_flight,
+)
 from sqlfix.database.committed import ChangeTracker
 from sqlfix.database.session import DatabaseSession, damage_note
-from sqlfix.errors import LeakedConnectionWarning, SqlfixError
+from sqlfix.errors import LeakedConnectionWarning, SchemaRebuiltWarning, SqlfixError
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
+from sqlfix.pytest_plugin.plugin import COMMITTED_CONN_KEY
 
 TRACKER_KEY = pytest.StashKey[ChangeTracker]()
 TERMINATE_WAIT_MS = 5_000  # how long sqlfix waits for ended backends to exit, in all
@@ -39,6 +45,13 @@ SELECT pid, coalesce(application_name, ''), state, left(query, 80) FROM pg_stat_
 WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND backend_type = 'client backend' AND state <> 'idle'
 """
+BUSY_AT_END = (
+    "sqlfix: a statement was still running on sqlfix's connection (sqlfix_conn, sqlfix_aconn) "
+    "when this committed test (@uses(..., commit=True)) ended: a task or thread the test "
+    "started was neither awaited nor joined. sqlfix cancelled it and closed the connection, "
+    "so what it had not committed is gone, and restores the baseline after the test. Await "
+    "(or cancel and await) the tasks, and join the threads, a test starts before it ends."
+)
 _WHAT_TO_DO = ("Close pools (engine.dispose(), pool.close()), join threads and wait for "
                "processes before the test ends (a fixture's tear-down is fine).")
 
@@ -50,6 +63,7 @@ class CommittedSqlfix(Sqlfix):
 
     def load(self, *names: str) -> tuple[str, ...]:
         __tracebackhide__ = True
+        self.refuse_busy()  # before the rollback below could break the running statement
         try:
             if self._session._load_timeouts:  # SET LOCAL: until the commit below
                 self.conn.execute(self._session._load_timeouts)
@@ -86,17 +100,32 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         if problem is not None:
             pytest.fail(f"sqlfix could not load the fixtures of this test:\n{problem}",
                         pytrace=False)
+        item.stash[COMMITTED_CONN_KEY] = conn  # for the check right after the test's body
         yield handle
     finally:
+        if COMMITTED_CONN_KEY in item.stash:
+            del item.stash[COMMITTED_CONN_KEY]
+        # Fixtures' tear-downs ran since that check: look again.
+        busy = stop_busy(conn)
         _take_back(conn, session.settings)
         leaked, warning = _end_leaks(session, started)
-        _restore(session, tracker)
+        rebuilt = _restore(item, session, tracker)
     # After the restore: the next test starts clean either way, also when
     # -W error::...LeakedConnectionWarning makes the warning raise.
     if warning is not None:
         warnings.warn(warning, stacklevel=1)
-    if leaked:
-        pytest.fail(leaked, pytrace=False)
+    if rebuilt is not None:
+        warnings.warn(SchemaRebuiltWarning(rebuilt), stacklevel=1)
+    if leaked or busy:
+        pytest.fail("\n".join(m for m in (busy, leaked) if m), pytrace=False)
+
+
+def stop_busy(conn: SqlfixConnection) -> str | None:
+    """BUSY_AT_END if a statement was still running on the committed test's connection
+    (stopped now: cancelled, the connection closed), else None."""
+    if conn.closed:
+        return None
+    return BUSY_AT_END if stop_statement_in_flight(conn, BUSY_AT_END) else None
 
 
 def _take_back(conn: SqlfixConnection, settings: Settings) -> None:
@@ -221,14 +250,32 @@ def _before(backend: Backend, started: object) -> bool:
             and backend.backend_start < started)
 
 
-def _restore(session: DatabaseSession, tracker: ChangeTracker) -> None:
+def _restore(item: pytest.Item, session: DatabaseSession, tracker: ChangeTracker) -> str | None:
+    """Back to the baseline; the restore's words when it had to rebuild the database."""
     conn = session.connection()
+    baseline = session.baseline
     try:
-        tables = tracker.to_restore(conn)
-        session.restore(tables)  # on a fresh connection, under the configured timeouts
-        # The restore runs on a fresh connection (the old one, and whatever the test left
-        # on its session, is closed): fingerprint on the session's current one.
-        tracker.restored(session.connection(), tables)
+        try:
+            tables: set[tuple[str, str]] | None = tracker.to_restore(conn)
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+            raise  # named below, with who holds the locks
+        except psycopg.Error:
+            if conn.closed or conn.broken:
+                raise
+            # A table of the baseline the fingerprints cannot read (dropped, renamed,
+            # moved, its privileges revoked): committed DDL. The whole restore checks
+            # the schema and rebuilds it, as after an escape.
+            conn.rollback()
+            tables = None
+        done = session.restore(tables)  # on a fresh connection, under the configured timeouts
+        if tables is None or session.baseline is not baseline:
+            # Every table restored, or a new database: fingerprints of the new baseline.
+            assert session.baseline is not None
+            item.config.stash[TRACKER_KEY] = ChangeTracker(session.connection(), session.baseline)
+        else:
+            # The restore runs on a fresh connection (the old one, and whatever the test
+            # left on its session, is closed): fingerprint on the session's current one.
+            tracker.restored(session.connection(), tables)
     except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
         pytest.exit(
             "sqlfix: after a committed test (@uses(..., commit=True)), the baseline could not be "
@@ -238,6 +285,12 @@ def _restore(session: DatabaseSession, tracker: ChangeTracker) -> None:
         pytest.exit(f"sqlfix: after a committed test (@uses(..., commit=True)), the baseline "
                     f"could not be restored ({exc}); later tests would see its rows."
                     + damage_note(session, exc), returncode=3)
+    if session.baseline is baseline:
+        return None
+    advice = ("\nKeep DDL in the schema files or migrations (setup_command); a committed "
+              "test that runs DDL costs a rebuild of the test database."
+              if done.startswith("sqlfix rebuilt") else "")
+    return f"sqlfix: after this committed test (@uses(..., commit=True)): {done}.{advice}"
 
 
 def _holders(session: DatabaseSession) -> str:

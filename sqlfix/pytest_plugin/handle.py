@@ -5,14 +5,24 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from psycopg.pq import TransactionStatus
+
 from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions, label_ids
 from sqlfix.compiler.seeds import derive_seed, fixture_id
 from sqlfix.database.boundary import Boundary, SqlfixConnection
 from sqlfix.database.layers import LayeredBoundary
 from sqlfix.database.loader import load
 from sqlfix.database.session import DatabaseSession
+from sqlfix.errors import SqlfixError
 
 __all__ = ["LoadRecord", "Sqlfix"]
+
+BUSY_LOAD = (
+    "sqlfix.load() was called while a statement is still running on the test's connection "
+    "(a task on sqlfix_aconn that has not finished): sqlfix.load() and sqlfix_aconn share "
+    "one database connection, and a load now would break the statement and the connection. "
+    "Await the task first, or load before starting it."
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class Sqlfix:
         Returns the names that were loaded by this call.
         """
         __tracebackhide__ = True
+        self.refuse_busy()
         library = self._session.library
         plan = library.plan(names)
         new = tuple(f for f in plan if f.name not in self.loaded)
@@ -96,6 +107,17 @@ class Sqlfix:
             self.loads.append(LoadRecord(names, rows, time.perf_counter() - started))
         self._loaded.extend(new)
         return tuple(f.name for f in new)
+
+    def refuse_busy(self) -> None:
+        """SqlfixError if a statement of an async task is in flight on the connection.
+
+        A thread's statement holds the connection's lock, so a load waits for it; an
+        asyncio task's holds nothing sqlfix's sync calls would wait on.
+        """
+        __tracebackhide__ = True
+        conn = self.conn
+        if not conn.closed and conn.pgconn.transaction_status == TransactionStatus.ACTIVE:
+            raise SqlfixError(BUSY_LOAD)
 
     @property
     def fixture_seeds(self) -> tuple[tuple[str, int], ...]:

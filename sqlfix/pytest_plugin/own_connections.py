@@ -176,6 +176,9 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
     try:
         with psycopg.connect(session.dsn, autocommit=True, connect_timeout=5,
                              application_name=_APP) as conn:
+            # The look's own connection is sqlfix's: a second look for the same test
+            # (a failed call, then a failed tear-down) must not count it as the test's.
+            session.opened += 1
             others = _others(conn, params)
             row = conn.execute(_SESSIONS).fetchone()
     except psycopg.Error as exc:
@@ -184,8 +187,8 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
         return ""
     new = [o for o in others if o.opened_in_test]
     closed = 0
-    if row is not None and row[0] is not None:  # less sqlfix's own, this query's, the open
-        closed = max(0, int(row[0]) - start.sessions - (session.opened - start.opened) - 1
+    if row is not None and row[0] is not None:  # less sqlfix's own (this look's too), the open
+        closed = max(0, int(row[0]) - start.sessions - (session.opened - start.opened)
                      - len(new))
     parts = _parts(new, [o for o in others if not o.opened_in_test], closed)
     return HINT.format(what="sqlfix: " + "; ".join(parts)) if parts else ""

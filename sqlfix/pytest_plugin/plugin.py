@@ -67,6 +67,7 @@ LATE_HEADER_KEY = pytest.StashKey[bool]()  # read after collection: the header c
 SESSION_KEY = pytest.StashKey["DatabaseSession"]()
 BOUNDARY_KEY = pytest.StashKey["Boundary"]()
 ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed anyway
+COMMITTED_CONN_KEY = pytest.StashKey["SqlfixConnection"]()  # a committed test's, while it runs
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
 FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
 HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
@@ -579,7 +580,8 @@ def _committed(item: pytest.Item) -> bool:
     try:
         return commit_requested(item)
     except TypeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)  # outside `except`: the report shows it once
 
 
 @pytest.fixture
@@ -623,13 +625,23 @@ def _runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     except BaseException as exc:
         outcome_error = exc
     boundary = item.stash.get(BOUNDARY_KEY, None)
-    message = _settle(item, boundary) if boundary is not None else None
+    message = _settle(item, boundary) if boundary is not None else _committed_busy(item)
     if outcome_error is not None:
         if message is not None:
             item.stash[ESCAPE_KEY] = message
         raise outcome_error
     if message is not None:
         pytest.fail(message, pytrace=False)
+
+
+def _committed_busy(item: pytest.Item) -> str | None:
+    """A committed test's statement still running on sqlfix's connection: stopped, said."""
+    conn = item.stash.get(COMMITTED_CONN_KEY, None)
+    if conn is None:
+        return None
+    from sqlfix.pytest_plugin.committed import stop_busy
+
+    return stop_busy(conn)
 
 
 def _fingerprint(config: pytest.Config, session: DatabaseSession) -> Fingerprint:

@@ -644,3 +644,52 @@ def test_4_last(sqlfix_conn):
     result.stdout.fnmatch_lines(["*test_1_leaves_thread*", "*A statement was still running*"])
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed") == 2 and outcomes.get("failed") in (1, 2), outcomes
+
+
+LOAD_WHILE_BUSY = '''
+import asyncio
+import pytest
+from sqlfix import uses
+
+@pytest.mark.asyncio
+async def test_1_load_while_a_task_runs(sqlfix_aconn, sqlfix):
+    task = asyncio.get_running_loop().create_task(sqlfix_aconn.execute("SELECT pg_sleep(0.3)"))
+    await asyncio.sleep(0.05)
+    try:
+        sqlfix.load("users.sql")
+    finally:
+        await task                                  # the task's statement is unharmed
+    cur = await sqlfix_aconn.execute("SELECT count(*) FROM users")
+    assert await cur.fetchone() == (0,)
+
+@pytest.mark.asyncio
+@uses("users.sql", commit=True)
+async def test_2_committed_load_while_a_task_runs(sqlfix_aconn, sqlfix):
+    task = asyncio.get_running_loop().create_task(sqlfix_aconn.execute("SELECT pg_sleep(0.3)"))
+    await asyncio.sleep(0.05)
+    try:
+        sqlfix.load("products.sql")
+    finally:
+        await task
+
+@pytest.mark.asyncio
+async def test_3_after_awaiting_the_load_works(sqlfix_aconn, sqlfix):
+    await (await sqlfix_aconn.execute("SELECT pg_sleep(0.05)")).fetchone()
+    sqlfix.load("users.sql")
+    cur = await sqlfix_aconn.execute("SELECT count(*) FROM users")
+    assert await cur.fetchone() == (4,)
+'''
+
+
+def test_a_load_while_an_async_statement_runs_is_refused_in_sqlfixs_words(shop):
+    """sqlfix.load() in an async test while a task's statement is in flight on sqlfix_aconn
+    raised psycopg's 'another command is already in progress', broke the connection and
+    was reported as a lost connection; now it is a SqlfixError and nothing breaks."""
+    shop.makepyfile(LOAD_WHILE_BUSY)
+    result = shop.runpytest(*STRICT)
+    text = result.stdout.str()
+    result.assert_outcomes(passed=1, failed=2)
+    assert text.count("SqlfixError: sqlfix.load() was called while a statement is still "
+                      "running on the test's connection") == 2, text
+    assert "another command is already in progress" not in text, text
+    assert "connection was lost" not in text and "did not hold" not in text, text

@@ -160,6 +160,9 @@ def test_5_engine_refused(sqlfix_sqla_engine):
         "*test_2_failing_fixture_leaves_nothing*", "*broken.sql:2:*23503*",
     ])
     result.stdout.fnmatch_lines(["*commit= takes True or False, got 'yes'*"])
+    # said once, not chained to the TypeError it came from
+    assert result.stdout.str().count("commit= takes True or False, got 'yes'") == 1
+    assert "During handling of the above exception" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*sqlfix_sqla_engine is built on sqlfix's own connection*sqlfix_dsn*"])
 
 
@@ -487,3 +490,114 @@ def test_2_committed(sqlfix_conn):
     text = " ".join(result.stdout.str().split())
     assert "left 1 connection(s) to the test database open: pid" in text, text
     assert "'earlier', idle in transaction" in text and "connected before this test" in text
+
+
+COMMITTED_DDL = '''
+import psycopg
+import pytest
+from sqlfix import uses
+
+@uses("users.sql", commit=True)
+def test_1_drops_a_table(sqlfix_conn):
+    sqlfix_conn.execute("DROP TABLE order_items")
+    sqlfix_conn.commit()
+
+@uses(commit=True)
+def test_2_renames_a_table(sqlfix_dsn):
+    with psycopg.connect(sqlfix_dsn) as other:   # through another connection
+        other.execute("ALTER TABLE orders RENAME TO orders_old")
+
+@uses(commit=True)
+def test_3_moves_a_table_and_adds_a_column(sqlfix_conn):
+    sqlfix_conn.execute("CREATE SCHEMA elsewhere; ALTER TABLE products SET SCHEMA elsewhere")
+    sqlfix_conn.execute("ALTER TABLE users ADD COLUMN extra int")
+    sqlfix_conn.execute("INSERT INTO users (email, full_name, created_at) VALUES ('x@y', 'X', now())")
+    sqlfix_conn.commit()
+
+@uses("orders.sql", commit=True)
+def test_4_baseline_committed(sqlfix_dsn):
+    with psycopg.connect(sqlfix_dsn) as other:
+        assert other.execute("SELECT count(*) FROM order_items").fetchone() > (0,)
+        other.execute("DELETE FROM order_items")
+
+def test_5_baseline(sqlfix_conn):
+    assert sqlfix_conn.execute(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM orders), "
+        "(SELECT count(*) FROM order_items), (SELECT count(*) FROM products)").fetchone() == (0, 0, 0, 0)
+    assert sqlfix_conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE column_name = 'extra'").fetchone() == (0,)
+'''
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")])
+def test_a_committed_test_that_drops_or_renames_a_table_gets_the_database_rebuilt(shop, workers):
+    """Committed DDL that the change fingerprints cannot read past (a table gone, renamed,
+    moved) used to stop the run with the fingerprint query's raw error; now the whole
+    restore finds the schema change and rebuilds, as after an escape, and says so."""
+    shop.makepyfile(COMMITTED_DDL)
+    result = shop.runpytest(*NO_RANDOM, *workers, "-W", "always::sqlfix.errors.SchemaRebuiltWarning")
+    text = result.stdout.str()
+    assert "could not be restored" not in text and "INTERNALERROR" not in text, text
+    result.assert_outcomes(passed=5, warnings=3)
+    assert text.count("SchemaRebuiltWarning") >= 3, text
+    assert "sqlfix rebuilt the test database" in text, text
+    assert "the test committed changes to the schema" in text and "Keep DDL" in text, text
+
+
+LEFT_RUNNING = '''
+import asyncio
+import threading
+import time
+
+import pytest
+from sqlfix import uses
+
+kept = []
+
+@uses("users.sql", commit=True)
+def test_1_thread_left_on_sqlfix_conn(sqlfix_conn):
+    started = threading.Event()
+    def work():
+        started.set()
+        sqlfix_conn.execute("SELECT pg_sleep(60)")
+    threading.Thread(target=work, daemon=True).start()
+    started.wait()
+    time.sleep(0.2)
+
+@uses("users.sql", commit=True)
+@pytest.mark.asyncio(loop_scope="module")
+async def test_2_task_left_on_sqlfix_aconn(sqlfix_aconn):
+    kept.append(asyncio.get_running_loop().create_task(sqlfix_aconn.execute(
+        "INSERT INTO products (sku, name, price_cents) SELECT 'late', 'L', 1 FROM pg_sleep(60)")))
+    await asyncio.sleep(0.2)
+
+@pytest.fixture
+def leaves_a_thread(sqlfix_conn):
+    yield
+    threading.Thread(target=lambda: sqlfix_conn.execute("SELECT pg_sleep(60)"), daemon=True).start()
+    time.sleep(0.3)
+
+@uses(commit=True)
+def test_3_left_by_a_fixture_tear_down(leaves_a_thread):
+    pass
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_4_baseline(sqlfix_aconn):
+    await asyncio.sleep(0.1)
+    assert kept[0].done()
+    cur = await sqlfix_aconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM products)")
+    assert await cur.fetchone() == (0, 0)
+'''
+
+
+def test_a_statement_left_running_on_sqlfixs_connection_fails_a_committed_test(shop):
+    """As in the rollback mode: a task or thread still running a statement on sqlfix_conn /
+    sqlfix_aconn at a committed test's end is stopped and fails the test (it passed silently,
+    and tear-down waited for the statement, up to statement_timeout)."""
+    shop.makepyfile(LEFT_RUNNING)
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict",
+                            "-W", "ignore::pytest.PytestUnhandledThreadExceptionWarning")
+    text = result.stdout.str()
+    result.assert_outcomes(passed=2, failed=2, errors=1)
+    assert text.count("a statement was still running on sqlfix's connection") == 3, text
+    assert "ERROR at teardown of test_3_left_by_a_fixture_tear_down" in text, text

@@ -77,6 +77,24 @@ def test_d1_plain_failure(sqlfix_conn):
 
 def test_d2_plain_failure_without_a_connection(sqlfix):
     assert False, "no database in sight"
+
+# fails twice (call, then a fixture's tear-down): the first look's own connection is sqlfix's
+@pytest.fixture
+def breaks_on_tear_down():
+    yield
+    raise RuntimeError("tear-down breaks too")
+
+@uses("users.sql")
+def test_d3_fails_in_call_and_tear_down(sqlfix_conn, breaks_on_tear_down):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (5,)
+
+@pytest.mark.asyncio
+@uses("users.sql")
+async def test_d4_task_left_and_a_failure(sqlfix_aconn):
+    async def fails():
+        await asyncio.sleep(0.05)
+        raise ValueError("fails while a statement runs")
+    await asyncio.gather(sqlfix_aconn.execute("SELECT pg_sleep(1)"), fails())
 '''
 
 HINTED = '''
@@ -203,11 +221,15 @@ def test_no_hint_without_another_connection_used_during_the_test(shop):
                 "teardown test_c2_writes_behind_the_verifier": "differs from its state",
                 "test_c4_fails_on_its_own": "== (1,)",
                 "test_d1_plain_failure": "== (5,)",
-                "test_d2_plain_failure_without_a_connection": "no database in sight"}
+                "test_d2_plain_failure_without_a_connection": "no database in sight",
+                "test_d3_fails_in_call_and_tear_down": "== (5,)",
+                "teardown test_d3_fails_in_call_and_tear_down": "tear-down breaks too",
+                "test_d4_task_left_and_a_failure": "fails while a statement runs",
+                "teardown test_d4_task_left_and_a_failure": "still running"}
     for name, what in expected.items():
         assert what in blocks.get(name, ""), (name, result.stdout.str())
         assert SECTION not in blocks[name], (name, blocks[name])
-    result.assert_outcomes(passed=5, failed=7, errors=1)
+    result.assert_outcomes(passed=5, failed=9, errors=3)
 
 
 def test_the_hint_names_connections_used_during_the_failing_test_whenever_opened(shop):
