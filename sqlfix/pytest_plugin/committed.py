@@ -35,6 +35,7 @@ from sqlfix.errors import LeakedConnectionWarning, SchemaRebuiltWarning, SqlfixE
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
 from sqlfix.pytest_plugin.plugin import COMMITTED_CONN_KEY
+from sqlfix.pytest_plugin.stop import stop_run
 
 TRACKER_KEY = pytest.StashKey[ChangeTracker]()
 TERMINATE_WAIT_MS = 5_000  # how long sqlfix waits for ended backends to exit, in all
@@ -108,7 +109,7 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         # Fixtures' tear-downs ran since that check: look again.
         busy = stop_busy(conn)
         _take_back(conn, session.settings)
-        leaked, warning = _end_leaks(session, started)
+        leaked, warning = _end_leaks(item, session, started)
         rebuilt = _restore(item, session, tracker)
     # After the restore: the next test starts clean either way, also when
     # -W error::...LeakedConnectionWarning makes the warning raise.
@@ -170,7 +171,7 @@ def _lingering(conn: SqlfixConnection) -> list[Backend]:
 
 
 def _end_leaks(
-    session: DatabaseSession, started: object
+    item: pytest.Item, session: DatabaseSession, started: object
 ) -> tuple[str | None, LeakedConnectionWarning | None]:
     """End the connections the test left open on the test database; say what they were.
 
@@ -207,14 +208,14 @@ def _end_leaks(
     if stuck_busy:
         reasons = "; ".join(sorted({why for _, why in refused})) or (
             f"still there {TERMINATE_WAIT_MS} ms after pg_terminate_backend")
-        pytest.exit(
+        stop_run(
+            item.config, item.session,
             f"sqlfix: after a committed test (@uses(..., commit=True)), connections of the code "
             f"under test are still in a transaction and sqlfix could not end them ({reasons}):"
             f"\n{listing}\nThe baseline cannot be restored while they hold their locks and "
             f"rows. {_WHAT_TO_DO} For sqlfix to end such connections, the code under test "
             "must log in as sqlfix's user (or a role it is a member of); another role's need "
-            "pg_signal_backend granted to sqlfix's user, a superuser's a superuser.",
-            returncode=3)
+            "pg_signal_backend granted to sqlfix's user, a superuser's a superuser.")
     not_ended = ""
     if refused or alive:
         why_not = [f"pid {b.pid}: {why}" for b, why in refused]
@@ -277,14 +278,16 @@ def _restore(item: pytest.Item, session: DatabaseSession, tracker: ChangeTracker
             # left on its session, is closed): fingerprint on the session's current one.
             tracker.restored(session.connection(), tables)
     except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
-        pytest.exit(
+        stop_run(
+            item.config, item.session,
             "sqlfix: after a committed test (@uses(..., commit=True)), the baseline could not be "
             f"restored: {str(exc).strip()} ({_holders(session)}). {_WHAT_TO_DO}"
-            + damage_note(session, exc), returncode=3)
+            + damage_note(session, exc))
     except (SqlfixError, psycopg.Error) as exc:
-        pytest.exit(f"sqlfix: after a committed test (@uses(..., commit=True)), the baseline "
-                    f"could not be restored ({exc}); later tests would see its rows."
-                    + damage_note(session, exc), returncode=3)
+        stop_run(item.config, item.session,
+                 f"sqlfix: after a committed test (@uses(..., commit=True)), the baseline "
+                 f"could not be restored ({exc}); later tests would see its rows."
+                 + damage_note(session, exc))
     if session.baseline is baseline:
         return None
     advice = ("\nKeep DDL in the schema files or migrations (setup_command); a committed "
