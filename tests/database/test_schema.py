@@ -268,8 +268,9 @@ def test_transaction_control_in_a_schema_file_is_refused_by_line_before_anything
 
 
 def test_a_missing_owner_role_says_how_to_dump_without_owners(fresh_dsn, tmp_path):
-    for text in ("CREATE TABLE a (id int);\nALTER TABLE public.a OWNER TO app_owner;\n",
-                 "CREATE TABLE a (id int);\nGRANT SELECT ON TABLE public.a TO app_reader;\n"):
+    # role names no other test creates: roles are the whole server's, shared by the tests
+    for text in ("CREATE TABLE a (id int);\nALTER TABLE public.a OWNER TO no_such_owner_7f3;\n",
+                 "CREATE TABLE a (id int);\nGRANT SELECT ON TABLE public.a TO no_such_reader_7f3;\n"):
         message = _schema_failure(fresh_dsn, tmp_path, text)
         assert ":2:" in message and "42704 role" in message, message
         assert "--no-owner --no-privileges" in message and "CREATE ROLE" in message, message

@@ -88,7 +88,8 @@ def test_registration_still_lists_options_ini_keys_markers_and_fixtures(pytester
 ONCE_PER_RUN = {"pytest_addoption", "pytest_configure", "pytest_collection_modifyitems",
                 "pytest_report_header", "pytest_report_collectionfinish",
                 "pytest_sessionfinish",  # once, at the end (per-worker databases dropped)
-                "pytest_configure_node"}  # the xdist controller: once per worker
+                "pytest_configure_node",  # the xdist controller: once per worker
+                "pytest_testnodedown"}  # the xdist controller: once per worker, at its end
 
 PER_TEST_CONFTEST = """
 import json
