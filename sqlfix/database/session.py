@@ -138,10 +138,11 @@ def untimed(conn: psycopg.Connection[Any]) -> Iterator[None]:
 class DatabaseSession:
     def __init__(
         self, settings: Settings, fixture_cache: Path | None = None, worker: str | None = None,
-        rebuild: bool = False,
+        rebuild: bool = False, run: str | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker  # pytest-xdist's worker id ("gw0"): a DSN's database is cloned
+        self.run = run  # pytest-xdist's testrunuid: its first worker builds the clones' template
         self._clone: str | None = None  # the worker's own database, dropped at stop()
         self.rebuild = rebuild  # ignore the schema saved by an earlier run
         self._built = False  # schema and setup_command are in the test database
@@ -218,7 +219,8 @@ class DatabaseSession:
             return self._open_embedded()
         if self.worker is None:
             return self.settings.dsn, connect(self.settings.dsn)
-        self._clone = clone_for_worker(self.settings.dsn, self.worker, self._build_template)
+        self._clone = clone_for_worker(self.settings.dsn, self.worker, self._build_template,
+                                       self.run)
         self._built = True
         return self._clone, connect(self._clone)
 

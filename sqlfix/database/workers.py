@@ -3,8 +3,9 @@
 pytest-django's way: worker `gw1` of a run against `myapp_test` tests in
 `myapp_test_gw1`, made with `CREATE DATABASE myapp_test_gw1 TEMPLATE myapp_test`
 and dropped when the worker ends. The schema (and `setup_command`) is applied to
-the DSN's database first, by one worker at a time under an advisory lock, so the
-clones start with it and nobody builds it twice. PostgreSQL refuses to clone a
+the DSN's database first, by the first worker of the run to get an advisory lock;
+the others find the run's id recorded there (`_sqlfix.clone_runs`) and clone what it
+built, so migrations run once a run, not once a worker. PostgreSQL refuses to clone a
 database while anyone is connected to it: the clone is retried for a while, then
 the error says who to disconnect.
 """
@@ -57,12 +58,15 @@ def maintenance(dsn: str) -> Iterator[psycopg.Connection[Any]]:
         "user, or run without -n")
 
 
-def clone_for_worker(dsn: str, worker: str, prepare: Callable[[str], None]) -> str:
+def clone_for_worker(
+    dsn: str, worker: str, prepare: Callable[[str], None], run: str | None = None,
+) -> str:
     """The DSN of `worker`'s fresh clone of the DSN's database; raises DatabaseError.
 
     `prepare(dsn)` runs on the DSN's database first (the schema), one worker at a
-    time; it must close every connection it opens, or the clone cannot be made.
-    The clone is dropped first if a crashed run left it behind.
+    time, and once per `run` (pytest-xdist's `testrunuid`; None: every time); it
+    must close every connection it opens, or the clone cannot be made. The clone
+    is dropped first if a crashed run left it behind.
     """
     template = dbname_of(dsn)
     target = worker_dbname(template, worker)
@@ -72,11 +76,37 @@ def clone_for_worker(dsn: str, worker: str, prepare: Callable[[str], None]) -> s
         lock = sql.SQL("SELECT pg_advisory_lock(hashtext({}))").format(
             sql.Literal(f"sqlfix: clone {template}"))
         conn.execute(lock)  # session-level: released when this connection closes
-        prepare(dsn)
+        if run is None or not _prepared_in(dsn, run):
+            prepare(dsn)
+            if run is not None:
+                _record_run(dsn, run)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(target)))
         _create(conn, target, template)
     return make_conninfo(dsn, dbname=target)
+
+
+_RUNS = sql.Identifier("_sqlfix", "clone_runs")  # runs whose first worker built the template
+
+
+def _prepared_in(dsn: str, run: str) -> bool:
+    """Whether a worker of `run` prepared the DSN's database already."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute(b"SELECT to_regclass('_sqlfix.clone_runs')"
+                        ).fetchone() == (None,):
+            return False
+        query = sql.SQL("SELECT 1 FROM {} WHERE run = {}").format(
+            _RUNS, sql.Literal(run))
+        return conn.execute(query).fetchone() is not None
+
+
+def _record_run(dsn: str, run: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(b"CREATE SCHEMA IF NOT EXISTS _sqlfix")
+        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (run text PRIMARY KEY, "
+                             "at timestamptz NOT NULL DEFAULT now())").format(_RUNS))
+        conn.execute(sql.SQL("INSERT INTO {} (run) VALUES ({}) ON CONFLICT DO NOTHING").format(
+            _RUNS, sql.Literal(run)))
 
 
 def _create(conn: psycopg.Connection[Any], target: str, template: str) -> None:

@@ -378,9 +378,10 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     except pytest.UsageError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
     register_run_hooks(pytestconfig)  # a test reached the database by getfixturevalue
-    worker = getattr(pytestconfig, "workerinput", {}).get("workerid")  # a DSN is cloned per worker
-    session = DatabaseSession(settings, _fixture_cache(pytestconfig), worker,
-                              rebuild=pytestconfig.getoption("sqlfix_rebuild"))
+    workerinput = getattr(pytestconfig, "workerinput", {})  # a DSN is cloned per worker
+    session = DatabaseSession(settings, _fixture_cache(pytestconfig), workerinput.get("workerid"),
+                              rebuild=pytestconfig.getoption("sqlfix_rebuild"),
+                              run=workerinput.get("testrunuid"))
     pytestconfig.stash[SESSION_KEY] = session
     pytestconfig.add_cleanup(session.stop)
     pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -33,9 +36,17 @@ def _databases(dsn: str) -> set[str]:
 
 @pytest.mark.slow  # whole pytest sessions: the full suite runs it, not the version matrix
 def test_each_worker_gets_a_clone_dropped_at_the_end(shop, fresh_dsn):
+    # The migrations run once a run, by the first worker, not once a worker.
+    count = json.dumps([sys.executable, "-c", "open('builds.txt', 'a').write('x')"])
+    shop.makepyprojecttoml(
+        f'[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\nsetup_command = {count}\n')
     shop.makepyfile(WORKERS_TEST)
     result = shop.runpytest_subprocess("-n", "2", f"--sqlfix-dsn={fresh_dsn}", "-p", "no:randomly")
     result.assert_outcomes(passed=8)
+    assert (shop.path / "builds.txt").read_text() == "x"
+    result = shop.runpytest_subprocess("-n", "2", f"--sqlfix-dsn={fresh_dsn}", "-p", "no:randomly")
+    result.assert_outcomes(passed=8)
+    assert (shop.path / "builds.txt").read_text() == "xx"  # a new run: migrations run again
     name = conninfo_to_dict(fresh_dsn)["dbname"]
     used = {p.name.split("-", 2)[2][:-4] for p in shop.path.glob("db-*.txt")}
     assert used == {f"{name}_gw0", f"{name}_gw1"}
