@@ -33,8 +33,11 @@ CREATE TABLE IF NOT EXISTS _sqlfix.schema_state (
 );
 ALTER TABLE _sqlfix.schema_state ADD COLUMN IF NOT EXISTS damaged text;
 """
-DAMAGED = b"UPDATE _sqlfix.schema_state SET damaged = %s"  # see DatabaseSession.restore
-# How `damaged` begins when a restore failed (DatabaseSession.mark_damaged), not DDL
+_DAMAGED = b"UPDATE _sqlfix.schema_state SET damaged = %s"
+# A database without schema files (setup_command, or built by hand) has no state row yet
+_DAMAGED_NO_ROW = (b"INSERT INTO _sqlfix.schema_state (schema_hash, damaged) SELECT '', %s "
+                   b"WHERE NOT EXISTS (SELECT FROM _sqlfix.schema_state)")
+# How `damaged` begins when a restore failed (DatabaseSession.mark_damaged, record_damage), not DDL
 RESTORE_FAILED = "the baseline could not be restored: "
 
 
@@ -85,9 +88,28 @@ def schema_hash(files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+def record_damage(conn: psycopg.Connection[Any], why: str, keep_earlier: bool = False) -> None:
+    """Record in the database itself that a run left it changed; `apply_schema` of the
+    next run refuses it. `keep_earlier`: an earlier mark stays (it says more).
+
+    With or without schema files (the state table is made if missing). The caller commits.
+    """
+    conn.execute(_STATE_DDL)
+    conn.execute(_DAMAGED + (b" WHERE damaged IS NULL" if keep_earlier else b""), [why])
+    conn.execute(_DAMAGED_NO_ROW, [why])
+
+
 def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
-    """Apply the schema files unless this exact schema is already there; True if applied."""
+    """Apply the schema files unless this exact schema is already there; True if applied.
+
+    Raises DatabaseError if a file is missing or fails, if the database holds another
+    schema, or if a run marked it damaged (`record_damage`), schema files or not.
+    """
     if not files:
+        with conn.transaction():
+            if conn.execute(b"SELECT to_regclass('_sqlfix.schema_state')").fetchone() != (None,):
+                _refuse_damaged(conn, [r[0] for r in conn.execute(
+                    b"SELECT damaged FROM _sqlfix.schema_state WHERE damaged IS NOT NULL")])
         return False
     for path in files:
         if not path.is_file():
@@ -100,19 +122,7 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
         cur.execute(_STATE_DDL)
         rows = cur.execute(b"SELECT schema_hash, damaged FROM _sqlfix.schema_state").fetchall()
         applied = [r[0] for r in rows]
-        damaged = [r[1] for r in rows if r[1]]
-        if damaged and damaged[0].startswith(RESTORE_FAILED):
-            raise DatabaseError(
-                f"a run before this one stopped with a test's committed changes still in "
-                f"database {conn.info.dbname!r} ({damaged[0]}), and sqlfix does not drop a "
-                "database given by DSN: it would take them as its baseline. Recreate that "
-                "test database (dropdb/createdb) so the schema can be applied to an empty one")
-        if damaged:
-            raise DatabaseError(
-                f"a test of an earlier run changed the schema of database {conn.info.dbname!r} "
-                f"and committed it ({damaged[0]}), and sqlfix does not drop a database given "
-                "by DSN. Recreate that test database (dropdb/createdb) so the schema can be "
-                "applied to an empty one")
+        _refuse_damaged(conn, [r[1] for r in rows if r[1]])
         if wanted in applied:
             return False
         if applied:
@@ -129,6 +139,23 @@ def apply_schema(conn: psycopg.Connection[Any], files: Sequence[Path]) -> bool:
         conn.execute(b"RESET ROLE")
         conn.execute(b"INSERT INTO _sqlfix.schema_state (schema_hash) VALUES (%s)", [wanted])
     return True
+
+
+def _refuse_damaged(conn: psycopg.Connection[Any], damaged: Sequence[str]) -> None:
+    """Raise DatabaseError if an earlier run marked the database (see `record_damage`)."""
+    if not damaged:
+        return
+    if damaged[0].startswith(RESTORE_FAILED):
+        raise DatabaseError(
+            f"a run before this one stopped with a test's committed changes still in "
+            f"database {conn.info.dbname!r} ({damaged[0]}), and sqlfix does not drop a "
+            "database given by DSN: it would take them as its baseline. Recreate that "
+            "test database (dropdb/createdb) so the schema can be applied to an empty one")
+    raise DatabaseError(
+        f"a test of an earlier run changed the schema of database {conn.info.dbname!r} "
+        f"and committed it ({damaged[0]}), and sqlfix does not drop a database given "
+        "by DSN. Recreate that test database (dropdb/createdb) so the schema can be "
+        "applied to an empty one")
 
 
 # Duplicate database, schema, table, column, function, object (type, constraint, role...):

@@ -31,11 +31,11 @@ from sqlfix.database.boundary import SESSION_RESET, Boundary, SqlfixConnection, 
 from sqlfix.database.committed import Fingerprint, Table, fingerprints
 from sqlfix.database.layers import LayeredBoundary, LayerStack
 from sqlfix.database.schema import (
-    DAMAGED,
     RESTORE_FAILED,
     apply_schema,
     check_safe,
     connect,
+    record_damage,
     schema_hash,
 )
 from sqlfix.database.server import EmbeddedServer
@@ -442,7 +442,7 @@ class DatabaseSession:
             # sqlfix's copies are in the catalogs too: their own words first
             changes = self._copies_changed(conn) or self.drift(conn)[0]
             if changes and self.server is None:  # the next run must not start from it either
-                conn.execute(DAMAGED, ["; ".join(changes)])
+                record_damage(conn, "; ".join(changes))
                 conn.commit()
             if changes:
                 conn.close()
@@ -479,7 +479,7 @@ class DatabaseSession:
         try:
             with self._own_connect(self.settings.dsn, options) as conn:  # commits at the end
                 # a committed DDL's own mark (restore) stays: it says more
-                conn.execute(DAMAGED + b" WHERE damaged IS NULL", [RESTORE_FAILED + why])
+                record_damage(conn, RESTORE_FAILED + why, keep_earlier=True)
         except psycopg.Error:
             return False
         return True

@@ -524,3 +524,30 @@ def test_2(sqlfix_conn):
         "*a run before this one stopped with a test's committed changes still in database*"
         "(the baseline could not be restored: *)*Recreate that test database*"])
     assert "no tests ran" in again.stdout.str()
+
+
+def test_without_schema_files_a_failed_restore_still_marks_the_database(pytester, fresh_dsn):
+    # A database built by hand (or by setup_command): no schema files, so no state table
+    # until sqlfix has to mark it.
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    pytester.makepyprojecttoml(f"[tool.sqlfix]\ndsn = {fresh_dsn!r}\n")
+    pytester.makepyfile('''
+def test_1(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO t VALUES (1, 'escaped'); COMMIT")
+
+def test_2(sqlfix_conn):
+    pass
+''')
+    with psycopg.connect(fresh_dsn) as holder:  # the restore cannot get its lock
+        holder.execute("SELECT count(*) FROM t")
+        result = pytester.runpytest(*NO_RANDOM)
+    assert result.ret == 3
+    result.stdout.fnmatch_lines([
+        "*baseline could not be restored*",
+        "*sqlfix marked the test database as damaged: the next run refuses it*"])
+    again = pytester.runpytest(*NO_RANDOM)
+    assert again.ret == 3
+    again.stdout.fnmatch_lines([
+        "*a run before this one stopped with a test's committed changes still in database*"])
+    assert "no tests ran" in again.stdout.str()
