@@ -335,9 +335,10 @@ class DatabaseSession:
 
         `layered` (with `layers` on): on the session's layer stack, see `layers`.
         """
-        make = self.layered_boundary if layered and self.layers is not None else self.boundary
-        if make is self.boundary:
-            self.end_layers()
+        on_stack = layered and self.layers is not None
+        if not on_stack:
+            self.end_layers()  # a plain boundary: the stack's transaction ends first
+        make = self.layered_boundary if on_stack else self.boundary
         boundary = make(reset_sequences)
         try:
             boundary.begin()

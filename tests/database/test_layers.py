@@ -328,6 +328,19 @@ def test_the_stack_ends_at_the_session_end_with_sequences_back(session):
     conn.rollback()
 
 
+def test_a_plain_boundary_after_an_open_stack_ends_the_stack_first(session):
+    one_test(session, ["orders.sql"], session.library.order(["orders.sql"]))
+    assert session.layers.conn is not None
+    boundary = session.begin()  # not layered: the stack's transaction ends, sequences back
+    try:
+        assert session.layers.conn is None
+        assert boundary.conn.execute(
+            "SELECT (SELECT count(*) FROM users), (SELECT last_value FROM order_items_id_seq)"
+        ).fetchone() == (0, 1)
+    finally:
+        boundary.end()
+
+
 def test_docs_say_how_layers_are_turned_on():
     text = (Path(REPO) / "docs" / "performance.md").read_text()
     assert "layers = true" in text and "--sqlfix-layers" in text
