@@ -29,7 +29,9 @@ def timeout_hint(sqlstate: str | None, settings: Settings, load: bool,
     # sqlfix set the load values itself (SET LOCAL); a test may SET its own
     own = "" if load else ", unless the test or the code under test SET its own"
     if sqlstate == LOCK_TIMEOUT:
-        if message and "lock timeout" not in message:  # NOWAIT: it did not wait at all
+        # NOWAIT: it did not wait at all. Matched on NOWAIT's own words, so that a server
+        # with translated messages (lc_messages) falls back to the timeout advice
+        if "could not obtain lock" in message:
             return (f"{what} asked for a lock with NOWAIT and another connection held it "
                     "(no timeout was involved): see pg_locks / pg_stat_activity for the "
                     "holder, often a connection the test or a fixture opened and did not "

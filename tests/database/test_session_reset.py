@@ -192,10 +192,22 @@ def test_2_nowait(sqlfix_conn):
 def test_3_cancelled(sqlfix_conn):
     threading.Timer(0.3, sqlfix_conn.cancel).start()
     sqlfix_conn.execute("SELECT pg_sleep(5)")
+
+def test_4_row_nowait(sqlfix_conn):
+    with psycopg.connect(sqlfix_conn.info.dsn) as other:
+        other.execute("INSERT INTO t VALUES (7, 'held')")
+        other.commit()
+        other.execute("SELECT * FROM t WHERE id = 7 FOR UPDATE")
+        try:
+            sqlfix_conn.execute("SELECT * FROM t WHERE id = 7 FOR UPDATE NOWAIT")
+        finally:
+            other.rollback()
+            other.execute("DELETE FROM t WHERE id = 7")
+            other.commit()
 """
     )
     result = pytester.runpytest(*NO_RANDOM)
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=4)
     out = result.stdout.str()
     result.stdout.fnmatch_lines([
         "*test_1_own_statement_timeout*", "*QueryCanceled*",
@@ -204,6 +216,10 @@ def test_3_cancelled(sqlfix_conn):
     ])
     result.stdout.fnmatch_lines([
         "*test_2_nowait*", "*LockNotAvailable*",
+        "*the test asked for a lock with NOWAIT and another connection held it (no timeout*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*test_4_row_nowait*", "*LockNotAvailable*",
         "*the test asked for a lock with NOWAIT and another connection held it (no timeout*",
     ])
     result.stdout.fnmatch_lines([
