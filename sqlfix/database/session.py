@@ -311,8 +311,15 @@ class DatabaseSession:
     def _server_stopping(self, exc: BaseException) -> bool:
         """Whether the embedded server is on its way out: a smart shutdown (SIGTERM,
         `pg_ctl stop -m smart`) waits for the last connection, and the restore closed it
-        just before finding the socket gone. Waits a moment for the postmaster to exit."""
+        just before finding the socket gone. Waits a moment for the postmaster to exit.
+
+        Only for a connection that failed on the client's side (no SQLSTATE: the
+        socket refused or gone); a server's error (a lock not free, a cancel) says
+        the server is up, and waiting for its exit would only delay the report."""
         if self.server is None or _recovering(exc):
+            return False
+        cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+        if not isinstance(cause, psycopg.OperationalError) or cause.sqlstate is not None:
             return False
         return self.server.exits_within(_STOPPING_SECONDS)
 
