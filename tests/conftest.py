@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,50 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import EXAMPLE_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def initdb_cluster() -> Path | None:
+    """The initdb'ed cluster in the machine's sqlfix cache (built once if missing), as any
+    earlier run of sqlfix leaves it: the template that every start copies. None when no
+    server can be set up here (the inner runs then fail, or not, on their own)."""
+    from sqlfix.database import server
+    from sqlfix.database.binaries import find_binaries, runnable_by
+    from sqlfix.database.server_options import ServerOptions
+    from sqlfix.errors import SqlfixError
+
+    root = server._cache_root(None)
+    try:
+        original = find_binaries(unpack_dir=root)
+        ident = server._server_identity()
+        runnable = runnable_by(original, ident.ids, server._runtime_base())
+        return server._cached_cluster(runnable, original, root, ident, ServerOptions().locale)
+    except (SqlfixError, OSError):
+        return None
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, initdb_cluster: Path | None) -> pytest.Pytester:
+    """pytest's pytester, its HOME's sqlfix cache holding the machine's initdb'ed cluster.
+
+    pytester points HOME at each test's own folder, so without this every inner run
+    would run initdb again (several seconds of a 2-core CI machine, ~400 times a run).
+    Only that cluster is seeded, hard-linked (nothing writes to it: every start copies
+    it): schema clusters, other majors, locales and SQLFIX_CACHE_DIR behave as before.
+    """
+    if initdb_cluster is None:
+        return pytester
+    cache = pytester.path / ".cache" / "sqlfix"
+    cache.mkdir(parents=True)
+    shutil.copytree(initdb_cluster, cache / initdb_cluster.name, symlinks=True, copy_function=_link)
+    return pytester
+
+
+def _link(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
 
 
 @pytest.fixture
