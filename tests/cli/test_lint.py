@@ -685,3 +685,25 @@ def test_copy_from_stdin_not_at_its_line_start_says_so(tmp_path: Path, text: str
     refused = [f for f in result.findings if f.code == "SQLF103"]
     assert len(refused) == 1 and "not at the start of its line" in refused[0].message
     assert "on a line of its own" in refused[0].message
+
+
+@pytest.mark.parametrize("after", [
+    " INSERT INTO t VALUES (99);",
+    "INSERT INTO t VALUES (99);",
+    " SELECT 1; -- note",
+    "\tDELETE FROM t;",
+    " /* c */ UPDATE t SET a = 1;",
+])
+def test_a_statement_after_copy_from_stdin_on_its_line_is_refused(tmp_path: Path, after: str) -> None:
+    # psql runs it after the rows; it was cut out with them and never ran
+    text = f"COPY t (a) FROM stdin;{after}\n1\n\\.\nINSERT INTO t VALUES (2);\n"
+    result = run_lint(tmp_path, {"case.sql": text})
+    col = text.index(after.replace("/* c */", "").split()[0]) + 1  # at its first word
+    assert places(result) == [("case.sql", 1, col, "SQLF405")]
+    assert "after `\\.`" in result.findings[0].message
+
+
+@pytest.mark.parametrize("after", ["", "   ", " -- rows follow", "\r", " /* c */", " /* c */ -- d"])
+def test_blanks_and_comments_after_copy_from_stdin_are_fine(tmp_path: Path, after: str) -> None:
+    text = f"COPY t (a) FROM stdin;{after}\n1\n\\.\n"
+    assert run_lint(tmp_path, {"case.sql": text}).findings == ()
