@@ -374,7 +374,11 @@ def parse_fakes(specs: Sequence[str]) -> dict[str, dict[str, str]]:
                              '\'"Order Items".note=sentence\'')
         col = match["col"]
         col = col[1:-1].replace('""', '"') if col.startswith('"') else col
-        fakes.setdefault(_unquote(match["table"]), {})[col] = match["method"]
+        table = fakes.setdefault(_unquote(match["table"]), {})
+        if col in table:
+            raise UsageError(f"--fake names {_unquote(match['table'])}.{col} twice "
+                             f"({table[col]} and {match['method']}): keep one")
+        table[col] = match["method"]
     return fakes
 
 

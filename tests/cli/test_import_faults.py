@@ -479,3 +479,17 @@ def test_an_archive_or_compressed_dump_is_named_with_what_to_do(
     assert (code, out) == (2, "")
     assert "dump.sql" in err and said in err and "-E UTF8" not in err
     assert not (bare / "fixtures_sql").exists()
+
+
+@pytest.mark.parametrize("second", ["customer.email=name", "public.customer.email=email",
+                                    'customer."email"=name'])
+def test_one_column_faked_twice_is_a_usage_error(
+    bare: Path, capsys: pytest.CaptureFixture[str], second: str
+) -> None:
+    # the last one won silently
+    (bare / "dump.sql").write_text("COPY public.customer (id, email) FROM stdin;\n1\ta@b\n\\.\n")
+    code, out, err = run(capsys, "import", "dump.sql", "--fake", "customer.email=email",
+                         "--fake", second)
+    assert (code, out) == (2, "")
+    assert "public.customer.email" in err and "twice" in err
+    assert not (bare / "fixtures_sql").exists()
