@@ -174,6 +174,7 @@ def read_dump(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read the dump {path}: {exc}") from None
+    _refuse_binary(path, data)
     try:
         return data.decode("utf-8-sig")  # a byte-order mark is not SQL
     except UnicodeDecodeError as exc:
@@ -188,6 +189,28 @@ def read_dump(path: Path) -> str:
         raise UsageError(
             f"cannot read the dump {path}: {exc} (its client_encoding: {name or 'not set'}); "
             "dump it again with pg_dump -E UTF8") from None
+
+
+# Files that are no SQL text at all, by their first bytes: (magic, what, what to do)
+_ARCHIVES = (
+    (b"PGDMP", "a pg_dump archive (custom format, -Fc), not SQL text",
+     "write it as SQL with `pg_restore --data-only -f dump.sql ARCHIVE` and import that"),
+    (b"\x1f\x8b", "gzip-compressed", "gunzip it first"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "unzstd it first"),
+    (b"\x04\x22\x4d\x18", "lz4-compressed", "unlz4 it first"),
+)
+
+
+def _refuse_binary(path: Path, data: bytes) -> None:
+    """UsageError for an archive or compressed file: it is not a text encoding problem."""
+    for magic, what, todo in _ARCHIVES:
+        if data.startswith(magic):
+            raise UsageError(f"cannot read the dump {path}: it is {what}; {todo}")
+    if b"\0" in data[:8192]:
+        raise UsageError(
+            f"cannot read the dump {path}: it holds NUL bytes, so it is not SQL text (a "
+            "tar or binary file?); make it with pg_dump --data-only in the default plain "
+            "format, or write an archive as SQL with pg_restore --data-only -f dump.sql")
 
 
 # PostgreSQL's names of encodings Python spells otherwise (the rest, LATIN1 etc., agree).
@@ -351,7 +374,11 @@ def parse_fakes(specs: Sequence[str]) -> dict[str, dict[str, str]]:
                              '\'"Order Items".note=sentence\'')
         col = match["col"]
         col = col[1:-1].replace('""', '"') if col.startswith('"') else col
-        fakes.setdefault(_unquote(match["table"]), {})[col] = match["method"]
+        table = fakes.setdefault(_unquote(match["table"]), {})
+        if col in table:
+            raise UsageError(f"--fake names {_unquote(match['table'])}.{col} twice "
+                             f"({table[col]} and {match['method']}): keep one")
+        table[col] = match["method"]
     return fakes
 
 

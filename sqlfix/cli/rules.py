@@ -60,6 +60,8 @@ _OTHERS = (
     Rule("SQLF302", "requires-cycle", _E, "`-- requires:` headers form a cycle"),
     Rule("SQLF303", "id-collision", _E, "two id() labels of one table give the same id"),
     Rule("SQLF304", "requires-not-in-header", _W, "a `-- requires:` line below the header"),
+    Rule("SQLF305", "expect-error-not-read", _W,
+         "a `-- sqlfix: expect...` header line that is not read (no SQLSTATE, or a second one)"),
     Rule("SQLF601", "unused-fixture", _W, "no test's @uses and no fixture's requires names it"),
     Rule("SQLF602", "uses-missing-fixture", _E, "a test's @uses names a fixture that is missing"),
     Rule(

@@ -26,7 +26,7 @@ from sqlfix.errors import Severity
 
 COPY_DATA = "SQLF405"
 RULE = ("copy-data", "COPY ... FROM stdin rows that cannot load: no `\\.` end, wrong field "
-        "count, or a {{ }} value inside the rows")
+        "count, a {{ }} value inside the rows, or a statement after COPY on its line")
 
 _CANDIDATE = re.compile(r"^[ \t]*(COPY)\b", re.IGNORECASE | re.MULTILINE)
 # Up to the first ';' outside quotes: a COPY statement has no strings but file names.
@@ -177,6 +177,13 @@ def _block(
     if end_mark is None:
         return block, _violation(start, "its rows have no end: add a line holding only `\\.` "
                                  "after the last row")
+    trailing = _after_statement(sql, statement_end, data_start)
+    if trailing is not None:
+        # psql runs it after the rows; cut out with them, it would never run here
+        return block, _violation(
+            trailing, "a statement after COPY ... FROM stdin; on the same line: psql runs "
+            "it after the rows, which start on the next line; move it to a line of its own "
+            "after `\\.`")
     inside = next((s for s, _e in expressions if data_start <= s < data_end), None)
     if inside is not None:
         return block, _violation(
@@ -184,6 +191,20 @@ def _block(
             "quotes) into data that is not SQL; write these rows as INSERT statements, or "
             "the value as plain text")
     return block, _field_count(sql, block)
+
+
+def _after_statement(sql: str, statement_end: int, data_start: int) -> int | None:
+    """The offset of SQL after the COPY statement's ';' on its line (comments are fine)."""
+    rest = sql[statement_end:data_start]
+    if not rest.strip():
+        return None
+    try:
+        tokens = pg.scan(rest)
+    except pg.ParseError:  # a comment or string left open: not blank either
+        return statement_end + len(rest) - len(rest.lstrip())
+    code = next((t for t in tokens if t.name not in _COMMENTS), None)
+    # scan's offsets are in bytes of UTF-8
+    return None if code is None else statement_end + len(rest.encode()[:code.start].decode())
 
 
 def _end_mark(sql: str, data_start: int) -> tuple[int, int] | None:

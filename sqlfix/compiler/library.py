@@ -27,7 +27,13 @@ from sqlfix.compiler.discovery import (
     read_sql,
 )
 from sqlfix.compiler.plain import is_plain, plain_fixture
-from sqlfix.compiler.plan import Requirement, load_order, misplaced_requires, parse_requires
+from sqlfix.compiler.plan import (
+    Requirement,
+    load_order,
+    misplaced_requires,
+    parse_requires,
+    unread_directives,
+)
 from sqlfix.compiler.render import RenderedFixture, render_template
 from sqlfix.compiler.seeds import derive_seed
 from sqlfix.errors import Finding, FixtureError, Severity
@@ -266,6 +272,8 @@ class FixtureLibrary:
                     Severity.WARNING)
             for line, col in misplaced_requires(text)
         ]
+        findings += [Finding("SQLF305", message, shown, line, col, Severity.WARNING)
+                     for line, col, message in unread_directives(text)]
         findings.sort(key=lambda f: (f.line, f.col, f.code))
         warnings = tuple(f for f in findings if f.severity is Severity.WARNING)
         return CompiledFixture(rendered, result.statements, warnings, scanned.copies), findings

@@ -65,6 +65,38 @@ def parse_expect_error(text: str) -> str | None:
     return None
 
 
+# A header line meant as expect-error (`-- sqlfix: noqa` and render's `-- sqlfix: NAME
+# (seed N)` lines are others)
+_DIRECTIVE = re.compile(r"^\s*--\s*sqlfix\s*:\s*expect", re.IGNORECASE)
+
+
+def unread_directives(text: str) -> tuple[tuple[int, int, str], ...]:
+    """(line, col, message) of each `-- sqlfix: expect...` header line `parse_expect_error`
+    skips.
+
+    A misspelt one would leave a negative example to fail `check` as an ordinary fixture.
+    """
+    found = []
+    expected = False
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            break
+        if not _DIRECTIVE.match(line):
+            continue
+        col = len(line) - len(line.lstrip()) + 1
+        if _EXPECT_ERROR.match(line) and not expected:
+            expected = True
+        elif _EXPECT_ERROR.match(line):
+            found.append((lineno, col, "a second `-- sqlfix: expect-error` line is not read: "
+                          "a fixture expects one SQLSTATE, the first; keep one line"))
+        else:
+            found.append((lineno, col, "this `-- sqlfix: expect...` line is not read: write "
+                          "`-- sqlfix: expect-error SQLSTATE`, with a five-character SQLSTATE "
+                          "such as 23503 (not a condition name such as foreign_key_violation)"))
+    return tuple(found)
+
+
 def misplaced_requires(text: str) -> tuple[tuple[int, int], ...]:
     """(line, col) of `-- requires:` lines below the header, which `parse_requires` ignores."""
     if _ANY_REQUIRES.search(text) is None:  # a large dump: no line-by-line walk for nothing

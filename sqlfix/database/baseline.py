@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -47,9 +47,11 @@ WHERE k.contype = 'f'
 """
 # Sequences that feed a column: serial (OWNED BY, deptype 'a') and identity ('i').
 _FED_COLUMNS = b"""
-SELECT format('%%I.%%I', sn.nspname, s.relname), tn.nspname, t.relname, a.attname
+SELECT format('%%I.%%I', sn.nspname, s.relname), tn.nspname, t.relname, a.attname,
+       q.seqincrement > 0, CASE WHEN q.seqincrement > 0 THEN q.seqmax ELSE q.seqmin END
 FROM pg_depend d
 JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_sequence q ON q.seqrelid = s.oid
 JOIN pg_namespace sn ON sn.oid = s.relnamespace
 JOIN pg_class t ON t.oid = d.refobjid AND t.relkind IN ('r', 'p')
 JOIN pg_namespace tn ON tn.oid = t.relnamespace
@@ -144,36 +146,58 @@ def capture(conn: psycopg.Connection[Any]) -> Baseline:
             cur.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM {}").format(
                 _copy_name(schema, table), own_rows((schema, table), partitioned)))
         edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
-        fed = [(r[0], (r[1], r[2]), r[3]) for r in cur.execute(_FED_COLUMNS, [own])]
+        fed = [Fed(r[0], (r[1], r[2]), r[3], r[4], r[5])
+               for r in cur.execute(_FED_COLUMNS, [own])]
     advance = advance_query(fed).as_bytes(conn) if fed else b""
     return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset, advance, partitioned,
                     positions_query(seqs))
 
 
-def advance_query(fed: list[tuple[str, tuple[str, str], str]]) -> sql.Composed:
-    """One statement that moves each sequence past the largest explicit id of its column.
+class Fed(NamedTuple):
+    """A sequence that feeds a serial or identity column."""
 
-    `fed` holds (sequence, (schema, table), column). The statement takes one
-    parameter, the id() values the fixtures used (bigint[]): those are left out, so a
-    fixture with only id() labels moves no sequence and an app's first DEFAULT id stays
-    what the schema made it. The ids come from a hash of the label, anywhere in
-    1000..2**31-1, so a sequence moved past one would jump far for nothing.
-    Each max() is one backward index scan on a primary key. setval() is not
-    transactional: the boundary's sequence reset puts the sequences back after the test.
-    Returns the number of sequences moved.
+    sequence: str  # its name, quoted as SQL
+    table: tuple[str, str]  # (schema, table) of the column
+    column: str
+    ascending: bool  # its increment is positive
+    end: int  # the last value it can hand out: MAXVALUE, or MINVALUE when descending
+
+
+def advance_query(fed: list[Fed]) -> sql.Composed:
+    """One statement that moves each sequence past the explicit ids of its column.
+
+    Past the largest id, or the smallest for a descending sequence, among the ids it
+    could hand out (between its start and its end): an id beyond its MAXVALUE cannot
+    collide, and a setval() beyond it would fail the load. A sequence whose end is
+    taken stays where it is: it has no id past it, and moving it would make every
+    DEFAULT fail where the free ids below would do.
+    The statement takes one parameter, the id() values the fixtures used (bigint[]):
+    those are left out, so a fixture with only id() labels moves no sequence and an
+    app's first DEFAULT id stays what the schema made it. The ids come from a hash of
+    the label, anywhere in 1000..2**31-1, so a sequence moved past one would jump far
+    for nothing. Each max() is one backward index scan on a primary key. setval() is
+    not transactional: the boundary's sequence reset puts the sequences back after the
+    test. Returns the number of sequences moved.
     """
     rows = sql.SQL(" UNION ALL ").join(
         sql.SQL(
-            "SELECT {name}::regclass, (SELECT max({col}) FROM {table} WHERE {col} <> ALL (f.ids)),"
-            " (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {seq})"
-        ).format(name=sql.Literal(seq), col=sql.Identifier(col), table=sql.Identifier(*table),
-                 seq=sql.SQL(seq))
-        for seq, table, col in fed
+            "SELECT {name}::regclass, (SELECT {agg}({col}) FROM {table} "
+            "WHERE {col} <> ALL (f.ids) AND {col} {within} {end}), {end}::bigint, {up}, "
+            "last_value, is_called FROM {seq}"
+        ).format(name=sql.Literal(f.sequence), col=sql.Identifier(f.column),
+                 table=sql.Identifier(*f.table), seq=sql.SQL(f.sequence),
+                 agg=sql.SQL("max" if f.ascending else "min"),
+                 within=sql.SQL("<=" if f.ascending else ">="), end=sql.Literal(f.end),
+                 up=sql.Literal(f.ascending))
+        for f in fed
     )
+    # top is an id the sequence hands out next or later (compared, not computed: a
+    # last_value + 1 overflows at the type's end)
     return sql.SQL(
         "WITH f(ids) AS (SELECT %s::bigint[]) "
-        "SELECT count(setval(s.seq, s.top)) FROM f, LATERAL ({}) AS s(seq, top, next) "
-        "WHERE s.top >= s.next").format(rows)
+        "SELECT count(setval(s.seq, s.top)) FROM f, LATERAL ({}) AS s(seq, top, e, up, last, "
+        "called) WHERE s.top <> s.e AND (s.top = s.last AND NOT s.called "
+        "OR CASE WHEN s.up THEN s.top > s.last ELSE s.top < s.last END)").format(rows)
 
 
 def own_rows(table: tuple[str, str], partitioned: frozenset[tuple[str, str]]) -> sql.Composable:

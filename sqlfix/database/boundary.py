@@ -202,10 +202,11 @@ class Boundary:
         So an application INSERT with DEFAULT does not collide with a fixture's row 1.
         Returns how many sequences moved; end() puts them back.
         """
-        if not self._advance_query:
+        statement = self.advance_statement(label_ids)
+        if not statement:
             return 0
-        row = self.conn.cursor(row_factory=tuple_row).execute(
-            self._advance_query, [sorted(set(label_ids))]).fetchone()
+        # without parameters: a `%` in a table's name is no placeholder then
+        row = self.conn.cursor(row_factory=tuple_row).execute(statement.encode()).fetchone()
         return int(row[0]) if row else 0
 
     def advance_statement(self, label_ids: Collection[int]) -> str:

@@ -149,7 +149,10 @@ def _row_error(fixture: CompiledFixture, block: CopyBlock, exc: psycopg.Error) -
         for _ in range(int(match.group(1)) - 1):
             offset = sql.index("\n", offset, block.end) + 1
     else:  # checked after the last row (a foreign key): the row holding the key
-        offset = _row_with_key(sql, block, exc.diag.message_detail or "") or offset
+        row_at = _row_with_key(sql, block, exc.diag.message_detail or "")
+        if row_at is None:  # no row's fault: the statement's (a missing table or column)
+            return _error(fixture, block.start, f"{block.statement};", exc)
+        offset = row_at
     newline = sql.find("\n", offset, block.end)
     row = sql[offset : newline if newline >= 0 else block.end]
     return _error(fixture, offset, f"{block.statement};\n{row}", exc)

@@ -19,7 +19,7 @@ import psycopg
 from pglast import parser as pg
 from psycopg.rows import tuple_row
 
-from sqlfix.compiler import guard
+from sqlfix.compiler import copy_blocks, guard
 from sqlfix.compiler.library import display_path
 from sqlfix.database.backends import APP_NAME
 from sqlfix.database.boundary import SqlfixConnection
@@ -192,6 +192,7 @@ def _run_schema_file(conn: psycopg.Connection[Any], path: Path) -> None:
             "statement would end or nest: remove the file's BEGIN/COMMIT/ROLLBACK (it needs "
             "none), or apply the file with psql from [tool.sqlfix] setup_command. Nothing "
             "of the schema was applied")
+    _refuse_copy_rows(path, text)
     try:
         with conn.transaction():  # a savepoint: the error names this file alone
             conn.execute(text.encode())
@@ -200,6 +201,27 @@ def _run_schema_file(conn: psycopg.Connection[Any], path: Path) -> None:
         if offset is None:
             offset = _failing_offset(conn, text)
         raise DatabaseError(schema_error(display_path(path), text, offset, exc)) from exc
+
+
+def _refuse_copy_rows(path: Path, text: str) -> None:
+    """A COPY ... FROM stdin block (a whole `pg_dump`) cannot go in one query string.
+
+    The server would read its rows as SQL and say "syntax error at or near" a row.
+    """
+    if not copy_blocks.may_hold_copy(text):
+        return
+    blocks = copy_blocks.find(text).blocks
+    if not blocks:
+        return
+    at = blocks[0].start
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    raise DatabaseError(
+        f"{display_path(path)}:{line}:{col}: schema failed: COPY ... FROM stdin with rows in "
+        "a schema file (a pg_dump made without --schema-only): schema files go to the server "
+        "as SQL, which cannot carry COPY rows. Dump the schema with pg_dump --schema-only "
+        "and turn the data into fixtures with `python -m sqlfix import`, or apply the whole "
+        "dump with psql from [tool.sqlfix] setup_command. Nothing of the schema was applied")
 
 
 def schema_error(shown: str, text: str, offset: int, exc: psycopg.Error) -> str:

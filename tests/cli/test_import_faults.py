@@ -463,3 +463,33 @@ def test_fake_keeps_a_null_null(bare: Path, capsys: pytest.CaptureFixture[str], 
     rows = [x for x in out.splitlines() if x.startswith("INSERT")]
     assert len(rows) == 2 and "ann@example.com" not in out
     assert "'" in rows[0].split("VALUES")[1] and rows[1].upper().endswith(", NULL);"), rows
+
+
+@pytest.mark.parametrize(("head", "said"), [
+    (b"PGDMP\x01\x0e\x00\x04\x08\x01\x01\x01", "pg_restore"),  # pg_dump -Fc
+    (b"\x1f\x8b\x08\x00\x00\x00\x00\x00", "gunzip"),  # pg_dump | gzip
+    (b"PK\x03\x04\x14\x00", "not SQL text"),
+])
+def test_an_archive_or_compressed_dump_is_named_with_what_to_do(
+    bare: Path, capsys: pytest.CaptureFixture[str], head: bytes, said: str
+) -> None:
+    # it was told to dump again with -E UTF8, which is not its problem
+    (bare / "dump.sql").write_bytes(head + bytes(range(128, 256)) * 4)
+    code, out, err = run(capsys, "import", "dump.sql")
+    assert (code, out) == (2, "")
+    assert "dump.sql" in err and said in err and "-E UTF8" not in err
+    assert not (bare / "fixtures_sql").exists()
+
+
+@pytest.mark.parametrize("second", ["customer.email=name", "public.customer.email=email",
+                                    'customer."email"=name'])
+def test_one_column_faked_twice_is_a_usage_error(
+    bare: Path, capsys: pytest.CaptureFixture[str], second: str
+) -> None:
+    # the last one won silently
+    (bare / "dump.sql").write_text("COPY public.customer (id, email) FROM stdin;\n1\ta@b\n\\.\n")
+    code, out, err = run(capsys, "import", "dump.sql", "--fake", "customer.email=email",
+                         "--fake", second)
+    assert (code, out) == (2, "")
+    assert "public.customer.email" in err and "twice" in err
+    assert not (bare / "fixtures_sql").exists()

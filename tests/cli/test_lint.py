@@ -685,3 +685,55 @@ def test_copy_from_stdin_not_at_its_line_start_says_so(tmp_path: Path, text: str
     refused = [f for f in result.findings if f.code == "SQLF103"]
     assert len(refused) == 1 and "not at the start of its line" in refused[0].message
     assert "on a line of its own" in refused[0].message
+
+
+@pytest.mark.parametrize("after", [
+    " INSERT INTO t VALUES (99);",
+    "INSERT INTO t VALUES (99);",
+    " SELECT 1; -- note",
+    "\tDELETE FROM t;",
+    " /* c */ UPDATE t SET a = 1;",
+])
+def test_a_statement_after_copy_from_stdin_on_its_line_is_refused(tmp_path: Path, after: str) -> None:
+    # psql runs it after the rows; it was cut out with them and never ran
+    text = f"COPY t (a) FROM stdin;{after}\n1\n\\.\nINSERT INTO t VALUES (2);\n"
+    result = run_lint(tmp_path, {"case.sql": text})
+    col = text.index(after.replace("/* c */", "").split()[0]) + 1  # at its first word
+    assert places(result) == [("case.sql", 1, col, "SQLF405")]
+    assert "after `\\.`" in result.findings[0].message
+
+
+@pytest.mark.parametrize("after", ["", "   ", " -- rows follow", "\r", " /* c */", " /* c */ -- d"])
+def test_blanks_and_comments_after_copy_from_stdin_are_fine(tmp_path: Path, after: str) -> None:
+    text = f"COPY t (a) FROM stdin;{after}\n1\n\\.\n"
+    assert run_lint(tmp_path, {"case.sql": text}).findings == ()
+
+
+@pytest.mark.parametrize(("header", "col"), [
+    ("-- sqlfix: expect-error 2350\n", 1),  # four characters: no SQLSTATE
+    ("-- sqlfix: expect-error foreign_key_violation\n", 1),  # a condition name
+    ("-- sqlfix: expect_error 23503\n", 1),
+    ("-- sqlfix: expect-error\n", 1),
+    ("-- requires: users.sql\n  -- SQLFIX: expect-errors 23503\n", 3),
+    ("-- sqlfix: expect-error 23503\n-- sqlfix: expect-error 23505\n", 1),  # the second is not read
+])
+def test_a_sqlfix_header_line_that_is_not_read_is_reported(
+    tmp_path: Path, header: str, col: int
+) -> None:
+    # it was ignored silently: `check` then failed the negative example as an ordinary one
+    text = header + "INSERT INTO t VALUES (1);\n"
+    result = run_lint(tmp_path, {"case.sql": text, "users.sql": "SELECT 1;\n"})
+    line = header.count("\n")
+    assert places(result) == [("case.sql", line, col, "SQLF305")]
+    assert "expect-error" in result.findings[0].message
+
+
+def test_a_well_formed_expect_error_header_raises_nothing(tmp_path: Path) -> None:
+    text = "-- data the schema refuses\n--sqlfix:expect-error 23P01\nINSERT INTO t VALUES (1);\n"
+    assert run_lint(tmp_path, {"case.sql": text}).findings == ()
+
+
+def test_other_sqlfix_comment_lines_are_no_expect_error_header(tmp_path: Path) -> None:
+    # render's file lines and noqa comments stay what they were
+    text = "-- sqlfix: users.sql (seed 0)\n-- sqlfix: noqa: SQLF501\nINSERT INTO t VALUES (1);\n"
+    assert run_lint(tmp_path, {"case.sql": text}).findings == ()

@@ -127,3 +127,19 @@ def test_check_loads_a_copy_fixture_and_reports_rows(shop, fresh_dsn):
     result.stdout.fnmatch_lines(["OK    copy_orders.sql *orders +2, products +1, users +2"])
     with psycopg.connect(fresh_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+
+def test_a_copy_statement_the_server_refuses_is_named_by_its_own_line(shop, fresh_dsn):
+    # a missing column or table is the COPY line's fault, not the first row's
+    fixtures = shop.path / "fixtures_sql"
+    (fixtures / "users.sql").write_text(USERS_COPY.replace("{{ not a template }}", "x"))
+    (fixtures / "no_column.sql").write_text(ORDERS_COPY.replace(", note)", ", nots)"))
+    (fixtures / "no_table.sql").write_text(ORDERS_COPY.replace("public.orders", "public.ordrs"))
+    result = shop.run(
+        __import__("sys").executable, "-m", "sqlfix", "check", "--dsn", fresh_dsn,
+        "fixtures_sql/no_column.sql", "fixtures_sql/no_table.sql")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*fixtures_sql/no_column.sql:3:1: SQLF701 server rejected the statement: 42703 *nots*",
+        "*fixtures_sql/no_table.sql:3:1: SQLF701 server rejected the statement: 42P01 *ordrs*",
+    ], consecutive=False)

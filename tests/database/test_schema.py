@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import psycopg
 from helpers import NO_RANDOM
@@ -281,3 +282,28 @@ def test_a_missing_owner_role_says_how_to_dump_without_owners(fresh_dsn, tmp_pat
 def test_the_duplicate_object_advice_names_the_schema_files_themselves(fresh_dsn, tmp_path):
     message = _schema_failure(fresh_dsn, tmp_path, "CREATE TABLE a (id int);\nCREATE TABLE a (id int);\n")
     assert "the schema files create it twice" in message, message
+
+
+def test_copy_rows_of_a_whole_pg_dump_are_refused_by_line_with_what_to_do(fresh_dsn, tmp_path):
+    # `pg_dump mydb` (no --schema-only) holds the data as COPY ... FROM stdin blocks: the
+    # server got the rows as SQL ("syntax error at or near 1") and no advice
+    data = Path(__file__).parent.parent / "data" / "pgdump"
+    text = (data / "schema.sql").read_text() + (data / "data_copy.sql").read_text()
+    line = text[:text.index("\nCOPY ")].count("\n") + 2
+    message = _schema_failure(fresh_dsn, tmp_path, text)
+    assert f"schema.sql:{line}:1: schema failed: COPY ... FROM stdin" in message
+    assert "--schema-only" in message and "sqlfix import" in message
+    assert "setup_command" in message and "syntax error" not in message
+    with psycopg.connect(fresh_dsn) as conn:  # nothing of it was applied
+        assert conn.execute("SELECT to_regclass('public.customer')").fetchone() == (None,)
+    # COPY at a line start inside a string is no block of rows
+    _schema_ok = "CREATE TABLE a (id int);\nCOMMENT ON TABLE a IS $$\nCOPY a FROM stdin;\n$$;\n"
+    from sqlfix.database.schema import apply_schema, connect
+
+    path = tmp_path / "ok.sql"
+    path.write_text(_schema_ok)
+    conn = connect(fresh_dsn)
+    try:
+        assert apply_schema(conn, [path])
+    finally:
+        conn.close()
