@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from itertools import repeat
 
 import pglast.parser as pg
+from pglast import ast
 
 from sqlfix.compiler import guard, pgdump
 from sqlfix.errors import Severity
@@ -55,7 +56,7 @@ class CopyBlock:
     data_end: int  # end of the last row's newline: where `\.` starts (or the text's end)
     end: int  # after the `\.` line and its newline
     table: str
-    columns: tuple[str, ...]  # as written in the column list; empty if there is none
+    columns: tuple[str, ...]  # the column list's names, unquoted; empty if there is none
     text_format: bool  # the default text format with its tab delimiter: fields split by tabs
 
     def data(self, sql: str) -> str:
@@ -170,10 +171,10 @@ def _block(
     end_mark = _end_mark(sql, data_start)
     data_end = len(sql) if end_mark is None else end_mark[0]
     end = len(sql) if end_mark is None else min(len(sql), end_mark[1] + 1)
-    columns = tuple(c.strip() for c in (parts["cols"] or "").split(",") if c.strip())
+    columns, text_format = _columns_and_format(sql[start:statement_end], parts)
     block = CopyBlock(
         start, sql[start:statement_end - 1], data_start, data_end, end,
-        re.sub(r"\s+", "", parts["table"]), columns, not _NOT_TAB_SEPARATED.search(parts["rest"]))
+        re.sub(r"\s+", "", parts["table"]), columns, text_format)
     if end_mark is None:
         return block, _violation(start, "its rows have no end: add a line holding only `\\.` "
                                  "after the last row")
@@ -191,6 +192,23 @@ def _block(
             "quotes) into data that is not SQL; write these rows as INSERT statements, or "
             "the value as plain text")
     return block, _field_count(sql, block)
+
+
+def _columns_and_format(statement: str, parts: re.Match[str]) -> tuple[tuple[str, ...], bool]:
+    """The column list (names as PostgreSQL reads them: `"a,b"` is one column, `a,b`)
+    and whether the rows are the text format split by tabs, from PostgreSQL's parser;
+    a statement it refuses (the load reports it) is read by the regular expression."""
+    try:
+        stmt = pg.parse_sql(statement)[0].stmt
+    except pg.ParseError:
+        stmt = None
+    if not isinstance(stmt, ast.CopyStmt):
+        return (tuple(c.strip() for c in (parts["cols"] or "").split(",") if c.strip()),
+                not _NOT_TAB_SEPARATED.search(parts["rest"]))
+    options = {o.defname: getattr(o.arg, "sval", None) for o in stmt.options or ()}
+    text_format = ((options.get("format") or "text").lower() == "text"
+                   and options.get("delimiter", "\t") == "\t")
+    return tuple(a.sval for a in stmt.attlist or ()), text_format
 
 
 def _after_statement(sql: str, statement_end: int, data_start: int) -> int | None:

@@ -161,7 +161,7 @@ def _row_error(fixture: CompiledFixture, block: CopyBlock, exc: psycopg.Error) -
 def _row_with_key(sql: str, block: CopyBlock, detail: str) -> int | None:
     """Offset of the first row whose field is the single-column key named in `detail`."""
     key = _KEY.match(detail)
-    names = [c.strip('"') for c in block.columns]
+    names = list(block.columns)
     if key is None or key["col"].strip('"') not in names or not block.text_format:
         return None
     index, offset = names.index(key["col"].strip('"')), block.data_start
