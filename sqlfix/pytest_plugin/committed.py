@@ -292,7 +292,7 @@ def _restore(item: pytest.Item, session: DatabaseSession, tracker: ChangeTracker
         return None
     advice = ("\nKeep DDL in the schema files or migrations (setup_command); a committed "
               "test that runs DDL costs a rebuild of the test database."
-              if done.startswith("sqlfix rebuilt") else "")
+              if done.startswith("sqlfix rebuilt") and "(DDL," in done else "")
     return f"sqlfix: after this committed test (@uses(..., commit=True)): {done}.{advice}"
 
 
