@@ -674,3 +674,34 @@ def test_8_baseline(sqlfix_conn):
     result.stdout.fnmatch_lines(["*test_5_refreshes_a_stale_view*",
                                  "*SchemaRebuiltWarning*",
                                  "*materialized view public.stale*"])
+
+
+def test_a_server_that_dies_during_a_committed_test_fails_it_saying_so(shop):
+    shop.makepyfile('''
+import os, signal, time
+from pathlib import Path
+
+import psycopg
+from sqlfix import uses
+
+@uses("users.sql", commit=True)
+def test_1_the_server_dies(sqlfix_conn, sqlfix_dsn):
+    data = sqlfix_conn.execute("SHOW data_directory").fetchone()[0]
+    with psycopg.connect(sqlfix_dsn) as app:
+        app.execute("INSERT INTO products (sku, name, price_cents) VALUES ('a', 'A', 1)")
+    os.kill(int((Path(data) / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+    time.sleep(0.5)
+
+def test_2_baseline(sqlfix_conn, sqlfix_dsn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+    with psycopg.connect(sqlfix_dsn) as app:
+        assert app.execute("SELECT count(*) FROM products").fetchone() == (0,)
+''')
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio")
+    result.assert_outcomes(passed=2, errors=1)  # an error at tear-down, as for a leak
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_1_the_server_dies*",
+        "*the embedded PostgreSQL exited during this committed test*",
+        "*the embedded PostgreSQL exited (exit code -9): its log*",
+        "*sqlfix started the embedded PostgreSQL again (same DSN) and built the test database again*",
+    ])
