@@ -13,8 +13,8 @@ data) into the `_sqlfix_baseline` schema.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import psycopg
@@ -62,6 +62,13 @@ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
   AND sn.nspname <> ALL (%s) AND sn.nspname NOT LIKE 'pg\\_%%'
 ORDER BY 1
 """
+# Materialized views with rows, oldest first (a view built on another comes after it).
+_VIEWS = b"""
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'm' AND c.relispopulated
+  AND n.nspname <> ALL (%s) AND n.nspname NOT LIKE 'pg\\_%%'
+ORDER BY c.oid
+"""
 _INSERTABLE_COLUMNS = b"""
 SELECT a.attname FROM pg_attribute a
 WHERE a.attrelid = format('%%I.%%I', %s::text, %s::text)::regclass
@@ -78,6 +85,42 @@ class Baseline:
     advance_query: bytes = b""  # moves sequences past fixtures' explicit ids; see advance_query
     partitioned: frozenset[tuple[str, str]] = frozenset()  # read whole: partitions are not listed
     positions: bytes = b""  # reads every sequence's position (see positions_query)
+    # populated materialized view -> digest of its rows (see view_digests); oldest first
+    views: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+class StaleViews(Exception):
+    """Materialized views a test refreshed that a refresh over the baseline's tables does
+    not bring back (the schema filled their tables after creating them, or they read
+    now() or random()): only a rebuild of the database does. `lines` name them."""
+
+    why = ("the test refreshed materialized views, and a refresh over the baseline's tables "
+           "does not give back their rows:")
+
+    def __init__(self, views: Iterable[tuple[str, str]]) -> None:
+        self.lines = [f"materialized view {schema}.{name}" for schema, name in views]
+        self.advice = ("Refresh such a view at the end of the schema files, after the rows it "
+                       "reads (one that reads now(), random() or a setting cannot be given "
+                       "back): then a test that refreshes it costs a refresh, not a rebuild")
+        super().__init__(f"{self.why} {', '.join(self.lines)}")
+
+
+def view_digests(
+    conn: psycopg.Connection[Any], views: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """`row count:sum of 64-bit hashes of the rows' text` of each materialized view; one
+    round trip (a scan of each). REFRESH rewrites every row, so nothing cheaper tells
+    whether the rows are those of the baseline."""
+    views = list(views)
+    if not views:
+        return {}
+    parts = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}::int, count(*)::text || ':' || "
+                "coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM {} AS t").format(
+            sql.Literal(i), sql.Identifier(*v))
+        for i, v in enumerate(views))
+    rows = conn.cursor(row_factory=tuple_row).execute(parts).fetchall()
+    return {views[i]: str(digest) for i, digest in rows}
 
 
 def positions_query(sequences: list[str]) -> bytes:
@@ -148,9 +191,10 @@ def capture(conn: psycopg.Connection[Any]) -> Baseline:
         edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
         fed = [Fed(r[0], (r[1], r[2]), r[3], r[4], r[5])
                for r in cur.execute(_FED_COLUMNS, [own])]
+        views = view_digests(conn, [(r[0], r[1]) for r in cur.execute(_VIEWS, [own])])
     advance = advance_query(fed).as_bytes(conn) if fed else b""
     return Baseline(tuple(tables), tuple(parents_first(saved, edges)), reset, advance, partitioned,
-                    positions_query(seqs))
+                    positions_query(seqs), views)
 
 
 class Fed(NamedTuple):
@@ -245,15 +289,17 @@ def restore(
     conn: psycopg.Connection[Any], baseline: Baseline,
     tables: Collection[tuple[str, str]] | None = None,
 ) -> str:
-    """Truncate every table (or only `tables`), reload the schema's own rows, reset sequences;
-    commits.
+    """Truncate every table (or only `tables`), reload the schema's own rows, reset sequences,
+    refresh the materialized views whose rows changed; commits.
 
     `tables` must be closed under foreign keys (every table referencing one of
-    them included), or the CASCADE empties tables that are not reloaded.
+    them included), or the CASCADE empties tables that are not reloaded. Each is
+    truncated ONLY: an INHERITS parent's children are tables of their own here.
     Triggers (foreign-key checks included) are off during the reload when the
     role may do that (`session_replication_role`), so the reload adds nothing
     the schema did not; otherwise tables are reloaded referenced-first.
     Returns a one-line account of what was done, for the failure message.
+    Raises StaleViews (nothing done) when a refreshed view cannot be brought back.
     """
     wanted = set(baseline.tables if tables is None else tables)
     targets = [t for t in baseline.tables if t in wanted]
@@ -261,15 +307,36 @@ def restore(
     with conn.transaction():
         quiet = _triggers_off(conn)
         if targets:
-            names = sql.SQL(", ").join(sql.Identifier(*t) for t in targets)
+            names = sql.SQL(", ").join(own_rows(t, baseline.partitioned) for t in targets)
             conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(names))
         for schema, table in reloaded:
             _reload(conn, schema, table)
         moved = reset_sequences(conn, baseline)
+        views = _refresh_views(conn, baseline)
     triggers = "triggers off" if quiet else "triggers on: not allowed to turn them off"
+    refreshed = f", refreshed {_count(views, 'materialized view')}" if views else ""
     return (f"sqlfix restored the baseline: truncated {_count(len(targets), 'table')}, "
             f"reloaded the schema's rows into {len(reloaded)} ({triggers}), "
-            f"reset {_count(moved, 'sequence')}")
+            f"reset {_count(moved, 'sequence')}{refreshed}")
+
+
+def _refresh_views(conn: psycopg.Connection[Any], baseline: Baseline) -> int:
+    """Refresh (oldest first) the materialized views whose rows differ from the baseline's,
+    after the tables are back; how many. Raises StaleViews if that does not bring them back.
+
+    Their rows change only by a REFRESH, which a committed test (or an escape) may run.
+    """
+    if not baseline.views:
+        return 0
+    now = view_digests(conn, baseline.views)
+    changed = [v for v, digest in baseline.views.items() if now.get(v) != digest]
+    for view in changed:
+        conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(*view)))
+    again = view_digests(conn, changed)
+    stale = [v for v in changed if again[v] != baseline.views[v]]
+    if stale:
+        raise StaleViews(stale)
+    return len(changed)
 
 
 def _count(number: int, noun: str) -> str:

@@ -26,22 +26,24 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 
-from sqlfix.database.baseline import _FOREIGN_KEYS, Baseline
+from sqlfix.database.baseline import _FOREIGN_KEYS, Baseline, own_rows
 
 Table = tuple[str, str]
 Fingerprint = tuple[int, int]
 
 
 def fingerprints(
-    conn: psycopg.Connection[Any], tables: Iterable[Table]
+    conn: psycopg.Connection[Any], tables: Iterable[Table],
+    partitioned: frozenset[Table] = frozenset(),
 ) -> dict[Table, Fingerprint]:
-    """`(row count, newest xmin)` of each table, in one round trip (a scan of each table)."""
+    """`(row count, newest xmin)` of each table's own rows (an INHERITS parent's without
+    its children's; a partitioned table's whole), in one round trip (a scan of each table)."""
     tables = list(tables)
     if not tables:
         return {}
     parts = sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {}::int, count(*), coalesce(max(xmin::text::bigint), 0) FROM {}").format(
-            sql.Literal(i), sql.Identifier(*t))
+            sql.Literal(i), own_rows(t, partitioned))
         for i, t in enumerate(tables))
     rows = conn.cursor(row_factory=tuple_row).execute(parts).fetchall()
     return {tables[i]: (int(count), int(xmin)) for i, count, xmin in rows}
@@ -69,21 +71,22 @@ class ChangeTracker:
 
     def __init__(self, conn: psycopg.Connection[Any], baseline: Baseline) -> None:
         self.tables = baseline.tables
+        self.partitioned = baseline.partitioned
         cur = conn.cursor(row_factory=tuple_row)
         self.edges = [((r[0], r[1]), (r[2], r[3])) for r in cur.execute(_FOREIGN_KEYS)]
-        self.prints = fingerprints(conn, self.tables)
+        self.prints = fingerprints(conn, self.tables, self.partitioned)
         conn.rollback()
 
     def to_restore(self, conn: psycopg.Connection[Any]) -> set[Table]:
         """The tables to truncate and refill: those that changed, with their referencing ones."""
-        now = fingerprints(conn, self.tables)
+        now = fingerprints(conn, self.tables, self.partitioned)
         conn.rollback()
         changed = [t for t in self.tables if now.get(t) != self.prints.get(t)]
         return referencing_closure(changed, self.edges) if changed else set()
 
     def restored(self, conn: psycopg.Connection[Any], tables: Iterable[Table]) -> None:
         """Take the fingerprints of freshly restored tables (their rows have new xmins)."""
-        self.prints.update(fingerprints(conn, tables))
+        self.prints.update(fingerprints(conn, tables, self.partitioned))
         conn.rollback()
 
 

@@ -26,7 +26,7 @@ from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
 from sqlfix.database import catalog, catalog_watch, fixture_role, locks
 from sqlfix.database.backends import APP_NAME
-from sqlfix.database.baseline import COPY_SCHEMA, Baseline, capture, restore
+from sqlfix.database.baseline import COPY_SCHEMA, Baseline, StaleViews, capture, restore
 from sqlfix.database.boundary import SESSION_RESET, Boundary, SqlfixConnection, scalar
 from sqlfix.database.committed import Fingerprint, Table, fingerprints
 from sqlfix.database.layers import LayeredBoundary, LayerStack
@@ -458,6 +458,12 @@ class DatabaseSession:
             notes += ended
             try:
                 done = restore(conn, self.baseline, tables)
+            except StaleViews as exc:  # rolled back: the database is rebuilt instead
+                if self.server is None:
+                    record_damage(conn, "; ".join(exc.lines))
+                    conn.commit()
+                conn.close()
+                return self._rebuild(exc.lines, [*notes, exc.advice], exc.why)
             except psycopg.errors.LockNotAvailable as exc:
                 if not end_lock_holders:
                     raise  # the caller (committed mode) names them in its own words
@@ -636,8 +642,9 @@ class DatabaseSession:
         """For the verifier: end holders of ACCESS EXCLUSIVE locks, which block its reads."""
         return self._end_lock_holders(conn, locks.BLOCKS_READS, what)
 
-    def _rebuild(self, changes: list[str], notes: list[str]) -> str:
-        """The schema changed: drop and create the embedded database, prepare it again."""
+    def _rebuild(self, changes: list[str], notes: list[str], why: str = "") -> str:
+        """The schema changed (or `why`): drop and create the embedded database, prepare it
+        again."""
         what = "\n".join(f"  {line}" for line in changes)
         dbname = self._dbname()
         if self.server is None:
@@ -650,8 +657,9 @@ class DatabaseSession:
                 "again; keep DDL in the schema files or migrations")
         self._recreate_database()
         return "\n".join([
-            "sqlfix rebuilt the test database: the test committed changes to the schema or "
-            "the system catalogs (DDL, GRANT, COMMENT, large objects...):",
+            "sqlfix rebuilt the test database: " + (why or "the test committed changes to the "
+                                                    "schema or the system catalogs (DDL, GRANT, "
+                                                    "COMMENT, large objects...):"),
             what, f"sqlfix dropped and created database {dbname!r} and ran the schema files "
             "(and setup_command) again", *notes])
 

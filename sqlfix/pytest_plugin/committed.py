@@ -109,16 +109,31 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         # Fixtures' tear-downs ran since that check: look again.
         busy = stop_busy(conn)
         _take_back(conn, session.settings)
+        died = _revive(item, session)
         leaked, warning = _end_leaks(item, session, started)
-        rebuilt = _restore(item, session, tracker)
+        rebuilt = _restore(item, session, item.config.stash[TRACKER_KEY])
     # After the restore: the next test starts clean either way, also when
     # -W error::...LeakedConnectionWarning makes the warning raise.
     if warning is not None:
         warnings.warn(warning, stacklevel=1)
     if rebuilt is not None:
         warnings.warn(SchemaRebuiltWarning(rebuilt), stacklevel=1)
-    if leaked or busy:
-        pytest.fail("\n".join(m for m in (busy, leaked) if m), pytrace=False)
+    if leaked or busy or died:
+        pytest.fail("\n".join(m for m in (died, busy, leaked) if m), pytrace=False)
+
+
+def _revive(item: pytest.Item, session: DatabaseSession) -> str | None:
+    """Why the embedded server died during the test (it is started again, the database
+    built anew and fingerprinted), else None. Checked before anything reconnects: a
+    reconnect starts it again without a word."""
+    died = session.revive()
+    if died is None:
+        return None
+    assert session.baseline is not None
+    item.config.stash[TRACKER_KEY] = ChangeTracker(session.connection(), session.baseline)
+    return ("sqlfix: the embedded PostgreSQL exited during this committed test "
+            "(@uses(..., commit=True)): what the code under test had not committed is gone, "
+            f"and the test's result cannot be trusted.\n{died}")
 
 
 def stop_busy(conn: SqlfixConnection) -> str | None:
@@ -292,7 +307,7 @@ def _restore(item: pytest.Item, session: DatabaseSession, tracker: ChangeTracker
         return None
     advice = ("\nKeep DDL in the schema files or migrations (setup_command); a committed "
               "test that runs DDL costs a rebuild of the test database."
-              if done.startswith("sqlfix rebuilt") else "")
+              if done.startswith("sqlfix rebuilt") and "(DDL," in done else "")
     return f"sqlfix: after this committed test (@uses(..., commit=True)): {done}.{advice}"
 
 
