@@ -336,11 +336,17 @@ class Boundary:
 
     def _escaped(self) -> str:
         self.conn.real_rollback()
-        state = scalar(self.conn, f"SELECT pg_xact_status('{self.xid}'::xid8)".encode())
+        row = self.conn.cursor(row_factory=tuple_row).execute(
+            b"SELECT pg_xact_status(%(x)s::xid8), (SELECT gid FROM pg_prepared_xacts "
+            b"WHERE transaction = %(x)s::xid8::xid)", {"x": self.xid}).fetchone()
         self.conn.real_rollback()
+        state, gid = row if row is not None else (None, None)
         fate = {"committed": "was COMMITTED", "aborted": "was rolled back"}.get(
             str(state), f"is {state}"
         )
+        if gid is not None:  # "in progress", without a session: sqlfix's restore ends it
+            fate = (f"was PREPARED for two-phase commit (PREPARE TRANSACTION "
+                    f"{sql.Literal(gid).as_string(None)})")
         return f"The test's transaction {fate} before the test ended. " + ESCAPE_HELP
 
     def end(self, keep: Sequence[str] | None = None) -> None:
