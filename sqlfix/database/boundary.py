@@ -44,6 +44,8 @@ SESSION_RESET = (
     b"SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; CLOSE ALL; UNLISTEN *; "
     b"SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
 )
+# The transaction in progress, as begin() read it; NULL when none has an id yet.
+XID_PROBE = b"SELECT pg_current_xact_id_if_assigned()::text"
 LOST_HELP = (
     "The connection to the database was lost during the test: the server ended the "
     "test's backend (pg_terminate_backend(), a killed server process, a server crash "
@@ -190,6 +192,7 @@ class Boundary:
         self.escape: str | None = None  # why it broke, once found
         self.lost = False  # the connection died (not closed by the test): see LOST_HELP
         self.lost_at_end = False  # ... and only end() found out
+        self.escaped_at_end = False  # the transaction was not ours, found only by end()
         self._reset_query = reset_query  # puts sequences back; see baseline.reset_sequences
         self._advance_query = advance_query  # see baseline.advance_query
         self._reset_session = reset_session
@@ -336,11 +339,17 @@ class Boundary:
 
     def _escaped(self) -> str:
         self.conn.real_rollback()
-        state = scalar(self.conn, f"SELECT pg_xact_status('{self.xid}'::xid8)".encode())
+        row = self.conn.cursor(row_factory=tuple_row).execute(
+            b"SELECT pg_xact_status(%(x)s::xid8), (SELECT gid FROM pg_prepared_xacts "
+            b"WHERE transaction = %(x)s::xid8::xid)", {"x": self.xid}).fetchone()
         self.conn.real_rollback()
+        state, gid = row if row is not None else (None, None)
         fate = {"committed": "was COMMITTED", "aborted": "was rolled back"}.get(
             str(state), f"is {state}"
         )
+        if gid is not None:  # "in progress", without a session: sqlfix's restore ends it
+            fate = (f"was PREPARED for two-phase commit (PREPARE TRANSACTION "
+                    f"{sql.Literal(gid).as_string(None)})")
         return f"The test's transaction {fate} before the test ended. " + ESCAPE_HELP
 
     def end(self, keep: Sequence[str] | None = None) -> None:
@@ -356,10 +365,19 @@ class Boundary:
         conn._sqlfix_savepoint = None
         if conn.closed:
             return  # the server rolled back; the session resets sequences on reconnect
-        parts = [b"ROLLBACK", SESSION_RESET if self._reset_session else b"", self._reset_query]
+        # The checks trust the marker; a test that set application_name back to it after
+        # a raw COMMIT passes them. The transaction id, read in the same round trip, does not.
+        probe = (self.escape is None and self.xid is not None
+                 and conn.info.transaction_status == TransactionStatus.INTRANS)
+        parts = [XID_PROBE if probe else b"", b"ROLLBACK",
+                 SESSION_RESET if self._reset_session else b"", self._reset_query]
         self._reset_query = b""
         try:
-            conn.cursor(row_factory=tuple_row).execute(b"; ".join(p for p in parts if p))
+            cursor = conn.cursor(row_factory=tuple_row)
+            cursor.execute(b"; ".join(p for p in parts if p))
+            if probe and (cursor.fetchone() or (None,))[0] != self.xid:
+                self.escape = self._escaped()
+                self.escaped_at_end = True
             if self._reset_session:
                 forget_prepared(conn)
             if conn.info.transaction_status != TransactionStatus.IDLE:

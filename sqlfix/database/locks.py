@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import tuple_row
 
 from sqlfix.database.catalog import OWN_SCHEMAS
@@ -44,6 +45,52 @@ GROUP BY 1, 2, 3, 4, 5
 ORDER BY 1
 """
 _BACKENDS_LEFT = b"SELECT count(*) FROM pg_stat_activity WHERE pid = ANY (%s)"
+# A prepared transaction (PREPARE TRANSACTION, psycopg's tpc_prepare()) outlives its
+# session: no backend holds its locks (pid NULL in pg_locks), and nothing ends it but
+# COMMIT PREPARED or ROLLBACK PREPARED.
+_PREPARED = b"""
+SELECT gid, owner, prepared >= %s FROM pg_prepared_xacts
+WHERE database = current_database() ORDER BY prepared
+"""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A prepared transaction on the test database."""
+
+    gid: str
+    owner: str
+    ours: bool  # prepared after the session started: by this run
+
+    def describe(self) -> str:
+        return f"{self.gid!r} (owner {self.owner})"
+
+
+def prepared(conn: psycopg.Connection[Any], since: datetime) -> list[Prepared]:
+    """The test database's prepared transactions; `conn` is left idle."""
+    try:
+        rows = conn.cursor(row_factory=tuple_row).execute(_PREPARED, [since]).fetchall()
+    finally:
+        conn.rollback()
+    return [Prepared(r[0], r[1], bool(r[2])) for r in rows]
+
+
+def rollback_prepared(conn: psycopg.Connection[Any], found: list[Prepared]) -> list[Prepared]:
+    """ROLLBACK PREPARED the ones of `found` this run made; returns them.
+
+    Those from before the run (`ours` false) are left alone.
+    """
+    ended = [p for p in found if p.ours]
+    if not ended:
+        return []
+    conn.rollback()
+    conn.autocommit = True  # ROLLBACK PREPARED refuses to run in a transaction block
+    try:
+        for one in ended:
+            conn.execute(sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(one.gid)))
+    finally:
+        conn.autocommit = False
+    return ended
 
 
 @dataclass(frozen=True)

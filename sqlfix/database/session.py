@@ -469,10 +469,14 @@ class DatabaseSession:
                     raise  # the caller (committed mode) names them in its own words
                 conn.rollback()
                 found = locks.holders(conn, self._since())
+                older = ", ".join(p.describe() for p in locks.prepared(conn, self._since()))
+                held = locks.summary(found) or (
+                    f"a prepared transaction from before this run: {older}; ROLLBACK PREPARED "
+                    "it" if older else "a connection that is gone now")
                 raise DatabaseError(
                     f"the restore waited longer than lock_timeout for a lock ({exc}); held by "
-                    f"{locks.summary(found) or 'a connection that is gone now'}. End that "
-                    "connection (or the program it belongs to) and run again") from exc
+                    f"{held}. End that connection (or the program it belongs to) and run "
+                    "again") from exc
             # TRUNCATE gave the tables new files (pg_class rows): the same objects
             assert self.watch is not None
             self.watch = self.watch.mark(conn)
@@ -619,13 +623,19 @@ class DatabaseSession:
     def _end_lock_holders(
         self, conn: psycopg.Connection[object], modes: tuple[str, ...] | None, what: str
     ) -> list[str]:
-        """End connections of this run holding locks on user tables; lines for the message.
+        """End connections of this run holding locks on user tables, and roll back the
+        prepared transactions it left (whatever they hold); lines for the message.
 
         Raises DatabaseError naming the holders this run did not open.
         """
+        left = [f"sqlfix rolled back a prepared transaction this run left behind: "
+                f"{p.describe()}. It kept its changes uncommitted and its locks held after "
+                "its session ended, until COMMIT PREPARED or ROLLBACK PREPARED; finish the "
+                "two-phase commits a test starts (tpc_commit() or tpc_rollback())"
+                for p in locks.rollback_prepared(conn, locks.prepared(conn, self._since()))]
         found = locks.holders(conn, self._since(), modes)
         if not found:
-            return []
+            return left
         others = [h for h in found if not h.ours]
         if others:
             raise DatabaseError(
@@ -634,9 +644,10 @@ class DatabaseSession:
                 "sqlfix does not end them: close them (or pg_terminate_backend(pid)) and run "
                 "again")
         ended = locks.terminate(conn, found)
-        return [f"sqlfix ended a connection this run opened and left open, which held locks "
-                f"sqlfix needed to {what}: {h.describe()}. Close the connections a test "
-                "opens (a `with` block, or a fixture that closes them)" for h in ended]
+        return left + [
+            f"sqlfix ended a connection this run opened and left open, which held locks "
+            f"sqlfix needed to {what}: {h.describe()}. Close the connections a test "
+            "opens (a `with` block, or a fixture that closes them)" for h in ended]
 
     def end_lock_holders(self, conn: psycopg.Connection[object], what: str) -> list[str]:
         """For the verifier: end holders of ACCESS EXCLUSIVE locks, which block its reads."""

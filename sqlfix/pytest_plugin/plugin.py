@@ -425,11 +425,14 @@ def _keep_server_log(config: pytest.Config, session: DatabaseSession) -> None:
             shutil.copyfile(session.server.log, target)
 
 
-def _settle(item: pytest.Item, boundary: Boundary) -> str | None:
-    """If the boundary broke: restore the baseline and say what happened, else None."""
-    if boundary.escape is not None:
+def _settle(item: pytest.Item, boundary: Boundary, found: str | None = None) -> str | None:
+    """If the boundary broke: restore the baseline and say what happened, else None.
+
+    `found`: the escape end() found (the checks had passed), to restore and report.
+    """
+    if boundary.escape is not None and found is None:
         return None  # found and reported already
-    reason = boundary.broken()
+    reason = found or boundary.broken()
     if reason is None:
         return None
     import psycopg
@@ -541,6 +544,8 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
             boundary.end()
         if late is None and boundary.lost_at_end:
             late = _lost_at_end(item, boundary)
+        elif late is None and boundary.escaped_at_end:
+            late = _settle(item, boundary, found=boundary.escape)
     message = late or item.stash.get(ESCAPE_KEY, None)
     if message is not None:
         item.stash[ESCAPE_KEY] = message  # makereport keeps xfail from hiding it

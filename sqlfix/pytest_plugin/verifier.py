@@ -66,9 +66,13 @@ def check(session: DatabaseSession, reference: Fingerprint, item: pytest.Item
             return None, reference
         # The first line stands alone: pytest's short summary shows only that one.
         them = "it" if len(ended) == 1 else "them"
-        return ("\n".join([PREFIX + f"this test left {_count(len(ended), 'connection')} open "
-                            f"that held locks blocking reads of the test database's tables; "
-                            f"sqlfix ended {them}:", *ended]), reference)
+        tpc = sum(line.startswith("sqlfix rolled back a prepared") for line in ended)
+        left = ", ".join(part for part in (
+            _count(len(ended) - tpc, "connection") + " open" if len(ended) > tpc else "",
+            _count(tpc, "prepared transaction") if tpc else "") if part)
+        held = "locks on" if tpc else "locks blocking reads of"  # a prepared one: any lock
+        return ("\n".join([PREFIX + f"this test left {left} that held {held} the test "
+                            f"database's tables; sqlfix ended {them}:", *ended]), reference)
     stop = None
     try:
         restored = session.restore()

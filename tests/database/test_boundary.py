@@ -530,3 +530,36 @@ def test_sequences_move_past_explicit_fixture_ids_and_back_after_the_test(shop):
         """
     )
     shop.runpytest(*NO_RANDOM).assert_outcomes(passed=7)
+
+
+def test_an_escape_is_caught_when_the_test_puts_its_application_name_back(shop):
+    # The check reads the marker (a SET LOCAL application_name) the server reports, so
+    # code that saved application_name, committed with a raw COMMIT and set the saved
+    # value back left the marker in place: the test passed and its row reached every
+    # later test. The rollback's round trip now also compares the transaction id.
+    shop.makepyfile('''
+import pytest
+
+HOW = {
+    "saved and set back": ["SET application_name = 'batch'", "COMMIT",
+                           "SELECT set_config('application_name', %s, false)"],
+    "set again locally": ["COMMIT", "SELECT set_config('application_name', %s, true)"],
+}
+
+@pytest.mark.parametrize("how", sorted(HOW))
+def test_1_escapes(sqlfix_conn, how):
+    saved = sqlfix_conn.execute("SHOW application_name").fetchone()[0]
+    sqlfix_conn.execute("INSERT INTO users (email, full_name, created_at) "
+                        "VALUES ('x@example.com', 'X', now())")
+    for statement in HOW[how]:
+        sqlfix_conn.execute(statement, [saved] if "%s" in statement else None)
+
+def test_2_clean(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+''')
+    result = shop.runpytest(*NO_RANDOM)
+    # found by the rollback, after the checks: an error of the test at tear-down
+    result.assert_outcomes(passed=3, errors=2)
+    out = result.stdout.str().split("short test summary info")[0]
+    assert out.count("The test's transaction was COMMITTED before the test ended") == 2
+    assert out.count("sqlfix restored the baseline") == 2

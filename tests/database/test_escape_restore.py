@@ -551,3 +551,57 @@ def test_2(sqlfix_conn):
     again.stdout.fnmatch_lines([
         "*a run before this one stopped with a test's committed changes still in database*"])
     assert "no tests ran" in again.stdout.str()
+
+
+TWO_PHASE = '[tool.sqlfix.server_settings]\nmax_prepared_transactions = 4\n'
+TWO_PHASE_CLEAN = '''
+def test_9_clean(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    assert sqlfix_conn.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+    # the rows' keys are free again: no insert waits for a prepared transaction's locks
+    sqlfix_conn.execute("INSERT INTO t VALUES (1, 'x', 'a'), (2, 'y', 'a')")
+'''
+
+
+def test_prepare_transaction_in_a_test_is_an_escape_named_and_rolled_back(pytester):
+    # A prepared transaction keeps its rows and locks after its session: the restore
+    # waited for them until lock_timeout and stopped the run, blaming "a connection that
+    # is gone now", and the message said the transaction "is in progress".
+    _project(pytester, 'lock_timeout = "5s"\n' + TWO_PHASE)
+    pytester.makepyfile('''
+def test_1_prepares(sqlfix_conn):
+    sqlfix_conn.execute("INSERT INTO t VALUES (1, 'x', 'a')")
+    sqlfix_conn.execute("PREPARE TRANSACTION 'left_behind'")
+''' + TWO_PHASE_CLEAN)
+    result = pytester.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*The test's transaction was PREPARED for two-phase commit (PREPARE TRANSACTION "
+        "'left_behind')*",
+        "*sqlfix restored the baseline*",
+        "*sqlfix rolled back a prepared transaction this run left behind: 'left_behind' *",
+    ])
+    assert "is in progress" not in result.stdout.str()
+
+
+def test_the_verifier_rolls_back_a_prepared_transaction_a_test_left_behind(pytester):
+    # Code under test's two-phase commit on its own connection, never finished: without
+    # the verifier nothing looks; with it, the test that left it is named.
+    _project(pytester, 'lock_timeout = "5s"\n' + TWO_PHASE)
+    pytester.makepyfile('''
+import psycopg
+
+def test_1_prepares_elsewhere(sqlfix_conn, sqlfix_dsn):
+    other = psycopg.connect(sqlfix_dsn)
+    other.tpc_begin("order-42")
+    other.execute("INSERT INTO t VALUES (2, 'y', 'a')")
+    other.tpc_prepare()
+    other.close()  # the prepared transaction stays, with its row and locks
+''' + TWO_PHASE_CLEAN)
+    result = pytester.runpytest(*NO_RANDOM, "--sqlfix-verify")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_1_prepares_elsewhere*",
+        "*sqlfix --sqlfix-verify: this test left 1 prepared transaction*",
+        "*sqlfix rolled back a prepared transaction this run left behind: 'order-42' *",
+    ])
