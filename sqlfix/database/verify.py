@@ -18,9 +18,11 @@ from psycopg.rows import tuple_row
 
 _OWN = ("pg_catalog", "information_schema", "_sqlfix", "_sqlfix_baseline")
 _RELATIONS = b"""
-SELECT format('%%I.%%I', n.nspname, c.relname), c.relkind = 'S'
+SELECT format('%%I.%%I', n.nspname, c.relname),
+       CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'm' THEN 'materialized view' ELSE 'table' END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'S') AND n.nspname <> ALL (%s)
+WHERE (c.relkind IN ('r', 'p', 'S') OR c.relkind = 'm' AND c.relispopulated)
+  AND n.nspname <> ALL (%s)
   AND n.nspname NOT LIKE 'pg\\_%%' AND c.relpersistence <> 't'
 ORDER BY 1
 """
@@ -63,13 +65,14 @@ def take(conn: psycopg.Connection[Any], sequences: bool, inside: bool = False) -
     cur = conn.cursor(row_factory=tuple_row)
     try:
         relations = cur.execute(_RELATIONS, [list(_OWN)]).fetchall()
+        # a REFRESH by another connection is committed: a populated view is compared too
         parts = [sql.SQL("SELECT {}, count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)"
-                         " FROM ONLY {} AS t").format(sql.Literal(f"table {name}"), sql.SQL(name))
-                 for name, is_seq in relations if not is_seq]
+                         " FROM ONLY {} AS t").format(sql.Literal(f"{kind} {name}"), sql.SQL(name))
+                 for name, kind in relations if kind != "sequence"]
         if sequences:
             parts += [sql.SQL("SELECT {}, last_value, is_called::int FROM {}").format(
                 sql.Literal(f"sequence {name}"), sql.SQL(name))
-                for name, is_seq in relations if is_seq]
+                for name, kind in relations if kind == "sequence"]
         rows = cur.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall() if parts else []
         return Fingerprint({r[0]: (r[1], r[2]) for r in rows})
     finally:

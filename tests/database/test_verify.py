@@ -84,3 +84,28 @@ def test_draws_a_ticket(sqlfix_conn):
 """
     )
     pytester.runpytest(*NO_RANDOM).assert_outcomes(passed=1)
+
+
+def test_the_verifier_sees_a_materialized_view_refreshed_elsewhere(pytester):
+    # The source rows are back where they were; only the view keeps the leak.
+    (pytester.path / "schema.sql").write_text(
+        "CREATE TABLE src (id int);\nINSERT INTO src VALUES (1), (2);\n"
+        "CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM src;\n"
+        "CREATE MATERIALIZED VIEW empty_mv AS SELECT 1 AS one WITH NO DATA;\n")
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    pytester.makepyfile("""
+import psycopg
+
+def test_1_refreshes_elsewhere(sqlfix_conn):
+    with psycopg.connect(sqlfix_conn.info.dsn, autocommit=True) as c:
+        c.execute("INSERT INTO src VALUES (3); REFRESH MATERIALIZED VIEW mv; DELETE FROM src WHERE id = 3")
+
+def test_2_sees_the_baseline(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT n FROM mv").fetchone() == (2,)
+""")
+    result = pytester.runpytest(*NO_RANDOM, "--sqlfix-verify")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_1_refreshes_elsewhere*",
+        "*materialized view public.mv: same 1 row, different contents*"])
+    assert "empty_mv" not in result.stdout.str()  # never populated: not read
