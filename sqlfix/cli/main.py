@@ -361,9 +361,12 @@ def run_import(args: argparse.Namespace, out: TextIO) -> int:
     if not parsed.tables:
         raise UsageError(f"{args.dump} holds no table data (COPY ... FROM stdin or INSERT); "
                          "make it with pg_dump --data-only")
+    if args.tables == []:  # given, but only commas and blanks
+        raise UsageError("--tables names no table: give table names separated by commas "
+                         "(`users,sales.invoice`), or leave the option out to import every table")
     options = importer.Options(
         out=args.out or settings.fixtures_dir,
-        tables=frozenset(args.tables) if args.tables else None,
+        tables=frozenset(args.tables) if args.tables is not None else None,
         fakes=importer.parse_fakes(args.fake), force=args.force,
         faker_locale=settings.faker_locale)
     session = DatabaseSession(settings)

@@ -310,6 +310,16 @@ def test_tables_that_name_no_table_of_the_dump_are_an_error_listing_its_tables(
     assert not (bare / "fixtures_sql").exists()
 
 
+@pytest.mark.parametrize("names", [",,", " ", ", ,"])
+def test_tables_that_name_nothing_is_a_usage_error_not_every_table(
+    bare: Path, capsys: pytest.CaptureFixture[str], names: str
+) -> None:
+    (bare / "dump.sql").write_text(TWO_TABLES)
+    code, out, err = run(capsys, "import", "dump.sql", "--tables", names)
+    assert code == 2 and "--tables names no table" in err and "wrote" not in out, (out, err)
+    assert not (bare / "fixtures_sql").exists()
+
+
 @pytest.mark.parametrize(("names", "written"), [
     ('"Customer"', ["Customer.sql"]),
     ('public."Customer"', ["Customer.sql"]),
