@@ -12,6 +12,8 @@ INSERTs: template values are SQL literals, which COPY rows are not).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -91,6 +93,7 @@ class Parsed:
     dropped: Counter[str]
 
 
+@functools.lru_cache(maxsize=1024)  # an --inserts dump names its few tables once a row
 def _target(name: str, schema: str = "public") -> QualifiedName:
     """A table name as SQL writes it (quoted or not, qualified or not) as (schema, table).
 
@@ -127,11 +130,10 @@ def _qualified(statement: str, pattern: re.Pattern[str], schema: str | None
 def _table_filter(name: str) -> tuple[str | None, str]:
     """A --tables name as (schema or None when unqualified, table), read as SQL reads it."""
     try:
-        statement = pglast.parse_sql(f"COPY {name} FROM stdin")[0].stmt
-    except pglast.parser.ParseError as exc:
-        raise UsageError(f"--tables: cannot read the table name {name!r}: {exc}") from None
-    assert isinstance(statement, pglast.ast.CopyStmt) and statement.relation is not None
-    return statement.relation.schemaname, str(statement.relation.relname)
+        schema, table = _target(name, "")
+    except UsageError as exc:
+        raise UsageError(f"--tables: {exc}") from None
+    return schema or None, table
 
 
 def choose_tables(tables: dict[QualifiedName, Table], names: frozenset[str] | None
@@ -240,9 +242,13 @@ def parse_dump(text: str, source: str = "the dump") -> Parsed:
     paths = [(s.offset, m["schema"]) for s in result.statements
              if (m := _OLD_SEARCH_PATH.match(s.text)) is not None]
 
+    starts = [at for at, _ in paths]  # in text order
+    schemas = [_target(f"{name}.x")[0] for _, name in paths]
+
     def schema_at(offset: int) -> str | None:
-        here = [_target(f"{name}.x")[0] for at, name in paths if at < offset]
-        return here[-1] if here else None
+        """The schema of the last old-style search_path before `offset`, if any."""
+        before = bisect.bisect_left(starts, offset)
+        return schemas[before - 1] if before else None
 
     tables: dict[QualifiedName, Table] = {}
     for block in found.blocks:
