@@ -23,7 +23,11 @@ tables, cursors, LISTEN. The rest is reset with the rollback: sequences
 taken at session level, currval(). A test that ends the transaction (a raw
 COMMIT or ROLLBACK), releases or rolls back past sqlfix's savepoints, or loses
 its connection destroys the stack: the boundary's checks see it, or the
-rollback to the layer fails, and the next test begins a new one.
+rollback to the layer fails, and the next test begins a new one. A test that
+ended the transaction and then put sqlfix's marker (application_name) back
+passes the checks; the layer's savepoint is gone with that transaction, so the
+failed rollback to it reports the escape (`escaped_at_end`), as the
+transaction id read with the ROLLBACK does without layers.
 """
 
 from __future__ import annotations
@@ -273,11 +277,17 @@ class LayeredBoundary(Boundary):
                 forget_prepared(conn)
             if conn.info.transaction_status != TransactionStatus.INTRANS:
                 raise psycopg.OperationalError("the stack's transaction ended")
-        except psycopg.Error:
-            # The test released or rolled back past sqlfix's savepoints: the stack is
-            # gone. End its transaction the way a test without layers ends.
+        except psycopg.Error as exc:
+            # The stack is gone. End its transaction the way a test without layers ends.
             stack.forget()
             self._reset_query = stack.base_reset or self._full_reset
+            if (isinstance(exc, psycopg.errors.InvalidSavepointSpecification)
+                    and self.escape is None and not (conn.closed or conn.broken)):
+                # The layer's savepoint (its name unguessable) exists only in the stack's
+                # transaction: the test ended it and put sqlfix's marker back, which the
+                # checks trust. The failed rollback is the probe: no round trip of its own.
+                self.escape = self._escaped()
+                self.escaped_at_end = True
             super().end()
 
     def _session_reset(self) -> bytes:

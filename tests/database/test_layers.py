@@ -382,3 +382,65 @@ def test_layers_with_the_async_connection(shop):
     result.assert_outcomes(passed=4)
     xids = re.findall(r"XID (\d+)", result.stdout.str())
     assert len(xids) == 3 and len(set(xids)) == 1  # the three shared one transaction
+
+
+@pytest.mark.parametrize("scope", ["false", "true"])  # set back for the session, or locally
+def test_an_escape_is_caught_on_the_stack_when_the_test_puts_its_application_name_back(
+        session, scope):
+    # The checks read the marker; a test that committed with a raw COMMIT and set the
+    # saved application_name back passes them. With the next test sharing the stack, the
+    # rollback to the layer failed (its savepoint went with the transaction) and the stack
+    # was dropped without a word: the committed row reached every later test.
+    keep = session.library.order(["users.sql"])
+    one_test(session, ["users.sql"], keep)
+    boundary = session.begin(layered=True)
+    Sqlfix(session, boundary).load("users.sql")
+    assert boundary.continued
+    conn = boundary.conn
+    saved = conn.execute("SHOW application_name").fetchone()[0]
+    for statement in ("SET application_name = 'batch'",
+                      "INSERT INTO products (sku, name, price_cents) VALUES ('esc', 'E', 1)",
+                      "COMMIT"):
+        conn.execute(statement.encode())
+    conn.execute(f"SELECT set_config('application_name', %s, {scope})".encode(), [saved])
+    try:
+        assert boundary.broken() is None  # the marker is back: the checks cannot see it
+        boundary.end(keep=keep)
+        assert boundary.escaped_at_end
+        assert "The test's transaction was COMMITTED" in (boundary.escape or "")
+        assert session.layers.conn is None
+    finally:
+        session.restore()
+    assert one_test(session, ["users.sql"], None)[0][:2] == (4, 0)
+
+
+def test_a_layered_escape_with_the_marker_put_back_fails_that_test(layered_shop):
+    layered_shop.makepyfile('''
+import pytest
+from sqlfix import uses
+
+@uses("users.sql")
+class TestShared:
+    def test_1_escapes(self, sqlfix_conn):
+        saved = sqlfix_conn.execute("SHOW application_name").fetchone()[0]
+        sqlfix_conn.execute("SET application_name = 'batch'")
+        sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('e', 'E', 1)")
+        sqlfix_conn.execute("COMMIT")
+        sqlfix_conn.execute("SELECT set_config('application_name', %s, false)", [saved])
+
+    def test_2_clean(self, sqlfix_conn):
+        assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+        assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+
+    def test_3_shares_again(self, sqlfix_conn):
+        assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+
+def test_4_after(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+''')
+    result = layered_shop.runpytest("-p", "no:randomly", "--sqlfix-layers")
+    # found by the rollback to the layer, after the checks: an error at tear-down
+    result.assert_outcomes(passed=4, errors=1)
+    out = result.stdout.str().split("short test summary info")[0]
+    assert out.count("The test's transaction was COMMITTED before the test ended") == 1
+    assert "test_1_escapes" in out and "sqlfix restored the baseline" in out
