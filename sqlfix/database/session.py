@@ -628,11 +628,7 @@ class DatabaseSession:
 
         Raises DatabaseError naming the holders this run did not open.
         """
-        left = [f"sqlfix rolled back a prepared transaction this run left behind: "
-                f"{p.describe()}. It kept its changes uncommitted and its locks held after "
-                "its session ended, until COMMIT PREPARED or ROLLBACK PREPARED; finish the "
-                "two-phase commits a test starts (tpc_commit() or tpc_rollback())"
-                for p in locks.rollback_prepared(conn, locks.prepared(conn, self._since()))]
+        left = self.end_prepared(conn)
         found = locks.holders(conn, self._since(), modes)
         if not found:
             return left
@@ -648,6 +644,18 @@ class DatabaseSession:
             f"sqlfix ended a connection this run opened and left open, which held locks "
             f"sqlfix needed to {what}: {h.describe()}. Close the connections a test "
             "opens (a `with` block, or a fixture that closes them)" for h in ended]
+
+    def end_prepared(self, conn: psycopg.Connection[object]) -> list[str]:
+        """ROLLBACK PREPARED the prepared transactions this run left on the test database
+        (those from before it are left alone); a line for the message about each.
+
+        `conn` is left idle, not in autocommit. Raises psycopg.Error.
+        """
+        return [f"sqlfix rolled back a prepared transaction this run left behind: "
+                f"{p.describe()}. It kept its changes uncommitted and its locks held after "
+                "its session ended, until COMMIT PREPARED or ROLLBACK PREPARED; finish the "
+                "two-phase commits a test starts (tpc_commit() or tpc_rollback())"
+                for p in locks.rollback_prepared(conn, locks.prepared(conn, self._since()))]
 
     def end_lock_holders(self, conn: psycopg.Connection[object], what: str) -> list[str]:
         """For the verifier: end holders of ACCESS EXCLUSIVE locks, which block its reads."""

@@ -5,7 +5,8 @@ under test may use any connections, pools, threads or processes against the
 test database; afterwards the tables that changed (see
 `sqlfix.database.committed`) are truncated and refilled from the baseline, and
 sequences reset. Before that, connections the test left open are ended (see
-`_end_leaks`). Imported by the first committed test only.
+`_end_leaks`) and the prepared transactions it left rolled back (`_end_prepared`).
+Imported by the first committed test only.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         _take_back(conn, session.settings)
         died = _revive(item, session)
         leaked, warning = _end_leaks(item, session, started)
+        prepared = _end_prepared(session)
         rebuilt = _restore(item, session, item.config.stash[TRACKER_KEY])
     # After the restore: the next test starts clean either way, also when
     # -W error::...LeakedConnectionWarning makes the warning raise.
@@ -118,8 +120,23 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         warnings.warn(warning, stacklevel=1)
     if rebuilt is not None:
         warnings.warn(SchemaRebuiltWarning(rebuilt), stacklevel=1)
-    if leaked or busy or died:
-        pytest.fail("\n".join(m for m in (died, busy, leaked) if m), pytrace=False)
+    if leaked or busy or died or prepared:
+        pytest.fail("\n".join(m for m in (died, busy, leaked, prepared) if m), pytrace=False)
+
+
+def _end_prepared(session: DatabaseSession) -> str | None:
+    """Roll back the prepared transactions the test left (PREPARE TRANSACTION, psycopg's
+    tpc_prepare()) and say so, else None. Ending the test's connections does not end them:
+    they keep their uncommitted rows and their locks (the restore would wait for them)."""
+    try:
+        lines = session.end_prepared(session.connection())
+    except psycopg.Error:
+        return None  # the restore below meets the same trouble and reports it
+    if not lines:
+        return None
+    return (f"sqlfix: this committed test (@uses(..., commit=True)) left {len(lines)} "
+            "prepared transaction(s) on the test database; sqlfix rolled them back before "
+            "restoring the baseline, so the next test starts clean:\n" + "\n".join(lines))
 
 
 def _revive(item: pytest.Item, session: DatabaseSession) -> str | None:

@@ -705,3 +705,57 @@ def test_2_baseline(sqlfix_conn, sqlfix_dsn):
         "*the embedded PostgreSQL exited (exit code -9): its log*",
         "*sqlfix started the embedded PostgreSQL again (same DSN) and built the test database again*",
     ])
+
+
+def test_a_prepared_transaction_a_committed_test_leaves_is_rolled_back_and_named(shop):
+    # A prepared transaction outlives its session: ending the test's connections left it
+    # with its rows and locks, and the restore (which truncates only the tables whose
+    # committed contents changed) did not look. The next tests met its locks.
+    shop.makepyprojecttoml(
+        '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\nlock_timeout = "5s"\n'
+        '[tool.sqlfix.server_settings]\nmax_prepared_transactions = 5\n'
+        '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
+    shop.makepyfile('''
+import psycopg
+from sqlfix import uses
+
+@uses("users.sql", commit=True)
+def test_1_prepares_on_sqlfix_conn(sqlfix_conn):
+    sqlfix_conn.execute("DELETE FROM users WHERE email LIKE 'a%'")
+    sqlfix_conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('p', 'P', 1)")
+    sqlfix_conn.execute("PREPARE TRANSACTION 'left_on_sqlfix_conn'")
+
+@uses("users.sql", commit=True)
+def test_2_prepares_elsewhere(sqlfix_dsn):
+    other = psycopg.connect(sqlfix_dsn)
+    other.tpc_begin("order-42")
+    other.execute("INSERT INTO products (sku, name, price_cents) VALUES ('q', 'Q', 1)")
+    other.execute("UPDATE users SET full_name = 'changed'")
+    other.tpc_prepare()
+    other.close()  # the prepared transaction stays, with its rows and locks
+
+@uses("users.sql", commit=True)
+def test_3_clean(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+    assert sqlfix_conn.execute("SELECT count(*), count(*) FILTER (WHERE full_name = "
+                               "'changed') FROM users").fetchone() == (4, 0)
+    sqlfix_conn.execute("TRUNCATE products CASCADE")  # no lock held by a prepared one
+    sqlfix_conn.execute("UPDATE users SET full_name = 'mine'")
+    sqlfix_conn.commit()
+
+def test_4_rollback_mode_clean(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+    assert sqlfix_conn.execute("SELECT (SELECT count(*) FROM users), "
+                               "(SELECT count(*) FROM products)").fetchone() == (0, 0)
+''')
+    result = shop.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=4, errors=2)  # two fail at tear-down, after passing
+    out = result.stdout.str()
+    assert out.count("left 1 prepared transaction(s) on the test database; sqlfix rolled "
+                     "them back before restoring the baseline") == 2
+    for gid, test in (("left_on_sqlfix_conn", "test_1_prepares_on_sqlfix_conn"),
+                      ("order-42", "test_2_prepares_elsewhere")):
+        result.stdout.fnmatch_lines([
+            f"*ERROR at teardown of {test}*",
+            f"*sqlfix rolled back a prepared transaction this run left behind: '{gid}' *"])
+    assert "could not be restored" not in out
