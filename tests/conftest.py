@@ -35,7 +35,8 @@ def initdb_cluster() -> Path | None:
 
 
 @pytest.fixture
-def pytester(pytester: pytest.Pytester, initdb_cluster: Path | None) -> pytest.Pytester:
+def pytester(pytester: pytest.Pytester, initdb_cluster: Path | None,
+             monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """pytest's pytester, its HOME's sqlfix cache holding the machine's initdb'ed cluster.
 
     pytester points HOME at each test's own folder, so without this every inner run
@@ -43,6 +44,10 @@ def pytester(pytester: pytest.Pytester, initdb_cluster: Path | None) -> pytest.P
     Only that cluster is seeded, hard-linked (nothing writes to it: every start copies
     it): schema clusters, other majors, locales and SQLFIX_CACHE_DIR behave as before.
     """
+    # With CI (or BUILD_NUMBER) set, pytest repeats whole messages in its short summary:
+    # the inner runs' output is the same on a developer's machine and in CI.
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
     if initdb_cluster is None:
         return pytester
     cache = pytester.path / ".cache" / "sqlfix"
