@@ -184,10 +184,8 @@ def _run_schema_file(conn: psycopg.Connection[Any], path: Path) -> None:
     control = transaction_control(text)
     if control is not None:
         at, word = control
-        line = text.count("\n", 0, at) + 1
-        col = at - (text.rfind("\n", 0, at) + 1) + 1
         raise DatabaseError(
-            f"{display_path(path)}:{line}:{col}: schema failed: {word} in a schema file; "
+            f"{_where(display_path(path), text, at)}: schema failed: {word} in a schema file; "
             "sqlfix applies the schema files in one transaction of its own, which this "
             "statement would end or nest: remove the file's BEGIN/COMMIT/ROLLBACK (it needs "
             "none), or apply the file with psql from [tool.sqlfix] setup_command. Nothing "
@@ -213,23 +211,26 @@ def _refuse_copy_rows(path: Path, text: str) -> None:
     blocks = copy_blocks.find(text).blocks
     if not blocks:
         return
-    at = blocks[0].start
-    line = text.count("\n", 0, at) + 1
-    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    where = _where(display_path(path), text, blocks[0].start)
     raise DatabaseError(
-        f"{display_path(path)}:{line}:{col}: schema failed: COPY ... FROM stdin with rows in "
+        f"{where}: schema failed: COPY ... FROM stdin with rows in "
         "a schema file (a pg_dump made without --schema-only): schema files go to the server "
         "as SQL, which cannot carry COPY rows. Dump the schema with pg_dump --schema-only "
         "and turn the data into fixtures with `python -m sqlfix import`, or apply the whole "
         "dump with psql from [tool.sqlfix] setup_command. Nothing of the schema was applied")
 
 
+def _where(shown: str, text: str, offset: int) -> str:
+    """`shown:line:col` of `offset` in `text` (1-based, as editors count)."""
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"{shown}:{line}:{col}"
+
+
 def schema_error(shown: str, text: str, offset: int, exc: psycopg.Error) -> str:
     """`file:line:col: schema failed: SQLSTATE message; DETAIL; HINT` and what to do."""
     diag = exc.diag
-    line = text.count("\n", 0, offset) + 1
-    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    parts = [f"{shown}:{line}:{col}: schema failed: {diag.sqlstate or '?'} "
+    parts = [f"{_where(shown, text, offset)}: schema failed: {diag.sqlstate or '?'} "
              f"{(diag.message_primary or str(exc)).strip()}"]
     parts += [f"{label}: {value.strip()}" for label, value in
               (("DETAIL", diag.message_detail), ("HINT", diag.message_hint)) if value]
