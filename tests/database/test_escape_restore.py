@@ -5,6 +5,7 @@ connections a test left holding locks (review of issue #9). Inner runs on the re
 from __future__ import annotations
 
 import psycopg
+import pytest
 from helpers import NO_RANDOM
 
 SCHEMA = (
@@ -497,10 +498,16 @@ def test_change_lines_agree_with_plural_kinds():
     assert after.changes(before)[1] == "internal triggers on public.t were created"
 
 
+@pytest.mark.parametrize("built", ["by schema files", "by hand"])
 def test_with_a_dsn_a_failed_restore_marks_the_database_and_the_next_run_refuses(
-        pytester, fresh_dsn):
-    _project(pytester, f"dsn = {fresh_dsn!r}\n",
-             schema="CREATE TABLE t (id int PRIMARY KEY, v text);\n")
+        pytester, fresh_dsn, built):
+    table = "CREATE TABLE t (id int PRIMARY KEY, v text);\n"
+    if built == "by schema files":
+        _project(pytester, f"dsn = {fresh_dsn!r}\n", schema=table)
+    else:  # no schema files (setup_command, a database made by hand): no state table yet
+        with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+            conn.execute(table)
+        pytester.makepyprojecttoml(f"[tool.sqlfix]\ndsn = {fresh_dsn!r}\n")
     pytester.makepyfile('''
 def test_1(sqlfix_conn):
     sqlfix_conn.execute("INSERT INTO t VALUES (1, 'escaped'); COMMIT")
@@ -523,33 +530,6 @@ def test_2(sqlfix_conn):
     again.stdout.fnmatch_lines([
         "*a run before this one stopped with a test's committed changes still in database*"
         "(the baseline could not be restored: *)*Recreate that test database*"])
-    assert "no tests ran" in again.stdout.str()
-
-
-def test_without_schema_files_a_failed_restore_still_marks_the_database(pytester, fresh_dsn):
-    # A database built by hand (or by setup_command): no schema files, so no state table
-    # until sqlfix has to mark it.
-    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-    pytester.makepyprojecttoml(f"[tool.sqlfix]\ndsn = {fresh_dsn!r}\n")
-    pytester.makepyfile('''
-def test_1(sqlfix_conn):
-    sqlfix_conn.execute("INSERT INTO t VALUES (1, 'escaped'); COMMIT")
-
-def test_2(sqlfix_conn):
-    pass
-''')
-    with psycopg.connect(fresh_dsn) as holder:  # the restore cannot get its lock
-        holder.execute("SELECT count(*) FROM t")
-        result = pytester.runpytest(*NO_RANDOM)
-    assert result.ret == 3
-    result.stdout.fnmatch_lines([
-        "*baseline could not be restored*",
-        "*sqlfix marked the test database as damaged: the next run refuses it*"])
-    again = pytester.runpytest(*NO_RANDOM)
-    assert again.ret == 3
-    again.stdout.fnmatch_lines([
-        "*a run before this one stopped with a test's committed changes still in database*"])
     assert "no tests ran" in again.stdout.str()
 
 
