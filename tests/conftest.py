@@ -103,6 +103,10 @@ def fresh_dsn(pg_server, request) -> str:
 # pytest front end's tests (each runs whole pytest sessions; nothing version-specific) and
 # the benchmark; anything else that is slow says so with @pytest.mark.slow.
 _SLOW_PATHS = ("pytest_plugin/", "test_benchmark.py")
+# Pure: no PostgreSQL at all (the compiler, lint, configuration, the docs). They ran in the
+# full suite; the matrix (-m "not slow and not pure") gives each major only what it can change.
+_PURE_PATHS = ("compiler/", "cli/test_lint.py", "test_architecture.py", "test_config.py",
+               "test_docs_site.py", "test_errors.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -111,3 +115,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         where = item.path.relative_to(tests_dir).as_posix() if item.path.is_relative_to(tests_dir) else ""
         if where.startswith(_SLOW_PATHS):
             item.add_marker(pytest.mark.slow)
+        if where.startswith(_PURE_PATHS):
+            item.add_marker(pytest.mark.pure)

@@ -71,6 +71,17 @@ def _recovering(exc: BaseException) -> bool:
     return False
 
 
+def _shutting_down(exc: BaseException | None) -> bool:
+    """Whether `exc` (or the error it wraps) is a connection refused by a postmaster in
+    its shutdown. The words are the server's in English (initdb runs with LC_ALL=C); a
+    server set to another lc_messages is not recognised, and the failure is reported."""
+    while exc is not None:
+        if "the database system is shutting down" in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def _retry_while_recovering(
     attempt: Callable[[], T], transient: Callable[[Exception], bool],
     server_gone: Callable[[], bool], interval: float = 0.1,
@@ -314,12 +325,20 @@ class DatabaseSession:
         just before finding the socket gone. Waits a moment for the postmaster to exit.
 
         Only for a connection that failed on the client's side (no SQLSTATE: the
-        socket refused or gone); a server's error (a lock not free, a cancel) says
-        the server is up, and waiting for its exit would only delay the report."""
-        if self.server is None or _recovering(exc):
+        socket refused or gone) or that the server refused because it is shutting
+        down (class 57P: 57P01 admin_shutdown, 57P03 "the database system is shutting
+        down"); any other server error (a lock not free, a cancel) says the server is
+        up, and waiting for its exit would only delay the report."""
+        if self.server is None:
+            return False
+        # Refused with "the database system is shutting down": the postmaster had not
+        # closed its socket yet (a race with its exit), not a server in recovery.
+        if _recovering(exc) and not _shutting_down(exc):
             return False
         cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
-        if not isinstance(cause, psycopg.OperationalError) or cause.sqlstate is not None:
+        if not isinstance(cause, psycopg.OperationalError):
+            return False
+        if cause.sqlstate is not None and not cause.sqlstate.startswith("57P"):
             return False
         return self.server.exits_within(_STOPPING_SECONDS)
 
