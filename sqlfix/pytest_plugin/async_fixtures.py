@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from sqlfix.pytest_plugin.sqla import seed_factory_boy
+from sqlfix.pytest_plugin.sqla import check_deferred_on_commit, seed_factory_boy
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -153,6 +153,7 @@ def sqlfix_async_session(
         connection = await sqlfix_async_engine.connect()
         await connection.begin()
         session = sa_async.AsyncSession(bind=connection, join_transaction_mode="create_savepoint")
+        check_deferred_on_commit(session.sync_session)
         return connection, session
 
     connection, session = _run_privately(open_session())

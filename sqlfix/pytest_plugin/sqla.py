@@ -45,6 +45,41 @@ def _execute(dbapi_conn: Any, statement: str) -> None:
         cursor.close()
 
 
+def _check_deferred(dbapi_conn: Any) -> None:
+    """What a real COMMIT checks and RELEASE SAVEPOINT does not: deferred constraints.
+
+    Raises the server's error (e.g. psycopg.errors.ForeignKeyViolation); the check runs
+    in a throwaway savepoint, so every constraint keeps the mode it had.
+    """
+    _execute(dbapi_conn, "SAVEPOINT sqlfix_check")
+    try:
+        _execute(dbapi_conn, "SET CONSTRAINTS ALL IMMEDIATE")
+    finally:
+        _execute(dbapi_conn, "ROLLBACK TO SAVEPOINT sqlfix_check; RELEASE SAVEPOINT sqlfix_check")
+
+
+def check_deferred_on_commit(session: Any) -> None:
+    """`session.commit()` of a Session joined with "create_savepoint" checks deferred
+    constraints as the real COMMIT would, raising SQLAlchemy's IntegrityError (a
+    release of its savepoint checks nothing). A nested transaction's commit (a
+    RELEASE in production too) is not checked. `session`: a sync Session (an
+    AsyncSession's `sync_session`)."""
+    sa = _sqlalchemy()
+
+    def _before_commit(session: Any) -> None:
+        if session.in_nested_transaction():
+            return
+        session.flush()  # SQLAlchemy flushes after this event: the rows must be there
+        connection = session.connection()
+        nested = connection.begin_nested()
+        try:
+            connection.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+        finally:
+            nested.rollback()  # back to each constraint's own mode
+
+    sa.event.listen(session, "before_commit", _before_commit)
+
+
 class _SavepointTransactions:
     """The engine's transactions as savepoints nested in whatever the connection is in.
 
@@ -61,9 +96,17 @@ class _SavepointTransactions:
         self.depth += 1
 
     def commit(self, dbapi_conn: Any) -> None:
-        if self.depth:
-            self.depth -= 1
-            _execute(dbapi_conn, f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}")
+        if not self.depth:
+            return
+        self.depth -= 1
+        try:
+            _check_deferred(dbapi_conn)
+        except Exception:
+            # A failed COMMIT ends the transaction: its savepoint's work goes with it.
+            _execute(dbapi_conn, f"ROLLBACK TO SAVEPOINT {_ENGINE_SAVEPOINT}; "
+                     f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}")
+            raise
+        _execute(dbapi_conn, f"RELEASE SAVEPOINT {_ENGINE_SAVEPOINT}")
 
     def rollback(self, dbapi_conn: Any) -> None:
         if not self.depth:
@@ -158,6 +201,7 @@ def sqlfix_sqla_session(
     connection = sqlfix_sqla_engine.connect()
     connection.begin()
     session: Session = orm.Session(bind=connection, join_transaction_mode="create_savepoint")
+    check_deferred_on_commit(session)
     try:
         yield session
     finally:

@@ -199,3 +199,72 @@ def test_3_clean(sqlfix_conn):
     assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
 ''')
     shop.runpytest(*NO_RANDOM, "-p", "no:anyio", "-o", "asyncio_mode=strict").assert_outcomes(passed=3)
+
+
+DEFERRED_SCHEMA = """
+CREATE TABLE parent (id int PRIMARY KEY);
+CREATE TABLE child (id int PRIMARY KEY,
+                    parent_id int REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+"""
+
+
+def test_a_session_commit_checks_deferred_constraints_like_a_real_commit(pytester):
+    """session.commit() releases a savepoint, which checks nothing: a deferred foreign key
+    that production's COMMIT refuses passed silently (sync session, async session, a
+    session the code under test makes from the engine). Nested commits are RELEASE in
+    production too, and stay unchecked."""
+    (pytester.path / "fixtures_sql").mkdir()
+    (pytester.path / "fixtures_sql" / "schema.sql").write_text(DEFERRED_SCHEMA)
+    pytester.makepyprojecttoml(
+        '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+        '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
+    pytester.makepyfile('''
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+ORPHAN = text("INSERT INTO child VALUES (1, 99)")
+
+def count(conn):
+    return conn.execute("SELECT count(*) FROM child").fetchone()[0]
+
+def test_sync_session(sqlfix_sqla_session, sqlfix_conn):
+    sqlfix_sqla_session.execute(ORPHAN)
+    with pytest.raises(IntegrityError, match="child_parent_id_fkey"):
+        sqlfix_sqla_session.commit()
+    sqlfix_sqla_session.rollback()
+    assert count(sqlfix_conn) == 0
+
+def test_engine_session(sqlfix_sqla_engine, sqlfix_conn):
+    with Session(sqlfix_sqla_engine) as session:
+        session.execute(ORPHAN)
+        with pytest.raises(IntegrityError, match="child_parent_id_fkey"):
+            session.commit()
+    assert count(sqlfix_conn) == 0  # a failed COMMIT keeps nothing
+
+def test_nested_commit_is_a_release(sqlfix_sqla_session):
+    with sqlfix_sqla_session.begin_nested():
+        sqlfix_sqla_session.execute(ORPHAN)  # the nested commit does not check
+    sqlfix_sqla_session.execute(text("INSERT INTO parent VALUES (99)"))
+    sqlfix_sqla_session.commit()  # fixed before the real check
+
+def test_deferred_mode_survives_a_good_commit(sqlfix_sqla_session):
+    sqlfix_sqla_session.execute(text("INSERT INTO parent VALUES (1)"))
+    sqlfix_sqla_session.execute(text("INSERT INTO child VALUES (1, 1)"))
+    sqlfix_sqla_session.commit()
+    sqlfix_sqla_session.execute(text("INSERT INTO child VALUES (2, 2)"))  # still deferred
+    sqlfix_sqla_session.execute(text("INSERT INTO parent VALUES (2)"))
+    sqlfix_sqla_session.commit()
+
+@pytest.mark.asyncio
+async def test_async_session(sqlfix_async_session, sqlfix_aconn):
+    await sqlfix_async_session.execute(ORPHAN)
+    with pytest.raises(IntegrityError, match="child_parent_id_fkey"):
+        await sqlfix_async_session.commit()
+    await sqlfix_async_session.rollback()
+    cur = await sqlfix_aconn.execute("SELECT count(*) FROM child")
+    assert (await cur.fetchone())[0] == 0
+''')
+    result = pytester.runpytest(*NO_RANDOM, "-p", "no:anyio")
+    result.assert_outcomes(passed=5)
