@@ -95,9 +95,11 @@ def sqlfix_aconn(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[Asy
     from sqlfix.database.aboundary import AsyncFrontEnd
 
     front = AsyncFrontEnd(sqlfix.conn)
+    sqlfix.async_front_end = _mixing_error(sqlfix, "sqlfix_aconn and sqlfix.conn")
     try:
         yield front.conn
     finally:
+        sqlfix.async_front_end = None
         front.detach()
 
 

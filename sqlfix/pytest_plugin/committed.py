@@ -35,6 +35,7 @@ from sqlfix.database.session import DatabaseSession, damage_note
 from sqlfix.errors import LeakedConnectionWarning, SchemaRebuiltWarning, SqlfixError
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
+from sqlfix.pytest_plugin.own_connections import LAST_COMMITTED_KEY
 from sqlfix.pytest_plugin.plugin import COMMITTED_CONN_KEY
 from sqlfix.pytest_plugin.stop import stop_run
 
@@ -66,16 +67,31 @@ class CommittedSqlfix(Sqlfix):
     def load(self, *names: str) -> tuple[str, ...]:
         __tracebackhide__ = True
         self.refuse_busy()  # before the rollback below could break the running statement
+        # The test's own uncommitted work: a failed load must not take it along.
+        pending = self._boundary.conn.info.transaction_status == TransactionStatus.INTRANS
+        if pending:
+            self._boundary.conn.execute(b"SAVEPOINT sqlfix_committed_load")
         try:
             if self._session._load_timeouts:  # SET LOCAL: until the commit below
-                self.conn.execute(self._session._load_timeouts)
+                self._boundary.conn.execute(self._session._load_timeouts)
             loaded = super().load(*names)
         except BaseException:
-            if not self.conn.closed:
-                self.conn.real_rollback()
+            if not self._boundary.conn.closed:
+                self._undo_load(pending)
             raise
-        self.conn.commit()  # a real commit: the connection is lent out for this test
+        self._boundary.conn.commit()  # a real commit: the connection is lent out for this test
         return loaded
+
+    def _undo_load(self, pending: bool) -> None:
+        """Back to before the load (its SET LOCAL timeouts too), keeping the test's work."""
+        if pending:
+            try:
+                self._boundary.conn.execute(b"ROLLBACK TO SAVEPOINT sqlfix_committed_load; "
+                                  b"RELEASE SAVEPOINT sqlfix_committed_load")
+                return
+            except psycopg.Error:
+                pass  # the connection is gone or the savepoint with it: roll back all
+        self._boundary.conn.real_rollback()
 
 
 def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlfix]:
@@ -112,6 +128,7 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         _take_back(conn, session.settings)
         died = _revive(item, session)
         leaked, warning = _end_leaks(item, session, started)
+        item.config.stash[LAST_COMMITTED_KEY] = item.nodeid  # for a later test's hint
         prepared = _end_prepared(session)
         rebuilt = _restore(item, session, item.config.stash[TRACKER_KEY])
     # After the restore: the next test starts clean either way, also when

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import pytest
 from psycopg.pq import TransactionStatus
 
 from sqlfix.compiler.library import CompiledFixture, LoadPlan, check_id_collisions, label_ids
@@ -45,10 +46,18 @@ class Sqlfix:
         self._boundary = boundary
         self._loaded: list[CompiledFixture] = []
         self.loads: list[LoadRecord] = []
+        # Set by sqlfix_aconn: why `conn` is refused (the sync and async front ends mix).
+        self.async_front_end: str | None = None
 
     @property
     def conn(self) -> SqlfixConnection:
-        """The test's connection (the session's, inside this test's transaction)."""
+        """The test's connection (the session's, inside this test's transaction).
+
+        Fails the test when it holds the async connection (`sqlfix_aconn` and the async
+        SQLAlchemy fixtures): both are front ends on one database connection.
+        """
+        if self.async_front_end is not None:
+            pytest.fail(self.async_front_end, pytrace=False)
         return self._boundary.conn
 
     @property
@@ -82,7 +91,7 @@ class Sqlfix:
         first = boundary.take_first_load()
         # The savepoint that marks "loaded" rides along with the load (one round trip):
         # at the test's start, and after a load() in the test body.
-        protect = first or self.conn._sqlfix_savepoint is not None
+        protect = first or self._boundary.conn._sqlfix_savepoint is not None
         boundary.before_load()
         started = time.perf_counter()
         rows: tuple[int, ...] | None
@@ -97,7 +106,7 @@ class Sqlfix:
         else:
             # At the test's start the role is known (begin() read it): the switch to the
             # fixture role and back rides along too.
-            rows = load(self.conn, LoadPlan(new),
+            rows = load(self._boundary.conn, LoadPlan(new),
                         then=(*then, *(boundary.protect_statements() if protect else ())),
                         role=boundary.role if first else None)
             if new and protect:
@@ -115,7 +124,7 @@ class Sqlfix:
         asyncio task's holds nothing sqlfix's sync calls would wait on.
         """
         __tracebackhide__ = True
-        conn = self.conn
+        conn = self._boundary.conn
         if not conn.closed and conn.pgconn.transaction_status == TransactionStatus.ACTIVE:
             raise SqlfixError(BUSY_LOAD)
 

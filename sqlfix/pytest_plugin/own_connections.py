@@ -211,6 +211,15 @@ def _parts(new: list[_Other], earlier: list[_Other], closed: int) -> list[str]:
 
 
 _HINTED_KEY = pytest.StashKey[bool]()
+# The last committed test of the run (set at its tear-down): its threads or processes
+# can go on writing after it ended, where sqlfix no longer looks.
+LAST_COMMITTED_KEY = pytest.StashKey[str]()
+LATE_WRITER = (
+    " A committed test ran earlier in this run (the last one: {nodeid}): a thread or "
+    "process it started and did not wait for can still write after that test ended, "
+    "where sqlfix no longer looks, and its rows land in later tests. Join threads and "
+    "wait for processes before a committed test ends."
+)
 
 
 def add_hint(item: pytest.Item, report: pytest.TestReport, session: DatabaseSession | None) -> None:
@@ -219,6 +228,9 @@ def add_hint(item: pytest.Item, report: pytest.TestReport, session: DatabaseSess
     if session is None or item.stash.get(_HINTED_KEY, False):
         return
     hint = second_connection_hint(item, session)
+    last = item.config.stash.get(LAST_COMMITTED_KEY, None)
+    if hint and last is not None and last != item.nodeid:
+        hint += LATE_WRITER.format(nodeid=last)
     if hint:
         item.stash[_HINTED_KEY] = True
         report.sections.append(("sqlfix: other connections", hint))

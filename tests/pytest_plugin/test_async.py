@@ -597,6 +597,51 @@ def test_sync_alone(request, sqlfix_conn):
         "*requests sqlfix_conn and sqlfix_aconn*the test's database connection, not both*"])
 
 
+def test_the_handles_sync_connection_is_refused_next_to_the_async_one(shop):
+    """`sqlfix.conn` next to `sqlfix_aconn` went around the refusal: the two interleaved
+    on one socket and the report blamed a close() nobody called. The handle's loads and
+    ids still work in an async test, committed or not."""
+    shop.makepyfile(
+        '''
+import asyncio
+import pytest
+from sqlfix import uses
+
+@pytest.mark.asyncio
+@uses("users.sql")
+async def test_interleave(sqlfix, sqlfix_aconn):
+    async def slow():
+        cur = await sqlfix_aconn.execute("SELECT pg_sleep(0.3)")
+        return await cur.fetchone()
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(0.05)
+    try:
+        sqlfix.conn.execute("SELECT 'sync'")
+    finally:
+        await task
+
+@pytest.mark.asyncio
+@uses("users.sql")
+async def test_handle_still_loads(sqlfix, sqlfix_aconn):
+    assert sqlfix.load("products.sql") == ("products.sql",)
+    cur = await sqlfix_aconn.execute("SELECT count(*) FROM products")
+    assert (await cur.fetchone())[0] > 0
+
+@pytest.mark.asyncio
+@uses("users.sql", commit=True)
+async def test_committed_handle_still_loads(sqlfix, sqlfix_aconn):
+    assert sqlfix.load("products.sql") == ("products.sql",)
+'''
+    )
+    result = shop.runpytest(*STRICT)
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*test_interleave*",
+        "*this test requests sqlfix_aconn and sqlfix.conn*the test's transaction, not both*"])
+    assert "called close()" not in out and "another command is already in progress" not in out
+
+
 def test_a_thread_left_running_statements_on_sqlfix_conn(shop):
     # The thread holds the connection's lock while it talks to the server; tear-down
     # must neither share the socket with it (a hang) nor free the connection under it.

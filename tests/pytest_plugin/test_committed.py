@@ -167,6 +167,78 @@ def test_5_engine_refused(sqlfix_sqla_engine):
     result.stdout.fnmatch_lines(["*sqlfix_sqla_engine is built on sqlfix's own connection*sqlfix_dsn*"])
 
 
+def test_a_failed_load_mid_test_keeps_the_tests_own_uncommitted_work(pytester):
+    """In the committed mode a failing sqlfix.load() rolled back the whole transaction,
+    the test's own uncommitted rows with it, while the error said only the load's rows
+    were dropped. As in the rollback mode, only the load is undone (its timeouts too)."""
+    fixtures = pytester.mkdir("fixtures_sql")
+    (fixtures / "schema.sql").write_text(LOOKUP_SCHEMA)
+    (fixtures / "notes.sql").write_text("INSERT INTO notes (body) VALUES ('loaded');\n")
+    (fixtures / "broken.sql").write_text(
+        "INSERT INTO notes (body) VALUES ('from the load');\n"
+        "INSERT INTO cities (id, country, name) VALUES (1, 'xx', 'Nowhere');\n")
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+                               '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
+    pytester.makepyfile('''
+import pytest
+from sqlfix import uses
+from sqlfix.errors import SqlfixError
+
+def bodies(conn):
+    return [r[0] for r in conn.execute("SELECT body FROM notes ORDER BY id")]
+
+@uses(commit=True)
+def test_1_pending_work_survives(sqlfix_conn, sqlfix):
+    sqlfix_conn.execute("INSERT INTO notes (body) VALUES ('pending')")
+    with pytest.raises(SqlfixError, match="broken.sql:2"):
+        sqlfix.load("broken.sql")
+    assert bodies(sqlfix_conn) == ["pending"]
+    assert sqlfix_conn.execute("SHOW lock_timeout").fetchone() != ("5s",)  # not the load's
+    sqlfix.load("notes.sql")  # commits the pending row with it, as documented
+    assert bodies(sqlfix_conn) == ["pending", "loaded"]
+
+@uses(commit=True)
+def test_2_nothing_pending(sqlfix_conn, sqlfix):
+    with pytest.raises(SqlfixError):
+        sqlfix.load("broken.sql")
+    assert bodies(sqlfix_conn) == []
+
+def test_3_baseline(sqlfix_conn):
+    assert bodies(sqlfix_conn) == []
+''')
+    result = pytester.runpytest(*NO_RANDOM, "-p", "no:anyio")
+    result.assert_outcomes(passed=3)
+
+
+def test_a_late_writer_of_a_committed_test_is_named_in_the_next_failures_hint(shop):
+    """A committed test's thread that connects after sqlfix's last look writes into the
+    next test; that test's hint blamed its own code under test only."""
+    shop.makepyfile('''
+import threading, time
+import psycopg
+from sqlfix import uses
+
+@uses("users.sql", commit=True)
+def test_1_fire_and_forget(sqlfix_dsn):
+    def audit():
+        time.sleep(0.5)
+        with psycopg.connect(sqlfix_dsn) as c:
+            c.execute("INSERT INTO products (sku, name, price_cents) VALUES ('late', 'L', 1)")
+    threading.Thread(target=audit).start()
+
+def test_2_innocent(sqlfix_conn):
+    time.sleep(1.5)
+    assert sqlfix_conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+''')
+    result = shop.runpytest(*NO_RANDOM, "-p", "no:anyio")
+    result.assert_outcomes(passed=1, failed=1)
+    text = " ".join(result.stdout.str().split())
+    assert "were opened and closed during this test" in text, text
+    assert ("A committed test ran earlier in this run (the last one: "
+            "test_a_late_writer_of_a_committed_test_is_named_in_the_next_failures_hint.py"
+            "::test_1_fire_and_forget)") in text, text
+
+
 def test_connections_left_open_are_ended_named_and_the_next_test_sees_the_baseline(shop):
     shop.makepyfile('''
 import threading
