@@ -48,6 +48,18 @@ def pytester(pytester: pytest.Pytester, initdb_cluster: Path | None,
     # the inner runs' output is the same on a developer's machine and in CI.
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("BUILD_NUMBER", raising=False)
+    # An inner run with pytest-xdist in a subprocess of its own: in-process, execnet's
+    # threads import modules while the main thread's assertion rewriting parses others,
+    # and CPython 3.11 before 3.11.9 then fails ast.parse with "AST constructor recursion
+    # depth mismatch" (cpython gh-106905, a process-wide counter), an INTERNALERROR.
+    inprocess = pytester.runpytest
+
+    def runpytest(*args: str | os.PathLike[str], **kwargs: object) -> pytest.RunResult:
+        if "-n" in args:
+            return pytester.runpytest_subprocess(*args, **kwargs)  # type: ignore[arg-type]
+        return inprocess(*args, **kwargs)
+
+    monkeypatch.setattr(pytester, "runpytest", runpytest)
     if initdb_cluster is None:
         return pytester
     cache = pytester.path / ".cache" / "sqlfix"
