@@ -13,6 +13,11 @@ import psycopg
 import pytest
 from helpers import EXAMPLE_FIXTURES
 
+# Imported once too: hypothesis's pytest plugin imports it at each inner run's terminal
+# summary, and that import's assertion rewriting raced a thread of the inner run under
+# CPython 3.11.7 ("AST constructor recursion depth mismatch", gh-106905, see below).
+import hypothesis  # noqa: F401, E402  # isort: skip
+
 
 @pytest.fixture(scope="session")
 def initdb_cluster() -> Path | None:

@@ -24,8 +24,12 @@ from psycopg import pq, sql
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 
+from sqlfix.compiler.library import CompiledFixture, label_ids
+from sqlfix.database.pipeline import Capture
+
 SAVEPOINT = "sqlfix_test"
 _MARKERS = itertools.count(1)
+_ADVANCES_KEPT = 1024  # learnt advances a baseline keeps (one per load plan)
 # A failed real COMMIT reports a deferred-constraint violation; RELEASE SAVEPOINT
 # does not check them. Checking inside a throwaway savepoint leaves every
 # constraint in the mode it had.
@@ -180,6 +184,8 @@ class Boundary:
         *,
         reset_session: bool = True,
         load_timeouts: bytes = b"",
+        advances: dict[Any, str] | None = None,
+        advance_pairs: bytes = b"",
     ) -> None:
         self.conn = conn
         self.xid: str | None = None
@@ -195,6 +201,8 @@ class Boundary:
         self.escaped_at_end = False  # the transaction was not ours, found only by end()
         self._reset_query = reset_query  # puts sequences back; see baseline.reset_sequences
         self._advance_query = advance_query  # see baseline.advance_query
+        self._advances = advances  # see first_advance
+        self._advance_pairs = advance_pairs
         self._reset_session = reset_session
         # SET LOCAL of the fixture-load timeouts; the connection's own defaults are the test's
         self._load_timeouts = load_timeouts
@@ -220,6 +228,37 @@ class Boundary:
         ids = sql.Literal(sorted(set(label_ids))).as_string(self.conn)
         # The query's one parameter is in its fixed first line, before any name.
         return self._advance_query.decode().replace("%s", ids, 1)
+
+    def first_advance(self, fixtures: Sequence[CompiledFixture]) -> str:
+        """`advance_statement` for the test's first load, of `fixtures` (its whole plan).
+
+        At a test's first load the database holds the baseline's rows and sequence
+        positions (the sequences are reset after every test) plus what the plan
+        loads, so the advance moves the same sequences to the same values every
+        time the plan is loaded: the first time, the statement learns them (into
+        the baseline's `advances`); later tests send those setval()s, or nothing.
+        The live statement scans each fed column and its planning alone cost ~1 ms a
+        test. Without a sequence reset, positions carry over from test to test and
+        every load runs the live statement. A new baseline (a rebuild) starts empty.
+        """
+        ids = label_ids(fixtures)
+        advances = self._advances
+        if advances is None or not self._advance_pairs or not self._reset_query:
+            return self.advance_statement(ids)
+        key = tuple((f.name, f.rendered.sql) for f in fixtures)
+        known = advances.get(key)
+        if known is not None:
+            return known
+        if len(advances) >= _ADVANCES_KEPT:
+            advances.clear()  # files edited over a long session: start again
+
+        def learn(moved: list[tuple[Any, ...]]) -> None:
+            advances[key] = sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+                sql.SQL("setval({}::regclass, {})").format(sql.Literal(name), sql.Literal(value))
+                for name, value in moved)).as_string(None) if moved else ""
+
+        literal = sql.Literal(sorted(ids)).as_string(self.conn)
+        return Capture(self._advance_pairs.decode().replace("%s", literal, 1), learn)
 
     def begin(self) -> None:
         """Open the test's transaction; one round trip.

@@ -51,6 +51,8 @@ from sqlfix.database.boundary import (
     mark_query,
 )
 from sqlfix.database.loader import load, load_layers
+from sqlfix.database.pipeline import rows as result_rows
+from sqlfix.database.pipeline import run_all
 
 # The session state a test can leave outside the transaction (see boundary.SESSION_RESET):
 # the rest of DISCARD ALL is undone by the rollback to the layer's savepoint itself.
@@ -242,12 +244,12 @@ class LayeredBoundary(Boundary):
         return rest.fixtures, done.rows
 
     def _marked(self, mark: str, *statements: str) -> None:
-        """`mark` (a `mark_query`, or "") and `statements` in one simple query."""
-        cursor = self.conn.cursor(row_factory=tuple_row).execute(
-            "; ".join(s for s in (mark, *statements) if s).encode())
-        if mark:  # the first statement's rows are the current ones
-            row = cursor.fetchone()
-            self.take_mark(*(row[:3] if row is not None else (None, None, None)))
+        """`mark` (a `mark_query`, or "") and `statements`, in one round trip."""
+        texts = [s for s in (mark, *statements) if s]
+        results = run_all(self.conn, texts)
+        if mark:
+            found = result_rows(self.conn, results[0])
+            self.take_mark(*(found[0][:3] if found else (None, None, None)))
 
     def end(self, keep: Sequence[str] | None = None) -> None:
         """Roll back the test; keep the layers `keep` (the next test's load order) shares.

@@ -21,12 +21,14 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg.pq.abc import PGresult
 
 from sqlfix.compiler.guard import Statement
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database import fixture_role
 from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK, SqlfixConnection
 from sqlfix.database.copy_load import load_with_copies
+from sqlfix.database.pipeline import StatementFailed, deliver, rows, run_all, run_each, written
 from sqlfix.errors import Finding, LoadError
 
 
@@ -92,48 +94,34 @@ def _load_plan(
     if any(f.copies for f in plan):
         # COPY cannot run inside a pipeline: these plans go stretch by stretch. Checked
         # first: a fixture of COPY blocks alone has no statements outside them.
-        if before:
-            conn.execute("; ".join(before).encode())
-        rows = load_with_copies(conn, plan, _READ_AS_GUARDED)
-        if after:
-            conn.execute("; ".join(after).encode())
-        return rows
+        run_all(conn, before)
+        loaded = load_with_copies(conn, plan, _READ_AS_GUARDED)
+        run_all(conn, after)
+        return loaded
     statements = [(f, s) for f in plan for s in f.statements]
-    cursors: list[psycopg.Cursor[Any]] = []
-    savepoint: psycopg.Cursor[Any] | None = None
+    head = [*before, f"SAVEPOINT {_SAVEPOINT}", *_READ_AS_GUARDED]
+    tail = [*CHECK_DEFERRED, f"RELEASE SAVEPOINT {_SAVEPOINT}", *after]
+    # The guard read the text as PostgreSQL reads it by default; a test may have
+    # changed how the server reads strings on this session since: _READ_AS_GUARDED
+    # puts that back inside the load's savepoint.
+    texts = [t.encode() for t in head] + [s.text.encode() for _, s in statements]
     try:
-        with conn.pipeline():
-            for text in before:
-                send_one(conn, text)
-            savepoint = send_one(conn, f"SAVEPOINT {_SAVEPOINT}")
-            # The guard read the text as PostgreSQL reads it by default; a test may have
-            # changed how the server reads strings on this session since: put it back.
-            for setting in _READ_AS_GUARDED:
-                send_one(conn, setting)
-            for _, statement in statements:
-                cursors.append(send_one(conn, statement.text))
-            for check in CHECK_DEFERRED:
-                send_one(conn, check)
-            send_one(conn, f"RELEASE SAVEPOINT {_SAVEPOINT}")
-            for text in after:
-                send_one(conn, text)
-    except psycopg.Error as exc:
-        if savepoint is None or savepoint.pgresult is None:
-            raise  # the transaction was unusable before the load: not the fixtures' fault
-        error = _pipeline_error(conn, plan, statements, cursors, exc, _SAVEPOINT,
-                                _READ_AS_GUARDED)
+        results = run_each(conn, texts + [t.encode() for t in tail])
+    except StatementFailed as failed:
+        if failed.index < len(before) + 1:
+            # the transaction was unusable before the load: not the fixtures' fault
+            raise failed.error from None
+        error = _pipeline_error(conn, plan, statements, failed.index - len(head),
+                                failed.error, _SAVEPOINT, _READ_AS_GUARDED)
         conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
-        raise error from exc
-    return _rows_per_fixture(plan, cursors)
+        raise error from failed.error
+    deliver(conn, tail, results[len(texts):])
+    return _rows_per_fixture(plan, results[len(head):len(texts)])
 
 
-_WRITES = ("INSERT", "UPDATE", "MERGE", "COPY")
-
-
-def _rows_per_fixture(plan: LoadPlan, cursors: list[psycopg.Cursor[Any]]) -> tuple[int, ...]:
-    """Rows written per fixture, from each statement's own cursor (one per statement)."""
-    counts = iter(
-        c.rowcount if (c.statusmessage or "").startswith(_WRITES) else 0 for c in cursors)
+def _rows_per_fixture(plan: LoadPlan, results: Sequence[PGresult]) -> tuple[int, ...]:
+    """Rows written per fixture, from each statement's own result (one per statement)."""
+    counts = iter(written(r) for r in results)
     return tuple(sum(next(counts) for _ in f.statements) for f in plan)
 
 
@@ -204,20 +192,18 @@ def _load_error(
 
 def _pipeline_error(
     conn: psycopg.Connection[Any], plan: LoadPlan,
-    statements: Sequence[tuple[CompiledFixture, Statement]],
-    cursors: Sequence[psycopg.Cursor[Any]], exc: psycopg.Error, savepoint: str,
-    setup: Sequence[str],
+    statements: Sequence[tuple[CompiledFixture, Statement]], failed: int,
+    exc: psycopg.Error, savepoint: str, setup: Sequence[str],
 ) -> LoadError:
     """After a failed pipeline: back to `savepoint`, and the LoadError naming the culprit.
 
-    The statement whose cursor got no result is the one that failed (the server
-    skips the rest of a pipeline after an error); when every statement ran (a
-    deferred constraint, a check at the end), the plan is run again piece by piece
-    from `savepoint` (with `setup` first) to find it. The caller rolls back again.
+    `failed`: the index in `statements` of the message that failed (the server
+    skips the rest of a pipeline after an error); outside them (a deferred
+    constraint, a check at the end), the plan is run again piece by piece from
+    `savepoint` (with `setup` first) to find the culprit. The caller rolls back again.
     """
     conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}".encode())
-    failed = next((i for i, c in enumerate(cursors) if c.pgresult is None), None)
-    if failed is not None:
+    if 0 <= failed < len(statements):
         fixture, statement = statements[failed]
         return _load_error(conn, fixture, statement.offset, statement.text, exc)
     return _locate_failure(conn, plan, savepoint, setup) or _unplaced(conn, plan, exc)
@@ -251,10 +237,9 @@ def load(
     switch = fixture_role.switch(conn, role) if role is not None else None
     if switch is None:
         with fixture_role.acting_as(conn):
-            rows = _load_plan(conn, plan)
-        if then:
-            conn.execute("; ".join(then).encode())
-        return rows
+            loaded = _load_plan(conn, plan)
+        run_all(conn, then)
+        return loaded
     enter, leave = switch
     try:
         return _load_plan(conn, plan, enter, (*leave, *then))
@@ -311,34 +296,31 @@ def load_layers(
     enter, leave = fixture_role.switch(conn, role)
     per_file = (*enter, *_READ_AS_GUARDED)
     statements = [(f, s) for f in plan for s in f.statements]
-    cursors: list[psycopg.Cursor[Any]] = []
-    reads: list[psycopg.Cursor[Any] | None] = []
-    ready: psycopg.Cursor[Any] | None = None
+    texts: list[str] = [*before, mark or "SELECT 1"]  # the last: every `before` succeeded
+    ready = len(texts) - 1
+    at: dict[int, int] = {}  # index in texts -> index in statements
+    reads: list[int | None] = []  # per fixture: the index of its positions read
+    for fixture, savepoint in zip(plan, savepoints, strict=True):
+        texts.extend(per_file)
+        for statement in fixture.statements:
+            at[len(texts)] = len(at)
+            texts.append(statement.text)
+        texts.extend((*leave, f"SAVEPOINT {savepoint}"))
+        reads.append(len(texts) if positions else None)
+        if positions:
+            texts.append(positions.decode())
+    texts.extend((*CHECK_DEFERRED, *after))
     try:
-        with conn.pipeline():
-            for text in before:
-                send_one(conn, text)
-            # every `before` statement succeeded (and the hint's mark, if asked for)
-            ready = send_one(conn, mark or "SELECT 1")
-            for fixture, savepoint in zip(plan, savepoints, strict=True):
-                for text in per_file:
-                    send_one(conn, text)
-                for statement in fixture.statements:
-                    cursors.append(send_one(conn, statement.text))
-                for text in (*leave, f"SAVEPOINT {savepoint}"):
-                    send_one(conn, text)
-                reads.append(send_one(conn, positions.decode()) if positions else None)
-            for check in CHECK_DEFERRED:
-                send_one(conn, check)
-            for text in after:
-                send_one(conn, text)
-    except psycopg.Error as exc:
-        if ready is None or ready.pgresult is None:
-            raise  # the transaction was unusable before the load: not the fixtures' fault
-        error = _pipeline_error(conn, plan, statements, cursors, exc, base, per_file)
+        results = run_each(conn, [t.encode() for t in texts])
+    except StatementFailed as failed:
+        if failed.index <= ready:
+            raise failed.error from None  # the transaction was unusable before the load
+        error = _pipeline_error(conn, plan, statements, at.get(failed.index, -1),
+                                failed.error, base, per_file)
         conn.execute(f"ROLLBACK TO SAVEPOINT {base}".encode())
-        raise error from exc
-    rows = _rows_per_fixture(plan, cursors)
-    found = tuple(r.fetchall() if r is not None else [] for r in reads)
-    marked = ready.fetchone() if mark else None
-    return LayeredLoad(rows, found, marked[:3] if marked is not None else None)
+        raise error from failed.error
+    deliver(conn, texts, results)
+    written_rows = _rows_per_fixture(plan, [results[i] for i in sorted(at)])
+    found = tuple(rows(conn, results[i]) if i is not None else [] for i in reads)
+    marked = rows(conn, results[ready])[0] if mark else None
+    return LayeredLoad(written_rows, found, marked[:3] if marked is not None else None)

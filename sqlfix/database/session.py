@@ -354,7 +354,7 @@ class DatabaseSession:
         advance = self.baseline.advance_query if self.baseline is not None else b""
         return Boundary(self.connection(), self._sequence_reset(wanted), advance,
                         reset_session=self.settings.reset_session,
-                        load_timeouts=self._load_timeouts)
+                        load_timeouts=self._load_timeouts, **self._advances())
 
     def begin(self, reset_sequences: bool | None = None, layered: bool = False) -> Boundary:
         """A boundary, begun; if the connection or the server died since, recover first.
@@ -386,7 +386,13 @@ class DatabaseSession:
         advance = self.baseline.advance_query if self.baseline is not None else b""
         return LayeredBoundary(self.layers, conn, self._sequence_reset(wanted),
                                advance_query=advance, reset_session=self.settings.reset_session,
-                               load_timeouts=self._load_timeouts)
+                               load_timeouts=self._load_timeouts, **self._advances())
+
+    def _advances(self) -> dict[str, Any]:
+        """The learnt advances of the current baseline (see Boundary.first_advance)."""
+        if self.baseline is None:
+            return {}
+        return {"advances": self.baseline.advances, "advance_pairs": self.baseline.advance_pairs}
 
     def end_layers(self) -> None:
         """End the layer stack's transaction, if one is open; sequences and session reset."""

@@ -98,7 +98,12 @@ class Sqlfix:
         # Sequences past the fixtures' explicit ids, in the same round trip. The whole
         # plan's ids: with layers, the previous test's end put the sequences back to
         # where its layers were taken (before any advance).
-        advance = boundary.advance_statement(label_ids(new)) if new else ""
+        if not new:
+            advance = ""
+        elif first:
+            advance = boundary.first_advance(new)  # learnt once per plan
+        else:
+            advance = boundary.advance_statement(label_ids(new))
         then = (advance,) if advance else ()
         sent = new  # what this call loads; with layers, what the previous test left is not
         if first and isinstance(boundary, LayeredBoundary):
