@@ -29,14 +29,22 @@ stands in for them.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
+
+from sqlfix import __version__
 
 _SKIPPED = ("pg_statistic", "pg_statistic_ext_data")  # ANALYZE writes them
 # Fields rewritten by TRUNCATE, VACUUM, ANALYZE, CLUSTER (relfilenode...), and the
@@ -124,9 +132,17 @@ class Watch:
     figures: tuple[str, ...] = ()
 
     @classmethod
-    def take(cls, conn: psycopg.Connection[Any], shared: bool) -> Watch:
+    def take(cls, conn: psycopg.Connection[Any], shared: bool, cache: Path | None = None) -> Watch:
         """The baseline: every readable catalog, its digest and figures; `shared` watches the
-        shared catalogs too (a server of sqlfix's own). Rolled back."""
+        shared catalogs too (a server of sqlfix's own). Rolled back.
+
+        `cache`: a JSON file that keeps the digests of the last catalogs seen, keyed by
+        their fingerprint (per catalog its row count and the sum of its rows' xmin: any
+        committed change of a catalog adds a transaction id never used before). The
+        embedded server's saved schema cluster starts every session with the same
+        catalogs; the fingerprint costs ~20 ms where the digests (every catalog row as
+        text, hashed) cost ~130 ms. A damaged or foreign file is computed anew.
+        """
         cur = conn.cursor(row_factory=tuple_row)
         try:
             names = [r[0] for r in cur.execute(
@@ -142,8 +158,29 @@ class Watch:
             f"SELECT ARRAY[{_figures(names, shared, _NEW_ROWS)}]".encode(),
             {name: _digest_query(name, columns.get(name, [])) for name in names},
             not shared)
-        watch = replace(watch, digests=watch._digests(conn, names))
+        key = watch._fingerprint(conn) if cache is not None else ""
+        digests = _cached_digests(cache, key) if cache is not None else None
+        if digests is None:
+            digests = watch._digests(conn, names)
+            if cache is not None:
+                _keep_digests(cache, key, digests)
+        watch = replace(watch, digests=digests)
         return watch.mark(conn)
+
+    def _fingerprint(self, conn: psycopg.Connection[Any]) -> str:
+        """A key for the catalogs' contents: their names and digest queries (the server's
+        catalog columns, sqlfix's version), each one's rows and their xmins. Rolled back."""
+        query = sql.SQL("SELECT ARRAY[{}]::text").format(sql.SQL(", ").join(
+            sql.SQL("(SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0) "
+                    "FROM pg_catalog.{}{})").format(sql.Identifier(name), _where(name))
+            for name in self.catalogs))
+        try:
+            row = conn.execute(query).fetchone()
+        finally:
+            conn.rollback()
+        parts = [__version__, *self.catalogs, *(self.queries[n].decode() for n in self.catalogs),
+                 str(row[0] if row else "")]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
     def mark(self, conn: psycopg.Connection[Any]) -> Watch:
         """The same baseline, with the catalogs' figures as they are now. Rolled back."""
@@ -203,6 +240,30 @@ class Watch:
             return {str(n): str(d) for n, d in cur.execute(query).fetchall()}
         finally:
             conn.rollback()
+
+
+def _cached_digests(cache: Path, key: str) -> dict[str, str] | None:
+    try:
+        kept = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("key") != key:
+        return None
+    digests = kept.get("digests")
+    if not isinstance(digests, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
+        return None
+    return digests
+
+
+def _keep_digests(cache: Path, key: str, digests: dict[str, str]) -> None:
+    """Written whole and renamed into place: a concurrent reader sees the old or the new."""
+    with contextlib.suppress(OSError):  # a cache: without it, the next start computes them
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{cache.name}-", dir=cache.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"key": key, "digests": digests}, out)
+        os.replace(temporary, cache)
 
 
 def describe(catalogs: list[str]) -> list[str]:

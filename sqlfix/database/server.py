@@ -172,7 +172,7 @@ class EmbeddedServer:
         runtime = _Runtime(ident, options.port)
         try:
             try:
-                shutil.copytree(template, runtime.data, symlinks=True)
+                _copy_cluster(template, runtime.data, ident)
                 with contextlib.suppress(OSError):
                     os.utime(template)  # recently used: pruned last (see _prune)
             except OSError:
@@ -181,8 +181,7 @@ class EmbeddedServer:
                 # pruned or replaced while we copied: build the schema again
                 shutil.rmtree(runtime.data, ignore_errors=True)
                 template = _cached_cluster(runnable, original, root, ident, options.locale)
-                shutil.copytree(template, runtime.data, symlinks=True)
-            ident.chown_tree(runtime.data)
+                _copy_cluster(template, runtime.data, ident)
             runtime.launch(runnable, options.postgres_settings(_PORT))
             runtime.wait_ready(DBNAME)
         except BaseException:
@@ -523,6 +522,29 @@ def _locale_hint(locale: str, stderr: str) -> str:
             "pick one that `locale -a` lists (e.g. \"C.UTF-8\"), or remove the key")  # fmt: skip
 
 
+def _copy_cluster(template: Path, data: Path, ident: _Identity) -> None:
+    """Copy a cached cluster to `data`, owned by the server's user; raises OSError.
+
+    With `cp -a` and `chown -R` where they exist: ~1,300 files, 0.16 s and 0.03 s
+    against 0.24 s and 0.10 s through shutil and os.chown file by file (2 cores).
+    """
+    cp, chown = shutil.which("cp"), shutil.which("chown")
+    if cp is None or (ident.ids is not None and chown is None):
+        shutil.copytree(template, data, symlinks=True)
+        ident.chown_tree(data)
+        return
+    _run([cp, "-a", "--", str(template), str(data)])
+    if ident.ids is not None and chown is not None:
+        _run([chown, "-R", "-h", f"{ident.ids[0]}:{ident.ids[1]}", "--", str(data)])
+
+
+def _run(command: list[str]) -> None:
+    """Run a file-copying command; its failure as the OSError shutil would raise."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OSError(f"`{' '.join(command)}` failed: {done.stderr.strip()}")
+
+
 def _publish(source: Path, final: Path, replace: bool = False) -> None:
     """Copy `source` to `final` atomically: the first of racing processes wins.
 
@@ -555,3 +577,5 @@ def _prune(kept: Path) -> None:
     others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in others[_KEEP_SCHEMAS - 1:]:
         shutil.rmtree(stale, ignore_errors=True)
+        # the catalog digests kept beside it (see catalog_watch.Watch.take)
+        stale.with_name(stale.name + ".watch.json").unlink(missing_ok=True)

@@ -215,7 +215,10 @@ class DatabaseSession:
         self.copies_print = self._copies(conn)
         self.schema_print = catalog.take_schema(conn, self.server is not None)
         self.settings_print = catalog.take_settings(conn)
-        self.watch = catalog_watch.Watch.take(conn, shared=self.server is not None)
+        schema_dir = self.server.schema_dir if self.server is not None else None
+        self.watch = catalog_watch.Watch.take(
+            conn, shared=self.server is not None,
+            cache=schema_dir.with_name(schema_dir.name + ".watch.json") if schema_dir else None)
 
     @staticmethod
     def _durable(conn: SqlfixConnection) -> None:

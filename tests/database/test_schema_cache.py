@@ -137,3 +137,48 @@ def test_a_rebuild_from_the_saved_schema_runs_a_schema_that_creates_roles(projec
         check.rollback()
     finally:
         s.stop()
+
+
+def test_later_sessions_take_the_catalog_digests_from_beside_the_saved_schema(project, monkeypatch):
+    from sqlfix.database import catalog_watch
+
+    computed: list[int] = []
+    real = catalog_watch.Watch._digests
+
+    def counting(self, conn, names):
+        computed.append(len(names))
+        return real(self, conn, names)
+
+    monkeypatch.setattr(catalog_watch.Watch, "_digests", counting)
+    digests = []
+    for _ in range(3):
+        s = session(project)
+        try:
+            assert s.watch is not None
+            digests.append(s.watch.digests)
+        finally:
+            s.stop()
+    # the first session computes them, on the cluster it saved: the later ones start from
+    # a copy of it and see the same catalogs, to the transaction ids
+    assert len(computed) == 1 and computed[0] > 10
+    assert digests[0] == digests[1] == digests[2]
+
+
+def test_digests_kept_for_other_catalogs_are_not_taken(fresh_dsn: str, tmp_path: Path) -> None:
+    from sqlfix.database import catalog_watch
+    from sqlfix.database.schema import connect
+
+    cache = tmp_path / "x.watch.json"
+    conn = connect(fresh_dsn)
+    try:
+        first = catalog_watch.Watch.take(conn, shared=False, cache=cache)
+        assert first.digests == catalog_watch.Watch.take(conn, shared=False, cache=cache).digests
+        with psycopg.connect(fresh_dsn, autocommit=True) as other:
+            other.execute("CREATE TABLE another (id int)")
+        second = catalog_watch.Watch.take(conn, shared=False, cache=cache)
+        assert second.digests["pg_class"] != first.digests["pg_class"]
+        assert second.digests == catalog_watch.Watch.take(conn, shared=False).digests
+        cache.write_text("{not json")  # damaged: computed anew
+        assert catalog_watch.Watch.take(conn, shared=False, cache=cache).digests == second.digests
+    finally:
+        conn.close()
