@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from sqlfix.config_keys import INI_PREFIX, OPTION_KEYS
+
 if TYPE_CHECKING:
     from sqlfix.pytest_plugin.handle import Sqlfix
 
@@ -26,14 +28,80 @@ _TESTS_SHOWN = 5
 
 
 def replay_command(item: pytest.Item, seed: int) -> str:
-    """`pytest 'path::test' --sqlfix-seed=N`, runnable from where pytest was started."""
+    """`pytest 'path::test' --sqlfix-seed=N [options]`, runnable from where pytest was started.
+
+    With the run's options that change what the test's database holds (see
+    `replay_options`): without them the command would replay another run.
+    """
     path_part, sep, rest = item.nodeid.partition("::")
     target = Path(item.config.rootpath, path_part)
     try:
         shown = os.path.relpath(target, item.config.invocation_params.dir)
     except ValueError:  # another drive on Windows
         shown = str(target)
-    return f"pytest {shlex.quote(shown + sep + rest)} --sqlfix-seed={seed}"
+    options = " ".join(shlex.quote(o) for o in replay_options(item.config))
+    return (f"pytest {shlex.quote(shown + sep + rest)} --sqlfix-seed={seed}"
+            + (f" {options}" if options else ""))
+
+
+def replay_options(config: pytest.Config) -> list[str]:
+    """The command line's options that decide the test's data and boundary, as
+    `--option=value`: sqlfix's own (the seed aside), `-o sqlfix_*=...` overrides and
+    the configuration file (`-c`). A DSN's password is left out (libpq finds it in
+    PGPASSWORD or ~/.pgpass): the command is printed in reports and CI logs.
+    """
+    found: list[str] = []
+    dsn = config.getoption("sqlfix_dsn", None)
+    if dsn:
+        found.append(f"--sqlfix-dsn={_without_password(dsn)}")
+    fixtures = config.getoption("sqlfix_fixtures", None)
+    if fixtures is not None:
+        found.append(f"--sqlfix-fixtures={fixtures}")
+    for key, flag in OPTION_KEYS.items():
+        value = config.getoption(f"sqlfix_{key}", None)
+        if value is True:
+            found.append(flag)
+        elif value is not None:
+            found.append(f"{flag}={value}")
+    return found + _given(list(config.invocation_params.args))
+
+
+def _given(args: list[str]) -> list[str]:
+    """`-o sqlfix_*=...` and `-c FILE` among `args`, in any of argparse's spellings."""
+    found: list[str] = []
+    pairs = iter(enumerate(args))
+    for i, arg in pairs:
+        for short, long, keep in (("-o", "--override-ini", _ours), ("-c", "--config-file", None)):
+            value = None
+            if arg in (short, long) and i + 1 < len(args):
+                value = args[i + 1]
+                next(pairs, None)
+            elif arg.startswith(long + "="):
+                value = arg[len(long) + 1:]
+            elif arg.startswith(short) and len(arg) > 2 and not arg.startswith("--"):
+                value = arg[2:]
+            if value is not None:
+                if keep is None or keep(value):
+                    found.append(f"{long}={value}")
+                break
+    return found
+
+
+def _ours(override: str) -> bool:
+    return override.startswith(INI_PREFIX)
+
+
+def _without_password(dsn: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001  # the run already said what is wrong with it
+        return dsn
+    if "password" not in params:
+        return dsn
+    params.pop("password")
+    return make_conninfo(**params)  # type: ignore[arg-type]
 
 
 def failure_section(item: pytest.Item, seed: int, handle: Sqlfix | None, where: str) -> str:
@@ -66,7 +134,8 @@ class _File:
     rows: set[int] = field(default_factory=set)
 
 
-@dataclass
+# eq=False keeps it hashable: pytest before 9.1 keeps plugin objects in a set.
+@dataclass(eq=False)
 class LoadReport:
     """`--sqlfix-report`: the loads of the run, per fixture file, printed at the end."""
 

@@ -134,6 +134,35 @@ def test_a_failure_names_fixtures_with_seeds_the_replay_command_and_the_server_l
     sub.stdout.fnmatch_lines(["  pytest test_x.py::test_fails --sqlfix-seed=11"])
 
 
+def test_the_replay_command_carries_the_options_that_changed_the_data(shop):
+    import shlex
+
+    alt = shop.path / "alt_fixtures"
+    alt.mkdir()
+    (alt / "users.sql").write_text(
+        "INSERT INTO users (id, email, full_name, created_at) "
+        "VALUES (1, 'a@x.org', 'Alicia', {{ now }});\n")
+    shop.makepyfile(
+        """
+        def test_name(sqlfix, sqlfix_conn):
+            sqlfix.load("users.sql")
+            row = sqlfix_conn.execute("SELECT full_name, created_at::date::text FROM users")
+            assert row.fetchone() == ("Alice", "2024-01-01")
+        """
+    )
+    result = shop.runpytest_subprocess(
+        "--sqlfix-fixtures=alt_fixtures", "-o", "sqlfix_now=2030-05-06T07:00:00+00:00",
+        "--sqlfix-verify", *NO_RANDOM)
+    result.assert_outcomes(failed=1)
+    line = next(x for x in result.outlines if x.startswith("  pytest test_the_replay"))
+    assert "--sqlfix-fixtures=alt_fixtures" in line and "--sqlfix-verify" in line
+    assert "--override-ini=sqlfix_now=2030-05-06T07:00:00+00:00" in line
+    # the command, as printed, replays the failure: the same data, the same assertion
+    again = shop.runpytest_subprocess(*shlex.split(line)[1:], *NO_RANDOM)
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["*('Alicia', '2030-05-06')*"])
+
+
 def test_seed_last_replays_the_previous_runs_random_seed(shop):
     shop.makepyfile(
         """
@@ -198,6 +227,24 @@ def test_the_report_lists_fixtures_tests_rows_and_the_slowest_loads(shop, worker
         "test_orders", "test_users"]
     assert "slowest loads (of 3):" in section
     assert re.search(r"ms  \S+::test_orders  users.sql, products.sql, orders.sql \(13 rows\)", section)
+
+
+def test_every_plugin_object_sqlfix_registers_is_hashable(shop):
+    # pytest before 9.1 keeps plugin objects in a set: an unhashable one (a dataclass with
+    # eq) crashed every run with --sqlfix-report ("unhashable type: 'LoadReport'")
+    shop.makeconftest(
+        """
+        def pytest_sessionstart(session):
+            plugins = session.config.pluginmanager.list_name_plugin()
+            ours = [p for name, p in plugins if name.startswith("sqlfix")]
+            assert len(ours) >= 3, plugins
+            for plugin in ours:
+                hash(plugin)
+        """
+    )
+    shop.makepyfile("def test_a(sqlfix): pass")
+    result = shop.runpytest_subprocess("--sqlfix-report", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
 
 
 def test_without_the_option_there_is_no_report(shop):
@@ -363,3 +410,17 @@ def test_two_runs_with_different_subsets_render_the_same_bytes(shop):
     assert len(runs["b"]) == 4
     for name in runs["a"]:
         assert runs["a"][name] == runs["b"][name], name
+
+
+def test_the_replay_options_read_every_spelling_and_leave_the_password_out():
+    from sqlfix.pytest_plugin.report import _given, _without_password
+
+    args = ["-o", "sqlfix_seed_x=1", "-osqlfix_now=2024-01-01T00:00:00Z", "--override-ini=a=b",
+            "--override-ini", "sqlfix_verify=true", "-c", "ci.ini", "--config-file=x.toml",
+            "-k", "cat", "tests/x.py"]
+    assert _given(args) == [
+        "--override-ini=sqlfix_seed_x=1", "--override-ini=sqlfix_now=2024-01-01T00:00:00Z",
+        "--override-ini=sqlfix_verify=true", "--config-file=ci.ini", "--config-file=x.toml"]
+    assert "secret" not in _without_password("host=db dbname=app_test password=secret user=u")
+    assert "secret" not in _without_password("postgresql://u:secret@db/app_test")
+    assert _without_password("host=db dbname=app_test") == "host=db dbname=app_test"
