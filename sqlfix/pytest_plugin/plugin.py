@@ -72,6 +72,7 @@ USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure repo
 FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
 HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
 KEEP_LOG_KEY = pytest.StashKey[bool]()  # a sqlfix test failed: keep the server's log
+CACHE_WARNED_KEY = pytest.StashKey[bool]()  # said once that its cache folder cannot be made
 NEXT_KEY = pytest.StashKey["pytest.Item | None"]()  # the test pytest runs after this one
 SEED_CACHE_KEY = "sqlfix/seed"  # the last run's seed, in pytest's cache, for --sqlfix-seed=last
 
@@ -361,8 +362,27 @@ def _fixture_cache(config: pytest.Config) -> Path | None:
     """Where compiled fixtures are kept between runs: SQLFIX_CACHE_DIR, else pytest's cache."""
     if os.environ.get("SQLFIX_CACHE_DIR"):
         return Path(os.environ["SQLFIX_CACHE_DIR"]).expanduser()
-    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
-    return None if cache is None else Path(cache.mkdir("sqlfix"))
+    return _cache_dir(config)
+
+
+def _cache_dir(config: pytest.Config) -> Path | None:
+    """sqlfix's folder in pytest's cache; None with -p no:cacheprovider or when it cannot
+    be made (a read-only checkout): then compiled fixtures stay in memory and no server
+    log is kept, with a warning, as pytest itself warns when it cannot write its cache."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
+    try:
+        return Path(cache.mkdir("sqlfix"))
+    except OSError as exc:
+        if not config.stash.get(CACHE_WARNED_KEY, False):
+            config.stash[CACHE_WARNED_KEY] = True
+            warnings.warn(pytest.PytestCacheWarning(
+                f"sqlfix: could not create its folder in pytest's cache ({exc}): compiled "
+                "fixtures are kept in memory only and a failing run's server log is not "
+                "copied; set SQLFIX_CACHE_DIR to a writable folder, or pytest's cache_dir"),
+                stacklevel=2)
+        return None
 
 
 @pytest.fixture(scope="session")
@@ -411,11 +431,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def _kept_log(config: pytest.Config) -> Path | None:
     """Where a failing run's server log is copied to: pytest's cache, one file per worker."""
-    cache = getattr(config, "cache", None)
-    if cache is None:
+    folder = _cache_dir(config)
+    if folder is None:
         return None
     worker = getattr(config, "workerinput", {}).get("workerid")
-    return Path(cache.mkdir("sqlfix")) / (f"postgres-{worker}.log" if worker else "postgres.log")
+    return folder / (f"postgres-{worker}.log" if worker else "postgres.log")
 
 
 def _keep_server_log(config: pytest.Config, session: DatabaseSession) -> None:

@@ -424,3 +424,26 @@ def test_the_replay_options_read_every_spelling_and_leave_the_password_out():
     assert "secret" not in _without_password("host=db dbname=app_test password=secret user=u")
     assert "secret" not in _without_password("postgresql://u:secret@db/app_test")
     assert _without_password("host=db dbname=app_test") == "host=db dbname=app_test"
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_warning_not_an_error(shop):
+    # a read-only checkout (docker run -v $PWD:/src:ro): pytest warns about its cache, and
+    # so does sqlfix, once; the tests run, the failure report says no log was kept
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("users.sql")
+        def test_ok(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+
+        @uses("users.sql")
+        def test_fails(sqlfix_conn):
+            assert False
+        """
+    )
+    result = shop.runpytest_subprocess("-o", "cache_dir=/dev/null/cache", *NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert out.count("sqlfix: could not create its folder in pytest's cache") == 1
+    assert "Traceback" not in out and "OSError" not in out.split("warnings summary")[0]
