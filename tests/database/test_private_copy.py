@@ -12,7 +12,7 @@ import pytest
 
 from sqlfix.database import binaries as binaries_module
 from sqlfix.database import server as server_module
-from sqlfix.database.binaries import Binaries, digest, find_binaries
+from sqlfix.database.binaries import Binaries, find_binaries
 from sqlfix.database.server import EmbeddedServer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to a server user")
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to
 
 def _copy_target(binaries: Binaries) -> Path:
     base = server_module._runtime_base()
-    return base / f"sqlfix-pg{binaries.version}-{digest(str(binaries.bindir))}"
+    key = binaries_module._content_key(binaries, binaries_module._layout(binaries))
+    return base / f"sqlfix-pg{binaries.version}-{key}"
 
 
 def _hidden_install(source: Binaries, tmp_path: Path) -> Binaries:
@@ -66,6 +67,30 @@ def test_a_copy_that_cannot_run_is_not_kept(tmp_path: Path) -> None:
         EmbeddedServer.start(hidden, cache_dir=tmp_path / "cache")
     assert not target.exists()
     assert not list(target.parent.glob(f".{target.name}-*"))  # no staging left either
+
+
+def test_two_installs_of_the_same_binaries_share_one_copy_and_old_copies_go(
+        tmp_path: Path) -> None:
+    # a fresh venv per CI run used to add a 33 MB copy in /dev/shm every run
+    first = _hidden_install(find_binaries(), tmp_path / "a")
+    second = _hidden_install(find_binaries(), tmp_path / "b")
+    target = _copy_target(first)
+    assert _copy_target(second) == target
+    base = target.parent
+    stale = base / "sqlfix-pg1.0-0123456789ab"  # a copy nobody used for 8 days
+    stale.mkdir(mode=0o755)
+    (stale / "PG_VERSION").write_text("1\n")
+    os.utime(stale, (os.path.getatime(stale), os.path.getmtime(stale) - 8 * 86400))
+    recent = base / "sqlfix-pg1.0-ba9876543210"
+    recent.mkdir(mode=0o755)
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        assert _assert_serves(first, tmp_path / "cache").is_relative_to(target)
+        assert _assert_serves(second, tmp_path / "cache").is_relative_to(target)
+        assert not stale.exists() and recent.exists()
+    finally:
+        for made in (target, stale, recent):
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def _wheel_files() -> list[Path]:
