@@ -70,10 +70,16 @@ def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> Sqlf
 
 
 def check_safe(conn: psycopg.Connection[Any], allow_any_database: bool) -> None:
-    name = conn.info.dbname
+    why = unsafe_database(conn.info.dbname, allow_any_database)
+    if why:
+        raise DatabaseError(why)
+
+
+def unsafe_database(name: str, allow_any_database: bool) -> str | None:
+    """Why sqlfix refuses the database `name`, or None: its name must contain 'test'."""
     if "test" in name.lower() or allow_any_database:
-        return
-    raise DatabaseError(
+        return None
+    return (
         f"refusing to use database {name!r}: its name does not contain 'test'. sqlfix "
         "writes and rolls back data and applies the schema there, so it only runs against "
         "test databases. Point the DSN at a test database (e.g. myapp_test), or set "

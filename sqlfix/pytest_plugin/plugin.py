@@ -271,7 +271,26 @@ def pytest_configure(config: pytest.Config) -> None:
     # an xdist controller collects nothing, and an option given is meant to be used.
     # (A DSN with pytest-xdist: each worker clones the database, see database/workers.py.)
     if _asked_for(config) or _xdist_workers(config):
-        settings_of(config)
+        settings = settings_of(config)
+        if controller and settings.dsn and _xdist_workers(config):
+            _refuse_unsafe_dsn_once(settings.dsn, settings.allow_any_database)
+
+
+def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> None:
+    """The DSN's database name, checked once on the xdist controller (exit 4), not by
+    each worker as it connects (a failure per worker, exit 3). As `schema.check_safe`,
+    from the DSN's own text: a name it leaves to the environment is checked by the workers."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from sqlfix.database.schema import unsafe_database
+
+    try:
+        name = conninfo_to_dict(dsn).get("dbname")
+    except Exception:  # noqa: BLE001  # a bad DSN: the workers say what is wrong with it
+        return
+    why = unsafe_database(str(name), allow_any_database) if name else None
+    if why:
+        raise pytest.UsageError(f"sqlfix: {why}")
 
 
 _MARKS = frozenset((MARKER, LEGACY_MARKER))

@@ -447,3 +447,13 @@ def test_a_cache_folder_that_cannot_be_made_is_a_warning_not_an_error(shop):
     out = result.stdout.str()
     assert out.count("sqlfix: could not create its folder in pytest's cache") == 1
     assert "Traceback" not in out and "OSError" not in out.split("warnings summary")[0]
+
+
+def test_a_dsn_to_a_database_not_named_test_is_refused_once_under_xdist(shop):
+    shop.makepyfile("def test_a(sqlfix): pass\ndef test_b(sqlfix): pass")
+    result = shop.runpytest_subprocess(
+        "-n", "2", "--sqlfix-dsn", "host=/nonexistent dbname=shop_prod", *NO_RANDOM)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    assert out.count("refusing to use database 'shop_prod'") == 1
+    assert "Traceback" not in out and "gw0" not in out
