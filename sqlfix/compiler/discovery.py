@@ -6,7 +6,7 @@ import difflib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path, PurePosixPath
 
 from sqlfix.errors import ConfigError, Finding, FixtureError
@@ -106,6 +106,7 @@ class FixtureDir:
         return frozenset(p.resolve() for p in self.exclude)
 
 
+@lru_cache(maxsize=4096)  # called for every name of every test's plan
 def normalize_name(name: str) -> str:
     """One spelling per fixture: `./users.sql` and `users.sql` are the same file."""
     parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p != "."]

@@ -136,10 +136,16 @@ def switch(conn: psycopg.Connection[Any], before: str) -> tuple[tuple[str, ...],
     role: FixtureRole | None = getattr(conn, _ATTR, None)
     if role is None or role.name is None:
         return (), ()
-    back = sql.SQL("NONE") if before == "none" else sql.Identifier(before)
-    enter = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role.name)).as_string(conn)
-    leave = sql.SQL("SET LOCAL ROLE {}").format(back).as_string(conn)
-    return (enter,), (leave,)
+    made = _SWITCHES.get((role.name, before))
+    if made is None:  # once per role pair: the same two statements every test
+        back = sql.SQL("NONE") if before == "none" else sql.Identifier(before)
+        enter = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role.name)).as_string(conn)
+        leave = sql.SQL("SET LOCAL ROLE {}").format(back).as_string(conn)
+        made = _SWITCHES[(role.name, before)] = ((enter,), (leave,))
+    return made
+
+
+_SWITCHES: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
 
 @contextmanager
