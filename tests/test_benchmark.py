@@ -68,3 +68,15 @@ def test_the_peer_benchmark_short_mode_prints_every_section():
     assert len(re.findall(rf"-n 0 +{NUMBER} s  -n 2 +{NUMBER} s  throughput x{NUMBER}", out)) == 2
     assert re.search(r"cold \(initdb\) +\d+ ms; cached median +\d+ ms", out)
     assert len(re.findall(r"session.*start +\d+ ms", out)) == 2
+
+
+def test_the_overhead_benchmark_runs_and_prints_its_figures():
+    out = subprocess.run([sys.executable, str(BENCH / "bench_overhead.py"), "20", "3"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    lines = out.splitlines()
+    assert lines[0] == "## per test at 20 rows, medians of 3 interleaved rounds"
+    rows = [line for line in lines[2:] if re.search(rf" {NUMBER} +{NUMBER}$", line)]
+    assert [r.split("  ")[0].strip() for r in rows][:3] == [
+        "plain floor", "sqlfix", "sqlfix's statements"]
+    assert len(rows) == 7
+    assert re.match(r"load pipeline: \d+ messages, \d+ of them the fixtures'$", lines[-1])
