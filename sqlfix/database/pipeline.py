@@ -74,10 +74,14 @@ def run_each(conn: psycopg.Connection[Any], texts: Sequence[bytes]) -> list[PGre
             while not fetched or fetched[-1][0].status != ExecStatus.PIPELINE_SYNC:
                 fetched.append(conn.wait(generators.fetch_many(pgconn)))
         finally:
-            # with results left unread (an interrupted wait), the connection is beyond use
             if pgconn.status == psycopg.pq.ConnStatus.OK:
-                with suppress(psycopg.OperationalError):
+                try:
                     pgconn.exit_pipeline_mode()
+                except psycopg.OperationalError:
+                    # results left unread (a wait interrupted by Ctrl-C): the connection
+                    # cannot be used as psycopg expects it; sqlfix opens a fresh one
+                    with suppress(psycopg.Error):
+                        pgconn.finish()
     results = [group[0] for group in fetched[:-1]]
     for index, result in enumerate(results):
         if result.status not in _OK:

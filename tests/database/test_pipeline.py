@@ -51,3 +51,23 @@ def test_two_commands_in_one_message_are_refused(conn) -> None:
         run_each(conn, [b"INSERT INTO t VALUES (1); DELETE FROM t"])
     assert "multiple commands" in str(info.value.error)
     conn.rollback()
+
+
+def test_ctrl_c_during_a_statement_cancels_it_and_leaves_no_pipeline_behind(conn) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_each(conn, [b"INSERT INTO t VALUES (1)", b"SELECT pg_sleep(30)",
+                        b"INSERT INTO t VALUES (2)"])
+    timer.join()
+    assert time.monotonic() - began < 10  # cancelled, not waited for
+    # either usable again (outside pipeline mode) or closed: never stuck in pipeline mode
+    if not conn.closed:
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
