@@ -344,7 +344,7 @@ def _load_all(settings: Settings, workspace: Workspace, targets: list[Target], o
         # the database as it was.
         outcomes = dbcheck.run(
             lambda: session.boundary(reset_sequences=True), workspace, targets, out,
-            died=lambda: session.server.exited() if session.server is not None else None)
+            died=lambda: _server_death(session))
     finally:
         session.stop()
     failed = len(targets) - sum(o.ok for o in outcomes)  # those not checked included
@@ -402,3 +402,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(traceback.format_exc())
         sys.stderr.write(f"sqlfix {args.command}: internal error (a bug in sqlfix)\n")
     return EXIT_ERROR
+
+
+def _server_death(session: DatabaseSession) -> str | None:
+    """The embedded server's death in words, or None: asked when a load lost its connection.
+    A killed postmaster may still be exiting when its backend's socket closes: give it a
+    moment (on the error path only)."""
+    server = session.server
+    if server is None:
+        return None
+    server.exits_within(1.0)
+    return server.exited()
