@@ -241,14 +241,14 @@ class Boundary:
         test. Without a sequence reset, positions carry over from test to test and
         every load runs the live statement. A new baseline (a rebuild) starts empty.
         """
-        ids = label_ids(fixtures)
         advances = self._advances
         if advances is None or not self._advance_pairs or not self._reset_query:
-            return self.advance_statement(ids)
+            return self.advance_statement(label_ids(fixtures))
         key = tuple((f.name, f.rendered.sql) for f in fixtures)
         known = advances.get(key)
         if known is not None:
             return known
+        ids = label_ids(fixtures)
         if len(advances) >= _ADVANCES_KEPT:
             advances.clear()  # files edited over a long session: start again
 
