@@ -380,10 +380,17 @@ def _date_alone(where: str, value: object) -> str:
 
 
 def _schema(value: Any, root: Path, where: str) -> tuple[Path, ...]:
+    """The schema files, each checked to exist: the error names the place that listed it
+    (`[tool.sqlfix] schema`, or the ini file's `sqlfix_schema`)."""
     files = [value] if isinstance(value, str) else value
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise ConfigError(f"{where} must be a list of .sql paths")
-    return tuple(root / f for f in files)
+    paths = tuple(root / f for f in files)
+    for name, path in zip(files, paths, strict=True):
+        if not path.is_file():
+            raise ConfigError(f"{where}: schema file {name} not found (looked for {path}); "
+                              "fix the path, relative to the project root, or create the file")
+    return paths
 
 
 def _setup_command(value: Any, where: str) -> str | tuple[str, ...]:

@@ -33,6 +33,8 @@ def test_random_seed_is_picked_and_says_so(tmp_path):
 
 def test_schema_and_fixtures_dir_are_relative_to_the_project(tmp_path):
     write(tmp_path, '[tool.sqlfix]\nfixtures_dir = "data"\nschema = ["db/schema.sql"]\n')
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "schema.sql").write_text("")
     settings = load_settings(tmp_path)
     assert settings.fixtures_dir == tmp_path / "data"
     assert settings.schema == (tmp_path / "db" / "schema.sql",)
@@ -274,6 +276,9 @@ def test_native_toml_values_of_ini_options_are_read_as_tool_sqlfix_would_read_th
     """pytest 9's pytest.toml and [tool.pytest] hold ints, booleans and dates unquoted."""
     import datetime as dt
 
+    for name in ("a.sql", "b.sql"):
+        (tmp_path / name).write_text("")
+
     settings = _from_ini(tmp_path, {
         "seed": 9, "verify": True, "layers": False, "reset_sequences": False,
         "lock_timeout": 500, "layers_max_tests": 7, "server_port": 54329,
@@ -318,3 +323,25 @@ def test_the_cli_reads_pytest_toml_with_its_toml_types(tmp_path):
     assert find_project(tmp_path).ini["sqlfix_seed"] == "9"
     (tmp_path / "pyproject.toml").write_text("[tool.pytest]\nsqlfix_seed = 9\n")
     assert find_project(tmp_path).ini["sqlfix_seed"] == 9
+
+
+@pytest.mark.parametrize(("source", "where"), [
+    ("toml", "pyproject.toml: [tool.sqlfix] schema"),
+    ("ini", "pytest.ini: sqlfix_schema"),
+])
+def test_a_missing_schema_file_names_the_place_that_lists_it(tmp_path, source, where):
+    (tmp_path / "there.sql").write_text("")
+    if source == "toml":
+        write(tmp_path, '[tool.sqlfix]\nschema = ["there.sql", "db/missing.sql"]\n')
+        raw = None
+    else:
+        raw = {"schema": ["there.sql", "db/missing.sql"]}
+    with pytest.raises(ConfigError) as info:
+        if raw is None:
+            load_settings(tmp_path)
+        else:
+            _from_ini(tmp_path, raw, where=str(tmp_path / "pytest.ini"))
+    assert str(info.value) == (
+        f"{tmp_path / where}: schema file db/missing.sql not found (looked for "
+        f"{tmp_path / 'db' / 'missing.sql'}); fix the path, relative to the project root, or "
+        "create the file")

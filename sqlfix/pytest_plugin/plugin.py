@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from sqlfix import docs_url
 from sqlfix.config_keys import INI_KEYS, INI_LINE_KEYS, INI_PREFIX, OPTION_KEYS, TIMEOUT_KEYS
 from sqlfix.marker import (
     LEGACY_MARKER,
@@ -106,7 +107,7 @@ def _add_boundary_options(group: Any) -> None:
             OPTION_KEYS[key], dest=f"sqlfix_{key}", metavar="DURATION", default=None,
             type=_duration_option,
             help=f"{key.replace('_', ' ')} ('10s', '500ms', 0 = none; default: "
-            f"[tool.sqlfix] {key}, else as in docs/configuration.md)")
+            f"[tool.sqlfix] {key}, else as in {docs_url('configuration')})")
     group.addoption(
         OPTION_KEYS["verify"], dest="sqlfix_verify", action="store_const", const=True,
         default=None, help="after each test, check every table and sequence is as before "
@@ -156,7 +157,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "rows loaded; and the slowest loads",
     )
     for key in sorted(INI_KEYS):
-        what = f"sqlfix: [tool.sqlfix] {key}, as a pytest option (docs/configuration.md)"
+        what = f"sqlfix: [tool.sqlfix] {key}, as a pytest option ({docs_url('configuration')})"
         if key in INI_LINE_KEYS:
             parser.addini(INI_PREFIX + key, what, type="linelist")
         else:

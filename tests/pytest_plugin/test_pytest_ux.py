@@ -400,6 +400,19 @@ def test_a_bad_native_value_in_pytest_toml_names_the_file(shop, value, message):
     result.stderr.fnmatch_lines([f"ERROR: sqlfix: {shop.path / 'pytest.toml'}*"])
 
 
+def test_a_missing_schema_file_from_the_ini_option_names_the_ini_file(shop):
+    shop.makefile(".ini", pytest=INI + "sqlfix_schema =\n    fixtures_sql/schema.sql\n"
+                  "    db/missing.sql\n")
+    shop.makepyfile("def test_db(sqlfix_conn): pass")
+    result = shop.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"ERROR: sqlfix: {shop.path / 'pytest.ini'}: sqlfix_schema: schema file db/missing.sql "
+        "not found (looked for */db/missing.sql); fix the path, relative to the project root, "
+        "or create the file"])
+    assert "[tool.sqlfix]" not in result.stderr.str()
+
+
 DATE_ALONE = "now = 2024-01-01 is a date alone; now is a timestamp: give the time too, " \
     "e.g. 2024-01-01T00:00:00+00:00"
 
