@@ -28,7 +28,7 @@ def raw_ini(config: pytest.Config) -> dict[str, Any]:
     for key in INI_KEYS:
         try:
             values[key] = config.getini(INI_PREFIX + key)
-        except pytest.UsageError:
+        except (pytest.UsageError, TypeError):  # pytest 9.0 and 9.1 raise a TypeError
             if native is None:
                 native = _file_options(config)
             value = native.get(INI_PREFIX + key, _MISSING)

