@@ -179,28 +179,57 @@ _BOOL_KEYS = frozenset({"allow_any_database", "reset_sequences", "reset_session"
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
-def ini_values(raw: Mapping[str, str | list[str] | None], where: str) -> dict[str, Any]:
-    """`sqlfix_*` ini values (strings, or lines for `schema`) as `[tool.sqlfix]` would hold them.
+def ini_values(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`sqlfix_*` ini values as `[tool.sqlfix]` would hold them.
 
-    `raw` maps keys without the prefix to what pytest's ini parser gave; unset and
-    empty values are left out. Raises ConfigError naming `where` and the option.
+    `raw` maps keys without the prefix to what pytest's ini parser gave: strings, lines
+    (lists of strings), or from a native TOML file (pytest.toml, `[tool.pytest]`) any TOML
+    value, which is passed on as it is and checked as a `[tool.sqlfix]` value would be.
+    Unset and empty values are left out. Raises ConfigError naming `where` and the option.
     """
     table: dict[str, Any] = {}
     for key, value in raw.items():
         if value is None or value == "" or value == []:
             continue
         if key == "schema":
-            table[key] = value.split() if isinstance(value, str) else list(value)
-        elif isinstance(value, list):
-            table[key] = " ".join(value)
-        elif key in _BOOL_KEYS:
+            table[key] = value.split() if isinstance(value, str) else value
+        elif key == "server_settings":
+            table[key] = value if isinstance(value, dict) else _setting_lines(value, where)
+        elif isinstance(value, list) and key != "setup_command":
+            table[key] = " ".join(map(str, value))
+        elif key in _BOOL_KEYS and isinstance(value, str):
             word = value.strip().lower()
             if word not in _TRUE | _FALSE:
                 raise ConfigError(f"{where}: {INI_PREFIX}{key} = {value!r} must be true or false")
             table[key] = word in _TRUE
         else:
-            table[key] = value.strip()
+            table[key] = value.strip() if isinstance(value, str) else value
     return table
+
+
+def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:
+    """`sqlfix_server_settings`: `name = value` lines, as the `[tool.sqlfix.server_settings]`
+    table; the value may be quoted as in postgresql.conf ('' for an empty one)."""
+    option = f"{where}: {INI_PREFIX}server_settings"
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    settings: dict[str, str] = {}
+    for line in lines:
+        if not isinstance(line, str):
+            raise ConfigError(f"{option}: {line!r} is not a `name = value` line")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, equals, value = (part.strip() for part in line.partition("="))
+        if not equals or not name or not value:
+            raise ConfigError(
+                f"{option}: {line.strip()!r} is not a `name = value` line; write one "
+                "setting a line, e.g. `timezone = Europe/Paris` ('' for an empty value)")
+        if name in settings:
+            raise ConfigError(f"{option}: {name} is set twice")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        settings[name] = value
+    return settings
 
 
 # The files pytest reads its configuration from, in the order it tries them per folder,
@@ -230,8 +259,10 @@ def _pytest_section(path: Path, section: str | None) -> dict[str, Any] | None:
         pytest_table = data.get("tool", {}).get("pytest") if section else data.get("pytest", {})
         if pytest_table is None:
             return None
-        options = pytest_table.get("ini_options", pytest_table)
-        return {k: v if isinstance(v, list) else str(v) for k, v in options.items()}
+        if "ini_options" in pytest_table:  # pytest's ini mode: values as text, as it reads them
+            options = pytest_table["ini_options"]
+            return {k: v if isinstance(v, list) else str(v) for k, v in options.items()}
+        return dict(pytest_table)  # pytest 9's native TOML: values keep their TOML type
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)
@@ -243,6 +274,13 @@ def _pytest_section(path: Path, section: str | None) -> dict[str, Any] | None:
     if not parser.has_section(name):
         return {} if section is None else None
     return dict(parser.items(name))
+
+
+def pytest_file_options(path: Path) -> dict[str, Any]:
+    """The pytest options of the configuration file pytest chose (`config.inipath`), read as
+    pytest reads that kind of file: from pytest.toml and `[tool.pytest]` with TOML's types."""
+    section = dict(_PYTEST_FILES).get(path.name, "tool:pytest" if path.suffix == ".cfg" else None)
+    return _pytest_section(path, section) or {}
 
 
 @dataclass(frozen=True)
@@ -314,7 +352,11 @@ def _seed(values: Mapping[str, Any], where: str) -> int | None:
 def _now(value: Any, where: str) -> dt.datetime:
     if isinstance(value, dt.datetime):
         parsed = value
+    elif isinstance(value, dt.date):  # a bare TOML date
+        raise ConfigError(_date_alone(where, value))
     elif isinstance(value, str):
+        if _DATE_ALONE.fullmatch(value.strip()):  # fromisoformat would make it midnight
+            raise ConfigError(_date_alone(where, value.strip()))
         try:
             parsed = dt.datetime.fromisoformat(value)
         except ValueError:
@@ -327,11 +369,28 @@ def _now(value: Any, where: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
+# The ISO dates without a time that fromisoformat reads: 2024-06-01, 20240601, 2024-W22-6
+_DATE_ALONE = re.compile(r"\d{4}-?\d{2}-?\d{2}|\d{4}-?W\d{2}-?\d?")
+
+
+def _date_alone(where: str, value: object) -> str:
+    text = value.isoformat() if isinstance(value, dt.date) else str(value)
+    return (f"{where} = {text} is a date alone; now is a timestamp: give the time too, "
+            f"e.g. {text}T00:00:00+00:00")
+
+
 def _schema(value: Any, root: Path, where: str) -> tuple[Path, ...]:
+    """The schema files, each checked to exist: the error names the place that listed it
+    (`[tool.sqlfix] schema`, or the ini file's `sqlfix_schema`)."""
     files = [value] if isinstance(value, str) else value
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise ConfigError(f"{where} must be a list of .sql paths")
-    return tuple(root / f for f in files)
+    paths = tuple(root / f for f in files)
+    for name, path in zip(files, paths, strict=True):
+        if not path.is_file():
+            raise ConfigError(f"{where}: schema file {name} not found (looked for {path}); "
+                              "fix the path, relative to the project root, or create the file")
+    return paths
 
 
 def _setup_command(value: Any, where: str) -> str | tuple[str, ...]:
@@ -510,13 +569,12 @@ def setting_value(name: str, value: object) -> str:
     raise ValueError(f"{name} = {value!r} must be a string, a number or a boolean")
 
 
-def _checked(key: str, check: Any, *args: Any) -> str:
-    """`check(*args[:-1])`, its ValueError as a ConfigError naming `key` and the file."""
-    *values, where = args
+def _checked(where: str, check: Callable[..., object], *values: object) -> str:
+    """`check(*values)` as text; its ValueError a ConfigError after `where` (file: key)."""
     try:
         return str(check(*values))
     except ValueError as exc:
-        raise ConfigError(f"{where}: {key}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _server_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
@@ -525,12 +583,12 @@ def _server_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> dict
     if "server_version" in values:
         at = where("server_version")
         version = _typed(values, "server_version", (str, int), at)
-        keys["server_version"] = _checked("server_version", major_version, str(version), at)
+        keys["server_version"] = _checked(at, major_version, str(version))
     if "server_settings" in values:
         at = where("server_settings")
         settings = _typed(values, "server_settings", dict, at)
         keys["server_settings"] = {
-            name: _checked(f"server_settings.{name}", setting_value, name, value, at)
+            name: _checked(f"{at}.{name}", setting_value, name, value)
             for name, value in settings.items()
         }
     if "server_locale" in values:

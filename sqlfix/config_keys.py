@@ -35,6 +35,8 @@ KNOWN_KEYS = frozenset(
 # Settable on the pytest command line too: key -> the option that sets it
 OPTION_KEYS = {key: "--sqlfix-" + key.replace("_", "-")
                for key in (*TIMEOUT_KEYS, "verify", "layers")}
-# Every key but the tables is also a pytest ini option `sqlfix_<key>`.
+# Every key but `lint` (a table of the CLI's lint) is also a pytest ini option
+# `sqlfix_<key>`; `schema` and `server_settings` are one entry per line there.
 INI_PREFIX = "sqlfix_"
-INI_KEYS = KNOWN_KEYS - {"lint", "server_settings"}  # tables have no ini form
+INI_KEYS = KNOWN_KEYS - {"lint"}
+INI_LINE_KEYS = frozenset({"schema", "server_settings"})

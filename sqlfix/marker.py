@@ -1,7 +1,7 @@
 """`@uses(...)`: the marker a test, class or module declares its fixtures with.
 
 `uses(...)` applies pytest's `sqlfix` mark (`@pytest.mark.sqlfix("users.sql")` is the
-same thing). The mark was called `uses` before 0.2; that name is generic, so
+same thing). sqlfix 0.1.0 called the mark `uses`; that name is generic, so
 another plugin's or project's `@pytest.mark.uses("network")` must not start
 PostgreSQL. A bare `pytest.mark.uses` whose arguments look like fixture files
 gets a `SqlfixDeprecationWarning` and loads nothing (docs/getting-started.md,

@@ -33,6 +33,8 @@ def test_random_seed_is_picked_and_says_so(tmp_path):
 
 def test_schema_and_fixtures_dir_are_relative_to_the_project(tmp_path):
     write(tmp_path, '[tool.sqlfix]\nfixtures_dir = "data"\nschema = ["db/schema.sql"]\n')
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "schema.sql").write_text("")
     settings = load_settings(tmp_path)
     assert settings.fixtures_dir == tmp_path / "data"
     assert settings.schema == (tmp_path / "db" / "schema.sql",)
@@ -174,3 +176,172 @@ def test_a_fractional_timeout_option_is_accepted(pytester):
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest("--sqlfix-lock-timeout=0.5s", "--sqlfix-statement-timeout=1.5ms")
     assert result.ret == 0, result.stderr.str()
+
+
+# ------------------------------------------------------------------ `now`: a date alone
+
+
+@pytest.mark.parametrize("body", ["now = 2024-06-01", 'now = "2024-06-01"', 'now = "20240601"',
+                                  'now = " 2024-06-01 "', 'now = "2024-W22-6"'])
+def test_a_date_alone_in_tool_sqlfix_is_refused_bare_or_as_a_string(tmp_path, body):
+    write(tmp_path, f"[tool.sqlfix]\n{body}\n")
+    with pytest.raises(ConfigError, match=r"pyproject.toml: \[tool.sqlfix\] now = \S+ is a date "
+                       r"alone; now is a timestamp: give the time too, e.g. \S+T00:00:00\+00:00"):
+        load_settings(tmp_path)
+
+
+def test_a_date_alone_says_the_same_whether_bare_a_string_or_an_ini_option(tmp_path):
+    import datetime as dt
+
+    messages = []
+    for value in (dt.date(2024, 6, 1), "2024-06-01"):
+        with pytest.raises(ConfigError) as info:
+            load_settings(tmp_path, ini={"now": value}, ini_file="pytest.ini")
+        messages.append(str(info.value))
+    assert messages == ["pytest.ini: sqlfix_now = 2024-06-01 is a date alone; now is a timestamp: "
+                        "give the time too, e.g. 2024-06-01T00:00:00+00:00"] * 2
+
+
+@pytest.mark.parametrize("value", ["2024-06-01T00:00", "2024-06-01 09:30:00", "2024-06-01T09Z"])
+def test_a_date_with_a_time_is_still_a_timestamp(tmp_path, value):
+    write(tmp_path, f'[tool.sqlfix]\nnow = "{value}"\n')
+    assert load_settings(tmp_path).now.date().isoformat() == "2024-06-01"
+
+
+# ------------------------------------------------------------------ ini options
+
+
+def _from_ini(tmp_path, raw, where="/p/pytest.ini"):
+    from sqlfix.config import ini_values
+
+    return load_settings(tmp_path, ini=ini_values(raw, where), ini_file=where)
+
+
+def test_server_settings_as_ini_lines_are_the_toml_table(tmp_path):
+    lines = ["timezone = Europe/Paris", "work_mem='16MB'", 'search_path = "$user", public',
+             "jit = off", "application_name = ''", "# a comment", ""]
+    settings = _from_ini(tmp_path, {"server_settings": lines})
+    assert dict(settings.server_settings) == {
+        "timezone": "Europe/Paris", "work_mem": "16MB", "search_path": '"$user", public',
+        "jit": "off", "application_name": ""}
+    assert settings.source("server_settings") == "/p/pytest.ini"
+    # `-o sqlfix_server_settings=...` gives one line as text
+    assert dict(_from_ini(tmp_path, {"server_settings": "jit = on"}).server_settings) == {
+        "jit": "on"}
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("timezone Europe/Paris", "'timezone Europe/Paris' is not a `name = value` line"),
+    ("= UTC", "'= UTC' is not a `name = value` line"),
+    ("timezone =", "'timezone =' is not a `name = value` line"),
+])
+def test_a_bad_server_settings_line_is_refused_naming_the_ini_file(tmp_path, line, words):
+    with pytest.raises(ConfigError) as info:
+        _from_ini(tmp_path, {"server_settings": ["jit = on", line]})
+    assert str(info.value).startswith(f"/p/pytest.ini: sqlfix_server_settings: {words}; ")
+    assert "e.g. `timezone = Europe/Paris`" in str(info.value)
+
+
+def test_a_setting_twice_in_the_ini_lines_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"^/p/pytest.ini: sqlfix_server_settings: jit is set "
+                       "twice$"):
+        _from_ini(tmp_path, {"server_settings": ["jit = on", "jit = off"]})
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("port", "port is set by sqlfix (use server_port for a TCP port)"),
+    ("unix_socket_directories", "unix_socket_directories is set by sqlfix"),
+    ("work-mem", "'work-mem' is not a PostgreSQL setting name"),
+])
+def test_server_settings_refusals_are_the_same_from_the_ini_and_the_table(tmp_path, name, problem):
+    with pytest.raises(ConfigError) as ini:
+        _from_ini(tmp_path, {"server_settings": [f"{name} = 5"]})
+    write(tmp_path, f'[tool.sqlfix.server_settings]\n"{name}" = 5\n')
+    with pytest.raises(ConfigError) as toml:
+        load_settings(tmp_path)
+    assert str(ini.value).startswith(f"/p/pytest.ini: sqlfix_server_settings.{name}: {problem}")
+    assert str(toml.value).startswith(
+        f"{tmp_path / 'pyproject.toml'}: [tool.sqlfix] server_settings.{name}: {problem}")
+
+
+def test_a_bad_server_version_names_the_key_once(tmp_path):
+    write(tmp_path, '[tool.sqlfix]\nserver_version = "latest"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'pyproject.toml'}: [tool.sqlfix] server_version: "
+                               "'latest' is not a PostgreSQL major version such as \"16\"")
+
+
+def test_native_toml_values_of_ini_options_are_read_as_tool_sqlfix_would_read_them(tmp_path):
+    """pytest 9's pytest.toml and [tool.pytest] hold ints, booleans and dates unquoted."""
+    import datetime as dt
+
+    for name in ("a.sql", "b.sql"):
+        (tmp_path / name).write_text("")
+
+    settings = _from_ini(tmp_path, {
+        "seed": 9, "verify": True, "layers": False, "reset_sequences": False,
+        "lock_timeout": 500, "layers_max_tests": 7, "server_port": 54329,
+        "server_version": 16, "now": dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        "server_settings": {"jit": True, "work_mem": "16MB"},
+        "setup_command": ["alembic", "upgrade", "head"], "schema": ["a.sql", "b.sql"]},
+        where="/p/pytest.toml")
+    assert (settings.seed, settings.verify, settings.layers, settings.reset_sequences,
+            settings.lock_timeout, settings.layers_max_tests, settings.server_port,
+            settings.server_version, settings.now.year) == (
+        9, True, False, False, 500, 7, 54329, "16", 2030)
+    assert dict(settings.server_settings) == {"jit": "on", "work_mem": "16MB"}
+    assert settings.setup_command == ("alembic", "upgrade", "head")  # a list: no shell
+    assert settings.schema == (tmp_path / "a.sql", tmp_path / "b.sql")
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    ({"seed": 1.5}, "/p/pytest.toml: seed = 1.5 must be an integer or 'random'"),
+    ({"allow_any_database": 1}, "/p/pytest.toml: sqlfix_allow_any_database = 1 has the wrong type"),
+    ({"faker_locale": 5}, "/p/pytest.toml: sqlfix_faker_locale = 5 has the wrong type"),
+    ({"verify": 2}, "/p/pytest.toml: sqlfix_verify: 2 is not a boolean"),
+    ({"server_settings": {"port": 5}}, "/p/pytest.toml: sqlfix_server_settings.port: port is set"),
+])
+def test_a_native_toml_value_of_the_wrong_type_names_the_file_and_option(tmp_path, raw, words):
+    with pytest.raises(ConfigError) as info:
+        _from_ini(tmp_path, raw, where="/p/pytest.toml")
+    assert str(info.value).startswith(words)
+
+
+def test_the_cli_reads_pytest_toml_with_its_toml_types(tmp_path):
+    from sqlfix.config import find_project, ini_of
+
+    (tmp_path / "pytest.toml").write_text(
+        '[pytest]\nsqlfix_seed = 9\nsqlfix_verify = true\n'
+        'sqlfix_server_settings = ["timezone = Europe/Paris"]\n')
+    project = find_project(tmp_path)
+    settings = load_settings(project.root, ini=ini_of(project), ini_file=str(project.inifile))
+    assert (settings.seed, settings.verify) == (9, True)
+    assert dict(settings.server_settings) == {"timezone": "Europe/Paris"}
+    (tmp_path / "pytest.toml").unlink()  # [tool.pytest.ini_options] is read as text, as pytest does
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\nsqlfix_seed = 9\n")
+    assert find_project(tmp_path).ini["sqlfix_seed"] == "9"
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest]\nsqlfix_seed = 9\n")
+    assert find_project(tmp_path).ini["sqlfix_seed"] == 9
+
+
+@pytest.mark.parametrize(("source", "where"), [
+    ("toml", "pyproject.toml: [tool.sqlfix] schema"),
+    ("ini", "pytest.ini: sqlfix_schema"),
+])
+def test_a_missing_schema_file_names_the_place_that_lists_it(tmp_path, source, where):
+    (tmp_path / "there.sql").write_text("")
+    if source == "toml":
+        write(tmp_path, '[tool.sqlfix]\nschema = ["there.sql", "db/missing.sql"]\n')
+        raw = None
+    else:
+        raw = {"schema": ["there.sql", "db/missing.sql"]}
+    with pytest.raises(ConfigError) as info:
+        if raw is None:
+            load_settings(tmp_path)
+        else:
+            _from_ini(tmp_path, raw, where=str(tmp_path / "pytest.ini"))
+    assert str(info.value) == (
+        f"{tmp_path / where}: schema file db/missing.sql not found (looked for "
+        f"{tmp_path / 'db' / 'missing.sql'}); fix the path, relative to the project root, or "
+        "create the file")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from helpers import REPO
 
 import sqlfix
@@ -25,3 +26,45 @@ def test_every_page_is_in_the_nav_and_on_the_index() -> None:
     assert pages == nav
     index = (REPO / "docs" / "index.md").read_text(encoding="utf-8")
     assert {p for p in pages if f"]({p})" not in index} == {"index.md"}
+
+
+def test_link_anchors_are_checked_by_the_strict_build() -> None:
+    """`mkdocs build --strict` (CI) fails on a link to a heading that does not exist."""
+    links = re.search(r"^validation:\n  links:\n((?:    .*\n)+)", MKDOCS, re.MULTILINE)
+    assert links is not None
+    assert {"not_found: warn", "anchors: warn"} <= {line.strip() for line in
+                                                    links.group(1).splitlines()}
+    assert re.search(r"^strict: true$", MKDOCS, re.MULTILINE)
+
+
+# The configuration errors docs/configuration.md shows, made by the real code: (what
+# [tool.sqlfix] holds, the sqlfix_* ini options of pytest.ini), with the project in
+# /home/me/myapp as the page has it.
+CONFIG_ERRORS = [
+    ('fixture_dir = "x"', None),
+    ('allow_any_database = "yes"', None),
+    ("seed = 1.5", None),
+    ('now = "yesterday"', None),
+    ("now = 2024-06-01", None),
+    ('server_version = "latest"', None),
+    ("server_settings = { port = 5 }", None),
+    ('schema = ["fixtures_sql/missing.sql"]', None),
+    ("", {"schema": ["fixtures_sql/missing.sql"]}),
+    ("", {"allow_any_database": "maybe"}),
+    ("", {"server_settings": ["timezone Europe/Paris"]}),
+    ("", {"server_settings": ["port = 5"]}),
+]
+
+
+@pytest.mark.parametrize(("table", "ini"), CONFIG_ERRORS)
+def test_the_configuration_errors_on_the_page_are_the_real_messages(tmp_path, table, ini) -> None:
+    from sqlfix.config import ini_values, load_settings
+    from sqlfix.errors import ConfigError
+
+    (tmp_path / "pyproject.toml").write_text(f"[tool.sqlfix]\n{table}\n", encoding="utf-8")
+    where = str(tmp_path / "pytest.ini")
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path, ini=ini_values(ini or {}, where), ini_file=where)
+    line = f"ERROR: sqlfix: {info.value}".replace(str(tmp_path), "/home/me/myapp")
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert line in page.splitlines()

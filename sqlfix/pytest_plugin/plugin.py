@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sqlfix.config_keys import INI_KEYS, INI_PREFIX, OPTION_KEYS, TIMEOUT_KEYS
+from sqlfix import docs_url
+from sqlfix.config_keys import INI_KEYS, INI_LINE_KEYS, INI_PREFIX, OPTION_KEYS, TIMEOUT_KEYS
 from sqlfix.marker import (
     LEGACY_MARKER,
     MARKER,
@@ -106,7 +107,7 @@ def _add_boundary_options(group: Any) -> None:
             OPTION_KEYS[key], dest=f"sqlfix_{key}", metavar="DURATION", default=None,
             type=_duration_option,
             help=f"{key.replace('_', ' ')} ('10s', '500ms', 0 = none; default: "
-            f"[tool.sqlfix] {key}, else as in docs/configuration.md)")
+            f"[tool.sqlfix] {key}, else as in {docs_url('configuration')})")
     group.addoption(
         OPTION_KEYS["verify"], dest="sqlfix_verify", action="store_const", const=True,
         default=None, help="after each test, check every table and sequence is as before "
@@ -156,8 +157,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "rows loaded; and the slowest loads",
     )
     for key in sorted(INI_KEYS):
-        what = f"sqlfix: [tool.sqlfix] {key}, as a pytest option (docs/configuration.md)"
-        if key == "schema":
+        what = f"sqlfix: [tool.sqlfix] {key}, as a pytest option ({docs_url('configuration')})"
+        if key in INI_LINE_KEYS:
             parser.addini(INI_PREFIX + key, what, type="linelist")
         else:
             parser.addini(INI_PREFIX + key, what)
@@ -165,6 +166,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _settings(config: pytest.Config) -> Settings:
     from sqlfix.config import ini_values, load_settings
+    from sqlfix.pytest_plugin.ini import raw_ini
 
     fixtures = config.getoption("sqlfix_fixtures")
     if fixtures is not None:
@@ -177,7 +179,7 @@ def _settings(config: pytest.Config) -> Settings:
         **{key: config.getoption(f"sqlfix_{key}") for key in OPTION_KEYS},
     }
     where = str(config.inipath) if config.inipath is not None else "pytest -o"
-    ini = ini_values({k: config.getini(INI_PREFIX + k) for k in INI_KEYS}, where)
+    ini = ini_values(raw_ini(config), where)
     settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where)
     if seed == "last":
         sources = {**settings.sources, "seed": "option --sqlfix-seed=last, the previous run's"}

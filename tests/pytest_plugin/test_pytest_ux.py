@@ -332,6 +332,114 @@ def test_a_bad_ini_value_names_the_file_and_option(shop, test):
     assert "passed" not in result.stdout.str()  # stopped before any test ran
 
 
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+SHOW_TIMEZONE = """
+def test_timezone(sqlfix_conn):
+    assert sqlfix_conn.execute("SHOW timezone").fetchone() == ("Europe/Paris",)
+"""
+
+
+def test_server_settings_from_the_ini_option_reach_the_embedded_server(shop):
+    shop.makefile(".ini", pytest=INI + "sqlfix_server_settings =\n    timezone = Europe/Paris\n"
+                  "    work_mem = '9MB'\n")
+    shop.makepyfile(SHOW_TIMEZONE + "def test_work_mem(sqlfix_conn):\n"
+                    "    assert sqlfix_conn.execute('SHOW work_mem').fetchone() == ('9MB',)\n")
+    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ("timezone Europe/Paris", "sqlfix_server_settings: 'timezone Europe/Paris' is not a "
+     "`name = value` line; write one setting a line, e.g. `timezone = Europe/Paris`*"),
+    ("port = 5433", "sqlfix_server_settings.port: port is set by sqlfix (use server_port*"),
+    ("jit = on\n    jit = off", "sqlfix_server_settings: jit is set twice"),
+])
+def test_a_bad_server_settings_line_stops_the_run_naming_the_ini_file(shop, lines, message):
+    shop.makefile(".ini", pytest=INI + f"sqlfix_server_settings =\n    {lines}\n")
+    shop.makepyfile("def test_db(sqlfix_conn): pass")
+    result = shop.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: sqlfix: {shop.path / 'pytest.ini'}: {message}"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.skipif(pytest.version_tuple < (9,), reason="pytest.toml is pytest 9's")
+def test_pytest_toml_takes_unquoted_ints_booleans_dates_and_tables(shop):
+    shop.makefile(".toml", pytest=(
+        '[pytest]\nasyncio_default_fixture_loop_scope = "function"\n'
+        "sqlfix_seed = 9\nsqlfix_verify = true\nsqlfix_reset_sequences = false\n"
+        "sqlfix_lock_timeout = 1500\nsqlfix_now = 2030-05-06T07:08:09Z\n"
+        'sqlfix_server_settings = ["timezone = Europe/Paris"]\n'))
+    shop.makepyfile(SHOW_TIMEZONE + """
+def test_settings(sqlfix, pytestconfig):
+    from sqlfix.pytest_plugin.plugin import SETTINGS_KEY
+    s = pytestconfig.stash[SETTINGS_KEY]
+    assert (s.seed, s.verify, s.reset_sequences, s.lock_timeout) == (9, True, False, 1500)
+    assert (s.now.year, sqlfix.seed) == (2030, 9)
+""")
+    result = shop.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["sqlfix: seed=9 (*pytest.toml); replay with --sqlfix-seed=9"])
+    # -o still wins over the file, as text
+    shop.runpytest(*NO_RANDOM, "-o", "sqlfix_seed=4", "-k", "settings").stdout.fnmatch_lines(
+        ["sqlfix: seed=4 *"])
+    assert _cli(shop.path, "render", "users.sql").stdout.startswith(
+        "-- sqlfix: users.sql (seed 9)\n")
+
+
+@pytest.mark.skipif(pytest.version_tuple < (9,), reason="pytest.toml is pytest 9's")
+@pytest.mark.parametrize(("value", "message"), [
+    ("1.5", "sqlfix_seed: seed = 1.5 must be an integer or 'random'"),
+    ('"seven"', "sqlfix_seed: seed must be a non-negative integer or 'random', not 'seven'"),
+])
+def test_a_bad_native_value_in_pytest_toml_names_the_file(shop, value, message):
+    shop.makefile(".toml", pytest='[pytest]\nasyncio_default_fixture_loop_scope = "function"\n'
+                  f"sqlfix_seed = {value}\n")
+    shop.makepyfile("def test_db(sqlfix_conn): pass")
+    result = shop.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: sqlfix: {shop.path / 'pytest.toml'}*"])
+
+
+def test_a_missing_schema_file_from_the_ini_option_names_the_ini_file(shop):
+    shop.makefile(".ini", pytest=INI + "sqlfix_schema =\n    fixtures_sql/schema.sql\n"
+                  "    db/missing.sql\n")
+    shop.makepyfile("def test_db(sqlfix_conn): pass")
+    result = shop.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"ERROR: sqlfix: {shop.path / 'pytest.ini'}: sqlfix_schema: schema file db/missing.sql "
+        "not found (looked for */db/missing.sql); fix the path, relative to the project root, "
+        "or create the file"])
+    assert "[tool.sqlfix]" not in result.stderr.str()
+
+
+DATE_ALONE = "now = 2024-01-01 is a date alone; now is a timestamp: give the time too, " \
+    "e.g. 2024-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("where", ["pytest.ini", "pytest.toml", "tool.sqlfix", "quoted"])
+def test_a_date_alone_as_now_stops_the_run_wherever_it_is_set(shop, where):
+    if where == "pytest.toml" and pytest.version_tuple < (9,):
+        pytest.skip("pytest.toml is pytest 9's")
+    if where == "pytest.ini":
+        shop.makefile(".ini", pytest=INI + "sqlfix_now = 2024-01-01\n")
+        expected = f"{shop.path / 'pytest.ini'}: sqlfix_{DATE_ALONE}"
+    elif where == "pytest.toml":
+        shop.makefile(".toml", pytest='[pytest]\nsqlfix_now = 2024-01-01\n'
+                      'asyncio_default_fixture_loop_scope = "function"\n')
+        expected = f"{shop.path / 'pytest.toml'}: sqlfix_{DATE_ALONE}"
+    else:
+        value = "2024-01-01" if where == "tool.sqlfix" else '"2024-01-01"'
+        shop.makepyprojecttoml(f'[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+                               f"now = {value}\n[tool.pytest.ini_options]\n"
+                               'asyncio_default_fixture_loop_scope = "function"\n')
+        expected = f"{shop.path / 'pyproject.toml'}: [tool.sqlfix] {DATE_ALONE}"
+    shop.makepyfile("def test_db(sqlfix_conn): pass")
+    result = shop.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: sqlfix: {expected}" in result.stderr.str()
+
+
 def test_a_run_with_no_sqlfix_test_does_not_read_the_configuration(shop):
     """Decided in #12: the configuration is read (and checked) once a collected test needs
     sqlfix; a run without one, e.g. `-k` picking only unit tests, is not stopped by it."""

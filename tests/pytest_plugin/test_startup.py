@@ -73,8 +73,13 @@ def test_registration_still_lists_options_ini_keys_markers_and_fixtures(pytester
     pytester.makepyfile("def test_plain(): pass")
     text = pytester.runpytest_subprocess("--help").stdout.str()
     for name in ("--sqlfix-seed", "--sqlfix-dsn", "--sqlfix-lock-timeout", "--sqlfix-verify",
-                 "sqlfix_seed", "sqlfix_schema", "sqlfix_server_port"):
+                 "sqlfix_seed", "sqlfix_schema", "sqlfix_server_port", "sqlfix_server_settings"):
         assert name in text
+    # the help links to the docs site, not to a file of the repository
+    from sqlfix import DOCS_URL
+
+    assert "docs/configuration.md" not in text and "docs/boundary.md" not in text
+    assert text.count(f"{DOCS_URL}configuration/") >= 20
     pytester.runpytest_subprocess("--markers").stdout.fnmatch_lines(["@pytest.mark.sqlfix(*"])
     fixtures = pytester.runpytest_subprocess("--fixtures").stdout.str()
     for name in ("sqlfix_conn ", "sqlfix ", "sqlfix_dsn", "sqlfix_aconn", "sqlfix_sqla_session"):
