@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
+import sys
 from pathlib import Path
 
 # Imported here, once: pytester's in-process runs drop the modules they imported, and a
@@ -17,6 +19,25 @@ from helpers import EXAMPLE_FIXTURES
 # summary, and that import's assertion rewriting raced a thread of the inner run under
 # CPython 3.11.7 ("AST constructor recursion depth mismatch", gh-106905, see below).
 import hypothesis  # noqa: F401, E402  # isort: skip
+
+if sys.version_info < (3, 12, 1):
+    # CPython before 3.11.9 / 3.12.1 keeps ast's recursion-depth counters process-wide
+    # (gh-106905): two threads building AST objects at once (pytest's assertion rewriting
+    # of a module imported in a test's thread, ast.parse in the main one) fail with
+    # "AST constructor recursion depth mismatch". A parse that failed so is simply
+    # repeated: its input is fine. Tests only; pytest's rewriter looks ast.parse up per call.
+    _parse = ast.parse
+
+    def _parse_again(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for attempt in range(3):
+            try:
+                return _parse(*args, **kwargs)
+            except SystemError as exc:
+                if "recursion depth mismatch" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    ast.parse = _parse_again
 
 
 @pytest.fixture(scope="session")
