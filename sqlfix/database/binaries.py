@@ -352,12 +352,13 @@ _UNUSED_DAYS = 7  # a private copy not used for this long is removed when anothe
 
 
 def _content_key(binaries: Binaries, layout: _Layout) -> str:
-    """A short hash of the `postgres` program and the layout's parts: equal installations
-    (the same wheel in two venvs) share one copy."""
+    """A short hash of the `postgres` and `initdb` programs and the layout's parts: equal
+    installations (the same wheel in two venvs) share one copy."""
     hashed = hashlib.sha256(str(layout.parts).encode())
-    with binaries.postgres.open("rb") as program:
-        for block in iter(lambda: program.read(1 << 20), b""):
-            hashed.update(block)
+    for path in (binaries.postgres, binaries.initdb):
+        with path.open("rb") as program:
+            for block in iter(lambda: program.read(1 << 20), b""):  # noqa: B023
+                hashed.update(block)
     return hashed.hexdigest()[:12]
 
 
