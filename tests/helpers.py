@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+from sqlfix.database import binaries as binaries_module
+from sqlfix.database.binaries import Binaries
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 EXAMPLE_FIXTURES = REPO / "fixtures_sql"
 # pytester runs whose outcome depends on test order turn pytest-randomly off.
 NO_RANDOM = ("-p", "no:randomly")
+
+
+def hidden_install(source: Binaries, folder: Path, tag: str = "") -> Binaries:
+    """A copy of `source` under `folder` (a 0700 tmp_path, like a venv under /root), its
+    layout kept (a wheel's RPATH), with content of its own (see `make_unique`)."""
+    layout = binaries_module._layout(source)
+    for part in layout.parts:
+        if (layout.root / part).is_dir():
+            shutil.copytree(layout.root / part, folder / "install" / part, symlinks=True)
+    hidden = Binaries(folder / "install" / layout.bindir, source.version)
+    make_unique(hidden, tag or str(folder))
+    return hidden
+
+
+def make_unique(binaries: Binaries, tag: str) -> None:
+    """Bytes appended to `postgres` (an ELF file runs the same): root's private copy is
+    named by content, and a test that removes its copy must not remove the one other
+    tests' servers run from (the pip-only job's servers all run from that copy)."""
+    postgres = binaries.postgres.resolve()
+    data = postgres.read_bytes()
+    postgres.unlink()  # it may be a hard link into the original installation
+    postgres.write_bytes(data + b"\0sqlfix test " + tag.encode())
+    postgres.chmod(0o755)

