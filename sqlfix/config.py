@@ -57,6 +57,8 @@ class Settings:
     verify: bool = False  # the isolation verifier: fingerprints compared after each test
     layers: bool = False  # savepoint layers: fixtures kept for the next test that shares them
     layers_max_tests: int = 500  # tests on one layer transaction at most, so vacuum can run
+    # rows loaded between two VACUUMs of the tables that grew (0: never); see session.vacuum_if_due
+    vacuum_threshold: int = 2000
     server_version: str | None = None  # a major such as "16"
     server_locale: str = "C"
     server_settings: Mapping[str, str] = field(default_factory=dict)  # postgresql.conf
@@ -511,17 +513,19 @@ def _build(root: Path, got: _Collector) -> Settings:
 
 
 def _boundary_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
-    """The timeouts (ms), `verify` and the layers' keys, from whichever place set them.
+    """The timeouts (ms), `verify`, the layers' keys and `vacuum_threshold`, from whichever
+    place set them.
 
     `where(key)` names that place in an error.
     """
     found: dict[str, Any] = {}
-    for key in (*TIMEOUT_KEYS, "verify", "layers", "layers_max_tests"):
+    for key in (*TIMEOUT_KEYS, "verify", "layers", "layers_max_tests", "vacuum_threshold"):
         if key not in values:
             continue
         try:
             parse = {"verify": parse_bool, "layers": parse_bool,
-                     "layers_max_tests": _positive_int}.get(key, parse_duration)
+                     "layers_max_tests": _positive_int,
+                     "vacuum_threshold": _whole_number}.get(key, parse_duration)
             found[key] = parse(values[key])
         except ValueError as exc:
             raise ConfigError(f"{where(key)}: {exc}") from None
@@ -529,14 +533,20 @@ def _boundary_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> di
 
 
 def _positive_int(value: object) -> int:
+    return _whole_number(value, 1)
+
+
+def _whole_number(value: object, least: int = 0) -> int:
+    """`value` (an int, or its text from an ini file or the command line) as an int >= `least`;
+    ValueError otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{value!r} must be a whole number of 1 or more")
+        raise ValueError(f"{value!r} must be a whole number of {least} or more")
     try:
         number = int(value)
     except ValueError:
-        raise ValueError(f"{value!r} must be a whole number of 1 or more") from None
-    if number < 1:
-        raise ValueError(f"{value!r} must be a whole number of 1 or more")
+        raise ValueError(f"{value!r} must be a whole number of {least} or more") from None
+    if number < least:
+        raise ValueError(f"{value!r} must be a whole number of {least} or more")
     return number
 
 

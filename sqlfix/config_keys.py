@@ -25,6 +25,7 @@ KNOWN_KEYS = frozenset(
         "verify",
         "layers",
         "layers_max_tests",
+        "vacuum_threshold",
         # the embedded server (docs/server.md)
         "server_version",
         "server_locale",

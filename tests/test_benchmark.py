@@ -55,8 +55,9 @@ def test_the_peer_benchmark_short_mode_prints_every_section():
                          capture_output=True, text=True, check=True, timeout=900).stdout
     sections = [line for line in out.splitlines() if line.startswith("## ")]
     assert [s.split(",")[0] for s in sections] == [
-        "## per test", "## per test", "## per test", "## drift over 600 tests (sqlfix",
-        "## pytest-xdist", "## embedded server start", "## schema cache (setup_command takes 0.5 s)"]
+        "## per test", "## per test", "## per test", "## drift over 600 tests (200 rows)",
+        "## in pytest", "## pytest-xdist", "## embedded server start",
+        "## schema cache (setup_command takes 0.5 s)"]
     for size in ("20", "200", "2000"):
         assert f"## per test, {size} rows" in out
     rows = re.findall(rf"^(.+?)\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})$", out, re.M)
@@ -64,7 +65,21 @@ def test_the_peer_benchmark_short_mode_prints_every_section():
     assert len(re.findall(rf"^ratios: sqlfix / floor {NUMBER}; layers shared / floor {NUMBER}", out,
                           re.M)) == 3
     assert all(float(p10) <= float(med) <= float(p90) for _, med, p10, p90, _ in rows)
-    assert re.search(rf"ratio {NUMBER}", out)
+    drift = re.findall(rf"^(.+?)\s+1\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+"
+                       rf"{NUMBER}-> *{NUMBER}\s+{NUMBER}-> *{NUMBER}\s+\d+$", out, re.M)
+    assert [d[0] for d in drift] == [
+        "sqlfix (vacuum_threshold = 2000, the default)",
+        "sqlfix + layers (500 a transaction), same set in blocks of 50",
+        "sqlfix, vacuum_threshold = 0 (no VACUUM between tests)",
+        "plain floor on one long-lived connection"]
+    in_pytest = out.split("## in pytest")[1].split("## ")[0]
+    named = re.findall(rf"^(.+?)\s+(-?{NUMBER})\s+(-?{NUMBER})$", in_pytest, re.M)
+    names = [n[0] for n in named]
+    assert [n for n in names if not n.startswith("pytest-postgresql")] == [
+        "plain floor (a session psycopg connection, ROLLBACK)", "sqlfix @uses",
+        "sqlfix @uses + --sqlfix-layers"]
+    assert any(n.startswith("pytest-postgresql") for n in names) or re.search(
+        r"^pytest-postgresql `postgresql` fixture +not installed$", in_pytest, re.M)
     assert len(re.findall(rf"-n 0 +{NUMBER} s  -n 2 +{NUMBER} s  throughput x{NUMBER}", out)) == 2
     assert re.search(r"cold \(initdb\) +\d+ ms; cached median +\d+ ms", out)
     assert len(re.findall(r"session.*start +\d+ ms", out)) == 2

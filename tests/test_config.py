@@ -146,6 +146,21 @@ def test_a_bad_layers_max_tests_is_refused_with_the_value(tmp_path, value):
         load_settings(tmp_path)
 
 
+def test_vacuum_threshold_from_pyproject_and_ini(tmp_path):
+    assert load_settings(tmp_path).vacuum_threshold == 2000
+    write(tmp_path, "[tool.sqlfix]\nvacuum_threshold = 0\n")  # 0: never
+    assert load_settings(tmp_path).vacuum_threshold == 0
+    assert _from_ini(tmp_path, {"vacuum_threshold": "500"}, where="/p/pytest.ini"
+                     ).vacuum_threshold == 500
+
+
+@pytest.mark.parametrize("value", ["-1", '"many"', "true", "2.5"])
+def test_a_bad_vacuum_threshold_is_refused_with_the_value(tmp_path, value):
+    write(tmp_path, f"[tool.sqlfix]\nvacuum_threshold = {value}\n")
+    with pytest.raises(ConfigError, match=r"vacuum_threshold: .* must be a whole number of 0"):
+        load_settings(tmp_path)
+
+
 # PostgreSQL reads a time setting as a decimal number (fraction and exponent allowed)
 # with an optional unit, rounded to the nearest ms (halves to even, as its rint() does)
 FRACTIONS = [('"0.5s"', 500), ('"1.5ms"', 2), ('"2.5ms"', 2), ('"0.25min"', 15_000),

@@ -41,6 +41,7 @@ from sqlfix.database.schema import (
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
+from sqlfix.database.vacuum import Vacuum
 from sqlfix.database.workers import clone_for_worker, drop_worker_database
 from sqlfix.errors import DatabaseError, ServerError
 
@@ -175,6 +176,7 @@ class DatabaseSession:
         self.layers: LayerStack | None = (
             LayerStack(settings.layers_max_tests, reset_session=settings.reset_session)
             if settings.layers else None)
+        self.vacuum = Vacuum(settings.vacuum_threshold)  # callers count the rows they load
 
     def start(self) -> None:
         if self.dsn is not None:
@@ -367,6 +369,7 @@ class DatabaseSession:
         on_stack = layered and self.layers is not None
         if not on_stack:
             self.end_layers()  # a plain boundary: the stack's transaction ends first
+        self.vacuum.run_if_due(self._conn)  # between tests, when no stack is open
         make = self.layered_boundary if on_stack else self.boundary
         boundary = make(reset_sequences)
         try:

@@ -116,6 +116,8 @@ class Sqlfix:
                         role=boundary.role if first else None)
             if new and protect:
                 boundary.protected()
+        if rows:
+            self._session.vacuum.wrote(sum(rows))
         if sent:
             names = tuple(f.name for f in sent)
             self.loads.append(LoadRecord(names, rows, time.perf_counter() - started))

@@ -12,6 +12,7 @@ cached, the schema cache. Figures, not assertions: machines are shared and noisy
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import statistics
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -71,7 +73,8 @@ def make_project(root: Path) -> Path:
 class Bench:
     def __init__(self, root: Path, short: bool) -> None:
         self.short = short
-        fixtures = make_project(root)
+        self.root = root
+        self.fixtures = fixtures = make_project(root)
         settings = Settings(root=root, fixtures_dir=fixtures, schema=(fixtures / "schema.sql",))
         self.session = DatabaseSession(settings)
         self.session.start()
@@ -95,11 +98,11 @@ class Bench:
         self.plans: list[tuple[str, ...]] = []
         self.turn = 0
 
-    def sqlfix_test(self, names: tuple[str, ...]) -> None:
+    def sqlfix_test(self, names: tuple[str, ...], session: DatabaseSession | None = None) -> None:
         """One test as the plugin runs it: plan, begin, load + protect, body, checks, end."""
-        boundary = self.session.boundary()
-        handle = Sqlfix(self.session, boundary)
-        boundary.begin()
+        session = session or self.session
+        boundary = session.begin()  # as the plugin: a VACUUM when one is due
+        handle = Sqlfix(session, boundary)
         handle.load(*names)
         if not boundary.is_protected:
             boundary.protect()
@@ -205,22 +208,88 @@ class Bench:
         print(f"ratios: sqlfix / floor {base / 1000 / floor:.2f}; layers shared / floor "
               f"{shared / floor:.2f}; TRUNCATE / sqlfix {truncate * 1000 / base:.2f}; "
               f"TRUNCATE / layers shared {truncate / shared:.2f}")
-        print(f"{'pytest-postgresql postgresql fixture':58} " + (
-            "installed, not wired in" if _installed("pytest_postgresql") else "not installed"))
 
     def drift(self) -> None:
-        tests = 600 if self.short else 5000
-        self.vacuum()
-        times = []
-        for i in range(tests):
-            began = time.perf_counter()
-            self.sqlfix_test(("rows_200.sql",) if i % 2 else ("rows_200.sql", "orders.sql"))
-            times.append(time.perf_counter() - began)
-        early = statistics.median(times[100:350]) * 1000
-        late = statistics.median(times[-250:]) * 1000
-        print(f"\n## drift over {tests} tests (sqlfix, 200 rows)")
-        print(f"tests 100-350 median {early:.3f} ms; last 250 median {late:.3f} ms; "
-              f"ratio {late / early:.2f}")
+        """Per-test time and memory over many tests, three runs a variant (one if short)."""
+        tests, runs = (600, 1) if self.short else (5000, 3)
+        # each sqlfix variant on a session (and database) of its own, started fresh as a
+        # run starts: the backend's cached plans are part of what drifts
+        sessions = {}
+        for name, settings in (("drift_default_test", {}), ("drift_off_test", {"vacuum_threshold": 0}),
+                               ("drift_layers_test", {"layers": True})):
+            self.admin.execute(f"CREATE DATABASE {name} TEMPLATE bench_template".encode())
+            sessions[name] = self.layered[name] = DatabaseSession(Settings(
+                root=self.root, fixtures_dir=self.fixtures,
+                dsn=self.dsn.replace("sqlfix_test", name), **settings))  # type: ignore[arg-type]
+            sessions[name].start()
+        layered = sessions["drift_layers_test"]
+        plans = [("rows_200.sql",), ("rows_200.sql", "orders.sql")]
+
+        def plain(session: DatabaseSession) -> Callable[[int, tuple[str, ...]], None]:
+            return lambda i, names: self.sqlfix_test(names, session)
+
+        threshold = sessions["drift_default_test"].vacuum.threshold
+        # label -> (one test, its session's backend, runs): the contrasts drift for
+        # minutes, so they run once
+        variants: dict[str, tuple[Callable[[int, tuple[str, ...]], None], Any, int]] = {
+            f"sqlfix (vacuum_threshold = {threshold}, the default)": (
+                plain(sessions["drift_default_test"]), sessions["drift_default_test"], runs),
+            "sqlfix + layers (500 a transaction), same set in blocks of 50": (
+                lambda i, names: self.layered_test(
+                    layered, plans[i // 50 % 2], plans[(i + 1) // 50 % 2]),
+                layered, runs),
+            "sqlfix, vacuum_threshold = 0 (no VACUUM between tests)": (
+                plain(sessions["drift_off_test"]), sessions["drift_off_test"], 1),
+            "plain floor on one long-lived connection": (
+                lambda i, names: self.plain_test(names), self.plain, 1),
+        }
+        print(f"\n## drift over {tests} tests (200 rows), {runs} run(s) a variant, "
+              "1 for the last two")
+        print(f"{'variant':62} {'run':>3} {'100-350':>8} {'last 250':>8} {'ratio':>6} "
+              f"{'client RSS MB':>15} {'server RSS MB':>15} {'dead rows':>10}")
+        for run in range(runs):
+            for label, (one, owner, times_run) in variants.items():
+                if run >= times_run:
+                    continue
+                self.vacuum()
+                backend = (owner.info.backend_pid if isinstance(owner, psycopg.Connection)
+                           else self._backend_pid(owner))
+                rss = [(_rss_mb(os.getpid()), _rss_mb(backend))]
+                times = []
+                for i in range(tests):
+                    began = time.perf_counter()
+                    one(i, plans[i % 2])
+                    times.append(time.perf_counter() - began)
+                    if i == 349:
+                        rss.append((_rss_mb(os.getpid()), _rss_mb(backend)))
+                rss.append((_rss_mb(os.getpid()), _rss_mb(backend)))
+                early = statistics.median(times[100:350]) * 1000
+                late = statistics.median(times[-250:]) * 1000
+                dead = self._dead_rows(owner)
+                print(f"{label:62} {run + 1:3} {early:8.3f} {late:8.3f} {late / early:6.2f} "
+                      f"{rss[1][0]:7.1f}->{rss[2][0]:6.1f} {rss[1][1]:7.1f}->{rss[2][1]:6.1f} "
+                      f"{dead:10}")
+        vacuum = sessions["drift_default_test"].vacuum
+        print(f"VACUUMs of the default: {vacuum.runs}, {vacuum.seconds * 1000:.0f} ms in all, "
+              f"{vacuum.seconds * 1000 / max(vacuum.runs, 1):.2f} ms each")
+        print("(ms medians of tests 100-350 and of the last 250; RSS at test 350 -> at the end; "
+              "dead rows in the 4 tables at the end, from pg_stat_user_tables: each backend "
+              "reports them at most once a second)")
+
+    def _backend_pid(self, session: DatabaseSession) -> int:
+        boundary = session.boundary()
+        pid = boundary.conn.execute(b"SELECT pg_backend_pid()").fetchone()
+        boundary.conn.rollback()
+        assert pid is not None
+        return int(pid[0])
+
+    def _dead_rows(self, owner: Any) -> int:
+        dsn = owner.dsn if isinstance(owner, DatabaseSession) else self.dsn
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                b"SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables "
+                b"WHERE relname IN ('users', 'products', 'orders', 'order_items')").fetchone()
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         self.plain.close()
@@ -228,6 +297,17 @@ class Bench:
             session.stop()
         self.admin.close()
         self.session.stop()
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of process `pid` in MB (Linux /proc; 0 where unreadable)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _installed(module: str) -> bool:
@@ -249,9 +329,11 @@ def test_n(sqlfix_conn, n):
 
 def run_pytest(project: Path, *args: str) -> float:
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
-                    "-p", "no:cacheprovider", *args], cwd=project, check=True,
-                   capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
+                           "-p", "no:cacheprovider", *args], cwd=project, check=False,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"pytest {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return time.perf_counter() - began
 
 
@@ -268,6 +350,99 @@ def xdist(root: Path, dsn: str, short: bool) -> None:
         parallel = run_pytest(project, "-n", "2", *extra)
         print(f"{label:9} -n 0 {serial:7.2f} s  -n 2 {parallel:7.2f} s  "
               f"throughput x{serial / parallel:.2f}")
+
+
+IN_PYTEST = {
+    "plain floor (a session psycopg connection, ROLLBACK)": """
+import pytest, psycopg
+from pathlib import Path
+
+SQL = Path({sql!r}).read_bytes()
+
+@pytest.fixture(scope="session")
+def plain():
+    with psycopg.connect({dsn!r}) as conn:
+        yield conn
+
+@pytest.mark.parametrize("n", range({n}))
+def test_n(plain, n):
+    plain.execute(SQL)
+    plain.execute({body!r})
+    plain.rollback()
+""",
+    "sqlfix @uses": """
+import pytest
+from sqlfix import uses
+
+@uses("rows_200.sql")
+@pytest.mark.parametrize("n", range({n}))
+def test_n(sqlfix_conn, n):
+    sqlfix_conn.execute({body!r})
+""",
+    "pytest-postgresql `postgresql` fixture (noproc, schema loaded)": """
+import pytest
+from pathlib import Path
+from pytest_postgresql import factories
+
+SQL = Path({sql!r}).read_bytes()
+pg_noproc = factories.postgresql_noproc(
+    host={host!r}, port={port}, user={user!r}, dbname="ppg", load=[Path({schema!r})])
+postgresql = factories.postgresql("pg_noproc")
+
+@pytest.mark.parametrize("n", range({n}))
+def test_n(postgresql, n):
+    postgresql.execute(SQL)
+    postgresql.execute({body!r})
+""",
+}
+
+
+def in_pytest(root: Path, bench: Bench, short: bool) -> None:
+    """Whole pytest runs per contender: per test = (wall(many) - wall(few)) / (many - few),
+    which leaves out pytest's and each contender's start-up."""
+    few, many, rounds = (5, 25, 1) if short else (20, 220, 3)
+    project = root / "in-pytest"
+    project.mkdir()
+    shutil.copytree(bench.fixtures, project / "fixtures_sql")
+    (project / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n')
+    sql_file = project / "rows_200.rendered.sql"
+    sql_file.write_bytes(bench._sql(("rows_200.sql",)))
+    info = psycopg.conninfo.conninfo_to_dict(bench.dsn)
+    values = {"sql": str(sql_file), "body": BODY, "host": info["host"], "port": info["port"],
+              "user": info["user"], "schema": str(project / "fixtures_sql" / "schema.sql")}
+    runs: dict[str, list[str]] = {}
+    for i, name in enumerate(IN_PYTEST):
+        database = f"in_pytest_{i}_test"
+        # sqlfix applies the schema itself (to an empty database); the floor needs it there
+        template = "" if "sqlfix" in name else " TEMPLATE bench_template"
+        bench.admin.execute(f"CREATE DATABASE {database}{template}".encode())
+        runs[name] = [f"--sqlfix-dsn={bench.dsn.replace('sqlfix_test', database)}"]
+        values["dsn"] = bench.dsn.replace("sqlfix_test", database)
+        for n in (few, many):
+            (project / f"test_{i}_{n}.py").write_text(IN_PYTEST[name].format(n=n, **values))
+    runs["sqlfix @uses + --sqlfix-layers"] = [*runs["sqlfix @uses"], "--sqlfix-layers"]
+    files = {name: list(IN_PYTEST).index(name.split(" + ")[0]) for name in runs}
+    if not _installed("pytest_postgresql"):
+        del runs["pytest-postgresql `postgresql` fixture (noproc, schema loaded)"]
+    per_test: dict[str, list[float]] = {name: [] for name in runs}
+    for name in runs:  # warm-up: sqlfix builds and saves the schema, pytest-postgresql its template
+        run_pytest(project, f"test_{files[name]}_{few}.py", "-p", "no:xdist", *runs[name])
+    for _ in range(rounds):
+        order = list(runs)
+        random.shuffle(order)
+        for name in order:
+            walls = [run_pytest(project, f"test_{files[name]}_{n}.py", "-p", "no:xdist",
+                                *runs[name]) for n in (few, many)]
+            per_test[name].append((walls[1] - walls[0]) / (many - few) * 1000)
+    base = statistics.median(per_test["sqlfix @uses"])
+    print(f"\n## in pytest, 200 rows: per test from runs of {few} and {many} tests, "
+          f"medians of {rounds} round(s)")
+    print(f"{'contender':62} {'ms':>8} {'x sqlfix':>8}")
+    for name, values_ms in per_test.items():
+        med = statistics.median(values_ms)
+        print(f"{name:62} {med:8.3f} {med / base:8.2f}")
+    if not _installed("pytest_postgresql"):
+        print(f"{'pytest-postgresql `postgresql` fixture':62} not installed")
 
 
 def server_start(root: Path, short: bool) -> None:
@@ -319,6 +494,7 @@ def main(argv: list[str]) -> None:
             for size in SIZES:
                 bench.per_test(size)
             bench.drift()
+            in_pytest(root, bench, short)
             with psycopg.connect(bench.dsn, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS xdist_test"))
                 conn.execute(sql.SQL("CREATE DATABASE xdist_test"))
