@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import NO_RANDOM
 
 from sqlfix.config import Settings
 from sqlfix.database.session import DatabaseSession
@@ -151,3 +152,35 @@ def test_a_vacuum_on_a_lost_connection_gives_way_to_the_usual_recovery(make_sess
     # the VACUUM fails on the dead connection; begin() then recovers as it always does
     assert one_test(session, "orders.sql") == [(40, 40, 1)]
     assert session.connection().info.backend_pid != pid
+
+
+PLUGIN_TESTS = """
+from sqlfix import uses
+
+@uses("users.sql", "orders.sql")
+def test_1_loads(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM orders").fetchone()[0] > 0
+
+@uses("users.sql", "orders.sql")
+def test_2_loads(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM orders").fetchone()[0] > 0
+
+def test_3_sees_the_heap(sqlfix_conn):
+    pages = sqlfix_conn.execute(
+        "SELECT pg_relation_size('users') / 8192, (SELECT count(*) FROM users)").fetchone()
+    print("users pages", pages)
+    assert pages[1] == 0
+"""
+
+
+@pytest.mark.parametrize(("threshold", "pages"), [(1, "0"), (0, "[1-9]*")])
+def test_the_plugin_vacuums_between_tests_as_configured(shop, threshold, pages):
+    shop.makepyfile(test_heap=PLUGIN_TESTS)
+    toml = shop.path / "pyproject.toml"
+    toml.write_text(toml.read_text().replace(
+        "[tool.sqlfix]\n", f"[tool.sqlfix]\nvacuum_threshold = {threshold}\n", 1))
+    result = shop.runpytest("-s", *NO_RANDOM)
+    result.assert_outcomes(passed=3)
+    # the third test begins after two loads: with a threshold of 1 the rolled-back rows
+    # were vacuumed away and the heap truncated; with 0 they are still there
+    result.stdout.fnmatch_lines([f"*users pages ({pages}, 0)*"])
