@@ -57,7 +57,7 @@ class Settings:
     verify: bool = False  # the isolation verifier: fingerprints compared after each test
     layers: bool = False  # savepoint layers: fixtures kept for the next test that shares them
     layers_max_tests: int = 500  # tests on one layer transaction at most, so vacuum can run
-    # rows loaded between two VACUUMs of the tables that grew (0: never); see session.vacuum_if_due
+    # rows loaded between two VACUUMs of the tables that grew (0: never); see database/vacuum.py
     vacuum_threshold: int = 2000
     server_version: str | None = None  # a major such as "16"
     server_locale: str = "C"

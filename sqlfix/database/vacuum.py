@@ -2,18 +2,19 @@
 
 Every test loads its fixtures and rolls them back, and each rolled-back row stays in its
 table as a dead tuple until VACUUM removes it. The session connection lives for the
-whole run, and its backend keeps the plans it made while the tables were empty, the
-foreign-key checks' among them: a sequential scan, which then reads every dead tuple,
-once per row checked. Measured on the example shop (200 rows a test, one connection):
-18 ms a test at the start, 126 ms 500 tests later, back to 13 ms once autovacuum (once
-a minute by default) had run. A VACUUM removes the dead tuples, truncates the emptied
-pages and, by updating the tables' statistics, makes every backend plan again.
+whole run. Once a table was vacuumed while it held no live row (autovacuum does so within
+a minute), the plans its backend makes say "empty", the foreign-key checks' among them:
+a sequential scan, cached, which then reads every dead tuple once per row checked.
+Measured on the example shop (200 rows a test, one connection): 18 ms a test at the
+start, 126 ms 500 tests later, back to 13 ms once autovacuum (once a minute by default)
+had run again. A VACUUM removes the dead tuples, truncates the emptied pages and, by
+updating the tables' statistics, makes every backend plan again.
 
 So the session counts the rows the fixtures load, and once `vacuum_threshold` rows went
 in since the last time, before the next test begins (outside any transaction: VACUUM
 cannot run in one), it vacuums the tables whose heap is larger than their last VACUUM
 or ANALYZE left it. Rows a test body writes are not counted; they are vacuumed with the
-fixtures' when their tables grew. See docs/performance.md#drift.
+fixtures' when their tables grew. See docs/performance.md#drift-vacuum-between-tests.
 """
 
 from __future__ import annotations
