@@ -82,6 +82,9 @@ class LoadError(SqlfixError):
         self.finding = finding
         self.sqlstate = sqlstate
         self.statement = statement
+        # No statement failed, the deferred constraints' check at the end did: rows loaded
+        # before this load (savepoint layers) may be the cause (see layers.load_first).
+        self.at_check = False
         super().__init__(f"{finding.format()}\n--- statement ---\n{statement.strip()}")
 
 

@@ -64,9 +64,8 @@ class DiskCache:
         try:
             with open(self._path(key), "rb") as handle:
                 return pickle.load(handle)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError,
-                TypeError, ValueError):
-            return None  # absent, half-deleted, or written by another layout: compile again
+        except Exception:  # noqa: BLE001 - a damaged file fails in many ways (OverflowError...)
+            return None  # absent, half-deleted, damaged, another layout: compile again
 
     def put(self, key: str, value: Any) -> None:
         """Store `value`; a failure to write (read-only disk, full disk) is ignored."""

@@ -44,6 +44,7 @@ from psycopg.rows import tuple_row
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
 from sqlfix.database.baseline import reset_query_for
 from sqlfix.database.boundary import (
+    CHECK_DEFERRED,
     SAVEPOINT,
     Boundary,
     SqlfixConnection,
@@ -53,6 +54,7 @@ from sqlfix.database.boundary import (
 from sqlfix.database.loader import load, load_layers
 from sqlfix.database.pipeline import rows as result_rows
 from sqlfix.database.pipeline import run_all
+from sqlfix.errors import LoadError
 
 # The session state a test can leave outside the transaction (see boundary.SESSION_RESET):
 # the rest of DISCARD ALL is undone by the rollback to the layer's savepoint itself.
@@ -66,6 +68,12 @@ class Layer:
     name: str
     savepoint: str
     reset: bytes
+    # The compiled file it loaded (the library keeps one object per file content): a
+    # file edited since does not share this layer, whatever its name.
+    fixture: CompiledFixture | None = None
+    # Its deferred constraints were checked with it on top; a layer below the top of a
+    # load was checked only with the files above it (see _load_first).
+    checked: bool = False
 
 
 @dataclass
@@ -152,6 +160,7 @@ class LayeredBoundary(Boundary):
         """Continue the open stack (no round trip), or begin a new one."""
         stack, conn = self.stack, self.conn
         if stack.is_open(conn) and stack.tests < stack.max_tests:
+            conn.row_factory = tuple_row  # as Boundary.begin: the test before may have set one
             self.xid, self.marker, self.role = stack.xid, stack.marker, stack.role
             self._first_load = True
             self.continued = True
@@ -175,10 +184,14 @@ class LayeredBoundary(Boundary):
         """
         try:
             return self._load_first(plan, then)
-        except psycopg.Error:
+        except (psycopg.Error, LoadError) as exc:
+            if isinstance(exc, LoadError) and not exc.at_check:
+                raise  # a statement of the files it loaded failed: theirs, stack kept
             if not self.continued or self.conn.closed or self.conn.broken:
                 raise
             # The stack an earlier test left could not be used after all: a new one.
+            # A fixture's error is then found (and blamed) as without layers: a check of
+            # deferred constraints that failed on top of shared layers may be theirs.
             self.stack.close(self._full_reset, self._session_reset())
             if self.conn.closed:
                 raise
@@ -192,6 +205,10 @@ class LayeredBoundary(Boundary):
         stack = self.stack
         names = [f.name for f in plan]
         shared = stack.shared(names)
+        for index, (layer, fixture) in enumerate(zip(stack.layers[:shared], plan, strict=False)):
+            if layer.fixture is not fixture:  # the file changed since: load it again
+                shared = index
+                break
         before: list[str] = []
         if shared < len(stack.layers) or self.continued:
             # Back to the last shared layer (the previous test's end normally did this).
@@ -204,12 +221,16 @@ class LayeredBoundary(Boundary):
         # A continued stack had no begin() round trip: the hint's mark rides first here.
         mark = mark_query(self.conn) if self.continued else ""
         if not rest.fixtures:
-            # Everything is loaded (the layers were checked then): one simple query.
+            # Everything is loaded: one simple query. A layer that was not the top when
+            # its load was checked is checked now (its files may need those above it).
+            check = () if not shared or stack.layers[shared - 1].checked else CHECK_DEFERRED
             try:
-                self._marked(mark, *before, *then, *self.protect_statements())
+                self._marked(mark, *before, *check, *then, *self.protect_statements())
             except psycopg.Error:
                 stack.reference = None
                 raise
+            if shared:
+                stack.layers[shared - 1].checked = True
             self.protected()
             self.conn._sqlfix_savepoint = SAVEPOINT
             return (), ()
@@ -236,7 +257,8 @@ class LayeredBoundary(Boundary):
         if done.mark is not None:
             self.take_mark(*done.mark)
         for fixture, savepoint, rows in zip(rest, savepoints, done.positions, strict=True):
-            stack.layers.append(Layer(fixture.name, savepoint, reset_query_for(rows)))
+            stack.layers.append(Layer(fixture.name, savepoint, reset_query_for(rows), fixture))
+        stack.layers[-1].checked = True  # load_layers checked the deferred constraints last
         if rest.fixtures:
             stack.reference = None  # a new top: the verifier takes a new reference
         self.protected()

@@ -317,6 +317,7 @@ def load_layers(
             raise failed.error from None  # the transaction was unusable before the load
         error = _pipeline_error(conn, plan, statements, at.get(failed.index, -1),
                                 failed.error, base, per_file)
+        error.at_check = failed.index not in at
         conn.execute(f"ROLLBACK TO SAVEPOINT {base}".encode())
         raise error from failed.error
     deliver(conn, texts, results)

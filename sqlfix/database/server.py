@@ -207,6 +207,11 @@ class EmbeddedServer:
                 raise ServerError(f"PostgreSQL did not shut down cleanly:\n{runtime.log_tail()}")
             (runtime.data / "postmaster.opts").unlink(missing_ok=True)
             _publish(runtime.data, self.schema_dir, replace=True)
+            # The catalog digests kept beside it describe the cluster it replaces: a
+            # rebuild from the same initdb cluster can reuse the very same transaction
+            # ids, so the digests' fingerprint would not tell (catalog_watch.Watch.take).
+            self.schema_dir.with_name(self.schema_dir.name + ".watch.json").unlink(
+                missing_ok=True)
             _prune(self.schema_dir)
             runtime.launch(self.binaries, self._settings)
             runtime.wait_ready(DBNAME)

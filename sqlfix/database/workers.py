@@ -66,7 +66,8 @@ def clone_for_worker(
     `prepare(dsn)` runs on the DSN's database first (the schema), one worker at a
     time, and once per `run` (pytest-xdist's `testrunuid`; None: every time); it
     must close every connection it opens, or the clone cannot be made. The clone
-    is dropped first if a crashed run left it behind.
+    is dropped first if a crashed run left it behind; one that a session is on (another
+    run's worker) is not taken: DatabaseError.
     """
     template = dbname_of(dsn)
     target = worker_dbname(template, worker)
@@ -80,10 +81,26 @@ def clone_for_worker(
             prepare(dsn)
             if run is not None:
                 _record_run(dsn, run)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(target)))
+        _drop_left_behind(conn, target)
         _create(conn, target, template)
     return make_conninfo(dsn, dbname=target)
+
+
+def _drop_left_behind(conn: psycopg.Connection[Any], target: str) -> None:
+    """Drop the worker's clone a crashed run left (a dead run holds no session on it);
+    raises DatabaseError if a session is on it: another run's worker is testing there."""
+    in_use = conn.execute(
+        b"SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [target]).fetchone()
+    try:
+        if in_use and in_use[0]:
+            raise psycopg.errors.ObjectInUse()
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(target)))
+    except psycopg.errors.ObjectInUse:
+        raise DatabaseError(
+            f"the pytest-xdist worker database {target!r} is in use: another test run on "
+            "this server (another terminal, a CI job) is testing in it. sqlfix does not "
+            "take it from that run: wait for it to end, or point this run at a database "
+            "of its own (a DSN with another dbname, whose clones get other names)") from None
 
 
 _RUNS = sql.Identifier("_sqlfix", "clone_runs")  # runs whose first worker built the template

@@ -595,8 +595,22 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
 
 @pytest.hookimpl(tryfirst=True)
 def _runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Note the next test: savepoint layers are kept only for a test that shares them."""
+    """Note the next test: savepoint layers are kept only for a test that shares them.
+
+    A test that does not use sqlfix ends a layer stack still open: the test before it
+    kept the stack for a sqlfix test that was then skipped (its set-up never ran), and
+    the stack's transaction would hold its rows' locks against this test's own
+    connections.
+    """
     item.stash[NEXT_KEY] = nextitem
+    session = item.config.stash.get(SESSION_KEY, None)
+    if session is not None and session.layers is not None and not _uses_sqlfix(item):
+        session.end_layers()
+
+
+def _uses_sqlfix(item: pytest.Item) -> bool:
+    return (item.get_closest_marker(MARKER) is not None
+            or "sqlfix" in getattr(item, "fixturenames", ()))
 
 
 def _next_load_order(item: pytest.Item, session: DatabaseSession) -> tuple[str, ...] | None:
@@ -609,9 +623,7 @@ def _next_load_order(item: pytest.Item, session: DatabaseSession) -> tuple[str, 
     nextitem = item.stash.get(NEXT_KEY, None)
     if nextitem is None:
         return None
-    uses = (nextitem.get_closest_marker(MARKER) is not None
-            or "sqlfix" in getattr(nextitem, "fixturenames", ()))
-    if not uses:
+    if not _uses_sqlfix(nextitem):
         return None
     from sqlfix.errors import SqlfixError
 

@@ -105,6 +105,21 @@ def test_a_damaged_or_deleted_cache_is_only_a_miss(fixtures, tmp_path):
     assert fresh(fixtures, cache).compile("users.sql") == good
 
 
+@pytest.mark.parametrize("offset", [2, 10, 40, -3])
+def test_an_entry_with_a_flipped_byte_is_a_miss_and_is_replaced(fixtures, tmp_path, offset):
+    """A flipped byte makes pickle raise OverflowError, MemoryError, ... not only its own
+    UnpicklingError; each is a miss, and the compile writes a good entry back."""
+    cache = tmp_path / "c"
+    good = fresh(fixtures, cache).compile("users.sql")
+    (entry,) = (cache / FORMAT).rglob("*.pickle")
+    data = bytearray(entry.read_bytes())
+    data[offset] = 0xFF
+    entry.write_bytes(bytes(data))
+    assert fresh(fixtures, cache).compile("users.sql") == good
+    assert fresh(fixtures, cache).compile("users.sql") == good  # replaced: a disk hit now
+    assert Counting.compiles == 0
+
+
 def test_a_fixture_with_errors_is_never_cached(fixtures, tmp_path):
     (fixtures / "bad.sql").write_text("DROP TABLE users;\n")
     for _ in range(2):

@@ -182,3 +182,22 @@ def test_digests_kept_for_other_catalogs_are_not_taken(fresh_dsn: str, tmp_path:
         assert catalog_watch.Watch.take(conn, shared=False, cache=cache).digests == second.digests
     finally:
         conn.close()
+
+
+def test_a_rebuild_computes_the_catalog_digests_again(project, monkeypatch):
+    """A rebuild starts from the same initdb cluster and may reuse the very transaction ids
+    of the build it replaces: the digests' fingerprint would match, the catalogs not."""
+    from sqlfix.database import catalog_watch
+
+    computed: list[int] = []
+    real = catalog_watch.Watch._digests
+
+    def counting(self, conn, names):
+        computed.append(len(names))
+        return real(self, conn, names)
+
+    monkeypatch.setattr(catalog_watch.Watch, "_digests", counting)
+    for rebuild in (False, True, False):
+        assert not _run_and_stop(project, rebuild=rebuild) or not rebuild
+    # the first build and the rebuild compute them; the third session takes the rebuild's
+    assert len(computed) == 2

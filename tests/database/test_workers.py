@@ -71,6 +71,23 @@ def test_a_leftover_clone_of_a_crashed_run_is_replaced(fresh_dsn):
     assert f"{name}_gw3" not in _databases(fresh_dsn)
 
 
+def test_a_clone_another_run_is_testing_in_is_not_taken_from_it(fresh_dsn):
+    """Two runs with -n on one server: the second's gw0 used to drop the first's gw0
+    WITH (FORCE) in the middle of its tests."""
+    from sqlfix.errors import DatabaseError
+
+    first = clone_for_worker(fresh_dsn, "gw0", lambda dsn: None, run="run-a")
+    try:
+        with psycopg.connect(first, autocommit=True) as busy:
+            busy.execute("CREATE TABLE mine (id int)")
+            with pytest.raises(DatabaseError, match="is in use: another test run"):
+                clone_for_worker(fresh_dsn, "gw0", lambda dsn: None, run="run-b")
+            # the first run's worker goes on in its own database, untouched
+            assert busy.execute("SELECT to_regclass('mine') IS NOT NULL").fetchone() == (True,)
+    finally:
+        drop_worker_database(first)
+
+
 def test_a_session_on_the_template_delays_the_clone_then_fails_clearly(fresh_dsn, monkeypatch):
     from sqlfix.database import workers
     from sqlfix.errors import DatabaseError

@@ -1,0 +1,118 @@
+"""Savepoint layers against what a hostile review of issue #11 found: each test here passed,
+or failed with the same message, without layers, and did not with them."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import NO_RANDOM
+
+SCHEMA = """
+CREATE TABLE parents (id int PRIMARY KEY);
+CREATE TABLE children (id int PRIMARY KEY,
+                       parent_id int REFERENCES parents DEFERRABLE INITIALLY DEFERRED);
+CREATE TABLE users (id int PRIMARY KEY, name text UNIQUE);
+CREATE TABLE notes (id serial PRIMARY KEY, body text);
+"""
+FILES = {
+    "child.sql": "INSERT INTO children VALUES (1, 99);\n",  # needs parent.sql after it
+    "parent.sql": "INSERT INTO parents VALUES (99);\n",
+    "users.sql": "INSERT INTO users VALUES (1, 'ann');\n",
+    "editme.sql": "INSERT INTO notes (body) VALUES ('original');\n",
+}
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    (pytester.path / "fixtures_sql").mkdir()
+    (pytester.path / "schema.sql").write_text(SCHEMA)
+    for name, text in FILES.items():
+        (pytester.path / "fixtures_sql" / name).write_text(text)
+    pytester.makepyprojecttoml('[tool.sqlfix]\nschema = ["schema.sql"]\n')
+    return pytester
+
+
+@pytest.mark.parametrize("layers", [(), ("--sqlfix-layers",)], ids=["plain", "layers"])
+def test_a_layer_below_the_checked_top_has_its_deferred_constraints_checked(project, layers):
+    project.makepyfile("""
+        from sqlfix import uses
+
+        @uses("child.sql", "parent.sql")
+        def test_1_both(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM children").fetchone() == (1,)
+
+        @uses("child.sql")
+        def test_2_child_alone(sqlfix_conn):
+            pass  # its parent is missing: the load fails
+
+        @uses("child.sql", "users.sql")
+        def test_3_child_and_users(sqlfix_conn):
+            pass  # the same, and child.sql is the one to blame, not users.sql
+    """)
+    result = project.runpytest(*NO_RANDOM, *layers)
+    result.assert_outcomes(passed=1, errors=2)
+    errors = [line for line in result.outlines if "SQLF701" in line]
+    assert len(errors) == 2 and all("child.sql:1:1" in e for e in errors), errors
+    assert not any("users.sql" in e for e in errors)
+
+
+@pytest.mark.parametrize("layers", [(), ("--sqlfix-layers",)], ids=["plain", "layers"])
+def test_a_fixture_file_edited_during_the_run_is_loaded_as_edited(project, layers):
+    project.makepyfile("""
+        from pathlib import Path
+        from sqlfix import uses
+
+        @uses("editme.sql")
+        def test_1_edits(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT body FROM notes").fetchall() == [("original",)]
+            Path("fixtures_sql/editme.sql").write_text(
+                "INSERT INTO notes (body) VALUES ('edited by test 1');\\n")
+
+        @uses("editme.sql")
+        def test_2_sees_the_edit(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT body FROM notes").fetchall() == [
+                ("edited by test 1",)]
+    """)
+    project.runpytest(*NO_RANDOM, *layers).assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("layers", [(), ("--sqlfix-layers",)], ids=["plain", "layers"])
+def test_a_row_factory_set_by_a_test_does_not_reach_the_next(project, layers):
+    project.makepyfile("""
+        from psycopg.rows import dict_row
+        from sqlfix import uses
+
+        @uses("users.sql")
+        def test_1_sets_one(sqlfix_conn):
+            sqlfix_conn.row_factory = dict_row
+
+        @uses("users.sql")
+        def test_2_reads_tuples(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT name FROM users").fetchone()[0] == "ann"
+    """)
+    project.runpytest(*NO_RANDOM, *layers).assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("layers", [(), ("--sqlfix-layers",)], ids=["plain", "layers"])
+def test_a_test_without_sqlfix_after_a_skipped_one_meets_no_open_stack(project, layers):
+    """The stack kept for a sqlfix test that was then skipped held users.sql's row lock."""
+    project.makepyfile("""
+        import psycopg
+        import pytest
+        from sqlfix import uses
+
+        @uses("users.sql")
+        def test_1_loads(sqlfix_conn):
+            pass
+
+        @pytest.mark.skip(reason="skipped before its set-up")
+        @uses("users.sql")
+        def test_2_skipped(sqlfix_conn):
+            pass
+
+        def test_3_own_connection(sqlfix_dsn):
+            with psycopg.connect(sqlfix_dsn) as conn:
+                conn.execute("SET lock_timeout = '3s'")
+                conn.execute("INSERT INTO users VALUES (1, 'ann')")  # the same key
+                conn.rollback()
+    """)
+    project.runpytest(*NO_RANDOM, *layers).assert_outcomes(passed=2, skipped=1)
