@@ -369,6 +369,7 @@ class DatabaseSession:
         on_stack = layered and self.layers is not None
         if not on_stack:
             self.end_layers()  # a plain boundary: the stack's transaction ends first
+        self.vacuum.tests += 1
         self.vacuum.run_if_due(self._conn)  # between tests, when no stack is open
         make = self.layered_boundary if on_stack else self.boundary
         boundary = make(reset_sequences)

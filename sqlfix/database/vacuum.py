@@ -11,10 +11,11 @@ had run again. A VACUUM removes the dead tuples, truncates the emptied pages and
 updating the tables' statistics, makes every backend plan again.
 
 So the session counts the rows the fixtures load, and once `vacuum_threshold` rows went
-in since the last time, before the next test begins (outside any transaction: VACUUM
-cannot run in one), it vacuums the tables whose heap is larger than their last VACUUM
-or ANALYZE left it. Rows a test body writes are not counted; they are vacuumed with the
-fixtures' when their tables grew. See docs/performance.md#drift-vacuum-between-tests.
+in since the last time (or every EVERY_TESTS tests), before the next test begins
+(outside any transaction: VACUUM cannot run in one), it vacuums the tables whose heap
+is larger than their last VACUUM or ANALYZE left it. Rows a test body writes are not
+counted, but their tables are vacuumed too when they grew.
+See docs/performance.md#drift-vacuum-between-tests.
 """
 
 from __future__ import annotations
@@ -42,15 +43,23 @@ _GROWN = sql.SQL(
 ).format(copies=sql.Literal(COPY_SCHEMA))
 
 
-class Vacuum:
-    """The rows loaded since the last VACUUM, and the VACUUM once there are enough.
+# Tests between two VACUUMs at most, whatever was loaded: the rows tests write themselves
+# are not counted, and with savepoint layers a shared load is rare while every test's own
+# writes are rolled back (the bound of a layer stack's transaction, `layers_max_tests`).
+EVERY_TESTS = 500
 
-    `threshold`: rows (0: never vacuum).
+
+class Vacuum:
+    """The rows loaded and the tests begun since the last VACUUM, and the VACUUM once
+    there are enough.
+
+    `threshold`: rows (0: never vacuum); or `EVERY_TESTS` tests.
     """
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
         self.written = 0  # rows the fixtures loaded since the last VACUUM
+        self.tests = 0  # tests begun since the last VACUUM
         self.runs = 0  # VACUUMs so far (the tests read it)
         self.seconds = 0.0  # spent on them, the query for the grown tables included
 
@@ -58,7 +67,8 @@ class Vacuum:
         self.written += rows
 
     def due(self) -> bool:
-        return self.threshold > 0 and self.written >= self.threshold
+        return self.threshold > 0 and (
+            self.written >= self.threshold or self.tests >= EVERY_TESTS)
 
     def run_if_due(self, conn: psycopg.Connection[Any] | None) -> list[str]:
         """VACUUM the grown tables on `conn` if enough rows were loaded and `conn` is
@@ -71,7 +81,7 @@ class Vacuum:
             return []
         if conn.info.transaction_status != TransactionStatus.IDLE:
             return []  # a layer stack's transaction: the stack's end comes first
-        self.written = 0
+        self.written = self.tests = 0
         tables: list[str] = []
         started = time.perf_counter()
         try:

@@ -121,6 +121,20 @@ def test_the_tables_vacuumed_are_those_that_grew(make_session):
     assert "untouched" not in vacuumed
 
 
+def test_every_500_tests_whatever_was_loaded(make_session):
+    """The rows a test writes itself are not counted (nor, with layers, a shared load's)."""
+    from sqlfix.database.vacuum import EVERY_TESTS
+
+    session = make_session(vacuum_threshold=10**9)
+    one_test(session, "users.sql")  # 40 rows loaded, far below the threshold
+    for _ in range(EVERY_TESTS - 2):
+        session.begin().end()
+    assert session.vacuum.runs == 0 and session.vacuum.tests == EVERY_TESTS - 1
+    session.begin().end()  # the 500th test's begin
+    assert session.vacuum.runs == 1 and session.vacuum.tests == 0
+    assert heap_pages(session, "users") == 0
+
+
 def test_a_threshold_of_zero_never_vacuums(make_session):
     session = make_session(vacuum_threshold=0)
     for _ in range(5):
