@@ -89,8 +89,10 @@ def clone_for_worker(
 def _drop_left_behind(conn: psycopg.Connection[Any], target: str) -> None:
     """Drop the worker's clone a crashed run left (a dead run holds no session on it);
     raises DatabaseError if a session is on it: another run's worker is testing there."""
+    # client backends only: autovacuum may be working in a crashed run's clone
     in_use = conn.execute(
-        b"SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [target]).fetchone()
+        b"SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+        b"AND backend_type = 'client backend'", [target]).fetchone()
     try:
         if in_use and in_use[0]:
             raise psycopg.errors.ObjectInUse()
