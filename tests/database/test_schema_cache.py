@@ -139,7 +139,9 @@ def test_a_rebuild_from_the_saved_schema_runs_a_schema_that_creates_roles(projec
         s.stop()
 
 
-def test_later_sessions_take_the_catalog_digests_from_beside_the_saved_schema(project, monkeypatch):
+@pytest.fixture
+def digest_computations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many catalogs each computation of the catalog digests covered, in order."""
     from sqlfix.database import catalog_watch
 
     computed: list[int] = []
@@ -150,6 +152,12 @@ def test_later_sessions_take_the_catalog_digests_from_beside_the_saved_schema(pr
         return real(self, conn, names)
 
     monkeypatch.setattr(catalog_watch.Watch, "_digests", counting)
+    return computed
+
+
+def test_later_sessions_take_the_catalog_digests_from_beside_the_saved_schema(
+        project, digest_computations):
+    computed = digest_computations
     digests = []
     for _ in range(3):
         s = session(project)
@@ -184,19 +192,10 @@ def test_digests_kept_for_other_catalogs_are_not_taken(fresh_dsn: str, tmp_path:
         conn.close()
 
 
-def test_a_rebuild_computes_the_catalog_digests_again(project, monkeypatch):
+def test_a_rebuild_computes_the_catalog_digests_again(project, digest_computations):
     """A rebuild starts from the same initdb cluster and may reuse the very transaction ids
     of the build it replaces: the digests' fingerprint would match, the catalogs not."""
-    from sqlfix.database import catalog_watch
-
-    computed: list[int] = []
-    real = catalog_watch.Watch._digests
-
-    def counting(self, conn, names):
-        computed.append(len(names))
-        return real(self, conn, names)
-
-    monkeypatch.setattr(catalog_watch.Watch, "_digests", counting)
+    computed = digest_computations
     for rebuild in (False, True, False):
         assert not _run_and_stop(project, rebuild=rebuild) or not rebuild
     # the first build and the rebuild compute them; the third session takes the rebuild's

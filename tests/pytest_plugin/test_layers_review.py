@@ -31,7 +31,12 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-@pytest.mark.parametrize("layers", [(), ("--sqlfix-layers",)], ids=["plain", "layers"])
+@pytest.fixture(params=[(), ("--sqlfix-layers",)], ids=["plain", "layers"])
+def layers(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Each test runs without layers and with them: it must pass the same way."""
+    return tuple(request.param)
+
+
 def test_a_layer_below_the_checked_top_has_its_deferred_constraints_checked(project, layers):
     project.makepyfile("""
         from sqlfix import uses
@@ -55,7 +60,6 @@ def test_a_layer_below_the_checked_top_has_its_deferred_constraints_checked(proj
     assert not any("users.sql" in e for e in errors)
 
 
-@pytest.mark.parametrize("layers", [(), ("--sqlfix-layers",)], ids=["plain", "layers"])
 def test_a_fixture_file_edited_during_the_run_is_loaded_as_edited(project, layers):
     project.makepyfile("""
         from pathlib import Path
@@ -75,7 +79,6 @@ def test_a_fixture_file_edited_during_the_run_is_loaded_as_edited(project, layer
     project.runpytest(*NO_RANDOM, *layers).assert_outcomes(passed=2)
 
 
-@pytest.mark.parametrize("layers", [(), ("--sqlfix-layers",)], ids=["plain", "layers"])
 def test_a_row_factory_set_by_a_test_does_not_reach_the_next(project, layers):
     project.makepyfile("""
         from psycopg.rows import dict_row
@@ -92,7 +95,6 @@ def test_a_row_factory_set_by_a_test_does_not_reach_the_next(project, layers):
     project.runpytest(*NO_RANDOM, *layers).assert_outcomes(passed=2)
 
 
-@pytest.mark.parametrize("layers", [(), ("--sqlfix-layers",)], ids=["plain", "layers"])
 def test_a_test_without_sqlfix_after_a_skipped_one_meets_no_open_stack(project, layers):
     """The stack kept for a sqlfix test that was then skipped held users.sql's row lock."""
     project.makepyfile("""
