@@ -320,18 +320,26 @@ XDIST_TEST = """
 import pytest
 from sqlfix import uses
 
-@uses("users.sql", "orders.sql")
+@uses("rows_200.sql")
 @pytest.mark.parametrize("n", range({n}))
 def test_n(sqlfix_conn, n):
     sqlfix_conn.execute("UPDATE users SET full_name = 'x' WHERE id %% 2 = 0")
 """
+# pytest-xdist's own cost, the ceiling for any plugin: the same number of empty tests
+XDIST_EMPTY = """
+import pytest
+
+@pytest.mark.parametrize("n", range({n}))
+def test_n(n):
+    pass
+"""
 
 
-def run_pytest(project: Path, *args: str) -> float:
+def run_pytest(project: Path, *args: str, env: dict[str, str] | None = None) -> float:
     began = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
                            "-p", "no:cacheprovider", *args], cwd=project, check=False,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"pytest {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return time.perf_counter() - began
@@ -341,14 +349,27 @@ def xdist(root: Path, dsn: str, short: bool) -> None:
     tests = 40 if short else 1000
     project = root / "xdist"
     project.mkdir()
-    shutil.copytree(SHOP, project / "fixtures_sql")
-    (project / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n')
+    fixtures = make_project(project)
+    (project / "pyproject.toml").write_text(
+        f'[tool.sqlfix]\nschema = ["{fixtures.name}/schema.sql"]\n')
     (project / "test_many.py").write_text(XDIST_TEST.replace("{n}", str(tests)).replace("%%", "%"))
-    print(f"\n## pytest-xdist, {tests} tests, wall time of the whole run")
-    for label, extra in (("embedded", []), ("DSN", [f"--sqlfix-dsn={dsn}"])):
-        serial = run_pytest(project, "-n", "0", *extra)
-        parallel = run_pytest(project, "-n", "2", *extra)
-        print(f"{label:9} -n 0 {serial:7.2f} s  -n 2 {parallel:7.2f} s  "
+    (project / "empty").mkdir()
+    (project / "empty" / "test_empty.py").write_text(XDIST_EMPTY.replace("{n}", str(tests)))
+    # Each worker is a new Python: with PYTHONDONTWRITEBYTECODE (set on some CI machines)
+    # every one compiles pytest, its plugins and sqlfix from source, ~1 s of the start.
+    # Users' machines keep bytecode: these runs do, after a warm-up run writes it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run_pytest(project, "-n", "2", "-p", "no:sqlfix", "empty", env=env)
+    run_pytest(project, "-n", "2", "test_many.py::test_n[0]", env=env)
+    print(f"\n## pytest-xdist, {tests} tests, wall time of the whole run "
+          "(200 rows a test; bytecode kept)")
+    contenders = (("empty tests, no sqlfix (xdist's own ceiling)", ["-p", "no:sqlfix", "empty"]),
+                  ("sqlfix, embedded", ["test_many.py"]),
+                  ("sqlfix, DSN", ["test_many.py", f"--sqlfix-dsn={dsn}"]))
+    for label, args in contenders:
+        serial = run_pytest(project, "-n", "0", *args, env=env)
+        parallel = run_pytest(project, "-n", "2", *args, env=env)
+        print(f"{label:45} -n 0 {serial:7.2f} s  -n 2 {parallel:7.2f} s  "
               f"throughput x{serial / parallel:.2f}")
 
 
