@@ -183,7 +183,20 @@ class EmbeddedServer:
                 template = _cached_cluster(runnable, original, root, ident, options.locale)
                 _copy_cluster(template, runtime.data, ident)
             runtime.launch(runnable, options.postgres_settings(_PORT))
-            runtime.wait_ready(DBNAME)
+            try:
+                runtime.wait_ready(DBNAME)
+            except ServerError:
+                if template != schema_dir:
+                    raise
+                # A saved schema cluster that does not start is damaged (a file lost or
+                # cut short on disk): it goes, and the schema is built again from initdb's.
+                runtime.stop_server()
+                shutil.rmtree(runtime.data, ignore_errors=True)
+                shutil.rmtree(schema_dir, ignore_errors=True)
+                template = _cached_cluster(runnable, original, root, ident, options.locale)
+                _copy_cluster(template, runtime.data, ident)
+                runtime.launch(runnable, options.postgres_settings(_PORT))
+                runtime.wait_ready(DBNAME)
         except BaseException:
             runtime.close()
             raise
@@ -336,11 +349,18 @@ class _Runtime:
     def wait_ready(self, dbname: str) -> None:
         assert self.proc is not None
         socket, deadline = self.dir / f".s.PGSQL.{self.port}", time.monotonic() + _READY_TIMEOUT
+        panic = False
         while (code := self.proc.poll()) is None and time.monotonic() < deadline:
-            if socket.exists() and self._can_connect(dbname):
-                return
+            if socket.exists():
+                if self._can_connect(dbname):
+                    return
+                # A PANIC while starting (a damaged catalog) repeats at every try: the
+                # postmaster stays up, so only its log tells.
+                if panic := b"PANIC:" in self._log_bytes():
+                    break
             time.sleep(_POLL_INTERVAL)
-        what = f"exited with code {code}" if code is not None else "did not get ready in time"
+        what = ("hit a PANIC" if panic else f"exited with code {code}" if code is not None
+                else "did not get ready in time")
         raise ServerError(
             f"PostgreSQL {what} while starting; end of its log {self.log}:\n{self.log_tail()}"
         )
@@ -351,6 +371,12 @@ class _Runtime:
                 return True
         except psycopg.OperationalError:  # e.g. "the database system is starting up"
             return False
+
+    def _log_bytes(self) -> bytes:
+        try:
+            return self.log.read_bytes()
+        except OSError:
+            return b""
 
     def log_tail(self, lines: int = 30) -> str:
         try:

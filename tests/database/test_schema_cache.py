@@ -200,3 +200,30 @@ def test_a_rebuild_computes_the_catalog_digests_again(project, digest_computatio
         assert not _run_and_stop(project, rebuild=rebuild) or not rebuild
     # the first build and the rebuild compute them; the third session takes the rebuild's
     assert len(computed) == 2
+
+
+def test_a_damaged_saved_schema_is_dropped_and_built_again(project):
+    """pg_class cut to nothing in the saved cluster: every connection PANICs. The session
+    builds the schema again (from the initdb cache) instead of failing every run."""
+    assert not _run_and_stop(project)
+    first = session(project)
+    try:
+        assert first.server is not None and first.server.schema_cached
+        schema_dir = first.server.schema_dir
+        assert schema_dir is not None
+    finally:
+        first.stop()
+    damaged = list(schema_dir.glob("base/*/1259"))
+    assert damaged
+    for file in damaged:
+        file.write_bytes(b"")
+    again = session(project)
+    try:
+        assert again.server is not None and not again.server.schema_cached
+        assert tables(again) == [("users", 1), ("migrated", 0)]
+        log = again.server._runtime.log.read_text(errors="replace")
+        assert "PANIC" not in log  # the log of the server that runs: the rebuilt one
+    finally:
+        again.stop()
+    assert runs(project) == 2  # built again, and saved again for the next one
+    assert _run_and_stop(project)
