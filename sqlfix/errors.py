@@ -112,3 +112,11 @@ class SchemaRebuiltWarning(UserWarning):
 
     Make it an error with `filterwarnings = ["error::sqlfix.errors.SchemaRebuiltWarning"]`.
     """
+
+
+class UnfinishedRunWarning(UserWarning):
+    """The run before on a DSN's database did not end (killed); sqlfix put back the
+    sequences its tests had moved (see database/run_lock.py).
+
+    Make it an error with `filterwarnings = ["error::sqlfix.errors.UnfinishedRunWarning"]`.
+    """

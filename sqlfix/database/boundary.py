@@ -16,11 +16,13 @@ import contextlib
 import itertools
 import os
 import select
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import pq, sql
+from psycopg.adapt import AdaptersMap
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 
@@ -124,6 +126,39 @@ BUSY_AT_END = (
 )
 
 
+@dataclass(frozen=True)
+class ClientState:
+    """What a test can change on the psycopg connection object itself, which no SQL
+    resets: its adapters (loaders, dumpers, registered types), cursor factories,
+    prepared-statement settings and notice/notify callbacks. As the session's connection
+    had them before its first test; `restore` gives every test them back."""
+
+    adapters: AdaptersMap
+    cursor_factory: Any
+    server_cursor_factory: Any
+    prepare_threshold: int | None
+    prepared_max: int | None
+    notice_handlers: tuple[Callable[..., Any], ...]
+    notify_handlers: tuple[Callable[..., Any], ...]
+
+    @classmethod
+    def take(cls, conn: psycopg.Connection[Any]) -> ClientState:
+        return cls(AdaptersMap(conn.adapters), conn.cursor_factory, conn.server_cursor_factory,
+                   conn.prepare_threshold, conn.prepared_max,
+                   tuple(conn._notice_handlers), tuple(conn._notify_handlers))
+
+    def restore(self, conn: psycopg.Connection[Any]) -> None:
+        conn.row_factory = tuple_row
+        # A copy-on-write copy: what the test registers goes into its own map.
+        conn._adapters = AdaptersMap(self.adapters)
+        conn.cursor_factory = self.cursor_factory
+        conn.server_cursor_factory = self.server_cursor_factory
+        conn.prepare_threshold = self.prepare_threshold
+        conn.prepared_max = self.prepared_max
+        conn._notice_handlers[:] = self.notice_handlers
+        conn._notify_handlers[:] = self.notify_handlers
+
+
 class SqlfixConnection(psycopg.Connection[TupleRow]):
     """A psycopg connection whose commit/rollback stay inside an active boundary."""
 
@@ -131,6 +166,17 @@ class SqlfixConnection(psycopg.Connection[TupleRow]):
     _sqlfix_owned = False  # a session's connection: a commit between tests is refused
     _sqlfix_closed_because: str | None = None  # why sqlfix closed it, for the boundary's report
     _sqlfix_database_oid: int | None = None  # for the hint's mark, see mark_columns
+    _sqlfix_client: ClientState | None = None  # as before the first test; see reset_client
+
+    def reset_client(self) -> None:
+        """Give the connection object the state it had before the first test (ClientState):
+        a test's row factory, adapters or notice handlers do not reach the next test, nor
+        sqlfix's own queries."""
+        if self._sqlfix_client is None:
+            self.row_factory = tuple_row
+            self._sqlfix_client = ClientState.take(self)
+        else:
+            self._sqlfix_client.restore(self)
 
     def _in_boundary(self) -> bool:
         return (
@@ -271,7 +317,7 @@ class Boundary:
         second-connection hint's `mark`, and sets the load timeouts.
         """
         conn = self.conn
-        conn.row_factory = tuple_row  # a test may have changed it on the shared connection
+        conn.reset_client()  # a test may have changed the shared connection object
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.real_rollback()
         self.marker = f"sqlfix {os.getpid()}.{next(_MARKERS)}"
@@ -404,6 +450,7 @@ class Boundary:
         conn._sqlfix_savepoint = None
         if conn.closed:
             return  # the server rolled back; the session resets sequences on reconnect
+        conn.reset_client()  # the test's adapters must not read sqlfix's probe, nor VACUUM's
         # The checks trust the marker; a test that set application_name back to it after
         # a raw COMMIT passes them. The transaction id, read in the same round trip, does not.
         probe = (self.escape is None and self.xid is not None

@@ -160,7 +160,7 @@ class LayeredBoundary(Boundary):
         """Continue the open stack (no round trip), or begin a new one."""
         stack, conn = self.stack, self.conn
         if stack.is_open(conn) and stack.tests < stack.max_tests:
-            conn.row_factory = tuple_row  # as Boundary.begin: the test before may have set one
+            conn.reset_client()  # as Boundary.begin: the test before may have changed it
             self.xid, self.marker, self.role = stack.xid, stack.marker, stack.role
             self._first_load = True
             self.continued = True
@@ -293,6 +293,8 @@ class LayeredBoundary(Boundary):
             stack.reference = None  # a lower top: the verifier has nothing to compare with
         del stack.layers[shared:]
         self._reset_query = b""
+        if not conn.closed:
+            conn.reset_client()  # as Boundary.end
         parts = [f"ROLLBACK TO SAVEPOINT {stack.savepoint(shared)}".encode(),
                  LAYER_RESET if self._reset_session else b"", stack.top_reset()]
         try:

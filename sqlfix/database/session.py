@@ -24,7 +24,7 @@ from sqlfix.compiler.cache import DiskCache
 from sqlfix.compiler.discovery import FixtureDir
 from sqlfix.compiler.library import FixtureLibrary
 from sqlfix.config import Settings
-from sqlfix.database import catalog, catalog_watch, fixture_role, locks
+from sqlfix.database import catalog, catalog_watch, fixture_role, locks, run_lock
 from sqlfix.database.backends import APP_NAME
 from sqlfix.database.baseline import COPY_SCHEMA, Baseline, StaleViews, capture, restore
 from sqlfix.database.boundary import SESSION_RESET, Boundary, SqlfixConnection, scalar
@@ -177,6 +177,15 @@ class DatabaseSession:
             LayerStack(settings.layers_max_tests, reset_session=settings.reset_session)
             if settings.layers else None)
         self.vacuum = Vacuum(settings.vacuum_threshold)  # callers count the rows they load
+        self._run_lock: psycopg.Connection[Any] | None = None  # see database/run_lock.py
+        self.start_notes: list[str] = []  # what start() did that the user should know
+
+    @property
+    def own_pids(self) -> list[int]:
+        """Backends sqlfix keeps open beside the test connection (the run lock's): not a
+        test's leftovers, never to be ended."""
+        lock = self._run_lock
+        return [lock.info.backend_pid] if lock is not None and not lock.closed else []
 
     def start(self) -> None:
         if self.dsn is not None:
@@ -184,6 +193,11 @@ class DatabaseSession:
         try:
             dsn, conn = self._open()
             try:
+                if self.settings.dsn is not None and self.worker is None:
+                    self._run_lock = run_lock.take(dsn)  # one run at a time on a DSN's database
+                    recovered = run_lock.recover(self._run_lock)  # a killed run's sequences
+                    if recovered:
+                        self.start_notes.append(recovered)
                 self._prepare(conn, dsn)
             finally:
                 conn.close()  # what the schema set on its session (search_path...) stays there
@@ -214,6 +228,8 @@ class DatabaseSession:
         self.fixture_role = fixture_role.prepare(conn)  # after the tables exist
         fixture_role.attach(conn, self.fixture_role)
         self.baseline = capture(conn)
+        if self._run_lock is not None:  # how a killed run's sequences come back (run_lock.py)
+            run_lock.record_open(self._run_lock, self.baseline.reset_query)
         self.copies_print = self._copies(conn)
         self.schema_print = catalog.take_schema(conn, self.server is not None)
         self.settings_print = catalog.take_settings(conn)
@@ -774,6 +790,13 @@ class DatabaseSession:
         if self.server is not None:
             self.server.stop()
             self.server = None
+        if self._run_lock is not None:
+            with contextlib.suppress(psycopg.Error):
+                reset = self.baseline.reset_query if self.baseline is not None else b""
+                run_lock.record_ended(self._run_lock, reset)
+            with contextlib.suppress(psycopg.Error):
+                self._run_lock.close()  # the next run on this database may start
+            self._run_lock = None
         self.dsn = None
 
 

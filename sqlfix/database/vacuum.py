@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 
 from sqlfix.database.baseline import COPY_SCHEMA
 
@@ -40,7 +40,7 @@ _GROWN = sql.SQL(
     "AND n.nspname NOT LIKE 'pg\\_%' "
     "AND pg_relation_size(c.oid) > c.relpages::bigint * current_setting('block_size')::bigint "
     "AND pg_has_role(c.relowner, 'USAGE') ORDER BY 1"
-).format(copies=sql.Literal(COPY_SCHEMA))
+).format(copies=sql.Literal(COPY_SCHEMA)).as_string(None).encode()
 
 
 # Tests between two VACUUMs at most, whatever was loaded: the rows tests write themselves
@@ -84,18 +84,23 @@ class Vacuum:
         self.written = self.tests = 0
         tables: list[str] = []
         started = time.perf_counter()
+        # libpq directly: outside a transaction it runs each query on its own, as VACUUM
+        # needs, and nothing a test set on the psycopg connection (its row factory, a
+        # loader for text) changes what is read or sent.
+        pgconn, encoding = conn.pgconn, conn.info.encoding
         try:
-            conn.autocommit = True  # VACUUM refuses to run in a transaction block
-            try:
-                tables = [row[0] for row in conn.execute(_GROWN).fetchall()]
-                if tables:
-                    # SKIP_LOCKED: a table autovacuum is busy with is not waited for
-                    conn.execute(sql.SQL("VACUUM (SKIP_LOCKED) {}").format(
-                        sql.SQL(", ").join(sql.SQL(t) for t in tables)))
+            grown = pgconn.exec_(_GROWN)
+            if grown.status == ExecStatus.TUPLES_OK:
+                tables = [bytes(grown.get_value(i, 0) or b"").decode(encoding)
+                          for i in range(grown.ntuples)]
+            if tables:
+                # SKIP_LOCKED: a table autovacuum is busy with is not waited for. The
+                # names are regclass output: quoted and qualified where they must be.
+                done = pgconn.exec_(b"VACUUM (SKIP_LOCKED) " + ", ".join(tables).encode(encoding))
+                if done.status == ExecStatus.COMMAND_OK:
                     self.runs += 1
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
+                else:
+                    tables = []
         except psycopg.Error:
             return []
         finally:

@@ -202,7 +202,7 @@ def _bounds(settings: Settings) -> bytes:
             f"SET statement_timeout = {settings.load_statement_timeout}").encode()
 
 
-def _lingering(conn: SqlfixConnection) -> list[Backend]:
+def _lingering(conn: SqlfixConnection, own: list[int]) -> list[Backend]:
     """The other backends on the test database, less those on their way out.
 
     A backend stays in pg_stat_activity for a moment after its client closed the
@@ -210,11 +210,11 @@ def _lingering(conn: SqlfixConnection) -> list[Backend]:
     there after a short wait, or a `with psycopg.connect(...)` closed just before
     the test ended would be reported as left open.
     """
-    found = others(conn)
+    found = others(conn, own)  # `own`: sqlfix's other connections (the run lock)
     deadline = time.monotonic() + _CLOSING_SECONDS
     while any(not b.in_use for b in found) and time.monotonic() < deadline:
         time.sleep(0.02)
-        still = {b.pid for b in others(conn)}
+        still = {b.pid for b in others(conn, own)}
         found = [b for b in found if b.pid in still]
     return found
 
@@ -236,7 +236,7 @@ def _end_leaks(
     alive: list[Backend] = []
     try:
         for _ in range(_ROUNDS):
-            found = [b for b in _lingering(conn) if b.pid not in ended]
+            found = [b for b in _lingering(conn, session.own_pids) if b.pid not in ended]
             if not found:
                 break
             still, no = terminate(conn, found, TERMINATE_WAIT_MS)

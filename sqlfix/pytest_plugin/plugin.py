@@ -412,7 +412,7 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     import psycopg  # here, not at the top: see the module's docstring
 
     from sqlfix.database.session import DatabaseSession
-    from sqlfix.errors import SqlfixError
+    from sqlfix.errors import SqlfixError, UnfinishedRunWarning
 
     try:  # read already unless a test reached sqlfix's fixtures by getfixturevalue
         settings = settings_of(pytestconfig)
@@ -428,6 +428,8 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
     try:
         session.start()
+        for note in session.start_notes:  # a killed run's sequences put back
+            warnings.warn(UnfinishedRunWarning(note), stacklevel=1)
         if session.settings.verify:
             _fingerprint(pytestconfig, session)
         return session

@@ -118,3 +118,49 @@ def test_a_test_without_sqlfix_after_a_skipped_one_meets_no_open_stack(project, 
                 conn.rollback()
     """)
     project.runpytest(*NO_RANDOM, *layers).assert_outcomes(passed=2, skipped=1)
+
+
+def test_what_a_test_sets_on_the_connection_object_does_not_reach_the_next(project, layers):
+    """Row factory, adapters, cursor factory, prepare threshold, notice handlers: no SQL
+    resets them. With a VACUUM due before every test (it reads table names as text), a
+    loader the test before registered for text made the next test error in its set-up."""
+    project.makepyfile("""
+        import psycopg
+        from psycopg.adapt import Loader
+        from psycopg.rows import dict_row
+        from sqlfix import uses
+
+        heard = []
+
+        class Tagged(Loader):
+            def load(self, data):
+                return "tagged:" + bytes(data).decode()
+
+        @uses("users.sql")
+        def test_1_changes_everything(sqlfix_conn):
+            sqlfix_conn.row_factory = dict_row
+            for name in ("int4", "text", "int8"):
+                sqlfix_conn.adapters.register_loader(name, Tagged)
+            sqlfix_conn.cursor_factory = psycopg.ClientCursor
+            sqlfix_conn.prepare_threshold = 0
+            sqlfix_conn.add_notice_handler(lambda notice: heard.append(notice.message_primary))
+            assert sqlfix_conn.execute("SELECT id, name FROM users").fetchone() == {
+                "id": "tagged:1", "name": "tagged:ann"}
+
+        @uses("users.sql")
+        def test_2_finds_the_defaults(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT id, name FROM users").fetchone() == (1, "ann")
+            assert type(sqlfix_conn.cursor()) is psycopg.Cursor
+            assert sqlfix_conn.prepare_threshold == 5
+            sqlfix_conn.execute("DO $$ BEGIN RAISE NOTICE 'hello'; END $$")
+            assert heard == []
+
+        def test_3_without_sqlfix():
+            pass
+
+        @uses("users.sql")
+        def test_4_after_a_test_without_sqlfix(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT name FROM users").fetchone() == ("ann",)
+    """)
+    result = project.runpytest(*NO_RANDOM, *layers, "-o", "sqlfix_vacuum_threshold=1")
+    result.assert_outcomes(passed=4)

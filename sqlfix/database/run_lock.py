@@ -1,0 +1,134 @@
+"""One test run at a time on a database given by DSN.
+
+Two runs on one database share its sequences (not transactional: one run's nextval()
+moves the other's ids) and its rows a committed test writes, and one run's restore undoes
+the other's work. pytest-xdist workers each get a clone (see workers.py); two separate
+runs (two terminals, two CI jobs on one server) do not. So a session on a DSN's database
+holds a session-level advisory lock on a connection of its own for its whole life, and a
+second session that cannot take it stops with an error that says who holds it. The lock
+goes when that connection ends, so a killed run leaves no lock behind.
+
+The lock's connection also keeps a record of the open run (`_sqlfix.open_run`: the query
+that puts the sequences back where the run found them). Sequences are not transactional:
+a run killed in the middle of a test (SIGKILL, a CI timeout, the OOM killer) had its
+transaction rolled back by the server, but the ids its tests drew stay drawn, and the
+next run would take the moved sequences as its baseline. A record still there when the
+next run takes the lock is such a run's: its query puts them back (`recover`).
+
+The embedded server is a run's own, and a worker's clone its own: they take no lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import tuple_row
+
+from sqlfix.errors import DatabaseError
+
+# The lock's two int4 keys: "sqlf" and "run!" in ASCII. The two-key form is a lock space of
+# its own in pg_locks (objsubid 2): it cannot meet an application's bigint advisory locks.
+KEYS = (0x73716C66, 0x72756E21)
+APP_NAME = "sqlfix run lock"
+
+_HOLDER = b"""
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+       a.backend_start::text
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid AND l.objsubid = 2
+"""
+
+
+def take(dsn: str) -> psycopg.Connection[Any]:
+    """A connection to `dsn` that holds the run lock; close it to let the lock go.
+
+    Raises DatabaseError if another session holds it (another test run on this database),
+    or psycopg.Error if the server cannot be reached.
+    """
+    conn = psycopg.connect(make_conninfo(dsn, application_name=APP_NAME), autocommit=True)
+    try:
+        cur = conn.cursor(row_factory=tuple_row)
+        got = cur.execute(b"SELECT pg_try_advisory_lock(%s, %s)", KEYS).fetchone()
+        if got == (True,):
+            return conn
+        holder = cur.execute(_HOLDER, KEYS).fetchone()
+        name = conn.info.dbname
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+    who = ("another session" if holder is None else
+           f"backend pid {holder[0]} ({holder[1]!r}, from {holder[2]}, connected {holder[3]})")
+    raise DatabaseError(
+        f"another test run is using database {name!r}: {who} holds sqlfix's run lock. Two "
+        "runs on one database share its sequences and each one's restore undoes the other's "
+        "work, so sqlfix runs one at a time there. Wait for that run to end, give this run a "
+        "database of its own (another dbname in the DSN), or run the tests in one run with "
+        "pytest-xdist (-n), whose workers get a clone each")
+
+
+_RECORD = sql.Identifier("_sqlfix", "open_run")
+_MAKE_RECORD = sql.SQL(
+    "CREATE SCHEMA IF NOT EXISTS _sqlfix; CREATE TABLE IF NOT EXISTS {} (reset text NOT NULL, "
+    "started timestamptz NOT NULL DEFAULT now())").format(_RECORD)
+
+
+def record_open(lock: psycopg.Connection[Any], reset: bytes) -> bool:
+    """Record on the lock's (autocommit) connection that a run began whose sequences go
+    back with `reset` (Baseline.reset_query); False when the user may not (no CREATE on
+    the database: the record is skipped, as is `recover`)."""
+    try:
+        with lock.transaction():
+            lock.execute(_MAKE_RECORD)
+            lock.execute(sql.SQL("DELETE FROM {}").format(_RECORD))
+            lock.execute(sql.SQL("INSERT INTO {} (reset) VALUES (%s)").format(_RECORD),
+                         [reset.decode()])
+    except psycopg.Error:
+        return False
+    return True
+
+
+def record_ended(lock: psycopg.Connection[Any], reset: bytes) -> None:
+    """The run ends: its sequences back (`reset`, in case its last test could not), and
+    its record gone. Raises psycopg.Error."""
+    with lock.transaction():
+        if reset:
+            lock.execute(reset)
+        lock.execute(sql.SQL("DELETE FROM {}").format(_RECORD))
+
+
+def recover(lock: psycopg.Connection[Any]) -> str | None:
+    """Put back the sequences of a run that did not end (its record is still there);
+    what was done, for the user, or None when there was nothing to do."""
+    cur = lock.cursor(row_factory=tuple_row)
+    try:
+        if cur.execute(b"SELECT to_regclass('_sqlfix.open_run')").fetchone() == (None,):
+            return None
+        found = cur.execute(sql.SQL("SELECT reset, started::text FROM {}").format(
+            _RECORD)).fetchone()
+    except psycopg.Error:
+        return None
+    if found is None:
+        return None
+    reset, started = found
+    before = (f"The test run before on database {lock.info.dbname!r} (started {started}) did "
+              "not end: it was killed, or its machine or connection was lost")
+    try:
+        with lock.transaction():
+            moved = cur.execute(reset.encode()).fetchone() if reset else (0,)
+            cur.execute(sql.SQL("DELETE FROM {}").format(_RECORD))
+    except psycopg.Error as exc:
+        return (f"{before}. Its tests may have moved sequences, and sqlfix could not put them "
+                f"back ({str(exc).strip().splitlines()[0]}): if ids are off, recreate the "
+                "database")
+    count = int(moved[0]) if moved else 0
+    if not count:
+        return None
+    return (f"{before}. Its tests' nextval() calls had moved {count} sequence(s); sqlfix put "
+            "them back where that run found them. Rows a committed test (commit=True) of that "
+            "run wrote are not undone: if it was in one, recreate the database")

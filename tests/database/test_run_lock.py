@@ -1,0 +1,185 @@
+"""One test run at a time on a DSN's database (database/run_lock.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import NO_RANDOM
+
+from sqlfix.config import Settings
+from sqlfix.database import run_lock
+from sqlfix.database.session import DatabaseSession
+from sqlfix.errors import DatabaseError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "fixtures_sql"
+HELD = (b"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        b"AND objsubid = 2 AND classid = %s::bigint::oid AND objid = %s::bigint::oid")
+
+
+def _session(tmp_path: Path, dsn: str) -> DatabaseSession:
+    fixtures = tmp_path / "fixtures_sql"
+    if not fixtures.exists():
+        shutil.copytree(EXAMPLE, fixtures)
+    return DatabaseSession(Settings(root=tmp_path, fixtures_dir=fixtures,
+                                    schema=(fixtures / "schema.sql",), dsn=dsn))
+
+
+def _held(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(HELD, run_lock.KEYS).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_second_session_on_the_same_database_is_refused_until_the_first_ends(
+        tmp_path: Path, fresh_dsn: str) -> None:
+    first = _session(tmp_path, fresh_dsn)
+    first.start()
+    try:
+        assert _held(fresh_dsn) == 1
+        lock_pid = first.own_pids[0]
+        second = _session(tmp_path, fresh_dsn)
+        with pytest.raises(DatabaseError) as caught:
+            second.start()
+        said = str(caught.value)
+        assert "another test run is using database" in said
+        assert f"backend pid {lock_pid} ('sqlfix run lock'" in said
+        assert "another dbname in the DSN" in said and "-n" in said
+        # the refused session left nothing open, and the first one still tests
+        boundary = first.begin()
+        assert boundary.conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+        boundary.end()
+    finally:
+        first.stop()
+    assert _held(fresh_dsn) == 0  # stop() lets it go
+    second = _session(tmp_path, fresh_dsn)
+    second.start()
+    second.stop()
+
+
+def test_a_killed_run_leaves_no_lock(tmp_path: Path, fresh_dsn: str) -> None:
+    """The lock is a session's: the server lets it go when the backend ends."""
+    first = _session(tmp_path, fresh_dsn)
+    first.start()
+    pid = first.own_pids[0]
+    with psycopg.connect(fresh_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+    second = _session(tmp_path, fresh_dsn)
+    second.start()
+    second.stop()
+    first.stop()
+
+
+def test_two_pytest_runs_at_once_the_second_is_refused_and_committed_tests_keep_the_lock(
+        shop: pytest.Pytester, fresh_dsn: str) -> None:
+    """A committed test ends the connections other than sqlfix's on the test database:
+    not the run lock's. The test in the middle starts a second run on the same database."""
+    shop.makepyfile(f"""
+        import subprocess, sys
+        import psycopg
+        from sqlfix import uses
+
+        HELD = {HELD!r}
+        KEYS = {run_lock.KEYS!r}
+
+        @uses("users.sql", commit=True)
+        def test_1_committed(sqlfix_conn):
+            pass
+
+        def test_2_lock_still_held_and_a_second_run_refused(sqlfix_dsn, tmp_path):
+            with psycopg.connect(sqlfix_dsn) as conn:
+                assert conn.execute(HELD, KEYS).fetchone() == (1,)
+            (tmp_path / "test_other.py").write_text(
+                "from sqlfix import uses\\n"
+                "@uses('users.sql')\\n"
+                "def test_x(sqlfix_conn):\\n"
+                "    pass\\n")
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
+                 "--rootdir", ".", f"--sqlfix-dsn={{sqlfix_dsn}}", str(tmp_path / "test_other.py")],
+                capture_output=True, text=True, timeout=120)
+            assert done.returncode != 0, done.stdout
+            assert "another test run is using database" in done.stdout + done.stderr
+    """)
+    result = shop.runpytest_subprocess(f"--sqlfix-dsn={fresh_dsn}", *NO_RANDOM)
+    result.assert_outcomes(passed=2)
+    assert _held(fresh_dsn) == 0
+
+
+KILLED = """
+import os, signal
+from sqlfix import uses
+
+@uses("users.sql", "orders.sql")
+def test_ids(sqlfix_conn):
+    ids = [r[0] for r in sqlfix_conn.execute("SELECT id FROM users ORDER BY id")]
+    drawn = sqlfix_conn.execute("SELECT nextval('orders_id_seq')").fetchone()[0]
+    open("ids.txt", "a").write(f"{ids} {drawn}\\n")  # fixture ids, and the test's own draw
+    if os.environ.get("KILL_IT"):
+        os.kill(os.getpid(), signal.SIGKILL)  # a CI timeout, the OOM killer
+"""
+
+
+def test_a_run_killed_mid_test_gets_its_sequences_put_back_by_the_next(
+        shop: pytest.Pytester, fresh_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sequences are not transactional: the server rolls back a killed run's transaction,
+    not the ids it drew. Without the record the next run took them as its baseline."""
+    shop.makepyfile(test_killed=KILLED)
+    shop.runpytest_subprocess(f"--sqlfix-dsn={fresh_dsn}", *NO_RANDOM).assert_outcomes(passed=1)
+    position = b"SELECT last_value, is_called FROM orders_id_seq"
+    with psycopg.connect(fresh_dsn) as conn:
+        clean = conn.execute(position).fetchone()
+    monkeypatch.setenv("KILL_IT", "1")
+    shop.runpytest_subprocess(f"--sqlfix-dsn={fresh_dsn}", *NO_RANDOM)
+    monkeypatch.delenv("KILL_IT")
+    with psycopg.connect(fresh_dsn) as conn:  # the kill left them moved, and the record
+        assert conn.execute(position).fetchone() != clean
+        assert conn.execute("SELECT count(*) FROM _sqlfix.open_run").fetchone() == (1,)
+    result = shop.runpytest_subprocess(f"--sqlfix-dsn={fresh_dsn}", *NO_RANDOM, "-W",
+                                       "error::sqlfix.errors.UnfinishedRunWarning")
+    result.assert_outcomes(errors=1)  # the warning, made an error, says what happened
+    result.stdout.fnmatch_lines(["*did not end: it was killed*put them back*"])
+    result = shop.runpytest_subprocess(f"--sqlfix-dsn={fresh_dsn}", *NO_RANDOM)
+    result.assert_outcomes(passed=1)
+    assert "UnfinishedRunWarning" not in result.stdout.str()  # a clean end leaves no record
+    runs = (shop.path / "ids.txt").read_text().splitlines()
+    # the same ids in every run (the third errored on the warning, made an error)
+    assert len(runs) == 3 and len(set(runs)) == 1, runs
+    with psycopg.connect(fresh_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM _sqlfix.open_run").fetchone() == (0,)
+        assert conn.execute(position).fetchone() == clean
+
+
+def test_the_record_is_skipped_where_the_user_may_not_create_it(
+        tmp_path: Path, fresh_dsn: str) -> None:
+    """A `_sqlfix` schema the session's user may not create in: no record, no error."""
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(fresh_dsn, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS plain_tester")
+        admin.execute("CREATE ROLE plain_tester LOGIN")
+        admin.execute(psycopg.sql.SQL("GRANT CREATE ON DATABASE {} TO plain_tester").format(
+            psycopg.sql.Identifier(admin.info.dbname)))
+        admin.execute("CREATE SCHEMA _sqlfix")  # the admin's: no CREATE in it for the tester
+        admin.execute("GRANT USAGE ON SCHEMA _sqlfix TO plain_tester")
+        admin.execute("CREATE TABLE t (id serial PRIMARY KEY)")
+        admin.execute("GRANT ALL ON t, t_id_seq TO plain_tester")
+    dsn = make_conninfo(fresh_dsn, user="plain_tester")
+    fixtures = tmp_path / "fixtures_sql"
+    fixtures.mkdir()
+    (fixtures / "t.sql").write_text("INSERT INTO t DEFAULT VALUES;\n")
+    session = DatabaseSession(Settings(root=tmp_path, fixtures_dir=fixtures, dsn=dsn))
+    session.start()
+    try:
+        boundary = session.begin()
+        assert boundary.conn.execute("SELECT nextval('t_id_seq')").fetchone() == (1,)
+        boundary.end()
+        assert session.start_notes == []
+    finally:
+        session.stop()
+    with psycopg.connect(fresh_dsn) as conn:
+        assert conn.execute("SELECT to_regclass('_sqlfix.open_run')").fetchone() == (None,)
+        assert conn.execute("SELECT last_value, is_called FROM t_id_seq").fetchone() == (
+            1, False)
