@@ -455,9 +455,11 @@ def load_settings(
     pyproject: Path | None = None,
     ini: Mapping[str, Any] | None = None,
     ini_file: str = "pytest ini",
+    ini_overridden: frozenset[str] = frozenset(),
 ) -> Settings:
     """Settings for a project rooted at `root`; highest first: cli, env, pytest ini
-    options (`ini`, typed by `ini_values`, read from `ini_file`), `[tool.sqlfix]`."""
+    options (`ini`, typed by `ini_values`, read from `ini_file`, or given with pytest's
+    `-o` for the keys in `ini_overridden`), `[tool.sqlfix]`."""
     cli = cli or {}
     env = env or {}
     pyproject = pyproject if pyproject is not None else root / "pyproject.toml"
@@ -470,7 +472,8 @@ def load_settings(
     got.put("dsn", env.get("SQLFIX_DSN") or None, "env SQLFIX_DSN")
     got.put("seed", env.get("SQLFIX_SEED") or None, "env SQLFIX_SEED")
     for key, value in (ini or {}).items():
-        got.put(key, value, ini_file, INI_PREFIX + key)
+        where = "pytest -o" if key in ini_overridden else ini_file
+        got.put(key, value, where, INI_PREFIX + key)
     for key in table:
         got.put(key, table[key], str(pyproject), f"[tool.sqlfix] {key}")
     return _build(root, got)

@@ -183,19 +183,21 @@ class EmbeddedServer:
                 template = _cached_cluster(runnable, original, root, ident, options.locale)
                 _copy_cluster(template, runtime.data, ident)
             runtime.launch(runnable, options.postgres_settings(_PORT))
-            try:
-                runtime.wait_ready(DBNAME)
-            except ServerError:
-                if template != schema_dir:
-                    raise
-                # A saved schema cluster that does not start is damaged (a file lost or
-                # cut short on disk): it goes, and the schema is built again from initdb's.
-                runtime.stop_server()
-                shutil.rmtree(runtime.data, ignore_errors=True)
-                shutil.rmtree(schema_dir, ignore_errors=True)
-                template = _cached_cluster(runnable, original, root, ident, options.locale)
-                _copy_cluster(template, runtime.data, ident)
-                runtime.launch(runnable, options.postgres_settings(_PORT))
+            for _ in range(2):  # the saved schema's cluster, then initdb's
+                try:
+                    runtime.wait_ready(DBNAME)
+                    break
+                except _ClusterDamaged:
+                    # A cached cluster that does not start is damaged (a file lost or cut
+                    # short on disk): it goes, and the next one down takes its place (the
+                    # schema built again from initdb's; initdb run again).
+                    runtime.stop_server()
+                    shutil.rmtree(runtime.data, ignore_errors=True)
+                    shutil.rmtree(template, ignore_errors=True)
+                    template = _cached_cluster(runnable, original, root, ident, options.locale)
+                    _copy_cluster(template, runtime.data, ident)
+                    runtime.launch(runnable, options.postgres_settings(_PORT))
+            else:
                 runtime.wait_ready(DBNAME)
         except BaseException:
             runtime.close()
@@ -280,6 +282,11 @@ class EmbeddedServer:
         return f"EmbeddedServer(dsn={self.dsn!r}, pid={self.pid})"
 
 
+class _ClusterDamaged(ServerError):
+    """The server could not read its data directory: a cached cluster it was copied from
+    is damaged, and is to be made again."""
+
+
 class _Runtime:
     """A private directory for one postmaster (data/, socket, log), guarded by a watchdog."""
 
@@ -349,19 +356,26 @@ class _Runtime:
     def wait_ready(self, dbname: str) -> None:
         assert self.proc is not None
         socket, deadline = self.dir / f".s.PGSQL.{self.port}", time.monotonic() + _READY_TIMEOUT
-        panic = False
+        damaged, missing = False, f'database "{dbname}" does not exist'.encode()
+        marks = (b"PANIC:", missing, b"could not find the database system")
         while (code := self.proc.poll()) is None and time.monotonic() < deadline:
             if socket.exists():
                 if self._can_connect(dbname):
                     return
-                # A PANIC while starting (a damaged catalog) repeats at every try: the
-                # postmaster stays up, so only its log tells.
-                if panic := b"PANIC:" in self._log_bytes():
+                # A damaged cluster (a catalog cut short, a database's directory gone)
+                # fails every connection the same way while the postmaster stays up:
+                # only its log tells, and waiting longer changes nothing.
+                log = self._log_bytes()
+                if damaged := any(mark in log for mark in marks):
                     break
             time.sleep(_POLL_INTERVAL)
-        what = ("hit a PANIC" if panic else f"exited with code {code}" if code is not None
+        if code is not None:  # it exited: was it for its data files?
+            log = self._log_bytes()
+            damaged = any(mark in log for mark in marks)
+        what = ("cannot read its data files (damaged)" if damaged
+                else f"exited with code {code}" if code is not None
                 else "did not get ready in time")
-        raise ServerError(
+        raise (_ClusterDamaged if damaged else ServerError)(
             f"PostgreSQL {what} while starting; end of its log {self.log}:\n{self.log_tail()}"
         )
 
@@ -492,13 +506,21 @@ def _make_runtime_dir(ident: _Identity) -> Path:
 
 
 def _cache_root(cache_dir: Path | None) -> Path:
+    """The cache directory; ServerError naming where it came from if it is not one."""
     if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get(ENV_CACHE_DIR):
-        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "sqlfix"
+        root, source = Path(cache_dir), "the cache_dir given"
+    elif os.environ.get(ENV_CACHE_DIR):
+        root, source = Path(os.environ[ENV_CACHE_DIR]).expanduser(), f"${ENV_CACHE_DIR}"
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+        root, source = base / "sqlfix", ("$XDG_CACHE_HOME" if os.path.isabs(xdg)
+                                          else "the default, ~/.cache/sqlfix")
+    if root.exists() and not root.is_dir():
+        raise ServerError(
+            f"sqlfix's cache directory {str(root)!r} (from {source}) exists but is not a "
+            f"directory: point {ENV_CACHE_DIR} at a directory sqlfix may create and write")
+    return root
 
 
 def _cached_cluster(

@@ -209,7 +209,8 @@ class DatabaseSession:
     def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
         """Schema, then migrations (unless built already), then the baseline: once per
         session, before any test."""
-        check_safe(conn, self.settings.allow_any_database)
+        if self._clone is None:  # a worker's clone: its template's name was checked
+            check_safe(conn, self.settings.allow_any_database)
         self._durable(conn)
         if self.started_at is None:  # a rebuild keeps it: connections of the run stay ours
             self.started_at = scalar(conn, b"SELECT now()")
@@ -252,7 +253,7 @@ class DatabaseSession:
         if self.worker is None:
             return self.settings.dsn, connect(self.settings.dsn)
         self._clone = clone_for_worker(self.settings.dsn, self.worker, self._build_template,
-                                       self.run)
+                                       self.run, self.settings.allow_any_database)
         self._built = True
         return self._clone, connect(self._clone)
 
@@ -352,6 +353,11 @@ class DatabaseSession:
         up, and waiting for its exit would only delay the report."""
         if self.server is None:
             return False
+        if self._server_gone():
+            # It exited while the connection was being refused: whatever the words of
+            # the refusal ("server closed the connection unexpectedly" is also a
+            # recovering server's), it is gone, not recovering.
+            return True
         # Refused with "the database system is shutting down": the postmaster had not
         # closed its socket yet (a race with its exit), not a server in recovery.
         if _recovering(exc) and not _shutting_down(exc):

@@ -12,6 +12,7 @@ the error says who to disconnect.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,16 +22,30 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from sqlfix.database.schema import unsafe_database
 from sqlfix.errors import DatabaseError
 
 _MAINTENANCE = ("postgres", "template1")  # where CREATE/DROP DATABASE run from
 _CLONE_PATIENCE = 30.0  # seconds to wait for other sessions to leave the template
 
 
+_MAX_NAME = 63  # bytes PostgreSQL keeps of a name (NAMEDATALEN - 1)
+# What sqlfix writes on each clone (COMMENT ON DATABASE): a database of that name without
+# it is not a leftover of sqlfix's, and is never dropped.
+CLONE_COMMENT = "sqlfix: pytest-xdist worker clone of "
+
+
 def worker_dbname(template: str, worker: str) -> str:
-    """`myapp_test` + `gw1` -> `myapp_test_gw1` (PostgreSQL keeps 63 bytes of a name)."""
+    """`myapp_test` + `gw1` -> `myapp_test_gw1`.
+
+    A name that would pass PostgreSQL's 63 bytes is cut, and a hash of the whole name
+    keeps two long names that begin alike apart: `<cut>_<8 hex>_gw1`."""
     suffix = f"_{worker}"
-    return template.encode()[: 63 - len(suffix)].decode(errors="ignore") + suffix
+    if len((template + suffix).encode()) <= _MAX_NAME:
+        return template + suffix
+    tag = "_" + hashlib.sha256(template.encode()).hexdigest()[:8]
+    keep = _MAX_NAME - len(suffix.encode()) - len(tag)
+    return template.encode()[:keep].decode(errors="ignore") + tag + suffix
 
 
 def dbname_of(dsn: str) -> str:
@@ -60,6 +75,7 @@ def maintenance(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 
 def clone_for_worker(
     dsn: str, worker: str, prepare: Callable[[str], None], run: str | None = None,
+    allow_any_database: bool = False,
 ) -> str:
     """The DSN of `worker`'s fresh clone of the DSN's database; raises DatabaseError.
 
@@ -67,9 +83,14 @@ def clone_for_worker(
     time, and once per `run` (pytest-xdist's `testrunuid`; None: every time); it
     must close every connection it opens, or the clone cannot be made. The clone
     is dropped first if a crashed run left it behind; one that a session is on (another
-    run's worker) is not taken: DatabaseError.
+    run's worker) is not taken, nor one sqlfix did not make: DatabaseError. The DSN's
+    database must be a test database (schema.unsafe_database): its name is checked, not
+    the clone's, which a long name may lose 'test' from.
     """
     template = dbname_of(dsn)
+    why = unsafe_database(template, allow_any_database)
+    if why:
+        raise DatabaseError(why)
     target = worker_dbname(template, worker)
     if conninfo_to_dict(dsn).get("dbname") is None:
         dsn = make_conninfo(dsn, dbname=template)
@@ -89,6 +110,17 @@ def clone_for_worker(
 def _drop_left_behind(conn: psycopg.Connection[Any], target: str) -> None:
     """Drop the worker's clone a crashed run left (a dead run holds no session on it);
     raises DatabaseError if a session is on it: another run's worker is testing there."""
+    found = conn.execute(b"SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                         b"WHERE datname = %s", [target]).fetchone()
+    if found is None:
+        return
+    if not str(found[0] or "").startswith(CLONE_COMMENT):
+        raise DatabaseError(
+            f"database {target!r} exists, and sqlfix did not make it (it has no "
+            f"{CLONE_COMMENT.strip()!r} comment), but a pytest-xdist worker of this run "
+            "would test in a clone of that name. sqlfix drops only its own clones. Drop or "
+            "rename that database if it is not needed, or point the run at a database "
+            "with another name (a DSN with another dbname)")
     # client backends only: autovacuum may be working in a crashed run's clone
     in_use = conn.execute(
         b"SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
@@ -126,6 +158,8 @@ def _record_run(dsn: str, run: str) -> None:
                              "at timestamptz NOT NULL DEFAULT now())").format(_RUNS))
         conn.execute(sql.SQL("INSERT INTO {} (run) VALUES ({}) ON CONFLICT DO NOTHING").format(
             _RUNS, sql.Literal(run)))
+        # a run's row is needed while its workers start: older ones only grow the table
+        conn.execute(sql.SQL("DELETE FROM {} WHERE at < now() - interval '1 day'").format(_RUNS))
 
 
 def _create(conn: psycopg.Connection[Any], target: str, template: str) -> None:
@@ -135,6 +169,8 @@ def _create(conn: psycopg.Connection[Any], target: str, template: str) -> None:
     while True:
         try:
             conn.execute(query)
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(target), sql.Literal(CLONE_COMMENT + template)))
             return
         except psycopg.errors.ObjectInUse as exc:
             if time.monotonic() > deadline:
@@ -146,10 +182,16 @@ def _create(conn: psycopg.Connection[Any], target: str, template: str) -> None:
                     "without -n") from exc
             time.sleep(0.1)
         except psycopg.errors.InsufficientPrivilege as exc:
+            # PostgreSQL copies a database for its owner (or a superuser) only, unless
+            # it is marked as a template; creating any needs CREATEDB.
+            fix = ("Make the DSN's user the owner of {t!r} (ALTER DATABASE {t} OWNER TO ...) or "
+                   "mark it as a template (ALTER DATABASE {t} IS_TEMPLATE true)"
+                   if "copy database" in (exc.diag.message_primary or "")
+                   else "Give the DSN's user CREATEDB (ALTER ROLE ... CREATEDB)").format(
+                       t=template)
             raise DatabaseError(
                 f"cannot create database {target!r} for a pytest-xdist worker: "
-                f"{exc.diag.message_primary}. Give the DSN's user CREATEDB "
-                f"(ALTER ROLE ... CREATEDB), or run without -n") from exc
+                f"{exc.diag.message_primary}. {fix}, or run without -n") from exc
 
 
 def drop_worker_database(dsn: str) -> None:
@@ -158,3 +200,36 @@ def drop_worker_database(dsn: str) -> None:
     with maintenance(dsn) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(str(name))))
+
+
+def drop_clones_left(dsn: str, workers: list[str], patience: float = 3.0) -> list[str]:
+    """On the pytest-xdist controller at the end of a run: drop the workers' clones that
+    are still there (workers interrupted by Ctrl-C, or crashed, never dropped theirs);
+    returns the names dropped. Only sqlfix's own clones (CLONE_COMMENT), and only once no
+    client is on them: backends of workers that just died take a moment to end.
+    Failures are dropped: the next run replaces a leftover clone all the same."""
+    dropped: list[str] = []
+    try:
+        template = dbname_of(dsn)
+        targets = [worker_dbname(template, worker) for worker in workers]
+        with maintenance(dsn) as conn:
+            left = [r[0] for r in conn.execute(
+                b"SELECT datname FROM pg_database WHERE datname = ANY (%s) "
+                b"AND shobj_description(oid, 'pg_database') LIKE %s",
+                [targets, CLONE_COMMENT + "%"])]
+            deadline = time.monotonic() + patience
+            while left:
+                busy = {r[0] for r in conn.execute(
+                    b"SELECT DISTINCT datname FROM pg_stat_activity WHERE datname = ANY (%s) "
+                    b"AND backend_type = 'client backend'", [left])}
+                for name in [n for n in left if n not in busy]:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(
+                        sql.Identifier(name)))
+                    dropped.append(name)
+                left = [n for n in left if n in busy]
+                if not left or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+    except (psycopg.Error, DatabaseError):
+        pass
+    return dropped

@@ -46,6 +46,7 @@ class Sqlfix:
         self._boundary = boundary
         self._loaded: list[CompiledFixture] = []
         self.loads: list[LoadRecord] = []
+        self.kept: list[str] = []  # files used from the layers of the test before, not loaded
         # Set by sqlfix_aconn: why `conn` is refused (the sync and async front ends mix).
         self.async_front_end: str | None = None
 
@@ -121,6 +122,9 @@ class Sqlfix:
         if sent:
             names = tuple(f.name for f in sent)
             self.loads.append(LoadRecord(names, rows, time.perf_counter() - started))
+        kept = tuple(f.name for f in new if f not in sent)
+        if kept:  # the test used them all the same: --sqlfix-report counts it
+            self.kept.extend(kept)
         self._loaded.extend(new)
         return tuple(f.name for f in new)
 

@@ -179,8 +179,16 @@ def _settings(config: pytest.Config) -> Settings:
         **{key: config.getoption(f"sqlfix_{key}") for key in OPTION_KEYS},
     }
     where = str(config.inipath) if config.inipath is not None else "pytest -o"
-    ini = ini_values(raw_ini(config), where)
-    settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where)
+    # `-o sqlfix_<key>=...` values: an error in one names the option, not the file
+    overridden = frozenset(
+        name[len(INI_PREFIX):] for name in (
+            entry.split("=", 1)[0].strip() for entry in config.getoption("override_ini") or ())
+        if name.startswith(INI_PREFIX))
+    raw = raw_ini(config)
+    ini = {**ini_values({k: v for k, v in raw.items() if k not in overridden}, where),
+           **ini_values({k: v for k, v in raw.items() if k in overridden}, "pytest -o")}
+    settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where,
+                             ini_overridden=overridden)
     if seed == "last":
         sources = {**settings.sources, "seed": "option --sqlfix-seed=last, the previous run's"}
         settings = replace(settings, sources=sources)
@@ -276,6 +284,17 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings_of(config)
         if controller and settings.dsn and _xdist_workers(config):
             _refuse_unsafe_dsn_once(settings.dsn, settings.allow_any_database)
+            config.add_cleanup(lambda: _drop_clones_left(settings.dsn, _xdist_workers(config)))
+
+
+def _drop_clones_left(dsn: str | None, workers: int) -> None:
+    """On the controller, as the run ends: the clones of workers that could not drop
+    theirs (Ctrl-C, a crash) go too, not at the next run with as many workers."""
+    if dsn is None:
+        return
+    from sqlfix.database.workers import drop_clones_left
+
+    drop_clones_left(dsn, [f"gw{n}" for n in range(workers)])
 
 
 def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> None:

@@ -117,13 +117,16 @@ def failure_section(item: pytest.Item, seed: int, handle: Sqlfix | None, where: 
 
 
 def records(handle: Sqlfix) -> list[list[Any]]:
-    """The handle's loads as JSON-able lists: [names, rows or None, seconds, render seconds]."""
+    """The handle's loads as JSON-able lists: [names, rows or None, seconds, render seconds];
+    seconds None for files the test used from savepoint layers, not loaded."""
     render = handle.render_seconds
-    return [
+    loaded = [
         [list(r.names), list(r.rows) if r.rows is not None else None, r.seconds,
          [render.get(n, 0.0) for n in r.names]]
         for r in handle.loads
     ]
+    kept = [[list(handle.kept), None, None, [render.get(n, 0.0) for n in handle.kept]]]
+    return loaded + (kept if handle.kept else [])
 
 
 @dataclass
@@ -147,16 +150,19 @@ class LoadReport:
             self.add(report.nodeid, names, rows, seconds, render)
 
     def add(self, test: str, names: Sequence[str], rows: Sequence[int] | None,
-            seconds: float, render: Sequence[float]) -> None:
+            seconds: float | None, render: Sequence[float]) -> None:
         for i, name in enumerate(names):
             entry = self.files.setdefault(name, _File())
             if test not in entry.tests:
                 entry.tests.append(test)
             entry.render = max(entry.render, render[i])  # each xdist worker renders once
+            if seconds is None:
+                continue  # kept by savepoint layers: used by the test, not loaded
             entry.loads.append(seconds)
             if rows is not None:
                 entry.rows.add(rows[i])
-        self.slowest.append((seconds, test, names, sum(rows) if rows is not None else None))
+        if seconds is not None:
+            self.slowest.append((seconds, test, names, sum(rows) if rows is not None else None))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write = terminalreporter.write_line
@@ -173,9 +179,9 @@ class LoadReport:
         out = [f"{'fixture':<{width}}  tests  render ms  loads  load ms  rows/load"]
         for name in sorted(self.files):
             f = self.files[name]
+            mean = f"{statistics.mean(f.loads) * 1e3:>7.1f}" if f.loads else f"{'-':>7}"
             out.append(f"{name:<{width}}  {len(f.tests):>5}  {f.render * 1e3:>9.1f}  "
-                       f"{len(f.loads):>5}  {statistics.mean(f.loads) * 1e3:>7.1f}  "
-                       f"{_rows(f.rows):>9}")
+                       f"{len(f.loads):>5}  {mean}  {_rows(f.rows):>9}")
         out.append("")
         out.append("tests per fixture:")
         for name in sorted(self.files):
@@ -186,6 +192,8 @@ class LoadReport:
             written = f"{rows} rows" if rows is not None else "rows unknown"
             out.append(f"  {seconds * 1e3:7.1f} ms  {test}  {', '.join(names)} ({written})")
         out.append("load ms: mean time of the loads (one round trip each) a file was part of")
+        out.append("tests: the tests that used it, loaded or kept from the test before by "
+                   "savepoint layers (loads counts only the loads)")
         return out
 
 

@@ -202,21 +202,36 @@ def test_a_rebuild_computes_the_catalog_digests_again(project, digest_computatio
     assert len(computed) == 2
 
 
-def test_a_damaged_saved_schema_is_dropped_and_built_again(project):
-    """pg_class cut to nothing in the saved cluster: every connection PANICs. The session
-    builds the schema again (from the initdb cache) instead of failing every run."""
+@pytest.mark.parametrize("damage", ["pg_class emptied", "database directory gone",
+                                    "pg_control gone"])
+def test_a_damaged_saved_schema_is_dropped_and_built_again(project, damage):
+    """pg_class cut to nothing in the saved cluster: every connection PANICs; the test
+    database's directory gone: "does not exist"; pg_control gone: the server exits. The
+    session builds the schema again (from the initdb cache) instead of failing every run."""
     assert not _run_and_stop(project)
     first = session(project)
     try:
         assert first.server is not None and first.server.schema_cached
         schema_dir = first.server.schema_dir
         assert schema_dir is not None
+        conn = first.connection()
+        oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()"
+                           ).fetchone()
+        conn.rollback()
     finally:
         first.stop()
-    damaged = list(schema_dir.glob("base/*/1259"))
-    assert damaged
-    for file in damaged:
-        file.write_bytes(b"")
+    if damage == "pg_class emptied":
+        damaged = list(schema_dir.glob("base/*/1259"))
+        assert damaged
+        for file in damaged:
+            file.write_bytes(b"")
+    elif damage == "database directory gone":
+        import shutil
+
+        assert oid is not None
+        shutil.rmtree(schema_dir / "base" / str(oid[0]))
+    else:
+        (schema_dir / "global" / "pg_control").unlink()
     again = session(project)
     try:
         assert again.server is not None and not again.server.schema_cached

@@ -369,3 +369,44 @@ def test_a_signal_to_pytest_leaves_no_server_and_no_directory(
     finally:
         child.kill()
         child.communicate()
+
+
+def test_a_damaged_initdb_cache_is_made_again(pg_binaries: Binaries, tmp_path: Path) -> None:
+    """pg_control gone from the cached initdb cluster: the server cannot start from any
+    copy of it, every run alike. It is deleted and initdb runs again."""
+    cache = tmp_path / "cache"  # its own: other tests copy the shared one meanwhile
+    with EmbeddedServer.start(pg_binaries, cache_dir=cache):
+        pass
+    clusters = [p for p in cache.iterdir() if p.name.startswith("cluster-") and p.is_dir()]
+    assert len(clusters) == 1
+    (clusters[0] / "global" / "pg_control").unlink()
+    with (EmbeddedServer.start(pg_binaries, cache_dir=cache) as again,
+          psycopg.connect(again.dsn) as conn):
+        assert conn.execute("SELECT current_database()").fetchone() == ("sqlfix_test",)
+    assert (clusters[0] / "global" / "pg_control").is_file()  # made again, same place
+
+
+def test_a_server_setting_that_stops_the_start_keeps_the_caches(
+        pg_binaries: Binaries, tmp_path: Path) -> None:
+    """Not every failed start is damage: a bad setting fails as it is, the cache stays."""
+    from sqlfix.database.server_options import ServerOptions
+
+    cache = tmp_path / "cache"
+    with EmbeddedServer.start(pg_binaries, cache_dir=cache):
+        pass
+    cluster = next(p for p in cache.iterdir() if p.name.startswith("cluster-") and p.is_dir())
+    inode = cluster.stat().st_ino
+    with pytest.raises(ServerError, match="shared_buffers"):
+        EmbeddedServer.start(pg_binaries, cache_dir=cache,
+                             options=ServerOptions(settings={"shared_buffers": "no such size"}))
+    assert cluster.stat().st_ino == inode
+
+
+def test_a_cache_dir_that_is_a_file_is_named_with_its_source(
+        pg_binaries: Binaries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    not_a_dir = tmp_path / "cache"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("SQLFIX_CACHE_DIR", str(not_a_dir))
+    with pytest.raises(ServerError, match=r"\(from \$SQLFIX_CACHE_DIR\) exists but is not a "
+                                          r"directory"):
+        EmbeddedServer.start(pg_binaries)

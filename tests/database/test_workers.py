@@ -99,5 +99,119 @@ def test_a_session_on_the_template_delays_the_clone_then_fails_clearly(fresh_dsn
 
 def test_worker_names_fit_postgresqls_limit():
     assert worker_dbname("shop_test", "gw12") == "shop_test_gw12"
+    assert worker_dbname("x" * 59, "gw1") == "x" * 59 + "_gw1"  # 63 bytes: as it is
     long = worker_dbname("x" * 70, "gw1")
     assert len(long.encode()) == 63 and long.endswith("_gw1")
+    # two long names that begin alike get clones of their own
+    a, b = "test_" + "y" * 54 + "a", "test_" + "y" * 54 + "b"
+    assert worker_dbname(a, "gw1") != worker_dbname(b, "gw1")
+    assert len(worker_dbname("é" * 40, "gw1").encode()) <= 63  # not cut inside a character
+
+
+def _clone_name(fresh_dsn: str, worker: str) -> str:
+    return worker_dbname(str(conninfo_to_dict(fresh_dsn)["dbname"]), worker)
+
+
+def test_a_database_sqlfix_did_not_make_is_never_dropped_for_a_clone(fresh_dsn):
+    """A database that merely has a clone's name (a colleague's, an older copy) is refused."""
+    from psycopg import sql
+
+    from sqlfix.errors import DatabaseError
+
+    target = _clone_name(fresh_dsn, "gw0")
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    try:
+        with pytest.raises(DatabaseError, match="sqlfix did not make it"):
+            clone_for_worker(fresh_dsn, "gw0", lambda dsn: None)
+        assert target in _databases(fresh_dsn)
+    finally:
+        with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(target)))
+
+
+def test_a_long_test_database_name_is_cloned_though_its_clone_name_loses_test(pg_server):
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = "t" * 58 + "_test"  # 63 bytes: the clone's name is cut before "test"
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(pg_server.dsn, dbname=name)
+    clone = clone_for_worker(dsn, "gw1", lambda dsn: None)
+    try:
+        assert "test" not in str(conninfo_to_dict(clone)["dbname"])
+        with psycopg.connect(clone) as conn:
+            assert conn.info.dbname == worker_dbname(name, "gw1")
+    finally:
+        drop_worker_database(clone)
+
+
+def test_a_user_who_may_create_but_not_copy_the_database_is_told_what_to_grant(fresh_dsn):
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from sqlfix.errors import DatabaseError
+
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS clone_maker")
+        conn.execute("CREATE ROLE clone_maker LOGIN CREATEDB")
+    try:
+        with pytest.raises(DatabaseError) as caught:
+            clone_for_worker(make_conninfo(fresh_dsn, user="clone_maker"), "gw0",
+                             lambda dsn: None)
+        said = str(caught.value)
+        assert "permission denied to copy database" in said
+        assert "OWNER TO" in said and "IS_TEMPLATE true" in said
+    finally:
+        with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+            name = _clone_name(fresh_dsn, "gw0")
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute("DROP ROLE clone_maker")
+
+
+def test_the_controller_drops_the_clones_its_workers_left(fresh_dsn):
+    """Workers interrupted by Ctrl-C or crashed never drop their clones: the controller
+    does as the run ends; not a database sqlfix did not make, not one a client is on."""
+    from psycopg import sql
+
+    from sqlfix.database.workers import drop_clones_left
+
+    left = [clone_for_worker(fresh_dsn, worker, lambda dsn: None) for worker in ("gw0", "gw1")]
+    foreign = _clone_name(fresh_dsn, "gw2")
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(foreign)))
+    try:
+        with psycopg.connect(left[1]):  # a client still on gw1's clone: it stays
+            dropped = drop_clones_left(fresh_dsn, ["gw0", "gw1", "gw2"], patience=0.3)
+        assert dropped == [_clone_name(fresh_dsn, "gw0")]
+        assert drop_clones_left(fresh_dsn, ["gw0", "gw1", "gw2"]) == [
+            _clone_name(fresh_dsn, "gw1")]
+        assert foreign in _databases(fresh_dsn)
+    finally:
+        with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(foreign)))
+
+
+CRASHING_WORKER = """
+import os
+import pytest
+from sqlfix import uses
+
+@uses("users.sql")
+@pytest.mark.parametrize("n", range(6))
+def test_one(sqlfix_conn, n, worker_id):
+    if worker_id == "gw0" and n >= 1:
+        os._exit(1)  # the worker dies without its clean-up: its clone stays behind
+"""
+
+
+@pytest.mark.slow  # whole pytest sessions
+def test_a_crashed_workers_clone_is_dropped_by_the_controller(shop, fresh_dsn):
+    shop.makepyfile(CRASHING_WORKER)
+    result = shop.runpytest_subprocess("-n", "2", "--max-worker-restart=0", "--dist=load",
+                                       f"--sqlfix-dsn={fresh_dsn}", "-p", "no:randomly")
+    assert "crashed" in result.stdout.str() or "replacing crashed worker" in result.stdout.str()
+    name = conninfo_to_dict(fresh_dsn)["dbname"]
+    assert not {n for n in _databases(fresh_dsn) if n.startswith(f"{name}_gw")}

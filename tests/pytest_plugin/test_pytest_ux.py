@@ -229,6 +229,29 @@ def test_the_report_lists_fixtures_tests_rows_and_the_slowest_loads(shop, worker
     assert re.search(r"ms  \S+::test_orders  users.sql, products.sql, orders.sql \(13 rows\)", section)
 
 
+def test_the_report_counts_the_tests_that_used_a_file_kept_by_layers(shop):
+    """With layers the second and third test load nothing: they used the files all the same."""
+    shop.makepyfile(
+        """
+        import pytest
+        from sqlfix import uses
+
+        @uses("orders.sql")
+        @pytest.mark.parametrize("n", range(3))
+        def test_orders(n):
+            pass
+        """
+    )
+    result = shop.runpytest_subprocess("--sqlfix-report", "--sqlfix-layers", *NO_RANDOM)
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    section = out[out.index("sqlfix report"):]
+    rows = {m[0]: (int(m[1]), int(m[2])) for m in
+            re.findall(r"^(\S+\.sql)\s+(\d+)\s+[\d.]+\s+(\d+)\s+[\d.]+\s+\S+$", section, re.M)}
+    assert rows == {"users.sql": (3, 1), "products.sql": (3, 1), "orders.sql": (3, 1)}
+    assert "slowest loads (of 1):" in section
+
+
 def test_every_plugin_object_sqlfix_registers_is_hashable(shop):
     # pytest before 9.1 keeps plugin objects in a set: an unhashable one (a dataclass with
     # eq) crashed every run with --sqlfix-report ("unhashable type: 'LoadReport'")
@@ -384,6 +407,20 @@ def test_settings(sqlfix, pytestconfig):
         ["sqlfix: seed=4 *"])
     assert _cli(shop.path, "render", "users.sql").stdout.startswith(
         "-- sqlfix: users.sql (seed 9)\n")
+
+
+def test_a_bad_value_given_with_o_is_named_as_pytest_o_not_the_file(shop):
+    """The file sets it well; the -o override is the one to blame, and the header says
+    where the seed came from."""
+    shop.makeini("[pytest]\nsqlfix_layers_max_tests = 5\nsqlfix_seed = 3\n")
+    shop.makepyfile("def test_a(sqlfix_conn):\n    pass\n")
+    result = shop.runpytest(*NO_RANDOM, "-o", "sqlfix_layers_max_tests=0")
+    result.stderr.fnmatch_lines(
+        ["ERROR: sqlfix: pytest -o: sqlfix_layers_max_tests: '0' must be a whole number of 1*"])
+    assert "tox.ini" not in result.stderr.str() and "pytest.ini" not in result.stderr.str()
+    result = shop.runpytest(*NO_RANDOM, "-o", "sqlfix_seed=4")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["sqlfix: seed=4 (pytest -o*"])
 
 
 @pytest.mark.skipif(pytest.version_tuple < (9,), reason="pytest.toml is pytest 9's")
