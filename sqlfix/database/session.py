@@ -230,7 +230,8 @@ class DatabaseSession:
         fixture_role.attach(conn, self.fixture_role)
         self.baseline = capture(conn)
         if self._run_lock is not None:  # how a killed run's sequences come back (run_lock.py)
-            run_lock.record_open(self._run_lock, self.baseline.reset_query)
+            wanted = self.settings.reset_sequences  # reset_sequences = false: left as they are
+            run_lock.record_open(self._run_lock, self._sequence_reset(wanted))
         self.copies_print = self._copies(conn)
         self.schema_print = catalog.take_schema(conn, self.server is not None)
         self.settings_print = catalog.take_settings(conn)
@@ -798,7 +799,7 @@ class DatabaseSession:
             self.server = None
         if self._run_lock is not None:
             with contextlib.suppress(psycopg.Error):
-                reset = self.baseline.reset_query if self.baseline is not None else b""
+                reset = self._sequence_reset(self.settings.reset_sequences)  # as configured
                 run_lock.record_ended(self._run_lock, reset)
             with contextlib.suppress(psycopg.Error):
                 self._run_lock.close()  # the next run on this database may start
