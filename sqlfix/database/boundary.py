@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import os
 import select
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,7 @@ class ClientState:
     prepared-statement settings and notice/notify callbacks. As the session's connection
     had them before its first test; `restore` gives every test them back."""
 
+    row_factory: Any
     adapters: AdaptersMap
     cursor_factory: Any
     server_cursor_factory: Any
@@ -140,17 +141,20 @@ class ClientState:
     prepared_max: int | None
     notice_handlers: tuple[Callable[..., Any], ...]
     notify_handlers: tuple[Callable[..., Any], ...]
+    copied: bool = True  # restore() gives a copy of `adapters` (else the very object)
 
     @classmethod
-    def take(cls, conn: psycopg.Connection[Any]) -> ClientState:
-        return cls(AdaptersMap(conn.adapters), conn.cursor_factory, conn.server_cursor_factory,
+    def take(cls, conn: psycopg.Connection[Any], copy: bool = True) -> ClientState:
+        adapters = AdaptersMap(conn.adapters) if copy else conn.adapters
+        return cls(conn.row_factory, adapters, conn.cursor_factory,
+                   conn.server_cursor_factory,
                    conn.prepare_threshold, conn.prepared_max,
-                   tuple(conn._notice_handlers), tuple(conn._notify_handlers))
+                   tuple(conn._notice_handlers), tuple(conn._notify_handlers), copy)
 
     def restore(self, conn: psycopg.Connection[Any]) -> None:
-        conn.row_factory = tuple_row
+        conn.row_factory = self.row_factory
         # A copy-on-write copy: what the test registers goes into its own map.
-        conn._adapters = AdaptersMap(self.adapters)
+        conn._adapters = AdaptersMap(self.adapters) if self.copied else self.adapters
         conn.cursor_factory = self.cursor_factory
         conn.server_cursor_factory = self.server_cursor_factory
         conn.prepare_threshold = self.prepare_threshold
@@ -177,6 +181,19 @@ class SqlfixConnection(psycopg.Connection[TupleRow]):
             self._sqlfix_client = ClientState.take(self)
         else:
             self._sqlfix_client.restore(self)
+
+    @contextlib.contextmanager
+    def own_client(self) -> Iterator[None]:
+        """sqlfix's own queries in the middle or at the end of a test (a load, the
+        boundary's checks) on the state the connection had before the first test; the
+        test's own state (a RawCursor factory, a loader for text) is given back after."""
+        test = ClientState.take(self, copy=False)  # its very map: a test may hold it
+        self.reset_client()
+        try:
+            yield
+        finally:
+            if not self.closed:
+                test.restore(self)
 
     def _in_boundary(self) -> bool:
         return (
@@ -381,7 +398,8 @@ class Boundary:
     def broken(self) -> str | None:
         """Why the boundary no longer holds, or None when it does. Checked once."""
         if self.escape is None:
-            self.escape = self._check()
+            with self.conn.own_client():  # the test's cursor factory or loaders aside
+                self.escape = self._check()
         return self.escape
 
     def _check(self) -> str | None:

@@ -20,6 +20,8 @@ The embedded server is a run's own, and a worker's clone its own: they take no l
 
 from __future__ import annotations
 
+import json
+import select
 from typing import Any
 
 import psycopg
@@ -27,6 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import tuple_row
 
+from sqlfix.database.baseline import reset_query_for
 from sqlfix.errors import DatabaseError
 
 # The lock's two int4 keys: "sqlf" and "run!" in ASCII. The two-key form is a lock space of
@@ -53,6 +56,8 @@ def take(dsn: str) -> psycopg.Connection[Any]:
     conn = psycopg.connect(make_conninfo(dsn, application_name=APP_NAME), autocommit=True)
     try:
         cur = conn.cursor(row_factory=tuple_row)
+        if conn.info.server_version >= 140000:  # an idle connection by design: not ended
+            cur.execute(b"SET idle_session_timeout = 0")
         got = cur.execute(b"SELECT pg_try_advisory_lock(%s, %s)", KEYS).fetchone()
         if got == (True,):
             return conn
@@ -62,9 +67,28 @@ def take(dsn: str) -> psycopg.Connection[Any]:
         conn.close()
         raise
     conn.close()
+    raise DatabaseError(_in_use(name, holder))
+
+
+def refuse_if_running(dsn: str) -> None:
+    """For a pytest-xdist worker about to prepare and clone the DSN's database: raises
+    DatabaseError if a run holds the lock there (it tests in that very database). The
+    workers of one run try it shared, so they never refuse each other."""
+    with psycopg.connect(make_conninfo(dsn, application_name=APP_NAME),
+                         autocommit=True) as conn:
+        cur = conn.cursor(row_factory=tuple_row)
+        if cur.execute(b"SELECT pg_try_advisory_lock_shared(%s, %s)", KEYS).fetchone() == (
+                True,):
+            return  # the lock goes with the connection
+        holder = cur.execute(_HOLDER, KEYS).fetchone()
+        name = conn.info.dbname
+    raise DatabaseError(_in_use(name, holder))
+
+
+def _in_use(name: str, holder: tuple[Any, ...] | None) -> str:
     who = ("another session" if holder is None else
            f"backend pid {holder[0]} ({holder[1]!r}, from {holder[2]}, connected {holder[3]})")
-    raise DatabaseError(
+    return (
         f"another test run is using database {name!r}: {who} holds sqlfix's run lock. Two "
         "runs on one database share its sequences and each one's restore undoes the other's "
         "work, so sqlfix runs one at a time there. Wait for that run to end, give this run a "
@@ -72,22 +96,47 @@ def take(dsn: str) -> psycopg.Connection[Any]:
         "pytest-xdist (-n), whose workers get a clone each")
 
 
+def held(lock: psycopg.Connection[Any]) -> bool:
+    """Whether `lock` still holds the run lock: its backend was not ended (a test's
+    pg_terminate_backend(), a DBA). Costs a select() while nothing arrived on it."""
+    if lock.closed or lock.broken:
+        return False
+    ready, _, _ = select.select([lock.pgconn.socket], [], [], 0)
+    if not ready:
+        return True  # an idle connection hears nothing unless its backend ends
+    try:
+        got = lock.cursor(row_factory=tuple_row).execute(
+            b"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            b"AND pid = pg_backend_pid() AND objsubid = 2 "
+            b"AND classid = %s::bigint::oid AND objid = %s::bigint::oid", KEYS).fetchone()
+    except psycopg.Error:
+        return False
+    return got == (1,)
+
+
 _RECORD = sql.Identifier("_sqlfix", "open_run")
+# The positions are kept as data, (sequence, last_value, is_called) in JSON, never as SQL:
+# whoever may write this table must not choose what a later run executes.
 _MAKE_RECORD = sql.SQL(
-    "CREATE SCHEMA IF NOT EXISTS _sqlfix; CREATE TABLE IF NOT EXISTS {} (reset text NOT NULL, "
+    "CREATE SCHEMA IF NOT EXISTS _sqlfix; CREATE TABLE IF NOT EXISTS {} (positions text, "
     "started timestamptz NOT NULL DEFAULT now())").format(_RECORD)
+# A stored name, as this server spells the sequence it names now (None: no such sequence)
+_SEQUENCE = (b"SELECT c.oid::regclass::text FROM pg_class c "
+             b"WHERE c.oid = to_regclass(%s) AND c.relkind = 'S'")
 
 
-def record_open(lock: psycopg.Connection[Any], reset: bytes) -> bool:
-    """Record on the lock's (autocommit) connection that a run began whose sequences go
-    back with `reset` (Baseline.reset_query); False when the user may not (no CREATE on
-    the database: the record is skipped, as is `recover`)."""
+def record_open(lock: psycopg.Connection[Any], positions: bytes) -> bool:
+    """Record on the lock's (autocommit) connection that a run began, with the sequences'
+    positions as `positions` (Baseline.positions, a query; empty: not kept) reads them now;
+    False when the user may not (no CREATE in `_sqlfix`: no record, no recovery)."""
     try:
         with lock.transaction():
-            lock.execute(_MAKE_RECORD)
-            lock.execute(sql.SQL("DELETE FROM {}").format(_RECORD))
-            lock.execute(sql.SQL("INSERT INTO {} (reset) VALUES (%s)").format(_RECORD),
-                         [reset.decode()])
+            cur = lock.cursor(row_factory=tuple_row)
+            rows = cur.execute(positions).fetchall() if positions else []
+            cur.execute(_MAKE_RECORD)
+            cur.execute(sql.SQL("DELETE FROM {}").format(_RECORD))
+            cur.execute(sql.SQL("INSERT INTO {} (positions) VALUES (%s)").format(_RECORD),
+                        [json.dumps([[str(n), int(v), bool(c)] for n, v, c in rows])])
     except psycopg.Error:
         return False
     return True
@@ -102,6 +151,34 @@ def record_ended(lock: psycopg.Connection[Any], reset: bytes) -> None:
         lock.execute(sql.SQL("DELETE FROM {}").format(_RECORD))
 
 
+def _positions(cur: psycopg.Cursor[Any], kept: str | None) -> tuple[list[tuple[str, int, bool]],
+                                                                     list[str]]:
+    """The kept positions of the sequences that exist, named as the server spells them;
+    and the names kept that name none (dropped, renamed, or not a name at all)."""
+    try:
+        entries = json.loads(kept or "[]")
+    except ValueError:
+        return [], ["(the record is damaged)"]
+    found: list[tuple[str, int, bool]] = []
+    missing: list[str] = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            name, value, called = str(entry[0]), int(entry[1]), bool(entry[2])
+        except (TypeError, ValueError, IndexError, KeyError):
+            missing.append(repr(entry)[:60])
+            continue
+        try:
+            with cur.connection.transaction():
+                row = cur.execute(_SEQUENCE, [name]).fetchone()
+        except psycopg.Error:
+            row = None  # not even a name
+        if row is None or row[0] is None:
+            missing.append(name)
+        else:
+            found.append((str(row[0]), value, called))
+    return found, missing
+
+
 def recover(lock: psycopg.Connection[Any]) -> str | None:
     """Put back the sequences of a run that did not end (its record is still there);
     what was done, for the user, or None when there was nothing to do."""
@@ -109,26 +186,30 @@ def recover(lock: psycopg.Connection[Any]) -> str | None:
     try:
         if cur.execute(b"SELECT to_regclass('_sqlfix.open_run')").fetchone() == (None,):
             return None
-        found = cur.execute(sql.SQL("SELECT reset, started::text FROM {}").format(
+        found = cur.execute(sql.SQL("SELECT positions, started::text FROM {}").format(
             _RECORD)).fetchone()
     except psycopg.Error:
         return None
     if found is None:
         return None
-    reset, started = found
+    kept, started = found
+    rows, missing = _positions(cur, kept)
     before = (f"The test run before on database {lock.info.dbname!r} (started {started}) did "
               "not end: it was killed, or its machine or connection was lost")
     try:
         with lock.transaction():
-            moved = cur.execute(reset.encode()).fetchone() if reset else (0,)
+            reset = reset_query_for(rows)
+            moved = cur.execute(reset).fetchone() if reset else (0,)
             cur.execute(sql.SQL("DELETE FROM {}").format(_RECORD))
     except psycopg.Error as exc:
         return (f"{before}. Its tests may have moved sequences, and sqlfix could not put them "
                 f"back ({str(exc).strip().splitlines()[0]}): if ids are off, recreate the "
                 "database")
     count = int(moved[0]) if moved else 0
-    if not count:
+    gone = (f" (not found now, left alone: {', '.join(missing)})" if missing else "")
+    if not count and not missing:
         return None
     return (f"{before}. Its tests' nextval() calls had moved {count} sequence(s); sqlfix put "
-            "them back where that run found them. Rows a committed test (commit=True) of that "
-            "run wrote are not undone: if it was in one, recreate the database")
+            f"them back where that run found them{gone}. Rows a committed test "
+            "(commit=True) of that run wrote are not undone: if it was in one, recreate the "
+            "database")

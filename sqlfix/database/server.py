@@ -357,7 +357,9 @@ class _Runtime:
         assert self.proc is not None
         socket, deadline = self.dir / f".s.PGSQL.{self.port}", time.monotonic() + _READY_TIMEOUT
         damaged, missing = False, f'database "{dbname}" does not exist'.encode()
-        marks = (b"PANIC:", missing, b"could not find the database system")
+        marks = (b"PANIC:", missing, b"could not find the database system",
+                 b"is not a valid data directory", b"contains invalid data",
+                 b"all server processes terminated; reinitializing")
         while (code := self.proc.poll()) is None and time.monotonic() < deadline:
             if socket.exists():
                 if self._can_connect(dbname):

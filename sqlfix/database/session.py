@@ -231,7 +231,7 @@ class DatabaseSession:
         self.baseline = capture(conn)
         if self._run_lock is not None:  # how a killed run's sequences come back (run_lock.py)
             wanted = self.settings.reset_sequences  # reset_sequences = false: left as they are
-            run_lock.record_open(self._run_lock, self._sequence_reset(wanted))
+            run_lock.record_open(self._run_lock, self.baseline.positions if wanted else b"")
         self.copies_print = self._copies(conn)
         self.schema_print = catalog.take_schema(conn, self.server is not None)
         self.settings_print = catalog.take_settings(conn)
@@ -253,6 +253,7 @@ class DatabaseSession:
             return self._open_embedded()
         if self.worker is None:
             return self.settings.dsn, connect(self.settings.dsn)
+        run_lock.refuse_if_running(self.settings.dsn)  # a plain run tests in the template
         self._clone = clone_for_worker(self.settings.dsn, self.worker, self._build_template,
                                        self.run, self.settings.allow_any_database)
         self._built = True
@@ -392,6 +393,8 @@ class DatabaseSession:
         on_stack = layered and self.layers is not None
         if not on_stack:
             self.end_layers()  # a plain boundary: the stack's transaction ends first
+        if self._run_lock is not None and not run_lock.held(self._run_lock):
+            self._take_run_lock_again()
         self.vacuum.tests += 1
         self.vacuum.run_if_due(self._conn)  # between tests, when no stack is open
         make = self.layered_boundary if on_stack else self.boundary
@@ -786,6 +789,20 @@ class DatabaseSession:
             self._conn.close()
         self._conn = None
 
+    def _take_run_lock_again(self) -> None:
+        """The run lock's connection was ended (a test's pg_terminate_backend(), a DBA):
+        take the lock again before the next test, or stop if another run took it."""
+        assert self._run_lock is not None and self.dsn is not None
+        with contextlib.suppress(psycopg.Error):
+            self._run_lock.close()
+        try:
+            self._run_lock = run_lock.take(self.dsn)
+        except DatabaseError as exc:
+            self._run_lock = None
+            raise DatabaseError(
+                f"sqlfix's run lock on this database was lost (the connection holding it "
+                f"was ended: pg_terminate_backend(), a DBA), and {exc}") from None
+
     def stop(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self.end_layers()  # sequences back, on a DSN's database too
@@ -798,9 +815,14 @@ class DatabaseSession:
             self.server.stop()
             self.server = None
         if self._run_lock is not None:
+            if not run_lock.held(self._run_lock) and self.settings.dsn:
+                with contextlib.suppress(psycopg.Error, DatabaseError):  # another run's now
+                    self._run_lock.close()
+                    self._run_lock = run_lock.take(self.settings.dsn)
             with contextlib.suppress(psycopg.Error):
                 reset = self._sequence_reset(self.settings.reset_sequences)  # as configured
-                run_lock.record_ended(self._run_lock, reset)
+                if run_lock.held(self._run_lock):  # never another run's record
+                    run_lock.record_ended(self._run_lock, reset)
             with contextlib.suppress(psycopg.Error):
                 self._run_lock.close()  # the next run on this database may start
             self._run_lock = None

@@ -83,6 +83,14 @@ class Sqlfix:
         """
         __tracebackhide__ = True
         self.refuse_busy()
+        conn = self._boundary.conn
+        if conn.closed:
+            return self._load(names)  # the load reports the closed connection itself
+        with conn.own_client():  # the test's cursor factory, adapters: not the load's
+            return self._load(names)
+
+    def _load(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        __tracebackhide__ = True
         library = self._session.library
         plan = library.plan(names)
         new = tuple(f for f in plan if f.name not in self.loaded)

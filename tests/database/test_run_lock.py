@@ -183,3 +183,97 @@ def test_the_record_is_skipped_where_the_user_may_not_create_it(
         assert conn.execute("SELECT to_regclass('_sqlfix.open_run')").fetchone() == (None,)
         assert conn.execute("SELECT last_value, is_called FROM t_id_seq").fetchone() == (
             1, False)
+
+
+def test_a_lock_whose_connection_was_ended_is_taken_again_or_the_run_stops(
+        tmp_path: Path, fresh_dsn: str) -> None:
+    """A committed test's pg_terminate_backend() of every other backend, a DBA: the lock
+    went with its connection, and a second run could start beside the first."""
+    first = _session(tmp_path, fresh_dsn)
+    first.start()
+    second = _session(tmp_path, fresh_dsn)
+    try:
+        with psycopg.connect(fresh_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", [first.own_pids[0]])
+        first.begin().end()  # the next test takes it again
+        assert _held(fresh_dsn) == 1
+        with pytest.raises(DatabaseError, match="another test run is using database"):
+            second.start()
+        with psycopg.connect(fresh_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", [first.own_pids[0]])
+        second.start()  # took the lock while the first run had none
+        with pytest.raises(DatabaseError, match="run lock on this database was lost"):
+            first.begin()
+        first.stop()  # leaves the second run's record and lock alone
+        assert _held(fresh_dsn) == 1
+        with psycopg.connect(fresh_dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM _sqlfix.open_run").fetchone() == (1,)
+    finally:
+        first.stop()
+        second.stop()
+    assert _held(fresh_dsn) == 0
+
+
+def test_idle_session_timeout_does_not_end_the_lock(tmp_path: Path, fresh_dsn: str) -> None:
+    import time
+
+    with psycopg.connect(fresh_dsn, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} SET idle_session_timeout = '300ms'")
+                      .format(psycopg.sql.Identifier(admin.info.dbname)))
+    first = _session(tmp_path, fresh_dsn)
+    first.start()
+    try:
+        time.sleep(1.0)  # the run's lock connection idles past the database's timeout
+        assert _held(fresh_dsn) == 1
+    finally:
+        first.stop()
+
+
+def test_the_record_is_data_a_writer_of_it_cannot_make_a_later_run_execute(
+        tmp_path: Path, fresh_dsn: str) -> None:
+    """Whoever may write _sqlfix.open_run (a role that made the schema first) must not
+    choose SQL a later, more privileged run executes; a name that is no sequence now (a
+    sequence renamed since, or an attack) is left alone and named, the rest put back."""
+    first = _session(tmp_path, fresh_dsn)
+    first.start()
+    first.stop()
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pwned (x int)")
+        conn.execute("SELECT setval('orders_id_seq', 50)")
+        conn.execute(
+            "INSERT INTO _sqlfix.open_run (positions) VALUES (%s)",
+            ['[["orders_id_seq", 1, false], ["x; DROP TABLE pwned; --", 1, false], '
+             '["users_id_seq; DROP TABLE pwned", 1, false], ["products_id_seq", "1", 0]]'])
+    again = _session(tmp_path, fresh_dsn)
+    again.start()
+    try:
+        note = "\n".join(again.start_notes)
+        assert "put them back" in note and "x; DROP TABLE pwned; --" in note
+    finally:
+        again.stop()
+    with psycopg.connect(fresh_dsn) as conn:
+        assert conn.execute("SELECT to_regclass('pwned') IS NOT NULL").fetchone() == (True,)
+        assert conn.execute("SELECT last_value, is_called FROM orders_id_seq").fetchone() == (
+            1, False)
+
+
+def test_an_xdist_worker_refuses_a_database_a_run_tests_in(tmp_path: Path,
+                                                            fresh_dsn: str) -> None:
+    """Its schema would be applied to, and its clone made of, a database under test; the
+    workers of one run do not refuse each other (shared tries)."""
+    first = _session(tmp_path, fresh_dsn)
+    first.start()
+    try:
+        fixtures = tmp_path / "fixtures_sql"
+        worker = DatabaseSession(Settings(root=tmp_path, fixtures_dir=fixtures,
+                                          schema=(fixtures / "schema.sql",), dsn=fresh_dsn),
+                                 worker="gw0", run="r1")
+        with pytest.raises(DatabaseError, match="another test run is using database"):
+            worker.start()
+        worker.stop()
+    finally:
+        first.stop()
+    with psycopg.connect(fresh_dsn) as a, psycopg.connect(fresh_dsn) as b:
+        shared = b"SELECT pg_try_advisory_lock_shared(%s, %s)"
+        assert a.execute(shared, run_lock.KEYS).fetchone() == (True,)
+        assert b.execute(shared, run_lock.KEYS).fetchone() == (True,)

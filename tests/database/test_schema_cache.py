@@ -203,7 +203,8 @@ def test_a_rebuild_computes_the_catalog_digests_again(project, digest_computatio
 
 
 @pytest.mark.parametrize("damage", ["pg_class emptied", "database directory gone",
-                                    "pg_control gone"])
+                                    "pg_control gone", "database's PG_VERSION emptied",
+                                    "pg_filenode.map emptied"])
 def test_a_damaged_saved_schema_is_dropped_and_built_again(project, damage):
     """pg_class cut to nothing in the saved cluster: every connection PANICs; the test
     database's directory gone: "does not exist"; pg_control gone: the server exits. The
@@ -230,6 +231,11 @@ def test_a_damaged_saved_schema_is_dropped_and_built_again(project, damage):
 
         assert oid is not None
         shutil.rmtree(schema_dir / "base" / str(oid[0]))
+    elif damage == "database's PG_VERSION emptied":
+        assert oid is not None
+        (schema_dir / "base" / str(oid[0]) / "PG_VERSION").write_bytes(b"")
+    elif damage == "pg_filenode.map emptied":
+        (schema_dir / "global" / "pg_filenode.map").write_bytes(b"")
     else:
         (schema_dir / "global" / "pg_control").unlink()
     again = session(project)

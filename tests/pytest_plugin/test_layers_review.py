@@ -164,3 +164,48 @@ def test_what_a_test_sets_on_the_connection_object_does_not_reach_the_next(proje
     """)
     result = project.runpytest(*NO_RANDOM, *layers, "-o", "sqlfix_vacuum_threshold=1")
     result.assert_outcomes(passed=4)
+
+
+def test_sqlfix_reads_its_own_checks_and_loads_past_the_tests_client_state(project, layers):
+    """The end-of-test check and a load() in the test ran on the test's cursor factory and
+    loaders: a RawCursor made the escape's report crash (the escape not undone), a loader
+    for text made a false escape, a load() mid-test failed."""
+    project.makepyfile("""
+        import psycopg
+        from psycopg.adapt import Loader
+        from sqlfix import uses
+
+        class Tagged(Loader):
+            def load(self, data):
+                return "X" + bytes(data).decode()
+
+        @uses("users.sql")
+        def test_1_raw_cursor_then_commit(sqlfix_conn):
+            sqlfix_conn.cursor_factory = psycopg.RawCursor
+            sqlfix_conn.execute("INSERT INTO notes (body) VALUES ('escaped')")
+            sqlfix_conn.execute("COMMIT")  # an escape: reported, then undone
+
+        @uses("users.sql")
+        def test_2_text_loader_and_application_name(sqlfix_conn):
+            sqlfix_conn.adapters.register_loader("text", Tagged)
+            sqlfix_conn.execute("SET application_name = 'myapp'")
+            assert sqlfix_conn.execute("SELECT name FROM users").fetchone() == ("Xann",)
+
+        @uses("users.sql")
+        def test_3_load_mid_test_keeps_the_tests_state(sqlfix, sqlfix_conn):
+            sqlfix_conn.cursor_factory = psycopg.RawCursor
+            mine = sqlfix_conn.adapters
+            mine.register_loader("text", Tagged)
+            sqlfix.load("parent.sql")
+            assert sqlfix_conn.adapters is mine  # the test's own map, given back
+            assert type(sqlfix_conn.cursor()) is psycopg.RawCursor
+            assert sqlfix_conn.execute("SELECT name FROM users").fetchone() == ("Xann",)
+
+        @uses("users.sql")
+        def test_4_clean(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+    """)
+    result = project.runpytest(*NO_RANDOM, *layers)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*test_1_raw_cursor_then_commit*", "*was COMMITTED*"])
+    assert "TypeError" not in result.stdout.str()
