@@ -201,6 +201,18 @@ class DatabaseSession:
                 self._prepare(conn, dsn)
             finally:
                 conn.close()  # what the schema set on its session (search_path...) stays there
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self.stop()
+            schema = next((s for s in (COPY_SCHEMA, "_sqlfix") if s in str(exc)), None)
+            if schema is None:
+                raise
+            # sqlfix's own schemas, made by another role (an earlier run as another user)
+            raise DatabaseError(
+                f"{str(exc).strip().splitlines()[0]}: sqlfix keeps its state in the schemas "
+                f"_sqlfix and {COPY_SCHEMA} of the test database, and the DSN's user may not "
+                f"use {schema}. Grant it (GRANT USAGE, CREATE ON SCHEMA {schema} TO <the "
+                "DSN's user>, and the same on the tables in it), or drop the schema so that "
+                "sqlfix makes it again as this user") from exc
         except BaseException:
             self.stop()
             raise
@@ -265,8 +277,19 @@ class DatabaseSession:
             self._built = False
             return self.server.dsn, connect(self.server.dsn)
         key = self._schema_key()
-        server = self.server = EmbeddedServer.start(
-            options=from_settings(self.settings), schema_key=key, rebuild=self.rebuild)
+        try:
+            server = self.server = EmbeddedServer.start(
+                options=from_settings(self.settings), schema_key=key, rebuild=self.rebuild)
+        except ServerError as exc:
+            settings = self.settings.server_settings
+            if not settings:
+                raise
+            # A value of the user's own the server refused names neither the key nor
+            # where it was set: say both.
+            where = self.settings.source("server_settings")
+            raise ServerError(
+                f"{exc}\nThe server ran with server_settings {dict(settings)!r} (from {where}): "
+                "if its log above refuses one of them, fix or remove it there") from exc
         conn = connect(server.dsn)
         if server.schema_cached or key is None:
             self._built = server.schema_cached  # else start() builds (and reports) as usual

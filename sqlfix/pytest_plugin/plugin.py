@@ -284,7 +284,24 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings_of(config)
         if controller and settings.dsn and _xdist_workers(config):
             _refuse_unsafe_dsn_once(settings.dsn, settings.allow_any_database)
+            _refuse_busy_dsn_once(settings.dsn)
             config.add_cleanup(lambda: _drop_clones_left(settings.dsn, _xdist_workers(config)))
+
+
+def _refuse_busy_dsn_once(dsn: str) -> None:
+    """A database another test run tests in, refused once on the xdist controller (exit 4)
+    rather than by each worker as it prepares its clone (see database/run_lock.py)."""
+    import psycopg
+
+    from sqlfix.database import run_lock
+    from sqlfix.errors import DatabaseError
+
+    try:
+        run_lock.refuse_if_running(dsn)
+    except DatabaseError as exc:
+        raise pytest.UsageError(f"sqlfix: {exc}") from None
+    except psycopg.Error:
+        return  # unreachable, refused: each worker says what is wrong, as before
 
 
 def _drop_clones_left(dsn: str | None, workers: int) -> None:

@@ -277,3 +277,44 @@ def test_an_xdist_worker_refuses_a_database_a_run_tests_in(tmp_path: Path,
         shared = b"SELECT pg_try_advisory_lock_shared(%s, %s)"
         assert a.execute(shared, run_lock.KEYS).fetchone() == (True,)
         assert b.execute(shared, run_lock.KEYS).fetchone() == (True,)
+
+
+@pytest.mark.slow  # a whole pytest session with workers
+def test_an_xdist_run_on_a_database_under_test_is_refused_once_by_the_controller(
+        shop: pytest.Pytester, tmp_path: Path, fresh_dsn: str) -> None:
+    first = _session(tmp_path, fresh_dsn)
+    first.start()
+    try:
+        shop.makepyfile("def test_a(sqlfix_conn):\n    pass\n")
+        result = shop.runpytest_subprocess("-n", "2", f"--sqlfix-dsn={fresh_dsn}", *NO_RANDOM)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        err = result.stderr.str()
+        assert err.count("another test run is using database") == 1, err
+        assert "Traceback" not in err + result.stdout.str()
+    finally:
+        first.stop()
+
+
+def test_sqlfixs_schema_made_by_another_role_is_named_with_the_grant_to_give(
+        tmp_path: Path, fresh_dsn: str) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(fresh_dsn, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS other_tester")
+        admin.execute("CREATE ROLE other_tester LOGIN")
+        admin.execute(psycopg.sql.SQL("GRANT CREATE ON DATABASE {} TO other_tester").format(
+            psycopg.sql.Identifier(admin.info.dbname)))
+        admin.execute("GRANT CREATE ON SCHEMA public TO other_tester")
+        admin.execute("CREATE SCHEMA _sqlfix")  # an earlier run's, as another user
+    fixtures = tmp_path / "fixtures_sql"
+    fixtures.mkdir()
+    (tmp_path / "schema.sql").write_text("CREATE TABLE t (id int PRIMARY KEY);\n")
+    session = DatabaseSession(Settings(
+        root=tmp_path, fixtures_dir=fixtures, schema=(tmp_path / "schema.sql",),
+        dsn=make_conninfo(fresh_dsn, user="other_tester")))
+    with pytest.raises(DatabaseError) as caught:
+        session.start()
+    said = str(caught.value)
+    assert "permission denied for schema _sqlfix" in said
+    assert "GRANT USAGE, CREATE ON SCHEMA _sqlfix TO" in said and "drop the schema" in said
+    assert _held(fresh_dsn) == 0  # the refused session let its lock go

@@ -370,6 +370,16 @@ def test_server_settings_from_the_ini_option_reach_the_embedded_server(shop):
     shop.runpytest(*NO_RANDOM).assert_outcomes(passed=2)
 
 
+def test_a_setting_the_server_refuses_is_named_with_where_it_was_set(shop):
+    """PostgreSQL's own refusal names the parameter only: sqlfix adds the key and source."""
+    shop.makepyfile("def test_db(sqlfix_conn): pass")
+    result = shop.runpytest(*NO_RANDOM, "-o", "sqlfix_server_settings=work_mem = 1")
+    out = result.stdout.str() + result.stderr.str()
+    assert 'outside the valid range for parameter "work_mem"' in out
+    assert "server_settings {'work_mem': '1'} (from pytest -o)" in out
+    assert "Traceback" not in out
+
+
 @pytest.mark.parametrize(("lines", "message"), [
     ("timezone Europe/Paris", "sqlfix_server_settings: 'timezone Europe/Paris' is not a "
      "`name = value` line; write one setting a line, e.g. `timezone = Europe/Paris`*"),
