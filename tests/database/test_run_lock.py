@@ -33,6 +33,22 @@ def _held(dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _other_role(dsn: str, role: str, *then: str) -> str:
+    """The DSN as `role`, a new login with CREATE on the database, after the database's
+    owner made the schema `_sqlfix` (an earlier run's, as another user) and ran `then`."""
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(role)))
+        admin.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role)))
+        admin.execute(psycopg.sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            psycopg.sql.Identifier(admin.info.dbname), psycopg.sql.Identifier(role)))
+        admin.execute("CREATE SCHEMA _sqlfix")
+        for statement in then:
+            admin.execute(statement.encode())
+    return make_conninfo(dsn, user=role)
+
+
 def test_a_second_session_on_the_same_database_is_refused_until_the_first_ends(
         tmp_path: Path, fresh_dsn: str) -> None:
     first = _session(tmp_path, fresh_dsn)
@@ -155,18 +171,10 @@ def test_a_run_killed_mid_test_gets_its_sequences_put_back_by_the_next(
 def test_the_record_is_skipped_where_the_user_may_not_create_it(
         tmp_path: Path, fresh_dsn: str) -> None:
     """A `_sqlfix` schema the session's user may not create in: no record, no error."""
-    from psycopg.conninfo import make_conninfo
-
-    with psycopg.connect(fresh_dsn, autocommit=True) as admin:
-        admin.execute("DROP ROLE IF EXISTS plain_tester")
-        admin.execute("CREATE ROLE plain_tester LOGIN")
-        admin.execute(psycopg.sql.SQL("GRANT CREATE ON DATABASE {} TO plain_tester").format(
-            psycopg.sql.Identifier(admin.info.dbname)))
-        admin.execute("CREATE SCHEMA _sqlfix")  # the admin's: no CREATE in it for the tester
-        admin.execute("GRANT USAGE ON SCHEMA _sqlfix TO plain_tester")
-        admin.execute("CREATE TABLE t (id serial PRIMARY KEY)")
-        admin.execute("GRANT ALL ON t, t_id_seq TO plain_tester")
-    dsn = make_conninfo(fresh_dsn, user="plain_tester")
+    dsn = _other_role(fresh_dsn, "plain_tester",
+                      "GRANT USAGE ON SCHEMA _sqlfix TO plain_tester",
+                      "CREATE TABLE t (id serial PRIMARY KEY)",
+                      "GRANT ALL ON t, t_id_seq TO plain_tester")
     fixtures = tmp_path / "fixtures_sql"
     fixtures.mkdir()
     (fixtures / "t.sql").write_text("INSERT INTO t DEFAULT VALUES;\n")
@@ -297,21 +305,13 @@ def test_an_xdist_run_on_a_database_under_test_is_refused_once_by_the_controller
 
 def test_sqlfixs_schema_made_by_another_role_is_named_with_the_grant_to_give(
         tmp_path: Path, fresh_dsn: str) -> None:
-    from psycopg.conninfo import make_conninfo
-
-    with psycopg.connect(fresh_dsn, autocommit=True) as admin:
-        admin.execute("DROP ROLE IF EXISTS other_tester")
-        admin.execute("CREATE ROLE other_tester LOGIN")
-        admin.execute(psycopg.sql.SQL("GRANT CREATE ON DATABASE {} TO other_tester").format(
-            psycopg.sql.Identifier(admin.info.dbname)))
-        admin.execute("GRANT CREATE ON SCHEMA public TO other_tester")
-        admin.execute("CREATE SCHEMA _sqlfix")  # an earlier run's, as another user
+    dsn = _other_role(fresh_dsn, "other_tester", "GRANT CREATE ON SCHEMA public TO other_tester")
     fixtures = tmp_path / "fixtures_sql"
     fixtures.mkdir()
     (tmp_path / "schema.sql").write_text("CREATE TABLE t (id int PRIMARY KEY);\n")
     session = DatabaseSession(Settings(
         root=tmp_path, fixtures_dir=fixtures, schema=(tmp_path / "schema.sql",),
-        dsn=make_conninfo(fresh_dsn, user="other_tester")))
+        dsn=dsn))
     with pytest.raises(DatabaseError) as caught:
         session.start()
     said = str(caught.value)
