@@ -815,11 +815,11 @@ class DatabaseSession:
     def _take_run_lock_again(self) -> None:
         """The run lock's connection was ended (a test's pg_terminate_backend(), a DBA):
         take the lock again before the next test, or stop if another run took it."""
-        assert self._run_lock is not None and self.dsn is not None
+        assert self._run_lock is not None and self.settings.dsn is not None
         with contextlib.suppress(psycopg.Error):
             self._run_lock.close()
         try:
-            self._run_lock = run_lock.take(self.dsn)
+            self._run_lock = run_lock.take(self.settings.dsn)
         except DatabaseError as exc:
             self._run_lock = None
             raise DatabaseError(
@@ -838,14 +838,13 @@ class DatabaseSession:
             self.server.stop()
             self.server = None
         if self._run_lock is not None:
-            if not run_lock.held(self._run_lock) and self.settings.dsn:
-                with contextlib.suppress(psycopg.Error, DatabaseError):  # another run's now
-                    self._run_lock.close()
-                    self._run_lock = run_lock.take(self.settings.dsn)
-            with contextlib.suppress(psycopg.Error):
-                reset = self._sequence_reset(self.settings.reset_sequences)  # as configured
-                if run_lock.held(self._run_lock):  # never another run's record
-                    run_lock.record_ended(self._run_lock, reset)
+            # Sequences back and the record gone, under the lock: never another run's record
+            with contextlib.suppress(psycopg.Error, DatabaseError):
+                if not run_lock.held(self._run_lock):
+                    self._take_run_lock_again()
+                run_lock.record_ended(self._run_lock,  # reset as configured
+                                      self._sequence_reset(self.settings.reset_sequences))
+        if self._run_lock is not None:
             with contextlib.suppress(psycopg.Error):
                 self._run_lock.close()  # the next run on this database may start
             self._run_lock = None
