@@ -498,6 +498,19 @@ class Boundary:
             conn.close()
 
 
+def notice_ended(conn: psycopg.Connection[Any]) -> None:
+    """Read what a backend that ended while its connection sat idle (a layer stack's
+    transaction between tests: idle_in_transaction_session_timeout, a terminate, a server
+    restart) left on the socket, so that `conn.closed` tells; a select(), no query."""
+    for _ in range(3):  # the server's FATAL, then the end of the stream
+        if conn.closed or not select.select([conn.pgconn.socket], [], [], 0)[0]:
+            return
+        try:
+            conn.pgconn.consume_input()
+        except psycopg.Error:
+            return  # libpq marked the connection bad: conn.closed says so
+
+
 def stop_statement_in_flight(conn: SqlfixConnection, why: str) -> bool:
     """If a statement is still running on `conn` (a task or thread the test left behind):
     cancel it, close the connection (`why` is kept as the reason) and return True.

@@ -27,7 +27,13 @@ from sqlfix.config import Settings
 from sqlfix.database import catalog, catalog_watch, fixture_role, locks, run_lock
 from sqlfix.database.backends import APP_NAME
 from sqlfix.database.baseline import COPY_SCHEMA, Baseline, StaleViews, capture, restore
-from sqlfix.database.boundary import SESSION_RESET, Boundary, SqlfixConnection, scalar
+from sqlfix.database.boundary import (
+    SESSION_RESET,
+    Boundary,
+    SqlfixConnection,
+    notice_ended,
+    scalar,
+)
 from sqlfix.database.committed import Fingerprint, Table, fingerprints
 from sqlfix.database.layers import LayeredBoundary, LayerStack
 from sqlfix.database.schema import (
@@ -436,6 +442,8 @@ class DatabaseSession:
         """A boundary on the layer stack (`layers = true`)."""
         assert self.layers is not None
         wanted = self.settings.reset_sequences if reset_sequences is None else reset_sequences
+        if self._conn is not None and not self._conn.closed:
+            notice_ended(self._conn)  # the stack's backend may have ended since the last test
         conn = self.connection()
         self.layers.positions = (
             self.baseline.positions if wanted and self.baseline is not None else b"")

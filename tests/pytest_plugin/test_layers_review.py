@@ -209,3 +209,33 @@ def test_sqlfix_reads_its_own_checks_and_loads_past_the_tests_client_state(proje
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*test_1_raw_cursor_then_commit*", "*was COMMITTED*"])
     assert "TypeError" not in result.stdout.str()
+
+
+def test_a_stack_whose_backend_ended_between_tests_is_begun_again(project, layers):
+    """idle_in_transaction_session_timeout, a terminate, a restart between two tests: the
+    next test, which loads nothing on a continued stack, failed in its body with a raw
+    AdminShutdown, and was blamed for ending its session."""
+    project.makeconftest("""
+        import psycopg
+
+        def pytest_runtest_setup(item):
+            if item.name == "test_2_after_the_gap":  # before any fixture of the test
+                dsn = item.config.stash[__import__("sqlfix.pytest_plugin.plugin",
+                                                   fromlist=["x"]).SESSION_KEY].dsn
+                with psycopg.connect(dsn, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                                  "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+                                  " AND backend_type = 'client backend'")
+    """)
+    project.makepyfile("""
+        from sqlfix import uses
+
+        @uses("users.sql")
+        def test_1_writes(sqlfix_conn):
+            sqlfix_conn.execute("UPDATE users SET name = 'changed'")
+
+        @uses("users.sql")
+        def test_2_after_the_gap(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT name FROM users").fetchall() == [("ann",)]
+    """)
+    project.runpytest(*NO_RANDOM, *layers).assert_outcomes(passed=2)
