@@ -84,10 +84,15 @@ class Sqlfix:
         __tracebackhide__ = True
         self.refuse_busy()
         conn = self._boundary.conn
-        if conn.closed:
-            return self._load(names)  # the load reports the closed connection itself
-        with conn.own_client():  # the test's cursor factory, adapters: not the load's
-            return self._load(names)
+        try:
+            if conn.closed:
+                return self._load(names)  # the load reports the closed connection itself
+            with conn.own_client():  # the test's cursor factory, adapters: not the load's
+                return self._load(names)
+        except SqlfixError as error:
+            # The message names the file, line and what to do; sqlfix's own frames (the
+            # loader, the library) would only stand between the test's line and it.
+            raise error.with_traceback(None) from None
 
     def _load(self, names: tuple[str, ...]) -> tuple[str, ...]:
         __tracebackhide__ = True
@@ -163,4 +168,8 @@ class Sqlfix:
 
     def render(self, name: str) -> str:
         """The rendered SQL of one fixture, as the test loads it."""
-        return self._session.library.compile(name).rendered.sql
+        __tracebackhide__ = True
+        try:
+            return self._session.library.compile(name).rendered.sql
+        except SqlfixError as error:  # as load(): the message, not sqlfix's frames
+            raise error.with_traceback(None) from None

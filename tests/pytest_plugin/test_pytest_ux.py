@@ -163,6 +163,51 @@ def test_the_replay_command_carries_the_options_that_changed_the_data(shop):
     again.stdout.fnmatch_lines(["*('Alicia', '2030-05-06')*"])
 
 
+@pytest.mark.parametrize("committed", [False, True], ids=["rollback", "committed"])
+def test_a_load_or_render_that_fails_mid_test_shows_the_tests_line_and_the_message(
+        shop, committed):
+    # sqlfix's own frames (loader, library) would stand between the test's line and the
+    # message that names the file and line; the errors stay catchable by their types.
+    (shop.path / "fixtures_sql" / "bad_row.sql").write_text(
+        "-- no email\nINSERT INTO users (id, email) VALUES (1, NULL);\n")
+    mark = "@pytest.mark.sqlfix(commit=True)" if committed else ""
+    shop.makepyfile(
+        f"""
+        import pytest
+        from sqlfix.errors import ConfigError, LoadError
+
+        {mark}
+        def test_bad_row(sqlfix, sqlfix_conn):
+            sqlfix.load("bad_row.sql")
+
+        {mark}
+        def test_missing(sqlfix, sqlfix_conn):
+            sqlfix.render("missing.sql")
+
+        {mark}
+        def test_caught(sqlfix, sqlfix_conn):
+            with pytest.raises(LoadError, match="bad_row.sql:2:1"):
+                sqlfix.load("bad_row.sql")
+            with pytest.raises(ConfigError, match="'missing.sql' not found"):
+                sqlfix.load("missing.sql")
+            sqlfix.load("users.sql")
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+        """
+    )
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        '>       sqlfix.load("bad_row.sql")',
+        "E       sqlfix.errors.LoadError: fixtures_sql/bad_row.sql:2:1: SQLF701 *",
+        '>       sqlfix.render("missing.sql")',
+        "E       sqlfix.compiler.discovery.FixtureNotFound: fixture 'missing.sql' not found*",
+    ])
+    assert "sqlfix/database/loader.py" not in out, out
+    assert "sqlfix/compiler/" not in out, out
+    assert "direct cause" not in out, out
+
+
 def test_seed_last_replays_the_previous_runs_random_seed(shop):
     shop.makepyfile(
         """
