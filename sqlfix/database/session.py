@@ -209,12 +209,20 @@ class DatabaseSession:
                 conn.close()  # what the schema set on its session (search_path...) stays there
         except psycopg.errors.InsufficientPrivilege as exc:
             self.stop()
+            first = str(exc).strip().splitlines()[0]
+            if first.startswith("permission denied for database"):
+                # CREATE SCHEMA _sqlfix, the first thing sqlfix makes in a DSN's database
+                raise DatabaseError(
+                    f"{first}: sqlfix keeps its state in the schemas _sqlfix and "
+                    f"{COPY_SCHEMA} of the test database, and the DSN's user may not create "
+                    "schemas there. Grant it (GRANT CREATE ON DATABASE <the database> TO <the "
+                    "DSN's user>), or make the user the database's owner") from exc
             schema = next((s for s in (COPY_SCHEMA, "_sqlfix") if s in str(exc)), None)
             if schema is None:
                 raise
             # sqlfix's own schemas, made by another role (an earlier run as another user)
             raise DatabaseError(
-                f"{str(exc).strip().splitlines()[0]}: sqlfix keeps its state in the schemas "
+                f"{first}: sqlfix keeps its state in the schemas "
                 f"_sqlfix and {COPY_SCHEMA} of the test database, and the DSN's user may not "
                 f"use {schema}. Grant it (GRANT USAGE, CREATE ON SCHEMA {schema} TO <the "
                 "DSN's user>, and the same on the tables in it), or drop the schema so that "

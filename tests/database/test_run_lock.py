@@ -318,3 +318,24 @@ def test_sqlfixs_schema_made_by_another_role_is_named_with_the_grant_to_give(
     assert "permission denied for schema _sqlfix" in said
     assert "GRANT USAGE, CREATE ON SCHEMA _sqlfix TO" in said and "drop the schema" in said
     assert _held(fresh_dsn) == 0  # the refused session let its lock go
+
+
+def test_a_dsn_user_who_may_not_create_schemas_is_told_the_grant_to_give(
+        tmp_path: Path, fresh_dsn: str) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(fresh_dsn, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS no_create_tester")
+        admin.execute("CREATE ROLE no_create_tester LOGIN")  # CONNECT and TEMP, from PUBLIC
+    fixtures = tmp_path / "fixtures_sql"
+    fixtures.mkdir()
+    (tmp_path / "schema.sql").write_text("CREATE TEMP TABLE t (id int);\n")
+    session = DatabaseSession(Settings(
+        root=tmp_path, fixtures_dir=fixtures, schema=(tmp_path / "schema.sql",),
+        dsn=make_conninfo(fresh_dsn, user="no_create_tester")))
+    with pytest.raises(DatabaseError) as caught:
+        session.start()
+    said = str(caught.value)
+    assert said.startswith("permission denied for database"), said
+    assert "GRANT CREATE ON DATABASE" in said and "owner" in said
+    assert _held(fresh_dsn) == 0
