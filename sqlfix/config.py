@@ -221,17 +221,41 @@ def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:
             raise ConfigError(f"{option}: {line!r} is not a `name = value` line")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        name, equals, value = (part.strip() for part in line.partition("="))
-        if not equals or not name or not value:
+        name, equals, text = (part.strip() for part in line.partition("="))
+        value = _conf_value(text)
+        if not equals or not name or not text or value is None:
             raise ConfigError(
                 f"{option}: {line.strip()!r} is not a `name = value` line; write one "
-                "setting a line, e.g. `timezone = Europe/Paris` ('' for an empty value)")
+                "setting a line, e.g. `timezone = Europe/Paris  # a comment` ('' for an "
+                "empty value, 'it''s' for a quote in a quoted one)")
         if name in settings:
             raise ConfigError(f"{option}: {name} is set twice")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
         settings[name] = value
     return settings
+
+
+def _conf_value(text: str) -> str | None:
+    """The value of a `name = value` line as postgresql.conf reads it: bare up to a `#`
+    comment, or in single quotes ('' stands for one) with only a comment after them.
+    None when it is not one (an unclosed quote, words after the closing one, nothing).
+    A bare value in double quotes loses them too, as sqlfix always read it."""
+    if not text.startswith("'"):
+        bare = text.split("#", 1)[0].strip()
+        if len(bare) >= 2 and bare[0] == bare[-1] == '"':
+            bare = bare[1:-1]
+        return bare or None
+    chars, i = [], 1
+    while i < len(text):
+        if text[i] != "'":
+            chars.append(text[i])
+            i += 1
+        elif text[i + 1:i + 2] == "'":
+            chars.append("'")
+            i += 2
+        else:
+            rest = text[i + 1:].strip()
+            return "".join(chars) if not rest or rest.startswith("#") else None
+    return None
 
 
 # The files pytest reads its configuration from, in the order it tries them per folder,

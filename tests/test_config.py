@@ -234,11 +234,18 @@ def _from_ini(tmp_path, raw, where="/p/pytest.ini"):
 
 def test_server_settings_as_ini_lines_are_the_toml_table(tmp_path):
     lines = ["timezone = Europe/Paris", "work_mem='16MB'", 'search_path = "$user", public',
-             "jit = off", "application_name = ''", "# a comment", ""]
+             "jit = off", "application_name = ''", "# a comment", "",
+             # postgresql.conf's comments and quotes (the old reading kept them in the value)
+             "maintenance_work_mem = 64MB   # more for the index builds",
+             "DateStyle = 'ISO, MDY'  # a comment",
+             "log_line_prefix = '%m [%p] # kept'", "cluster_name = 'it''s'",
+             'lc_messages = "C"']
     settings = _from_ini(tmp_path, {"server_settings": lines})
     assert dict(settings.server_settings) == {
         "timezone": "Europe/Paris", "work_mem": "16MB", "search_path": '"$user", public',
-        "jit": "off", "application_name": ""}
+        "jit": "off", "application_name": "", "maintenance_work_mem": "64MB",
+        "DateStyle": "ISO, MDY", "log_line_prefix": "%m [%p] # kept", "cluster_name": "it's",
+        "lc_messages": "C"}
     assert settings.source("server_settings") == "/p/pytest.ini"
     # `-o sqlfix_server_settings=...` gives one line as text
     assert dict(_from_ini(tmp_path, {"server_settings": "jit = on"}).server_settings) == {
@@ -249,12 +256,15 @@ def test_server_settings_as_ini_lines_are_the_toml_table(tmp_path):
     ("timezone Europe/Paris", "'timezone Europe/Paris' is not a `name = value` line"),
     ("= UTC", "'= UTC' is not a `name = value` line"),
     ("timezone =", "'timezone =' is not a `name = value` line"),
+    ("timezone = # UTC", "'timezone = # UTC' is not a `name = value` line"),
+    ("timezone = 'UTC", '"timezone = \'UTC" is not a `name = value` line'),
+    ("timezone = 'UTC' Paris", '"timezone = \'UTC\' Paris" is not a `name = value` line'),
 ])
 def test_a_bad_server_settings_line_is_refused_naming_the_ini_file(tmp_path, line, words):
     with pytest.raises(ConfigError) as info:
         _from_ini(tmp_path, {"server_settings": ["jit = on", line]})
     assert str(info.value).startswith(f"/p/pytest.ini: sqlfix_server_settings: {words}; ")
-    assert "e.g. `timezone = Europe/Paris`" in str(info.value)
+    assert "e.g. `timezone = Europe/Paris  # a comment`" in str(info.value)
 
 
 def test_a_setting_twice_in_the_ini_lines_is_refused(tmp_path):

@@ -14,7 +14,6 @@ constraint, found by replaying the statements one by one (slow, error path only)
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,10 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.pq.abc import PGresult
 
+from sqlfix import docs_url
 from sqlfix.compiler.guard import Statement
 from sqlfix.compiler.library import CompiledFixture, LoadPlan
+from sqlfix.compiler.since import needed_version
 from sqlfix.database import fixture_role
 from sqlfix.database.boundary import CHECK_DEFERRED, UNDO_CHECK, SqlfixConnection
 from sqlfix.database.copy_load import load_with_copies
@@ -249,23 +250,22 @@ def load(
         raise
 
 
-# Statements a server older than the given version (server_version_num) cannot parse:
-# the server only says "syntax error", which reads like a typo in the fixture.
-_SINCE = ((re.compile(r"MERGE\b", re.IGNORECASE), "MERGE", 150000),)
-
-
 def _needs_newer_server(text: str, sqlstate: str | None, server_version: int) -> str:
+    """Words for a syntax error an older server gave to newer syntax (see compiler.since);
+    "" for any other error."""
     if sqlstate != "42601":  # syntax_error
         return ""
-    for pattern, what, since in _SINCE:
-        if server_version < since and pattern.match(text.lstrip()):
-            return (
-                f"{what} needs PostgreSQL {since // 10000} or later and this server is "
-                f"{server_version // 10000}; use a newer server (e.g. [tool.sqlfix] "
-                f'server_version = "{since // 10000}") or rewrite it (INSERT ... ON CONFLICT, '
-                "UPDATE ... FROM)"
-            )
-    return ""
+    needed = needed_version(text)
+    if needed is None or server_version >= needed[0]:
+        return ""
+    since, what = needed
+    return (
+        f"{what} needs PostgreSQL {since // 10000} or later and this server is "
+        f"{server_version // 10000}; run a newer one (server_version = \"{since // 10000}\" "
+        "in [tool.sqlfix], or SQLFIX_PG_BINDIR at its bin/; see "
+        f"{docs_url('versions')}) or rewrite the statement for "
+        f"{server_version // 10000} (INSERT ... ON CONFLICT, UPDATE ... FROM)"
+    )
 
 
 @dataclass(frozen=True)

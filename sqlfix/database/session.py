@@ -227,10 +227,25 @@ class DatabaseSession:
                 f"use {schema}. Grant it (GRANT USAGE, CREATE ON SCHEMA {schema} TO <the "
                 "DSN's user>, and the same on the tables in it), or drop the schema so that "
                 "sqlfix makes it again as this user") from exc
+        except (psycopg.Error, NotImplementedError) as exc:
+            # NotImplementedError: psycopg reads no timestamp under a DateStyle other than
+            # ISO (server_settings DateStyle = 'SQL, DMY'), nor would the tests' code.
+            self.stop()
+            raise DatabaseError(self._with_settings(str(exc).strip())) from exc
         except BaseException:
             self.stop()
             raise
         self.dsn = dsn
+
+    def _with_settings(self, problem: str) -> str:
+        """`problem`, and the embedded server's server_settings with their source: a
+        setting of the user's (read-only transactions, a 1 ms idle timeout) can be why."""
+        settings = self.settings.server_settings
+        if not settings or self.settings.dsn is not None:
+            return problem
+        return (f"{problem}\nThe server ran with server_settings {dict(settings)!r} (from "
+                f"{self.settings.source('server_settings')}): if one of them is why, fix or "
+                "remove it there")
 
     def _prepare(self, conn: SqlfixConnection, dsn: str) -> None:
         """Schema, then migrations (unless built already), then the baseline: once per
@@ -295,15 +310,17 @@ class DatabaseSession:
             server = self.server = EmbeddedServer.start(
                 options=from_settings(self.settings), schema_key=key, rebuild=self.rebuild)
         except ServerError as exc:
-            settings = self.settings.server_settings
-            if not settings:
+            port = self.settings.server_port
+            if port is not None and "already in use" in str(exc):  # PostgreSQL's bind error
+                raise ServerError(
+                    f"{exc}\nserver_port = {port} (from {self.settings.source('server_port')})"
+                    ": another program listens on that port (a `python -m sqlfix server`, "
+                    "another test run); choose a free port, or remove server_port") from exc
+            if not self.settings.server_settings:
                 raise
             # A value of the user's own the server refused names neither the key nor
             # where it was set: say both.
-            where = self.settings.source("server_settings")
-            raise ServerError(
-                f"{exc}\nThe server ran with server_settings {dict(settings)!r} (from {where}): "
-                "if its log above refuses one of them, fix or remove it there") from exc
+            raise ServerError(self._with_settings(str(exc))) from exc
         conn = connect(server.dsn)
         if server.schema_cached or key is None:
             self._built = server.schema_cached  # else start() builds (and reports) as usual

@@ -286,6 +286,15 @@ def pytest_configure(config: pytest.Config) -> None:
             _refuse_unsafe_dsn_once(settings.dsn, settings.allow_any_database)
             _refuse_busy_dsn_once(settings.dsn)
             config.add_cleanup(lambda: _drop_clones_left(settings.dsn, _xdist_workers(config)))
+        if controller and not settings.dsn and settings.server_port is not None \
+                and _xdist_workers(config) > 1:
+            # Each worker starts its own embedded server; one of them gets the port.
+            raise pytest.UsageError(
+                f"sqlfix: server_port = {settings.server_port} (from "
+                f"{settings.source('server_port')}) with {_xdist_workers(config)} pytest-xdist "
+                "workers: each worker starts its own embedded PostgreSQL, and only one can "
+                "listen on that port. Run with -n 0 or -n 1 when a tool needs the port, or "
+                "remove server_port (the tests reach each worker's server by sqlfix_dsn)")
 
 
 def _refuse_busy_dsn_once(dsn: str) -> None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 from helpers import EXAMPLE_FIXTURES, REPO
 
 
@@ -77,3 +78,44 @@ def test_server_with_a_bad_setting_exits_2_with_the_reason(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "server_settings.port: port is set by sqlfix (use server_port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("command", "setting", "words"), [
+    ("check", "default_transaction_read_only = true", "cannot execute"),
+    ("server", "DateStyle = 'SQL, DMY'", "DateStyle"),
+])
+def test_a_setting_the_server_takes_but_sqlfix_cannot_work_with_is_named(
+        tmp_path: Path, command: str, setting: str, words: str) -> None:
+    # The server starts; preparing the test database then fails. Not "internal error":
+    # the error says which server_settings the server ran with, and from where.
+    shutil.copytree(EXAMPLE_FIXTURES, tmp_path / "fixtures_sql")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n'
+        f"[tool.sqlfix.server_settings]\n{setting}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfix", command], cwd=tmp_path, capture_output=True, text=True,
+        timeout=180, env={**env, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert words in result.stderr
+    assert f"(from {tmp_path / 'pyproject.toml'}): if one of them is why" in result.stderr
+
+
+def test_a_server_port_another_program_listens_on_is_named(tmp_path: Path) -> None:
+    (tmp_path / "fixtures_sql").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "pyproject.toml").write_text(f"[tool.sqlfix]\nserver_port = {port}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
+        result = subprocess.run(
+            [sys.executable, "-m", "sqlfix", "server"], cwd=tmp_path, capture_output=True,
+            text=True, timeout=180, env={**env, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (f"server_port = {port} (from {tmp_path / 'pyproject.toml'}): another program "
+            "listens on that port") in result.stderr

@@ -93,6 +93,18 @@ def test_xdist_with_one_worker_or_none_and_a_dsn_runs(shop, fresh_dsn):
         result.assert_outcomes(passed=1)
 
 
+def test_server_port_with_more_than_one_xdist_worker_is_refused_once(shop):
+    # each worker would start its own server on the one port: refused before any starts
+    shop.makefile(".ini", pytest=INI + "sqlfix_server_port = 54393\n")
+    shop.makepyfile("def test_a(sqlfix_conn): pass\ndef test_b(sqlfix_conn): pass\n")
+    result = shop.runpytest_subprocess("-n", "2", *NO_RANDOM)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count(f"server_port = 54393 (from {shop.path / 'pytest.ini'}) with 2 "
+                     "pytest-xdist workers") == 1, err
+    assert "Traceback" not in err + result.stdout.str()
+
+
 # ------------------------------------------------------------------ failure reports and replay
 
 
@@ -427,7 +439,7 @@ def test_a_setting_the_server_refuses_is_named_with_where_it_was_set(shop):
 
 @pytest.mark.parametrize(("lines", "message"), [
     ("timezone Europe/Paris", "sqlfix_server_settings: 'timezone Europe/Paris' is not a "
-     "`name = value` line; write one setting a line, e.g. `timezone = Europe/Paris`*"),
+     "`name = value` line; write one setting a line, e.g. `timezone = Europe/Paris  # *"),
     ("port = 5433", "sqlfix_server_settings.port: port is set by sqlfix (use server_port*"),
     ("jit = on\n    jit = off", "sqlfix_server_settings: jit is set twice"),
 ])
