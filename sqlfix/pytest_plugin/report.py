@@ -30,25 +30,37 @@ _TESTS_SHOWN = 5
 def replay_command(item: pytest.Item, seed: int) -> str:
     """`pytest 'path::test' --sqlfix-seed=N [options]`, runnable from where pytest was started.
 
-    With the run's options that change what the test's database holds (see
-    `replay_options`): without them the command would replay another run.
+    The path is the test file's own, relative to that folder (a node id is relative to
+    the rootdir, which `--rootdir` can put anywhere). With the run's options that change
+    what the test's database holds, or which tests pytest finds (see `replay_options`):
+    without them the command would replay another run.
     """
-    path_part, sep, rest = item.nodeid.partition("::")
-    target = Path(item.config.rootpath, path_part)
+    config = item.config
+    here = config.invocation_params.dir
     try:
-        shown = os.path.relpath(target, item.config.invocation_params.dir)
+        shown = os.path.relpath(item.path, here)
     except ValueError:  # another drive on Windows
-        shown = str(target)
-    options = " ".join(shlex.quote(o) for o in replay_options(item.config))
-    return (f"pytest {shlex.quote(shown + sep + rest)} --sqlfix-seed={seed}"
-            + (f" {options}" if options else ""))
+        shown = str(item.path)
+    # The names below the file (class, function, parameters), as pytest's node id has them.
+    chain = item.listchain()
+    files = [i for i, node in enumerate(chain) if isinstance(node, pytest.File)]
+    below = chain[files[-1] + 1:] if files else [item]
+    target = "::".join([shown, *(node.name for node in below)])
+    options = replay_options(config)
+    if type(item).__name__ == "DoctestItem" and item.path.suffix == ".py" \
+            and "--doctest-modules" not in options:
+        options.append("--doctest-modules")  # else pytest does not look for doctests there
+    shown_options = " ".join(shlex.quote(o) for o in options)
+    return (f"pytest {shlex.quote(target)} --sqlfix-seed={seed}"
+            + (f" {shown_options}" if shown_options else ""))
 
 
 def replay_options(config: pytest.Config) -> list[str]:
     """The command line's options that decide the test's data and boundary, as
-    `--option=value`: sqlfix's own (the seed aside), `-o sqlfix_*=...` overrides and
-    the configuration file (`-c`). A DSN's password is left out (libpq finds it in
-    PGPASSWORD or ~/.pgpass): the command is printed in reports and CI logs.
+    `--option=value`: sqlfix's own (the seed aside), `-o sqlfix_*=...` overrides, the
+    configuration file (`-c`), `--rootdir` and `--doctest-modules`. A DSN's password is
+    left out (libpq finds it in PGPASSWORD or ~/.pgpass): the command is printed in
+    reports and CI logs.
     """
     found: list[str] = []
     dsn = config.getoption("sqlfix_dsn", None)
@@ -63,7 +75,12 @@ def replay_options(config: pytest.Config) -> list[str]:
             found.append(flag)
         elif value is not None:
             found.append(f"{flag}={value}")
-    return found + _given(list(config.invocation_params.args))
+    found += _given(list(config.invocation_params.args))
+    if config.getoption("rootdir", None):  # where the configuration (and fixtures) are read
+        found.append(f"--rootdir={os.path.relpath(config.rootpath, config.invocation_params.dir)}")
+    if config.getoption("doctestmodules", False):
+        found.append("--doctest-modules")
+    return found
 
 
 def _given(args: list[str]) -> list[str]:
@@ -82,6 +99,9 @@ def _given(args: list[str]) -> list[str]:
                 value = arg[2:]
             if value is not None:
                 if keep is None or keep(value):
+                    name, _, given = value.partition("=")
+                    if name.strip() == f"{INI_PREFIX}dsn":  # no password in a printed command
+                        value = f"{name}={_without_password(given)}"
                     found.append(f"{long}={value}")
                 break
     return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -173,6 +174,75 @@ def test_the_replay_command_carries_the_options_that_changed_the_data(shop):
     again = shop.runpytest_subprocess(*shlex.split(line)[1:], *NO_RANDOM)
     again.assert_outcomes(failed=1)
     again.stdout.fnmatch_lines(["*('Alicia', '2030-05-06')*"])
+
+
+ROOTDIR_TEST = """
+    from sqlfix import uses
+
+    @uses("users.sql")
+    def test_rows(sqlfix, sqlfix_conn):
+        print("SEED", sqlfix.seed)
+        assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (99,)
+"""
+
+
+@pytest.mark.parametrize("where", ["inside", "outside"])
+def test_the_replay_command_of_a_run_with_rootdir_replays_it(shop, where):
+    """--rootdir puts the node ids' base (and the configuration) elsewhere: the command
+    names the file by its own path and carries --rootdir, and replays the same failure."""
+    import shlex
+
+    svc = shop.path / "svc"
+    svc.mkdir()
+    shutil.copytree(shop.path / "fixtures_sql", svc / "fixtures_sql")
+    (svc / "pyproject.toml").write_text(
+        '[tool.sqlfix]\nseed = 11\nschema = ["fixtures_sql/schema.sql"]\n'
+        '[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n')
+    tests = svc / "tests" if where == "inside" else shop.path / "elsewhere"
+    tests.mkdir()
+    (tests / "test_r.py").write_text(textwrap.dedent(ROOTDIR_TEST))
+    result = shop.runpytest_subprocess("--rootdir=svc", "-c", "svc/pyproject.toml",
+                                       str(tests.relative_to(shop.path)), "-s", *NO_RANDOM)
+    result.assert_outcomes(failed=1)
+    line = next(x for x in result.outlines if x.startswith("  pytest "))
+    assert line.startswith(f"  pytest {tests.relative_to(shop.path)}/test_r.py::test_rows "), line
+    assert "--rootdir=svc" in line
+    again = shop.runpytest_subprocess(*shlex.split(line)[1:], "-s", *NO_RANDOM)
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["*SEED 11*", "*assert (4,) == (99,)*"])
+
+
+def test_the_replay_command_of_a_doctest_looks_for_doctests(shop):
+    import shlex
+
+    shop.makepyfile(mod='''
+        def f():
+            """
+            >>> conn = getfixture("sqlfix_conn")
+            >>> conn.execute("SELECT 2").fetchone()
+            (1,)
+            """
+    ''')
+    result = shop.runpytest_subprocess("--doctest-modules", "mod.py", *NO_RANDOM)
+    result.assert_outcomes(failed=1)
+    line = next(x for x in result.outlines if x.startswith("  pytest "))
+    assert line.startswith("  pytest mod.py::mod.f ") and "--doctest-modules" in line, line
+    shop.runpytest_subprocess(*shlex.split(line)[1:], *NO_RANDOM).assert_outcomes(failed=1)
+
+
+def test_a_dsn_password_given_with_o_is_left_out_of_the_replay_command(shop, fresh_dsn):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with_password = make_conninfo(fresh_dsn, password="S3cretPW")  # trust: not checked
+    shop.makepyfile("def test_fails(sqlfix_conn):\n    assert False\n")
+    result = shop.runpytest_subprocess("-o", f"sqlfix_dsn={with_password}", *NO_RANDOM)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "S3cretPW" not in out, out
+    line = next(x for x in result.outlines if x.startswith("  pytest "))
+    assert "--override-ini=sqlfix_dsn=" in line
+    shown = line.split("--override-ini=sqlfix_dsn=")[1].strip("'")
+    assert conninfo_to_dict(shown)["dbname"] == conninfo_to_dict(fresh_dsn)["dbname"]
 
 
 @pytest.mark.parametrize("committed", [False, True], ids=["rollback", "committed"])
