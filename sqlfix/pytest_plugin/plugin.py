@@ -209,10 +209,7 @@ def _last_seed(config: pytest.Config) -> str:
 
 
 def settings_of(config: pytest.Config) -> Settings:
-    """The run's settings, read on first need and kept; raises pytest.UsageError if bad.
-
-    On the controller, the seed is stored in pytest's cache for `--sqlfix-seed=last`.
-    """
+    """The run's settings, read on first need and kept; raises pytest.UsageError if bad."""
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is not None:
         return settings
@@ -223,10 +220,16 @@ def settings_of(config: pytest.Config) -> Settings:
     except SqlfixError as exc:
         raise pytest.UsageError(f"sqlfix: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
-    cache = getattr(config, "cache", None)
-    if cache is not None and not hasattr(config, "workerinput"):
-        cache.set(SEED_CACHE_KEY, settings.seed)
     return settings
+
+
+def _remember_seed(config: pytest.Config, seed: int) -> None:
+    """The seed for `--sqlfix-seed=last`, in pytest's cache: stored by a run whose tests
+    reached the database (on each pytest-xdist worker: the controller's seed), not by
+    `--collect-only`, `--fixtures` or a selection without sqlfix tests."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        cache.set(SEED_CACHE_KEY, seed)
 
 
 def _asked_for(config: pytest.Config) -> bool:
@@ -464,6 +467,7 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     except pytest.UsageError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
     register_run_hooks(pytestconfig)  # a test reached the database by getfixturevalue
+    _remember_seed(pytestconfig, settings.seed)
     workerinput = getattr(pytestconfig, "workerinput", {})  # a DSN is cloned per worker
     session = DatabaseSession(settings, _fixture_cache(pytestconfig), workerinput.get("workerid"),
                               rebuild=pytestconfig.getoption("sqlfix_rebuild"),

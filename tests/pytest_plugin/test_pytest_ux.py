@@ -307,6 +307,31 @@ def test_seed_last_replays_the_previous_runs_random_seed(shop):
     ])
 
 
+def test_seed_last_is_not_overwritten_by_runs_that_loaded_nothing(shop):
+    shop.makepyfile(
+        """
+        def test_seed(sqlfix):
+            print("SEED", sqlfix.seed)
+
+        def test_plain():
+            pass
+        """
+    )
+    first = shop.runpytest("--sqlfix-seed=random", *NO_RANDOM)
+    seed = _header_seed(first)
+    assert seed != "0"
+    # none of these reached the database: the seed stays the random run's
+    shop.runpytest("--collect-only", "-q")
+    shop.runpytest("--fixtures")
+    shop.runpytest("-k", "plain", "--sqlfix-seed=5", *NO_RANDOM).assert_outcomes(passed=1)
+    shop.runpytest_subprocess("-n", "2", "-k", "plain", *NO_RANDOM).assert_outcomes(passed=1)
+    again = shop.runpytest("--sqlfix-seed=last", "-s", *NO_RANDOM)
+    again.stdout.fnmatch_lines([f"*SEED {seed}*"])
+    # a -n 2 run that used the database stores its seed (the controller's, on the workers)
+    shop.runpytest_subprocess("-n", "2", "--sqlfix-seed=77", *NO_RANDOM).assert_outcomes(passed=2)
+    shop.runpytest("--sqlfix-seed=last", "-s", *NO_RANDOM).stdout.fnmatch_lines(["*SEED 77*"])
+
+
 def test_seed_last_without_a_previous_run_or_without_the_cache_is_a_usage_error(shop):
     shop.makepyfile("def test_nothing(): pass")
     result = shop.runpytest("--sqlfix-seed=last")
