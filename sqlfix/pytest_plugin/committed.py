@@ -36,7 +36,7 @@ from sqlfix.errors import LeakedConnectionWarning, SchemaRebuiltWarning, SqlfixE
 from sqlfix.marker import requested_names
 from sqlfix.pytest_plugin.handle import Sqlfix
 from sqlfix.pytest_plugin.own_connections import LAST_COMMITTED_KEY
-from sqlfix.pytest_plugin.plugin import COMMITTED_CONN_KEY
+from sqlfix.pytest_plugin.plugin import COMMITTED_CONN_KEY, HANDLE_KEY
 from sqlfix.pytest_plugin.stop import stop_run
 
 TRACKER_KEY = pytest.StashKey[ChangeTracker]()
@@ -109,6 +109,7 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
     # Sequences move past the fixtures' explicit ids here too; the restore puts them back.
     assert session.baseline is not None
     handle = CommittedSqlfix(session, Boundary(conn, advance_query=session.baseline.advance_query))
+    item.stash[HANDLE_KEY] = handle  # the failure report's fixtures, --sqlfix-report's loads
     try:
         problem = None
         try:

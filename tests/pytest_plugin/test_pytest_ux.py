@@ -404,6 +404,31 @@ def test_the_report_counts_the_tests_that_used_a_file_kept_by_layers(shop):
     assert "slowest loads (of 1):" in section
 
 
+def test_a_committed_test_is_in_the_failure_report_and_the_load_report(shop):
+    from sqlfix.compiler.seeds import derive_seed
+
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("users.sql", commit=True)
+        def test_committed(sqlfix):
+            sqlfix.load("products.sql")
+            assert 0
+        """
+    )
+    result = shop.runpytest_subprocess("--sqlfix-report", "--sqlfix-seed=3", *NO_RANDOM)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        f"fixtures loaded: users.sql (seed {derive_seed(3, 'users.sql')}), "
+        f"products.sql (seed {derive_seed(3, 'products.sql')})"])
+    out = result.stdout.str()
+    section = out[out.index("sqlfix report"):]
+    rows = {m[0]: (int(m[1]), int(m[2])) for m in
+            re.findall(r"^(\S+\.sql)\s+(\d+)\s+[\d.]+\s+(\d+)\s+[\d.]+\s+\S+$", section, re.M)}
+    assert rows == {"users.sql": (1, 1), "products.sql": (1, 1)}
+
+
 def test_every_plugin_object_sqlfix_registers_is_hashable(shop):
     # pytest before 9.1 keeps plugin objects in a set: an unhashable one (a dataclass with
     # eq) crashed every run with --sqlfix-report ("unhashable type: 'LoadReport'")
