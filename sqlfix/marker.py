@@ -11,6 +11,7 @@ gets a `SqlfixDeprecationWarning` and loads nothing (docs/getting-started.md,
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +71,11 @@ def requested_names(item: pytest.Item) -> tuple[str, ...]:
     markers = list(item.iter_markers(MARKER))
     names: list[str] = []
     for mark in reversed(markers):  # iter_markers gives the closest (function) first
+        unknown = sorted(set(mark.kwargs) - {"commit"})
+        if unknown:
+            raise TypeError(f"@uses on {item.nodeid}: unknown keyword argument(s) "
+                            f"{', '.join(unknown)}; the mark takes fixture file names and "
+                            "commit=True or False")
         names.extend(validate_names(mark.args, f"@uses on {item.nodeid}"))
     return tuple(dict.fromkeys(names))
 
@@ -82,21 +88,28 @@ def commit_requested(item: pytest.Item) -> bool:
     return False
 
 
-def legacy_warning(item: pytest.Item) -> SqlfixDeprecationWarning | None:
+def legacy_warning(item: pytest.Item, fixtures_dir: Path | None = None
+                   ) -> SqlfixDeprecationWarning | None:
     """A warning if the item has a `uses` mark that looks like sqlfix's old one, else None.
 
-    "Looks like": positional arguments only, all strings ending in `.sql`. Any
-    other `uses` mark (`uses("network")`) belongs to someone else and is left alone.
+    "Looks like": strings ending in `.sql` (and no keyword but 0.1.0's `commit=`), and,
+    with `fixtures_dir`, at least one of them a file there. Any other `uses` mark
+    (`uses("network")`, another plugin's `uses("schema.sql")`) is left alone.
     """
     for mark in item.iter_markers(LEGACY_MARKER):
         args = mark.args
-        if args and not mark.kwargs and all(
+        if not args or set(mark.kwargs) - {"commit"} or not all(
             isinstance(a, str) and a.strip().endswith(".sql") for a in args
         ):
-            shown = ", ".join(repr(a) for a in args)
-            return SqlfixDeprecationWarning(
-                f"@pytest.mark.uses({shown}) no longer loads fixtures: sqlfix's mark is now "
-                f"`sqlfix`. Write @uses({shown}) with `from sqlfix import uses`, or "
-                f"@pytest.mark.sqlfix({shown}); nothing was loaded for {item.nodeid}"
-            )
+            continue
+        if fixtures_dir is not None and not any(
+                (fixtures_dir / a.strip()).is_file() for a in args):
+            continue
+        shown = ", ".join([*(repr(a) for a in args),
+                           *(f"{k}={v!r}" for k, v in mark.kwargs.items())])
+        return SqlfixDeprecationWarning(
+            f"@pytest.mark.uses({shown}) no longer loads fixtures: sqlfix's mark is now "
+            f"`sqlfix`. Write @uses({shown}) with `from sqlfix import uses`, or "
+            f"@pytest.mark.sqlfix({shown}); nothing was loaded for {item.nodeid}"
+        )
     return None

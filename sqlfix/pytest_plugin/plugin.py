@@ -609,9 +609,10 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True
     handle = Sqlfix(_sqlfix_session, boundary)
-    names = requested_names(item)
+    names: tuple[str, ...] = ()
     item.stash[HANDLE_KEY] = handle
     try:
+        names = requested_names(item)  # TypeError for a mark's bad arguments
         handle.load(*names)
         if not boundary.is_protected:
             boundary.protect()  # nothing was loaded: the savepoint did not ride along
@@ -711,9 +712,14 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
     A `unittest.TestCase` cannot request fixtures: it gets the handle as `self.sqlfix`
     (set before `setUp` runs).
     """
-    legacy = legacy_warning(request.node)
-    if legacy is not None:  # here, so that filterwarnings=error fails this test only
-        warnings.warn(legacy, stacklevel=1)
+    if legacy_warning(request.node) is not None:  # a cheap look first: no settings read
+        try:
+            fixtures_dir = settings_of(request.config).fixtures_dir
+        except pytest.UsageError:
+            fixtures_dir = None  # the run stops with that error soon enough: warn anyway
+        legacy = legacy_warning(request.node, fixtures_dir)
+        if legacy is not None:  # here, so that filterwarnings=error fails this test only
+            request.node.warn(legacy)  # at the test's own line, for filters by module
     if request.node.get_closest_marker(MARKER) is None:
         return
     handle = request.getfixturevalue("sqlfix")

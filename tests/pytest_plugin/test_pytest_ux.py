@@ -77,6 +77,64 @@ def test_the_sqlfix_mark_and_uses_load_and_the_old_mark_warns_and_loads_nothing(
     assert "'uses' not found in `markers`" in shop.runpytest("--strict-markers").stdout.str()
 
 
+def test_the_old_mark_with_commit_warns_at_the_tests_line_and_another_plugins_sql_mark_not(shop):
+    shop.makefile(".ini", pytest=INI + "markers =\n    uses(what): the project's own marker\n")
+    shop.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.uses("users.sql", commit=True)
+        def test_old_committed(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+        @pytest.mark.uses("migrations/0001_init.sql")  # someone else's: no such fixture
+        def test_someone_elses():
+            pass
+        """
+    )
+    result = shop.runpytest("-W", "default", "-W",
+                            "error::sqlfix.SqlfixDeprecationWarning:test_the_old_mark_with_commit_warns_at_the_tests_line_and_another_plugins_sql_mark_not",
+                            *NO_RANDOM)
+    # the warning is attributed to the test's module: a filter by module catches it
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*SqlfixDeprecationWarning: @pytest.mark.uses('users.sql', commit=True) no longer*"])
+    assert "mark.uses('migrations/0001_init.sql')" not in result.stdout.str()
+
+
+def test_bad_arguments_to_the_mark_fail_that_test_with_the_reason(shop):
+    shop.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.sqlfix(123)
+        def test_number(sqlfix_conn):
+            pass
+
+        @pytest.mark.sqlfix(["users.sql"])
+        def test_list(sqlfix_conn):
+            pass
+
+        @pytest.mark.sqlfix("users.sql", bogus=1)
+        def test_unknown_keyword(sqlfix_conn):
+            pass
+
+        @pytest.mark.sqlfix("users.sql")
+        def test_good(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+        """
+    )
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    result.assert_outcomes(passed=1, errors=3)
+    out = result.stdout.str()
+    for said in ("::test_number takes fixture file names such as 'users.sql', got 123",
+                 "::test_list takes fixture file names such as 'users.sql', got ['users.sql']",
+                 "::test_unknown_keyword: unknown keyword argument(s) bogus; the mark takes "
+                 "fixture file names and commit=True or False"):
+        assert said in out, out
+    assert "Traceback" not in result.stdout.str() and "marker.py" not in result.stdout.str()
+
+
 def test_the_sqlfix_mark_is_listed(shop):
     result = shop.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.sqlfix(*fixture_files*): load these .sql fixtures*"])
