@@ -348,6 +348,27 @@ def test_a_load_or_render_that_fails_mid_test_shows_the_tests_line_and_the_messa
     assert "direct cause" not in out, out
 
 
+def test_a_fake_fixture_without_faker_loaded_mid_test_shows_the_message_not_sqlfixs_frames(shop):
+    shop.makeconftest("import sys\nsys.modules['faker'] = None  # as if Faker were not installed\n")
+    (shop.path / "fixtures_sql" / "named.sql").write_text(
+        "-- requires: users.sql\nUPDATE users SET full_name = {{ fake.name() }};\n")
+    shop.makepyfile(
+        """
+        def test_load(sqlfix, sqlfix_conn):
+            sqlfix.load("named.sql")
+
+        def test_render(sqlfix):
+            sqlfix.render("named.sql")
+        """
+    )
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert out.count("pip install 'sqlfix[faker]'") >= 2, out
+    assert "fixtures_sql/named.sql:2:" in out
+    assert "sqlfix/compiler/" not in out and "sqlfix/pytest_plugin/" not in out, out
+
+
 def test_seed_last_replays_the_previous_runs_random_seed(shop):
     shop.makepyfile(
         """
