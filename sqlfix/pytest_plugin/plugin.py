@@ -722,8 +722,13 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
             request.node.warn(legacy)  # at the test's own line, for filters by module
     if request.node.get_closest_marker(MARKER) is None:
         return
-    handle = request.getfixturevalue("sqlfix")
     unittest = sys.modules.get("unittest")  # not imported: no TestCase can exist
+    method = getattr(request.node, "obj", None)
+    if unittest is not None and getattr(method, "__unittest_skip__", False):
+        # @unittest.skip on a method: unittest skips it only in runtest, after set-up;
+        # skip now, before the database starts and the fixtures load for nothing.
+        pytest.skip(str(getattr(method, "__unittest_skip_why__", "")))
+    handle = request.getfixturevalue("sqlfix")
     if unittest is not None and isinstance(request.instance, unittest.TestCase):
         request.instance.sqlfix = handle
 

@@ -565,6 +565,35 @@ def test_a_unittest_testcase_gets_the_handle_as_self_sqlfix(shop):
     shop.runpytest(*NO_RANDOM).assert_outcomes(passed=4)
 
 
+def test_a_skipped_unittest_method_starts_no_database_and_a_bare_mark_gives_the_handle(shop):
+    shop.makepyfile(
+        """
+        import unittest
+        import pytest
+        from sqlfix import uses
+
+        @uses("users.sql")
+        class TestSkipped(unittest.TestCase):
+            @unittest.skip("not today")
+            def test_skip(self):
+                raise AssertionError("ran")
+
+        @pytest.mark.sqlfix
+        class TestLoadsItsOwn(unittest.TestCase):
+            def test_load(self):
+                self.assertEqual(self.sqlfix.load("users.sql"), ("users.sql",))
+        """
+    )
+    # -k: the skipped test alone, against a database that cannot be reached
+    alone = shop.runpytest("-k", "test_skip", "--sqlfix-dsn=host=/nonexistent dbname=x_test",
+                           "-rs", *NO_RANDOM)
+    alone.assert_outcomes(skipped=1)
+    alone.stdout.fnmatch_lines(["*not today*"])
+    result = shop.runpytest("--sqlfix-report", *NO_RANDOM)
+    result.assert_outcomes(passed=1, skipped=1)
+    assert "TestSkipped" not in result.stdout.str().split("sqlfix report")[1]
+
+
 # ------------------------------------------------------------------ ini options and discovery
 
 
