@@ -10,7 +10,7 @@ import datetime as dt
 import math
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,8 +339,21 @@ def find_project(start: Path) -> Project:
     return Project(pyproject.parent if pyproject is not None else start)
 
 
+def check_ini_names(names: Iterable[str], where: str) -> None:
+    """ConfigError for a `sqlfix_*` pytest option that sqlfix does not have: pytest only
+    warns of an unknown option, and a typo (`sqlfix_sead`) would go unnoticed, where the
+    same typo in `[tool.sqlfix]` is an error."""
+    unknown = sorted(n for n in names
+                     if n.startswith(INI_PREFIX) and n[len(INI_PREFIX):] not in INI_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown sqlfix option(s): {', '.join(unknown)}; known options are "
+            f"{', '.join(INI_PREFIX + k for k in sorted(INI_KEYS))}")
+
+
 def ini_of(project: Project) -> dict[str, Any]:
     """The `sqlfix_*` options of the project's pytest configuration file, typed."""
+    check_ini_names(project.ini, str(project.inifile))
     raw = {k: project.ini.get(INI_PREFIX + k) for k in INI_KEYS}
     return ini_values(raw, str(project.inifile))
 

@@ -165,7 +165,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _settings(config: pytest.Config) -> Settings:
-    from sqlfix.config import ini_values, load_settings
+    from sqlfix.config import check_ini_names, ini_values, load_settings, pytest_file_options
     from sqlfix.pytest_plugin.ini import raw_ini
 
     fixtures = config.getoption("sqlfix_fixtures")
@@ -184,6 +184,10 @@ def _settings(config: pytest.Config) -> Settings:
         name[len(INI_PREFIX):] for name in (
             entry.split("=", 1)[0].strip() for entry in config.getoption("override_ini") or ())
         if name.startswith(INI_PREFIX))
+    check_ini_names((entry.split("=", 1)[0].strip()
+                     for entry in config.getoption("override_ini") or ()), "pytest -o")
+    if config.inipath is not None:
+        check_ini_names(pytest_file_options(config.inipath), where)
     raw = raw_ini(config)
     ini = {**ini_values({k: v for k, v in raw.items() if k not in overridden}, where),
            **ini_values({k: v for k, v in raw.items() if k in overridden}, "pytest -o")}

@@ -603,6 +603,26 @@ def _cli(cwd, *args):
                           capture_output=True, text=True)
 
 
+@pytest.mark.parametrize("given", ["file", "-o"])
+def test_a_misspelled_sqlfix_ini_option_is_an_error_for_pytest_and_the_cli(shop, given):
+    if given == "file":
+        shop.makefile(".ini", pytest=INI + "sqlfix_sead = 1\n")
+        args: tuple[str, ...] = ()
+        where = str(shop.path / "pytest.ini")
+    else:
+        args, where = ("-o", "sqlfix_sead=1"), "pytest -o"
+    shop.makepyfile("def test_db(sqlfix_conn): pass")
+    result = shop.runpytest(*args, *NO_RANDOM)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"ERROR: sqlfix: {where}: unknown sqlfix option(s): sqlfix_sead; known options are "
+        "sqlfix_allow_any_database, *sqlfix_seed, *"])
+    if given == "file":  # the CLI reads the same file
+        cli = _cli(shop.path, "render", "users.sql")
+        assert cli.returncode == 2
+        assert f"{where}: unknown sqlfix option(s): sqlfix_sead;" in cli.stderr
+
+
 def test_ini_options_set_any_key_below_env_and_above_tool_sqlfix(shop, monkeypatch):
     shop.makepyprojecttoml(
         '[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\nseed = 3\n'
