@@ -311,15 +311,17 @@ def _layout(binaries: Binaries) -> _Layout:
 def _private_install(binaries: Binaries, base: Path, user: tuple[int, int]) -> Binaries:
     """A copy under `base` that `user` can run, made once per installation and reused.
 
-    A copy is checked before it is reused (one left by an older sqlfix may miss libraries)
-    and before it is published, so a broken copy is never kept.
+    A copy is checked before it is reused (one left by an older sqlfix may miss libraries,
+    a tmp cleaner may have deleted the data files initdb reads: `_missing_data`) and before
+    it is published, so a broken copy is never kept.
     """
     layout = _layout(binaries)
     # Named by content, not by path: every fresh venv (a CI job's) would add a copy.
     target = base / f"sqlfix-pg{binaries.version}-{_content_key(binaries, layout)}"
     copy = Binaries(target / layout.bindir, binaries.version)
     if _is_ours(target):
-        if copy.postgres.is_file() and _run_failure(copy, user) is None:
+        if (copy.postgres.is_file() and _missing_data(binaries, copy) is None
+                and _run_failure(copy, user) is None):
             with contextlib.suppress(OSError):
                 os.utime(target)  # in use: not pruned (see _prune_copies)
             return copy
@@ -333,7 +335,8 @@ def _private_install(binaries: Binaries, base: Path, user: tuple[int, int]) -> B
             if (layout.root / part).is_dir():
                 shutil.copytree(layout.root / part, staging / part, symlinks=True)
         _make_world_readable(staging)
-        failure = _run_failure(Binaries(staging / layout.bindir, binaries.version), user)
+        staged = Binaries(staging / layout.bindir, binaries.version)
+        failure = _missing_data(binaries, staged) or _run_failure(staged, user)
         if failure is not None:
             raise ServerError(
                 f"the server user (uid {user[0]}) cannot run {binaries.postgres}, nor a copy "
@@ -346,6 +349,36 @@ def _private_install(binaries: Binaries, base: Path, user: tuple[int, int]) -> B
     if not (_is_ours(target) and copy.postgres.is_file()):
         raise ServerError(f"{target} exists but is not a copy made by sqlfix; remove it")
     return copy
+
+
+# What initdb reads besides the programs, relative to the installation's prefix (bin/..):
+# its data files, the time zone files it picks a zone from and the server reads at start,
+# and the plpgsql extension it creates (control file and library; lib/ or lib/postgresql/).
+# `postgres --version` needs none of them, and a tmp cleaner may delete them from a copy
+# in /tmp or /dev/shm (postgres.bki is read only by initdb, so it looks unused).
+# Only those the original has are asked of the copy (system_functions.sql is 14+,
+# system_constraints.sql 15+; a Debian prefix has no share/ beside bin/).
+_DATA_FILES = (
+    *(f"share/{name}" for name in (
+        "postgres.bki", "system_constraints.sql", "system_functions.sql",
+        "system_views.sql", "information_schema.sql", "sql_features.txt",
+        "snowball_create.sql", "postgresql.conf.sample", "pg_hba.conf.sample",
+        "pg_ident.conf.sample", "timezonesets/Default", "timezone/UTC",
+        "extension/plpgsql.control")),
+    "lib/plpgsql.so", "lib/postgresql/plpgsql.so",
+)
+
+
+def _missing_data(original: Binaries, copy: Binaries) -> str | None:
+    """Which of the `_DATA_FILES` that `original` has its `copy` lacks, or None.
+
+    A few stat calls, not a walk of the tree: cheap enough for every start.
+    """
+    source, made = original.bindir.parent, copy.bindir.parent
+    for name in _DATA_FILES:
+        if (source / name).is_file() and not (made / name).is_file():
+            return f"{made / name} is missing"
+    return None
 
 
 _UNUSED_DAYS = 7  # a private copy not used for this long is removed when another is made

