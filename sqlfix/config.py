@@ -64,9 +64,15 @@ class Settings:
     server_settings: Mapping[str, str] = field(default_factory=dict)  # postgresql.conf
     server_port: int | None = None  # TCP on 127.0.0.1 as well as the unix socket
     sources: Mapping[str, str] = field(default_factory=dict)  # key -> where it came from
+    names: Mapping[str, str] = field(default_factory=dict)  # key -> how its source spells it
 
     def source(self, key: str) -> str:
         return self.sources.get(key, "default")
+
+    def option(self, key: str) -> str:
+        """How the key's source spells it: `sqlfix_server_version` in a pytest ini file,
+        `[tool.sqlfix] server_version` in pyproject.toml; the key itself by default."""
+        return self.names.get(key, key)
 
     @property
     def database(self) -> str:
@@ -549,6 +555,7 @@ def _build(root: Path, got: _Collector) -> Settings:
         **_boundary_keys(values, got.where),
         **_server_keys(values, got.where),
         sources=sources,
+        names=dict(got.names),
     )
 
 
@@ -598,12 +605,30 @@ RESERVED_SETTINGS = frozenset({"listen_addresses", "port", "unix_socket_director
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
+# The majors sqlfix runs: the code needs 13 (pg_sequences, DROP DATABASE ... WITH (FORCE));
+# 14 to 18 are the supported ones, tested in CI (docs/versions.md). 99: a bound far above
+# any release, so that the next major works without a new sqlfix.
+OLDEST_MAJOR, NEWEST_MAJOR = 13, 99
+SUPPORTED_MAJORS = "14 to 18"
+
+
 def major_version(text: str) -> str:
-    """"16" from "16" or "16.4"; raises ValueError for anything PostgreSQL never was."""
-    match = re.fullmatch(r"\s*(\d+)(?:\.\d+)*\s*", text)
-    if match is None or not 9 <= int(match.group(1)) <= 99:
+    """"16" from "16"; raises ValueError for a minor version ("16.4": only the major picks
+    an installation, so 16.4 would silently run 16.13), a leading zero, and a major that
+    sqlfix cannot run, each saying what to write instead."""
+    match = re.fullmatch(r"\s*([1-9]\d*)((?:\.\d+)*)\s*", text)
+    if match is None:
         raise ValueError(f"{text!r} is not a PostgreSQL major version such as \"16\"")
-    return match.group(1)
+    major, minor = int(match.group(1)), match.group(2)
+    if not OLDEST_MAJOR <= major <= NEWEST_MAJOR:
+        raise ValueError(
+            f"{text!r} is not a PostgreSQL major version sqlfix can run: it needs "
+            f"{OLDEST_MAJOR} or later ({SUPPORTED_MAJORS} are supported), e.g. \"16\"")
+    if minor:
+        raise ValueError(
+            f"{text!r} is a minor version: give the major, \"{major}\"; sqlfix runs the "
+            f"first PostgreSQL {major} installation it finds, whatever its minor version")
+    return str(major)
 
 
 def setting_value(name: str, value: object) -> str:

@@ -370,3 +370,45 @@ def test_a_missing_schema_file_names_the_place_that_lists_it(tmp_path, source, w
         f"{tmp_path / where}: schema file db/missing.sql not found (looked for "
         f"{tmp_path / 'db' / 'missing.sql'}); fix the path, relative to the project root, or "
         "create the file")
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    # a minor version picked nothing: "15.4" silently ran the 15.18 found first
+    ("15.4", "'15.4' is a minor version: give the major, \"15\"; sqlfix runs the first "
+             "PostgreSQL 15 installation it finds, whatever its minor version"),
+    ("16.0.1", "'16.0.1' is a minor version: give the major, \"16\""),
+    # "015" was taken and never matched an installation
+    ("015", "'015' is not a PostgreSQL major version such as \"16\""),
+    # 9 to 12 were taken, though the code needs 13 (pg_sequences, DROP DATABASE ... FORCE)
+    ("9", "'9' is not a PostgreSQL major version sqlfix can run: it needs 13 or later "
+          "(14 to 18 are supported), e.g. \"16\""),
+    ("9.6", "'9.6' is not a PostgreSQL major version sqlfix can run: it needs 13 or later"),
+    (12, "'12' is not a PostgreSQL major version sqlfix can run: it needs 13 or later"),
+    ("160000", "'160000' is not a PostgreSQL major version sqlfix can run"),
+])
+def test_server_version_must_be_a_major_sqlfix_can_run(tmp_path, value, problem):
+    write(tmp_path, f"[tool.sqlfix]\nserver_version = {value!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError) as toml:
+        load_settings(tmp_path)
+    assert str(toml.value).startswith(
+        f"{tmp_path / 'pyproject.toml'}: [tool.sqlfix] server_version: {problem}")
+    with pytest.raises(ConfigError) as ini:
+        _from_ini(tmp_path, {"server_version": str(value)})
+    assert str(ini.value).startswith(f"/p/pytest.ini: sqlfix_server_version: {problem}")
+
+
+@pytest.mark.parametrize(("value", "major"), [("13", "13"), (18, "18"), (" 16 ", "16"), ("19", "19")])
+def test_server_version_takes_the_majors_sqlfix_can_run(tmp_path, value, major):
+    assert _from_ini(tmp_path, {"server_version": value}).server_version == major
+
+
+def test_settings_say_how_the_source_of_a_key_spells_it(tmp_path):
+    # for errors raised later, at the server's start (no installation of that major)
+    settings = _from_ini(tmp_path, {"server_version": "16"})
+    assert (settings.source("server_version"), settings.option("server_version")) == (
+        "/p/pytest.ini", "sqlfix_server_version")
+    write(tmp_path, '[tool.sqlfix]\nserver_version = "16"\n')
+    settings = load_settings(tmp_path)
+    assert (settings.source("server_version"), settings.option("server_version")) == (
+        str(tmp_path / "pyproject.toml"), "[tool.sqlfix] server_version")
+    assert settings.option("server_locale") == "server_locale"  # not set: the key itself

@@ -47,6 +47,8 @@ CONFIG_ERRORS = [
     ('now = "yesterday"', None),
     ("now = 2024-06-01", None),
     ('server_version = "latest"', None),
+    ("", {"server_version": "15.4"}),
+    ("server_version = 12", None),
     ("server_settings = { port = 5 }", None),
     ('schema = ["fixtures_sql/missing.sql"]', None),
     ("", {"schema": ["fixtures_sql/missing.sql"]}),

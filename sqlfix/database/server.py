@@ -160,7 +160,9 @@ class EmbeddedServer:
         schema_key: str | None = None, rebuild: bool = False,
     ) -> EmbeddedServer:
         root = _cache_root(cache_dir)
-        original = binaries or find_binaries(version=options.version, unpack_dir=root)
+        original = binaries or find_binaries(
+            version=options.version, unpack_dir=root, option=options.version_option,
+            source=options.version_source)
         ident = _server_identity()
         runnable = runnable_by(original, ident.ids, _runtime_base())
         template = _cached_cluster(runnable, original, root, ident, options.locale)

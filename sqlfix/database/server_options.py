@@ -27,12 +27,15 @@ BASE_SETTINGS: Mapping[str, str] = {
 class ServerOptions:
     """Options of one embedded server.
 
-    `version`: a major such as "16" (None: the first installation found); `locale`: passed
+    `version`: a major such as "16" (None: the first installation found), set as
+    `version_option` in `version_source` (named in its errors); `locale`: passed
     to `initdb --locale`; `settings`: postgresql.conf names to values, applied after sqlfix's
     own; `port`: a TCP port on 127.0.0.1 to listen on as well as the unix socket.
     """
 
     version: str | None = None
+    version_option: str = "server_version"  # how the version's source spells the key
+    version_source: str = ""  # the file (or option) it came from, for error messages
     locale: str = DEFAULT_SERVER_LOCALE
     settings: Mapping[str, str] = field(default_factory=dict)
     port: int | None = None
@@ -48,6 +51,8 @@ def from_settings(settings: Settings) -> ServerOptions:
     """The embedded server's options from the `server_*` keys of `[tool.sqlfix]`."""
     return ServerOptions(
         version=settings.server_version,
+        version_option=settings.option("server_version"),
+        version_source=settings.source("server_version"),
         locale=settings.server_locale,
         settings=dict(settings.server_settings),
         port=settings.server_port,

