@@ -144,7 +144,7 @@ _SLOW_PATHS = ("pytest_plugin/", "test_benchmark.py")
 # Pure: no PostgreSQL at all (the compiler, lint, configuration, the docs). They ran in the
 # full suite; the matrix (-m "not slow and not pure") gives each major only what it can change.
 _PURE_PATHS = ("compiler/", "cli/test_lint.py", "test_architecture.py", "test_config.py",
-               "test_docs_site.py", "test_errors.py")
+               "test_docs_site.py", "test_errors.py", "test_ci_scripts.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
