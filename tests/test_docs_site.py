@@ -20,6 +20,26 @@ def test_the_printed_links_use_the_sites_base_url() -> None:
     assert rule.url == f"{sqlfix.DOCS_URL}lint/#{rule.anchor}"
 
 
+def test_no_message_points_at_a_docs_file_of_the_repository() -> None:
+    """What sqlfix prints links to the site (sqlfix.docs_url), not to `docs/x.md`, a path
+    that exists in a clone of the repository only. Docstrings may name the files."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "sqlfix").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef
+                                    | ast.AsyncFunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docstrings and re.search(r"docs/[\w-]+\.md", node.value)):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value[:60]!r}")
+    assert found == []
+
+
 def test_every_page_is_in_the_nav_and_on_the_index() -> None:
     nav = set(re.findall(r"^\s+- (?:[^:\n]+: )?([\w-]+\.md)\s*$", MKDOCS, re.MULTILINE))
     pages = {p.name for p in (REPO / "docs").glob("*.md")}

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from sqlfix import docs_url
+
 if TYPE_CHECKING:
     from sqlfix.database.boundary import Boundary
     from sqlfix.database.session import DatabaseSession
@@ -64,7 +66,8 @@ HINT = (
     "code under test used its own connection (a pool, an engine built from DATABASE_URL, a "
     "thread or a subprocess). Give it the test's connection (sqlfix_conn, sqlfix_aconn, "
     "sqlfix_sqla_engine, sqlfix_async_engine), or use the committed mode: "
-    "@uses(..., commit=True) with the sqlfix_dsn fixture (docs/own-connections.md)."
+    "@uses(..., commit=True) with the sqlfix_dsn fixture ("
+    + docs_url("own-connections") + ")."
 )
 
 COMMITTED_ENGINE = (
