@@ -844,32 +844,43 @@ def test_the_cli_finds_pytest_configuration_files_as_pytest_does(tmp_path):
 # ------------------------------------------------------------------ shards
 
 
-def test_two_runs_with_different_subsets_render_the_same_bytes(shop):
-    """CI shards: each machine runs some tests, and the data is the same on all."""
+@pytest.mark.parametrize("seed", [(), ("--sqlfix-seed=12",)], ids=["default-seed", "seed-12"])
+def test_two_runs_with_different_subsets_render_and_load_the_same_bytes(shop, seed):
+    """CI shards: each machine runs some tests, in its own order, and the data is the same
+    on all: the rendered text and the rows the database then holds."""
     shop.makepyfile(
         """
         import pathlib
         import pytest
 
         NAMES = ["users.sql", "products.sql", "orders.sql", "inventory_audit.sql"]
+        TABLES = ["users", "products", "orders", "order_items"]
 
         @pytest.mark.parametrize("name", NAMES)
         def test_render(sqlfix, name):
-            out = pathlib.Path(f"rendered-{name}")
-            out.write_bytes(sqlfix.render(name).encode())
+            pathlib.Path(f"rendered-{name}").write_bytes(sqlfix.render(name).encode())
+
+        @pytest.mark.parametrize("name", NAMES)
+        def test_load(sqlfix, sqlfix_conn, name):
+            sqlfix.load(name)
+            rows = [sqlfix_conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in TABLES]
+            pathlib.Path(f"loaded-{name}").write_text(repr(rows))
         """
     )
     runs = {}
     for shard, names in (("a", "users or orders"), ("b", "inventory or products or orders or users")):
-        result = shop.runpytest_subprocess("-k", names, "-p", "randomly", "--sqlfix-seed=12")
+        result = shop.runpytest_subprocess("-k", names, "-p", "randomly", *seed)
         assert result.ret == 0
-        runs[shard] = {p.name: p.read_bytes() for p in shop.path.glob("rendered-*")}
-        for p in shop.path.glob("rendered-*"):
+        made = [*shop.path.glob("rendered-*"), *shop.path.glob("loaded-*")]
+        runs[shard] = {p.name: p.read_bytes() for p in made}
+        for p in made:
             p.unlink()
-    assert set(runs["a"]) == {"rendered-users.sql", "rendered-orders.sql"}
-    assert len(runs["b"]) == 4
+    assert set(runs["a"]) == {"rendered-users.sql", "rendered-orders.sql", "loaded-users.sql",
+                              "loaded-orders.sql"}
+    assert len(runs["b"]) == 8
     for name in runs["a"]:
         assert runs["a"][name] == runs["b"][name], name
+    assert runs["a"]["loaded-users.sql"].count(b"@") == 4  # the four users, emails and all
 
 
 def test_the_replay_options_read_every_spelling_and_leave_the_password_out():
