@@ -101,19 +101,6 @@ def refuse_in_committed_mode(
                     pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def sqlfix_dsn(_sqlfix_session: DatabaseSession) -> str:
-    """The test database as a `postgresql://` URL, for the application's pools and DATABASE_URL.
-
-    In the rollback mode connections made from it see none of the test's fixtures;
-    use it with `@uses(..., commit=True)`.
-    """
-    from sqlfix.database.committed import as_url
-
-    assert _sqlfix_session.dsn is not None
-    return as_url(_sqlfix_session.dsn)
-
-
 def note_mark(item: pytest.Item, session: DatabaseSession, boundary: Boundary) -> None:
     """Keep where a rollback-mode test began, for the hint: no round trip of its own.
 

@@ -46,7 +46,6 @@ from sqlfix.pytest_plugin.async_fixtures import (
     sqlfix_async_engine,
     sqlfix_async_session,
 )
-from sqlfix.pytest_plugin.own_connections import sqlfix_dsn
 from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
 from sqlfix.pytest_plugin.stop import Controller as StopController
 from sqlfix.pytest_plugin.stop import stop_run
@@ -697,6 +696,19 @@ def _committed(item: pytest.Item) -> bool:
     except TypeError as exc:
         problem = str(exc)
     pytest.fail(problem, pytrace=False)  # outside `except`: the report shows it once
+
+
+@pytest.fixture(scope="session")
+def sqlfix_dsn(_sqlfix_session: DatabaseSession) -> str:
+    """The test database as a `postgresql://` URL, for the application's pools and DATABASE_URL.
+
+    In the rollback mode connections made from it see none of the test's fixtures;
+    use it with `@uses(..., commit=True)`.
+    """
+    from sqlfix.database.committed import as_url
+
+    assert _sqlfix_session.dsn is not None
+    return as_url(_sqlfix_session.dsn)
 
 
 @pytest.fixture
