@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlfix.database import binaries as binaries_module
@@ -36,3 +41,30 @@ def make_unique(binaries: Binaries, tag: str) -> None:
     postgres.unlink()  # it may be a hard link into the original installation
     postgres.write_bytes(data + b"\0sqlfix test " + tag.encode())
     postgres.chmod(0o755)
+
+
+@contextmanager
+def blackhole() -> Iterator[int]:
+    """The port of a TCP server on 127.0.0.1 that accepts connections and never answers
+    (a stopped PostgreSQL behind a proxy or tunnel): a client waits for as long as its
+    connect timeout lets it. The connections are held until the block ends."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    server.settimeout(0.1)  # to see `stop` between accepts
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+        for conn in held:
+            conn.close()

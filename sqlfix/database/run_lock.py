@@ -30,6 +30,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import tuple_row
 
 from sqlfix.database.baseline import reset_query_for
+from sqlfix.database.schema import with_connect_timeout
 from sqlfix.errors import DatabaseError
 
 # The lock's two int4 keys: "sqlf" and "run!" in ASCII. The two-key form is a lock space of
@@ -53,7 +54,8 @@ def take(dsn: str) -> psycopg.Connection[Any]:
     Raises DatabaseError if another session holds it (another test run on this database),
     or psycopg.Error if the server cannot be reached.
     """
-    conn = psycopg.connect(make_conninfo(dsn, application_name=APP_NAME), autocommit=True)
+    conn = psycopg.connect(make_conninfo(with_connect_timeout(dsn), application_name=APP_NAME),
+                           autocommit=True)
     try:
         cur = conn.cursor(row_factory=tuple_row)
         if conn.info.server_version >= 140000:  # an idle connection by design: not ended
@@ -74,7 +76,7 @@ def refuse_if_running(dsn: str) -> None:
     """For a pytest-xdist worker about to prepare and clone the DSN's database: raises
     DatabaseError if a run holds the lock there (it tests in that very database). The
     workers of one run try it shared, so they never refuse each other."""
-    with psycopg.connect(make_conninfo(dsn, application_name=APP_NAME),
+    with psycopg.connect(make_conninfo(with_connect_timeout(dsn), application_name=APP_NAME),
                          autocommit=True) as conn:
         cur = conn.cursor(row_factory=tuple_row)
         if cur.execute(b"SELECT pg_try_advisory_lock_shared(%s, %s)", KEYS).fetchone() == (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import psycopg
 from pglast import parser as pg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 
 from sqlfix.compiler import copy_blocks, guard
@@ -41,6 +43,43 @@ _DAMAGED_NO_ROW = (b"INSERT INTO _sqlfix.schema_state (schema_hash, damaged) SEL
 RESTORE_FAILED = "the baseline could not be restored: "
 
 
+# How long sqlfix's own connections to a DSN wait for the server, in seconds. libpq's
+# default is no limit of its own: a host that accepts the TCP connection and never answers
+# (a dead server behind a proxy or tunnel, a firewall) held the run for the OS's TCP
+# timeout, two minutes or more a connection.
+CONNECT_TIMEOUT = 10
+
+
+def with_connect_timeout(dsn: str, seconds: int | None = None) -> str:
+    """`dsn` with `connect_timeout=seconds` (default CONNECT_TIMEOUT), unless the user
+    chose a timeout: a `connect_timeout` in the DSN (keyword or URI query), or
+    PGCONNECT_TIMEOUT, which libpq reads. Theirs wins. Every connection sqlfix opens to a
+    DSN goes through here."""
+    if os.environ.get("PGCONNECT_TIMEOUT", "").strip():
+        return dsn
+    if conninfo_to_dict(dsn).get("connect_timeout") is not None:
+        return dsn
+    return make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT if seconds is None else seconds)
+
+
+def no_answer(dsn: str) -> str:
+    """What to say when a connection to `dsn` timed out (psycopg's ConnectionTimeout,
+    whose own text names neither the server nor the way out). Never the password."""
+    params = conninfo_to_dict(dsn)
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") \
+        or os.environ.get("PGHOSTADDR") or "localhost"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    seconds = params.get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT", "").strip() \
+        or CONNECT_TIMEOUT
+    return (f"no answer from the server at host {host}, port {port} within {seconds} s "
+            "(connect_timeout): something accepts connections there but does not answer as "
+            "PostgreSQL, or the network drops them (a stopped server behind a proxy or "
+            "tunnel, a firewall, a wrong host or port). Check the DSN (the DSN option, "
+            "SQLFIX_DSN or [tool.sqlfix] dsn) and that PostgreSQL runs there; to wait longer, "
+            "set connect_timeout in the DSN (connect_timeout=30, or ?connect_timeout=30 in a "
+            "URI) or PGCONNECT_TIMEOUT")
+
+
 def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> SqlfixConnection:
     """A connection for the session; commits between tests are refused (see SqlfixConnection).
 
@@ -57,10 +96,12 @@ def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> Sqlf
         # SQL_ASCII too, and psycopg then returns text as bytes, sqlfix's catalog reads
         # included. UTF8 works with every server encoding (SQL_ASCII: no conversion).
         conn = SqlfixConnection.connect(
-            dsn, autocommit=False, client_encoding="UTF8", options=options,
+            with_connect_timeout(dsn), autocommit=False, client_encoding="UTF8", options=options,
             application_name=APP_NAME)
         conn._sqlfix_owned = True
         return conn
+    except psycopg.errors.ConnectionTimeout as exc:
+        raise DatabaseError(f"cannot connect to the test database: {no_answer(dsn)}") from exc
     except psycopg.OperationalError as exc:
         raise DatabaseError(
             f"cannot connect to the test database ({exc}). Check the DSN "

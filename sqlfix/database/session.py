@@ -41,8 +41,10 @@ from sqlfix.database.schema import (
     apply_schema,
     check_safe,
     connect,
+    no_answer,
     record_damage,
     schema_hash,
+    with_connect_timeout,
 )
 from sqlfix.database.server import EmbeddedServer
 from sqlfix.database.server_options import from_settings
@@ -227,6 +229,11 @@ class DatabaseSession:
                 f"use {schema}. Grant it (GRANT USAGE, CREATE ON SCHEMA {schema} TO <the "
                 "DSN's user>, and the same on the tables in it), or drop the schema so that "
                 "sqlfix makes it again as this user") from exc
+        except psycopg.errors.ConnectionTimeout as exc:  # the run lock's, a worker's clone's
+            self.stop()
+            raise DatabaseError(
+                f"cannot connect to the test database: {no_answer(self.settings.dsn or '')}"
+            ) from exc
         except (psycopg.Error, NotImplementedError) as exc:
             # NotImplementedError: psycopg reads no timestamp under a DateStyle other than
             # ISO (server_settings DateStyle = 'SQL, DMY'), nor would the tests' code.
@@ -657,6 +664,9 @@ class DatabaseSession:
                    f"-c lock_timeout={s.lock_timeout} -c statement_timeout=0")
         try:
             conn = self._own_connect(self.dsn, options)
+        except psycopg.errors.ConnectionTimeout as first:  # no server answers: no other database
+            raise DatabaseError("cannot connect to the test database to restore it: "
+                                f"{no_answer(self.dsn)}") from first
         except psycopg.OperationalError as first:
             # ALTER DATABASE ... ALLOW_CONNECTIONS false: put it back from another database
             try:
@@ -683,6 +693,8 @@ class DatabaseSession:
         try:
             return self._own_connect(make_conninfo(self.dsn, dbname="postgres"), options,
                                      autocommit)
+        except psycopg.errors.ConnectionTimeout:
+            raise  # no answer from the server: nor would template1 answer
         except psycopg.OperationalError:
             return self._own_connect(make_conninfo(self.dsn, dbname="template1"), options,
                                      autocommit)
@@ -692,8 +704,8 @@ class DatabaseSession:
     ) -> psycopg.Connection[Any]:
         """A maintenance connection, named and counted as sqlfix's own (see `opened`)."""
         conn = _retry_while_recovering(
-            lambda: psycopg.connect(dsn, options=options, autocommit=autocommit,
-                                    connect_timeout=10, application_name=APP_NAME,
+            lambda: psycopg.connect(with_connect_timeout(dsn), options=options,
+                                    autocommit=autocommit, application_name=APP_NAME,
                                     client_encoding="UTF8"),  # see schema.connect
             # refused while recovering, or closed just after it was accepted: nothing else
             lambda exc: isinstance(exc, psycopg.OperationalError)

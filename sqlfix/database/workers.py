@@ -22,11 +22,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlfix.database.schema import unsafe_database
+from sqlfix.database.schema import unsafe_database, with_connect_timeout
 from sqlfix.errors import DatabaseError
 
 _MAINTENANCE = ("postgres", "template1")  # where CREATE/DROP DATABASE run from
 _CLONE_PATIENCE = 30.0  # seconds to wait for other sessions to leave the template
+_CLEAN_UP_TIMEOUT = 5  # connect_timeout of the controller's clean-up, unless the user chose one
 
 
 _MAX_NAME = 63  # bytes PostgreSQL keeps of a name (NAMEDATALEN - 1)
@@ -50,7 +51,7 @@ def worker_dbname(template: str, worker: str) -> str:
 
 def dbname_of(dsn: str) -> str:
     """The database a DSN names (libpq's default: the user name)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(with_connect_timeout(dsn), autocommit=True) as conn:
         return conn.info.dbname
 
 
@@ -60,7 +61,10 @@ def maintenance(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     last: psycopg.Error | None = None
     for dbname in _MAINTENANCE:
         try:
-            conn = psycopg.connect(make_conninfo(dsn, dbname=dbname), autocommit=True)
+            conn = psycopg.connect(make_conninfo(with_connect_timeout(dsn), dbname=dbname),
+                                   autocommit=True)
+        except psycopg.errors.ConnectionTimeout:
+            raise  # no answer from the server: nor would its other database answer
         except psycopg.OperationalError as exc:
             last = exc
             continue
@@ -142,7 +146,7 @@ _RUNS = sql.Identifier("_sqlfix", "clone_runs")  # runs whose first worker built
 
 def _prepared_in(dsn: str, run: str) -> bool:
     """Whether a worker of `run` prepared the DSN's database already."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(with_connect_timeout(dsn), autocommit=True) as conn:
         if conn.execute(b"SELECT to_regclass('_sqlfix.clone_runs')"
                         ).fetchone() == (None,):
             return False
@@ -152,7 +156,7 @@ def _prepared_in(dsn: str, run: str) -> bool:
 
 
 def _record_run(dsn: str, run: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(with_connect_timeout(dsn), autocommit=True) as conn:
         conn.execute(b"CREATE SCHEMA IF NOT EXISTS _sqlfix")
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (run text PRIMARY KEY, "
                              "at timestamptz NOT NULL DEFAULT now())").format(_RUNS))
@@ -210,6 +214,7 @@ def drop_clones_left(dsn: str, workers: list[str], patience: float = 3.0) -> lis
     Failures are dropped: the next run replaces a leftover clone all the same."""
     dropped: list[str] = []
     try:
+        dsn = with_connect_timeout(dsn, _CLEAN_UP_TIMEOUT)  # the run's end waits for no server
         template = dbname_of(dsn)
         targets = [worker_dbname(template, worker) for worker in workers]
         with maintenance(dsn) as conn:

@@ -157,6 +157,8 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
     """
     import psycopg
 
+    from sqlfix.database.schema import with_connect_timeout
+
     start = item.stash.get(MARK_KEY, None)
     if start is None or session.dsn is None or session.started_at is None:
         return ""
@@ -164,7 +166,7 @@ def second_connection_hint(item: pytest.Item, session: DatabaseSession) -> str:
     mine = [held.info.backend_pid] if held is not None else []
     params = {"mine": mine, "since": start.at, "run": session.started_at}
     try:
-        with psycopg.connect(session.dsn, autocommit=True, connect_timeout=5,
+        with psycopg.connect(with_connect_timeout(session.dsn, 5), autocommit=True,
                              application_name=_APP) as conn:
             # The look's own connection is sqlfix's: a second look for the same test
             # (a failed call, then a failed tear-down) must not count it as the test's.
