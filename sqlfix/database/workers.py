@@ -55,6 +55,45 @@ def dbname_of(dsn: str) -> str:
         return conn.info.dbname
 
 
+_CAN_CLONE = b"""
+SELECT current_database(), r.rolsuper, r.rolcreatedb, d.datistemplate,
+       pg_has_role(d.datdba, 'USAGE')
+FROM pg_roles r, pg_database d
+WHERE r.rolname = current_user AND d.datname = current_database()
+"""
+
+
+def refuse_unclonable(dsn: str, allow_any_database: bool) -> None:
+    """DatabaseError if no pytest-xdist worker could clone the DSN's database, for the
+    controller to say once before the workers start (each would fail the same way): a
+    name without 'test' (as the server reads it: a DSN may leave it to PGDATABASE or
+    the user name), a user without CREATEDB, or a database the user may not copy
+    (PostgreSQL copies a database for its owner or a superuser, or one marked
+    IS_TEMPLATE). A server that cannot be reached is the workers' to report."""
+    try:
+        with psycopg.connect(with_connect_timeout(dsn), autocommit=True) as conn:
+            row = conn.execute(_CAN_CLONE).fetchone()
+    except psycopg.Error:
+        return
+    if row is None:  # the user's role is not in pg_roles: let the workers meet what it is
+        return
+    name, superuser, createdb, template, owner = row
+    why = unsafe_database(name, allow_any_database)
+    if why:
+        raise DatabaseError(why)
+    if not (superuser or createdb):
+        raise DatabaseError(
+            f"cannot create the pytest-xdist workers' copies of {name!r}: the DSN's user may "
+            "not create databases. Give it CREATEDB (ALTER ROLE ... CREATEDB), or run "
+            "without -n")
+    if not (superuser or owner or template):
+        raise DatabaseError(
+            f"cannot copy {name!r} for the pytest-xdist workers: PostgreSQL copies a "
+            "database for its owner only. Make the DSN's user the owner of "
+            f"{name!r} (ALTER DATABASE {name} OWNER TO ...) or mark it as a template "
+            f"(ALTER DATABASE {name} IS_TEMPLATE true), or run without -n")
+
+
 @contextmanager
 def maintenance(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to the server's `postgres` (or `template1`) database."""

@@ -330,12 +330,15 @@ def _drop_clones_left(dsn: str | None, workers: int) -> None:
 
 
 def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> None:
-    """The DSN's database name, checked once on the xdist controller (exit 4), not by
-    each worker as it connects (a failure per worker, exit 3). As `schema.check_safe`,
-    from the DSN's own text: a name it leaves to the environment is checked by the workers."""
+    """The DSN's database, checked once on the xdist controller (exit 4), not by each
+    worker as it clones it (a failure per worker, exit 3): its name, from the DSN's
+    text and then as the server reads it, and the user's right to copy it
+    (`workers.refuse_unclonable`)."""
     from psycopg.conninfo import conninfo_to_dict
 
     from sqlfix.database.schema import unsafe_database
+    from sqlfix.database.workers import refuse_unclonable
+    from sqlfix.errors import DatabaseError
 
     try:
         name = conninfo_to_dict(dsn).get("dbname")
@@ -344,6 +347,10 @@ def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> None:
     why = unsafe_database(str(name), allow_any_database) if name else None
     if why:
         raise pytest.UsageError(f"sqlfix: {why}")
+    try:  # what the server says: the name it uses, the user's right to make the copies
+        refuse_unclonable(dsn, allow_any_database)
+    except DatabaseError as exc:
+        raise pytest.UsageError(f"sqlfix: {exc}") from None
 
 
 _MARKS = frozenset((MARKER, LEGACY_MARKER))

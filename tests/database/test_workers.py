@@ -215,3 +215,42 @@ def test_a_crashed_workers_clone_is_dropped_by_the_controller(shop, fresh_dsn):
     assert "crashed" in result.stdout.str() or "replacing crashed worker" in result.stdout.str()
     name = conninfo_to_dict(fresh_dsn)["dbname"]
     assert not {n for n in _databases(fresh_dsn) if n.startswith(f"{name}_gw")}
+
+
+@pytest.mark.slow  # whole pytest sessions
+@pytest.mark.parametrize("case", ["no-createdb", "not-the-owner", "name-from-the-user"])
+def test_a_database_no_worker_could_clone_is_refused_once_by_the_controller(
+        shop, fresh_dsn, case):
+    """Each worker would fail the same way (exit 3, once per worker, after the tests it
+    ran first): the controller asks the server before any worker starts (exit 4)."""
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    role = {"no-createdb": "plain_maker", "not-the-owner": "other_maker",
+            "name-from-the-user": "unsafe_name_user"}[case]
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN {}").format(
+            sql.Identifier(role), sql.SQL("NOCREATEDB" if case == "no-createdb" else "CREATEDB")))
+        if case == "name-from-the-user":  # no dbname in the DSN: libpq takes the user's name
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(role), sql.Identifier(role)))
+    params = conninfo_to_dict(fresh_dsn)
+    if case == "name-from-the-user":
+        del params["dbname"]
+    dsn = make_conninfo(make_conninfo(**params), user=role)  # type: ignore[arg-type]
+    try:
+        shop.makepyfile("def test_plain():\n    pass\ndef test_db(sqlfix_conn):\n    pass\n")
+        result = shop.runpytest_subprocess("-n", "2", f"--sqlfix-dsn={dsn}", "-p", "no:randomly")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+        err = result.stderr.str()
+        said = {"no-createdb": "the DSN's user may not create databases. Give it CREATEDB",
+                "not-the-owner": "PostgreSQL copies a database for its owner only",
+                "name-from-the-user": f"refusing to use database '{role}'"}[case]
+        assert err.count(said) == 1, err
+        assert "Traceback" not in err + result.stdout.str()
+    finally:
+        with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
