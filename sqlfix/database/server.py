@@ -380,7 +380,8 @@ class _Runtime:
                 else f"exited with code {code}" if code is not None
                 else "did not get ready in time")
         raise (_ClusterDamaged if damaged else ServerError)(
-            f"PostgreSQL {what} while starting; end of its log {self.log}:\n{self.log_tail()}"
+            f"PostgreSQL {what} while starting; end of its log {self.log} (that folder is "
+            f"removed with the failed server; its last lines are here):\n{self.log_tail()}"
         )
 
     def _can_connect(self, dbname: str) -> bool:

@@ -167,7 +167,8 @@ def test_startup_failure_shows_log_and_cleans_up(
         conf.write("\nsqlfix_bogus_setting = 1\n")
     with pytest.raises(ServerError, match="sqlfix_bogus_setting") as info:
         EmbeddedServer.start(pg_binaries, cache_dir=broken_cache)
-    log_path = re.search(r"end of its log (\S+):", str(info.value))
+    log_path = re.search(r"end of its log (\S+) \(that folder is removed with the failed "
+                         r"server; its last lines are here\):", str(info.value))
     assert log_path is not None
     assert not Path(log_path.group(1)).parent.exists()
 
