@@ -477,7 +477,6 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     except pytest.UsageError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
     register_run_hooks(pytestconfig)  # a test reached the database by getfixturevalue
-    _remember_seed(pytestconfig, settings.seed)
     workerinput = getattr(pytestconfig, "workerinput", {})  # a DSN is cloned per worker
     session = DatabaseSession(settings, _fixture_cache(pytestconfig), workerinput.get("workerid"),
                               rebuild=pytestconfig.getoption("sqlfix_rebuild"),
@@ -487,6 +486,7 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
     try:
         session.start()
+        _remember_seed(pytestconfig, settings.seed)  # its tests reach the database
         for note in session.start_notes:  # a killed run's sequences put back
             warnings.warn(UnfinishedRunWarning(note), stacklevel=1)
         if session.settings.verify:
@@ -735,6 +735,7 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
     A `unittest.TestCase` cannot request fixtures: it gets the handle as `self.sqlfix`
     (set before `setUp` runs).
     """
+    __tracebackhide__ = True  # under filterwarnings=error: the test's line, not this one
     if legacy_warning(request.node) is not None:  # a cheap look first: no settings read
         try:
             fixtures_dir = settings_of(request.config).fixtures_dir

@@ -404,6 +404,10 @@ def test_seed_last_is_not_overwritten_by_runs_that_loaded_nothing(shop):
     shop.runpytest("--fixtures")
     shop.runpytest("-k", "plain", "--sqlfix-seed=5", *NO_RANDOM).assert_outcomes(passed=1)
     shop.runpytest_subprocess("-n", "2", "-k", "plain", *NO_RANDOM).assert_outcomes(passed=1)
+    # nor did a run whose database could not be reached
+    failed = shop.runpytest("--sqlfix-seed=15", "--sqlfix-dsn=host=/nonexistent dbname=x_test",
+                            *NO_RANDOM)
+    assert failed.ret == 3  # sqlfix stops the run: "could not prepare the test database"
     again = shop.runpytest("--sqlfix-seed=last", "-s", *NO_RANDOM)
     again.stdout.fnmatch_lines([f"*SEED {seed}*"])
     # a -n 2 run that used the database stores its seed (the controller's, on the workers)
