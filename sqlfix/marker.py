@@ -10,8 +10,9 @@ gets a `SqlfixDeprecationWarning` and loads nothing (docs/getting-started.md,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pytest
 
@@ -37,6 +38,15 @@ def validate_names(names: Iterable[object], where: str = "uses()") -> tuple[str,
             raise TypeError(f"{where} takes fixture file names such as 'users.sql', got {name!r}")
         checked.append(name)
     return tuple(checked)
+
+
+def as_names(names: Iterable[object], where: str) -> tuple[str, ...]:
+    """`validate_names` for `sqlfix.load()` and `render()`, which also take paths
+    (`Path("billing/invoices.sql")`, relative to the fixtures directory) and read them
+    with forward slashes, as the fixture names in marks and `-- requires:` are."""
+    return validate_names(
+        (PurePath(n).as_posix() if isinstance(n, PurePath)
+         else os.fspath(n) if isinstance(n, os.PathLike) else n for n in names), where)
 
 
 def _check_commit(value: object, where: str) -> bool:

@@ -11,6 +11,7 @@ Imported by the first committed test only.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -64,7 +65,7 @@ class CommittedSqlfix(Sqlfix):
 
     committed = True
 
-    def load(self, *names: str) -> tuple[str, ...]:
+    def load(self, *names: str | os.PathLike[str]) -> tuple[str, ...]:
         __tracebackhide__ = True
         self.refuse_busy()  # before the rollback below could break the running statement
         # The test's own uncommitted work: a failed load must not take it along.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from sqlfix.database.layers import LayeredBoundary
 from sqlfix.database.loader import load
 from sqlfix.database.session import DatabaseSession
 from sqlfix.errors import SqlfixError
+from sqlfix.marker import as_names
 
 __all__ = ["LoadRecord", "Sqlfix"]
 
@@ -76,12 +78,19 @@ class Sqlfix:
         """Fixture files loaded in this test, in load order."""
         return tuple(f.name for f in self._loaded)
 
-    def load(self, *names: str) -> tuple[str, ...]:
+    def load(self, *names: str | os.PathLike[str]) -> tuple[str, ...]:
         """Load more fixtures (and their requirements) now; files already loaded are skipped.
 
-        Returns the names that were loaded by this call.
+        Names are relative to the fixtures directory, as strings or paths
+        (`Path("billing/invoices.sql")`). Returns the names that were loaded by this
+        call. Raises TypeError for anything else, LoadError/FixtureError/ConfigError as
+        a fixture at set-up does.
         """
         __tracebackhide__ = True
+        try:
+            names = as_names(names, "sqlfix.load()")
+        except TypeError as error:  # the test's line and the message, as below
+            raise error.with_traceback(None) from None
         self.refuse_busy()
         conn = self._boundary.conn
         try:
@@ -166,10 +175,11 @@ class Sqlfix:
         """The id the templates give `label` in `table` (`{{ id('users', 'alice') }}`)."""
         return fixture_id(table, label)
 
-    def render(self, name: str) -> str:
+    def render(self, name: str | os.PathLike[str]) -> str:
         """The rendered SQL of one fixture, as the test loads it."""
         __tracebackhide__ = True
         try:
+            (name,) = as_names((name,), "sqlfix.render()")
             return self._session.library.compile(name).rendered.sql
-        except SqlfixError as error:  # as load(): the message, not sqlfix's frames
+        except (SqlfixError, TypeError) as error:  # as load(): the message, not sqlfix's frames
             raise error.with_traceback(None) from None

@@ -369,6 +369,36 @@ def test_a_fake_fixture_without_faker_loaded_mid_test_shows_the_message_not_sqlf
     assert "sqlfix/compiler/" not in out and "sqlfix/pytest_plugin/" not in out, out
 
 
+def test_load_and_render_take_paths_and_refuse_other_things_at_the_tests_line(shop):
+    shop.makepyfile(
+        """
+        from pathlib import Path, PurePosixPath
+
+        def test_paths(sqlfix, sqlfix_conn):
+            assert sqlfix.load(Path("users.sql")) == ("users.sql",)
+            assert sqlfix.render(PurePosixPath("products.sql")).startswith("--")
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+
+        def test_int(sqlfix):
+            sqlfix.load(123)
+
+        def test_list(sqlfix):
+            sqlfix.load(["users.sql"])
+
+        def test_none(sqlfix):
+            sqlfix.render(None)
+        """
+    )
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    result.assert_outcomes(passed=1, failed=3)
+    out = result.stdout.str()
+    for said in ("TypeError: sqlfix.load() takes fixture file names such as 'users.sql', got 123",
+                 "got ['users.sql']",
+                 "TypeError: sqlfix.render() takes fixture file names such as 'users.sql', got None"):
+        assert said in out, out
+    assert "sqlfix/compiler/" not in out and "marker.py" not in out, out
+
+
 def test_seed_last_replays_the_previous_runs_random_seed(shop):
     shop.makepyfile(
         """
