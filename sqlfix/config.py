@@ -298,6 +298,7 @@ def _pytest_section(path: Path, section: str | None) -> dict[str, Any] | None:
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # as pytest: case kept
     try:
         parser.read_string(text, str(path))
     except configparser.Error as exc:
@@ -349,12 +350,14 @@ def check_ini_names(names: Iterable[str], where: str) -> None:
     """ConfigError for a `sqlfix_*` pytest option that sqlfix does not have: pytest only
     warns of an unknown option, and a typo (`sqlfix_sead`) would go unnoticed, where the
     same typo in `[tool.sqlfix]` is an error."""
-    unknown = sorted(n for n in names
-                     if n.startswith(INI_PREFIX) and n[len(INI_PREFIX):] not in INI_KEYS)
+    known = {INI_PREFIX + k for k in INI_KEYS}
+    unknown = sorted(n for n in names if n.lower().startswith(INI_PREFIX) and n not in known)
     if unknown:
+        cased = ", ".join(n.lower() for n in unknown if n.lower() in known)
+        hint = f" (pytest's option names are case-sensitive: write {cased})" if cased else ""
         raise ConfigError(
-            f"{where}: unknown sqlfix option(s): {', '.join(unknown)}; known options are "
-            f"{', '.join(INI_PREFIX + k for k in sorted(INI_KEYS))}")
+            f"{where}: unknown sqlfix option(s): {', '.join(unknown)}{hint}; known options are "
+            f"{', '.join(sorted(known))}")
 
 
 def ini_of(project: Project) -> dict[str, Any]:
