@@ -63,21 +63,38 @@ WHERE r.rolname = current_user AND d.datname = current_database()
 """
 
 
+# A clone of the DSN's database (sqlfix's comment on it) with a session on it.
+_BUSY_CLONE = b"""
+SELECT d.datname FROM pg_database d
+WHERE shobj_description(d.oid, 'pg_database') = %s
+  AND EXISTS (SELECT FROM pg_stat_activity a WHERE a.datid = d.oid)
+ORDER BY 1 LIMIT 1
+"""
+
+
 def refuse_unclonable(dsn: str, allow_any_database: bool) -> None:
     """DatabaseError if no pytest-xdist worker could clone the DSN's database, for the
     controller to say once before the workers start (each would fail the same way): a
     name without 'test' (as the server reads it: a DSN may leave it to PGDATABASE or
     the user name), a user without CREATEDB, or a database the user may not copy
     (PostgreSQL copies a database for its owner or a superuser, or one marked
-    IS_TEMPLATE). A server that cannot be reached is the workers' to report."""
+    IS_TEMPLATE), or clones another run's workers are testing in. A server that cannot
+    be reached is the workers' to report."""
     try:
         with psycopg.connect(with_connect_timeout(dsn), autocommit=True) as conn:
             row = conn.execute(_CAN_CLONE).fetchone()
+            busy = conn.execute(_BUSY_CLONE, [CLONE_COMMENT + row[0]]).fetchone() if row else None
     except psycopg.Error:
         return
     if row is None:  # the user's role is not in pg_roles: let the workers meet what it is
         return
     name, superuser, createdb, template, owner = row
+    if busy is not None:  # this run's workers have not started: another run's are in it
+        raise DatabaseError(
+            f"the pytest-xdist worker database {busy[0]!r} is in use: another test run on "
+            "this server (another terminal, a CI job) is testing in it. sqlfix does not "
+            "take it from that run: wait for it to end, or point this run at a database "
+            "of its own (a DSN with another dbname, whose clones get other names)")
     why = unsafe_database(name, allow_any_database)
     if why:
         raise DatabaseError(why)

@@ -254,3 +254,21 @@ def test_a_database_no_worker_could_clone_is_refused_once_by_the_controller(
         with psycopg.connect(fresh_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.slow  # a whole pytest session
+def test_a_database_whose_clones_another_run_tests_in_is_refused_once_by_the_controller(
+        shop, fresh_dsn):
+    first = clone_for_worker(fresh_dsn, "gw0", lambda dsn: None, run="the-other-run")
+    try:
+        with psycopg.connect(first):  # the other run's worker, in the middle of its tests
+            shop.makepyfile("def test_db(sqlfix_conn):\n    pass\n")
+            result = shop.runpytest_subprocess("-n", "2", f"--sqlfix-dsn={fresh_dsn}",
+                                               "-p", "no:randomly")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+        err = result.stderr.str()
+        assert err.count(f"the pytest-xdist worker database {_clone_name(fresh_dsn, 'gw0')!r} "
+                         "is in use: another test run") == 1, err
+        assert "Traceback" not in err + result.stdout.str()
+    finally:
+        drop_worker_database(first)
