@@ -44,13 +44,14 @@ def make_unique(binaries: Binaries, tag: str) -> None:
 
 
 @contextmanager
-def blackhole() -> Iterator[int]:
+def blackhole(held: list[socket.socket] | None = None) -> Iterator[int]:
     """The port of a TCP server on 127.0.0.1 that accepts connections and never answers
     (a stopped PostgreSQL behind a proxy or tunnel): a client waits for as long as its
-    connect timeout lets it. The connections are held until the block ends."""
+    connect timeout lets it. The connections are held (in `held`, to count them) until
+    the block ends."""
     server = socket.create_server(("127.0.0.1", 0), backlog=64)
     server.settimeout(0.1)  # to see `stop` between accepts
-    held: list[socket.socket] = []
+    held = [] if held is None else held
     stop = threading.Event()
 
     def accept() -> None:

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlfix.database.schema import unsafe_database, with_connect_timeout
+from sqlfix.database.schema import no_answer, unsafe_database, with_connect_timeout
 from sqlfix.errors import DatabaseError
 
 _MAINTENANCE = ("postgres", "template1")  # where CREATE/DROP DATABASE run from
@@ -72,22 +72,26 @@ ORDER BY 1 LIMIT 1
 """
 
 
-def refuse_unclonable(dsn: str, allow_any_database: bool) -> None:
+def refuse_unclonable(dsn: str, allow_any_database: bool) -> str | None:
     """DatabaseError if no pytest-xdist worker could clone the DSN's database, for the
     controller to say once before the workers start (each would fail the same way): a
     name without 'test' (as the server reads it: a DSN may leave it to PGDATABASE or
     the user name), a user without CREATEDB, or a database the user may not copy
     (PostgreSQL copies a database for its owner or a superuser, or one marked
-    IS_TEMPLATE), or clones another run's workers are testing in. A server that cannot
-    be reached is the workers' to report."""
+    IS_TEMPLATE), or clones another run's workers are testing in. Returns
+    `schema.no_answer`'s words when the server did not answer in time (the workers need
+    not wait for it again), else None; any other failure to connect is the workers' to
+    report."""
     try:
         with psycopg.connect(with_connect_timeout(dsn), autocommit=True) as conn:
             row = conn.execute(_CAN_CLONE).fetchone()
             busy = conn.execute(_BUSY_CLONE, [CLONE_COMMENT + row[0]]).fetchone() if row else None
+    except psycopg.errors.ConnectionTimeout:
+        return no_answer(dsn)
     except psycopg.Error:
-        return
+        return None
     if row is None:  # the user's role is not in pg_roles: let the workers meet what it is
-        return
+        return None
     name, superuser, createdb, template, owner = row
     if busy is not None:  # this run's workers have not started: another run's are in it
         raise DatabaseError(
@@ -109,6 +113,7 @@ def refuse_unclonable(dsn: str, allow_any_database: bool) -> None:
             "database for its owner only. Make the DSN's user the owner of "
             f"{name!r} (ALTER DATABASE {name} OWNER TO ...) or mark it as a template "
             f"(ALTER DATABASE {name} IS_TEMPLATE true), or run without -n")
+    return None
 
 
 @contextmanager

@@ -70,6 +70,7 @@ ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed 
 COMMITTED_CONN_KEY = pytest.StashKey["SqlfixConnection"]()  # a committed test's, while it runs
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
 FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
+NO_ANSWER_KEY = pytest.StashKey[str]()  # the DSN's server did not answer the xdist controller
 HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
 KEEP_LOG_KEY = pytest.StashKey[bool]()  # a sqlfix test failed: keep the server's log
 CACHE_WARNED_KEY = pytest.StashKey[bool]()  # said once that its cache folder cannot be made
@@ -260,6 +261,9 @@ class _XdistSeed:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["sqlfix_seed"] = settings_of(self.config).seed
+        silent = self.config.stash.get(NO_ANSWER_KEY, None)
+        if silent is not None:
+            node.workerinput["sqlfix_no_answer"] = silent
 
 
 def _worker_settings(config: pytest.Config, settings: Settings) -> Settings:
@@ -289,9 +293,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if _asked_for(config) or _xdist_workers(config):
         settings = settings_of(config)
         if controller and settings.dsn and _xdist_workers(config):
-            _refuse_unsafe_dsn_once(settings.dsn, settings.allow_any_database)
-            _refuse_busy_dsn_once(settings.dsn)
-            config.add_cleanup(lambda: _drop_clones_left(settings.dsn, _xdist_workers(config)))
+            silent = _refuse_unsafe_dsn_once(settings.dsn, settings.allow_any_database)
+            if silent is not None:  # no answer: the workers say so at once, without waiting
+                config.stash[NO_ANSWER_KEY] = silent
+            else:
+                _refuse_busy_dsn_once(settings.dsn)
+                config.add_cleanup(
+                    lambda: _drop_clones_left(settings.dsn, _xdist_workers(config)))
         if controller and not settings.dsn and settings.server_port is not None \
                 and _xdist_workers(config) > 1:
             # Each worker starts its own embedded server; one of them gets the port.
@@ -329,11 +337,11 @@ def _drop_clones_left(dsn: str | None, workers: int) -> None:
     drop_clones_left(dsn, [f"gw{n}" for n in range(workers)])
 
 
-def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> None:
+def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> str | None:
     """The DSN's database, checked once on the xdist controller (exit 4), not by each
     worker as it clones it (a failure per worker, exit 3): its name, from the DSN's
     text and then as the server reads it, and the user's right to copy it
-    (`workers.refuse_unclonable`)."""
+    (`workers.refuse_unclonable`). Returns the words for a server that did not answer."""
     from psycopg.conninfo import conninfo_to_dict
 
     from sqlfix.database.schema import unsafe_database
@@ -343,12 +351,12 @@ def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> None:
     try:
         name = conninfo_to_dict(dsn).get("dbname")
     except Exception:  # noqa: BLE001  # a bad DSN: the workers say what is wrong with it
-        return
+        return None
     why = unsafe_database(str(name), allow_any_database) if name else None
     if why:
         raise pytest.UsageError(f"sqlfix: {why}")
     try:  # what the server says: the name it uses, the user's right to make the copies
-        refuse_unclonable(dsn, allow_any_database)
+        return refuse_unclonable(dsn, allow_any_database)
     except DatabaseError as exc:
         raise pytest.UsageError(f"sqlfix: {exc}") from None
 
@@ -470,7 +478,7 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     import psycopg  # here, not at the top: see the module's docstring
 
     from sqlfix.database.session import DatabaseSession
-    from sqlfix.errors import SqlfixError, UnfinishedRunWarning
+    from sqlfix.errors import DatabaseError, SqlfixError, UnfinishedRunWarning
 
     try:  # read already unless a test reached sqlfix's fixtures by getfixturevalue
         settings = settings_of(pytestconfig)
@@ -485,6 +493,9 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     pytestconfig.add_cleanup(session.stop)
     pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
     try:
+        silent = workerinput.get("sqlfix_no_answer")
+        if silent is not None:  # the controller waited for the server already
+            raise DatabaseError(f"cannot connect to the test database: {silent}")
         session.start()
         _remember_seed(pytestconfig, settings.seed)  # its tests reach the database
         for note in session.start_notes:  # a killed run's sequences put back

@@ -27,13 +27,17 @@ def test_a_sqlfix_test_against_a_dsn_that_never_answers_stops_with_where_and_wha
     else:
         monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
         shop.makeconftest(SHORT_DEFAULT)
-    shop.makepyfile("def test_db(sqlfix_conn): pass")
-    with blackhole() as port:
+    shop.makepyfile("def test_db(sqlfix_conn): pass\ndef test_db_too(sqlfix_conn): pass\n")
+    held: list = []
+    with blackhole(held) as port:
         dsn = f"postgresql://app:s3cret@127.0.0.1:{port}/app_test"
         result = shop.runpytest_subprocess(f"--sqlfix-dsn={dsn}", *workers, *NO_RANDOM,
                                            timeout=ENDED_WITHIN)
     output = result.stdout.str() + result.stderr.str()
     assert result.ret == 3, output
+    # one wait for the server: the xdist controller's, whose words the workers then give
+    # at once (not a second check of the controller's, nor one per worker, nor a clean-up)
+    assert len(held) == 1, (len(held), output)
     assert (f"cannot connect to the test database: no answer from the server at host "
             f"127.0.0.1, port {port} within 2 s (connect_timeout)") in output
     assert "set connect_timeout in the DSN" in output and "PGCONNECT_TIMEOUT" in output
