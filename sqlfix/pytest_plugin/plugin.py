@@ -913,5 +913,6 @@ def _failure_section(item: pytest.Item) -> str:
     session = config.stash.get(SESSION_KEY, None)
     server = session.server if session is not None else None
     live = server.log if server is not None else None
-    where = server_log_note(_kept_log(config) if live else None, live, settings.database)
+    where = server_log_note(_kept_log(config) if live else None, live, settings.database,
+                            session.dsn if session is not None else None)
     return failure_section(item, settings.seed, item.stash.get(HANDLE_KEY, None), where)

@@ -111,6 +111,20 @@ def _ours(override: str) -> bool:
     return override.startswith(INI_PREFIX)
 
 
+def _database_of(dsn: str) -> str | None:
+    """`myapp_test_gw0 on db.internal:5432` from a DSN, never its password; None if unread."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001  # the run already said what is wrong with it
+        return None
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "localhost"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    name = params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user")
+    return f"{name} on {host}:{port}" if name else None
+
+
 def _without_password(dsn: str) -> str:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -231,10 +245,13 @@ def _tests(tests: Sequence[str], verbose: bool) -> str:
     return ", ".join(tests[:_TESTS_SHOWN]) + f" and {more} more (-v lists all)"
 
 
-def server_log_note(kept: Path | None, live: Path | None, database: str) -> str:
-    """Where the embedded server's log is, for a failing test's report."""
+def server_log_note(kept: Path | None, live: Path | None, database: str,
+                    dsn: str | None = None) -> str:
+    """Where the embedded server's log is, for a failing test's report; with a DSN (no
+    log of sqlfix's), the database the test ran in (`dsn`: a pytest-xdist worker's clone)."""
     if live is None:
-        return f"database: {database}"
+        named = _database_of(dsn) if dsn else None
+        return f"database: {named} ({database})" if named else f"database: {database}"
     if kept is not None:
         return f"server log: {kept} (copied there when the run ends)"
     return f"server log: {live} (removed when the run ends)"

@@ -288,6 +288,21 @@ def test_the_replay_command_of_a_doctest_looks_for_doctests(shop):
     shop.runpytest_subprocess(*shlex.split(line)[1:], *NO_RANDOM).assert_outcomes(failed=1)
 
 
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_with_a_dsn_the_failure_report_names_the_database_the_test_ran_in(
+        shop, fresh_dsn, workers):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    shop.makepyfile("def test_fails(sqlfix_conn):\n    assert False\n")
+    dsn = make_conninfo(fresh_dsn, password="S3cretPW")  # trust: not checked
+    result = shop.runpytest_subprocess(f"--sqlfix-dsn={dsn}", *workers, *NO_RANDOM)
+    result.assert_outcomes(failed=1)
+    name = conninfo_to_dict(fresh_dsn)["dbname"]
+    shown = f"{name}_gw[01]" if workers else name  # the clone of the worker that ran it
+    result.stdout.fnmatch_lines([f"database: {shown} on *:* (DSN from option --sqlfix-dsn)"])
+    assert "S3cretPW" not in result.stdout.str()
+
+
 def test_a_dsn_password_given_with_o_is_left_out_of_the_replay_command(shop, fresh_dsn):
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
