@@ -75,8 +75,14 @@ class FixtureDir:
                 f"fixture {name!r}: the fixtures directory {self.root} does not exist; "
                 "create it or set fixtures_dir in [tool.sqlfix] (or --sqlfix-fixtures)"
             )
-        close = difflib.get_close_matches(name[:300], self.names(), n=3)
+        names = self.names()
+        # `fixtures_sql/users.sql`: a path from the project root, not from the directory
+        below = next((name.split("/", i)[-1] for i in range(1, name.count("/") + 1)
+                      if name.split("/", i)[-1] in names), None)
+        close = [below] if below else difflib.get_close_matches(name[:300], names, n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        if below:
+            hint += " (names are relative to the fixtures directory)"
         shown = name if len(name) <= 200 else f"{name[:60]}...({len(name):,} characters)"
         return f"fixture {shown!r} not found in {self.root}{hint}"
 
@@ -109,8 +115,8 @@ class FixtureDir:
 @lru_cache(maxsize=4096)  # called for every name of every test's plan
 def normalize_name(name: str) -> str:
     """One spelling per fixture: `./users.sql` and `users.sql` are the same file."""
-    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p != "."]
-    return "/".join(parts) if parts else name
+    text = str(PurePosixPath(name.replace("\\", "/")))  # drops `.` parts, keeps a leading /
+    return text if text != "." else name
 
 
 def read_sql(path: Path) -> str:

@@ -34,8 +34,9 @@ def test_names_are_relative_to_the_fixtures_directory(library):
 
 @pytest.mark.parametrize("name", ["../etc/passwd.sql", "/etc/passwd.sql", "billing/../../x.sql"])
 def test_names_that_leave_the_directory_are_refused(library, name):
-    with pytest.raises(FixtureNotFound, match="leaves the fixtures directory"):
+    with pytest.raises(FixtureNotFound, match="leaves the fixtures directory") as caught:
         library.plan([name])
+    assert f"fixture name {name!r} leaves" in str(caught.value)  # as written ('//etc' was shown)
 
 
 def test_a_missing_name_suggests_close_matches(library):
@@ -189,3 +190,11 @@ def test_placeholders_inside_quotes_or_quoted_identifiers_are_flagged(library, t
 def test_placeholders_beside_quoted_identifiers_are_fine(library, tmp_path):
     (tmp_path / "q.sql").write_text('SELECT "é", {{ 1 }} AS "x" FROM t WHERE "a" = {{ 2 }};\n')
     assert not [f for f in library.check("q.sql")[1] if f.code == "SQLF204"]
+
+
+def test_a_name_given_from_the_project_root_is_told_to_drop_the_folder(library):
+    folder = library.directory.root.name
+    with pytest.raises(FixtureNotFound) as caught:
+        library.plan([f"{folder}/users.sql"])
+    assert str(caught.value).endswith(
+        "did you mean 'users.sql'? (names are relative to the fixtures directory)")
