@@ -342,7 +342,9 @@ class DatabaseSession:
         return server.dsn, connect(server.dsn)
 
     def _schema_key(self) -> str | None:
-        """What the schema is built from: files and command (the server adds its version)."""
+        """What the schema is built from: files, command and the server_settings the
+        schema ran under (search_path decides where its tables go); the server adds its
+        version and locale."""
         settings = self.settings
         if not settings.schema and not settings.setup_command:
             return None
@@ -350,7 +352,8 @@ class DatabaseSession:
             files = schema_hash(settings.schema)
         except OSError:
             return None  # apply_schema says which file is missing
-        return f"schema-v1;{files};{settings.setup_command!r}"
+        ran_under = sorted(settings.server_settings.items())
+        return f"schema-v1;{files};{settings.setup_command!r};{ran_under!r}"
 
     def _build_template(self, dsn: str) -> None:
         """Schema and migrations on the DSN's database, which the workers then clone."""

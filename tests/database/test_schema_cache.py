@@ -91,6 +91,32 @@ def test_a_changed_schema_file_builds_again(project):
         s.stop()
 
 
+@pytest.mark.slow  # four server starts, two of them from initdb: the full suite runs it
+def test_changed_server_settings_build_again(project):
+    """search_path decides where the schema's tables go: a schema built under other
+    server_settings is not the one this run would build."""
+    def where(server_settings: dict[str, str]) -> tuple[str, bool]:
+        (project / "schema.sql").write_text(
+            f"-- {project}\nCREATE SCHEMA IF NOT EXISTS app;\nCREATE TABLE users (id int);\n")
+        s = DatabaseSession(Settings(
+            root=project, fixtures_dir=project / "fixtures_sql",
+            schema=(project / "schema.sql",), server_settings=server_settings))
+        s.start()
+        try:
+            assert s.server is not None
+            row = s.connection().execute(
+                "SELECT relnamespace::regnamespace::text FROM pg_class WHERE relname = 'users'"
+            ).fetchone()
+            return str(row[0]), s.server.schema_cached
+        finally:
+            s.stop()
+
+    assert where({}) == ("public", False)
+    assert where({"search_path": "app, public"}) == ("app", False)
+    assert where({"search_path": "app, public"}) == ("app", True)
+    assert where({}) == ("public", True)
+
+
 def test_a_changed_setup_command_builds_again(project):
     assert not _run_and_stop(project)
     assert not _run_and_stop(project, command=COMMAND + " # v2")
