@@ -107,6 +107,28 @@ class _Identity:
                 self.chown(Path(dirpath, name))
 
 
+# The server's own words for "not yet" (or "no longer"): waiting helps with these.
+_NOT_YET = ("starting up", "shutting down", "in recovery mode", "not yet accepting",
+            "No such file or directory", "Connection refused")
+
+
+def _server_busy(refused: str) -> bool:
+    return any(words in refused for words in _NOT_YET)
+
+
+def _client_refused(refused: str) -> str:
+    """A server that says it is ready, and a connection refused all the same: the client's
+    settings (libpq reads PG* variables for what the DSN leaves out: PGCHANNELBINDING,
+    PGREQUIREAUTH, PGSERVICE, PGTARGETSESSIONATTRS...) decide it, and waiting changes nothing."""
+    names = sorted(k for k in os.environ if k.startswith("PG"))
+    which = (f"; libpq read these from the environment: {', '.join(names)}" if names
+             else "")
+    return (f"the embedded PostgreSQL is ready, but sqlfix's connection to it was refused on "
+            f"the client's side: {refused}{which}. Unset the variable that asks for something "
+            "a local test server does not offer (channel binding, an authentication method, a "
+            "service, a standby), or give the tests a DSN of your own")
+
+
 class EmbeddedServer:
     """A running private PostgreSQL; `stop()` (or leaving the `with` block) removes it."""
 
@@ -364,7 +386,8 @@ class _Runtime:
                  b"all server processes terminated; reinitializing")
         while (code := self.proc.poll()) is None and time.monotonic() < deadline:
             if socket.exists():
-                if self._can_connect(dbname):
+                refused = self._connect_error(dbname)
+                if refused is None:
                     return
                 # A damaged cluster (a catalog cut short, a database's directory gone)
                 # fails every connection the same way while the postmaster stays up:
@@ -372,6 +395,8 @@ class _Runtime:
                 log = self._log_bytes()
                 if damaged := any(mark in log for mark in marks):
                     break
+                if b"ready to accept connections" in log and not _server_busy(refused):
+                    raise ServerError(_client_refused(refused))  # the client, not the server
             time.sleep(_POLL_INTERVAL)
         if code is not None:  # it exited: was it for its data files?
             log = self._log_bytes()
@@ -385,11 +410,15 @@ class _Runtime:
         )
 
     def _can_connect(self, dbname: str) -> bool:
+        return self._connect_error(dbname) is None
+
+    def _connect_error(self, dbname: str) -> str | None:
+        """Why a connection to `dbname` failed, or None when it worked."""
         try:
             with psycopg.connect(self.dsn(dbname), connect_timeout=5):
-                return True
-        except psycopg.OperationalError:  # e.g. "the database system is starting up"
-            return False
+                return None
+        except psycopg.OperationalError as exc:  # e.g. "the database system is starting up"
+            return str(exc).strip() or type(exc).__name__
 
     def _log_bytes(self) -> bytes:
         try:

@@ -411,3 +411,21 @@ def test_a_cache_dir_that_is_a_file_is_named_with_its_source(
     with pytest.raises(ServerError, match=r"\(from \$SQLFIX_CACHE_DIR\) exists but is not a "
                                           r"directory"):
         EmbeddedServer.start(pg_binaries)
+
+
+@pytest.mark.parametrize(("variable", "value", "words"), [
+    ("PGCHANNELBINDING", "require", "channel binding required"),
+    ("PGSERVICE", "sqlfix_no_such_service", 'definition of service "sqlfix_no_such_service"'),
+])
+def test_a_pg_variable_that_refuses_every_connection_is_named_at_once(
+    pg_binaries: Binaries, cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    variable: str, value: str, words: str,
+) -> None:
+    # The server is ready; the client refuses: no 60 s wait for a readiness that never comes.
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ServerError) as info:
+        EmbeddedServer.start(pg_binaries, cache_dir=cache_dir)
+    said = str(info.value)
+    assert said.startswith("the embedded PostgreSQL is ready, but sqlfix's connection to it "
+                           "was refused on the client's side")
+    assert words in said and f"libpq read these from the environment: {variable}" in said
