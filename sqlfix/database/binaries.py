@@ -284,6 +284,20 @@ def runnable_by(binaries: Binaries, user: tuple[int, int] | None, copy_base: Pat
     return _private_install(binaries, copy_base, user)
 
 
+def discard_copy(copy: Binaries, copy_base: Path) -> bool:
+    """Remove the private copy `copy` (made by `runnable_by` under `copy_base`), so that
+    the next `runnable_by` makes it again; False when `copy` is no such copy.
+
+    For a copy that runs but fails initdb: a tmp cleaner took a file no check looks at
+    (a dictionary library, an extension's file), and every later run would fail the same.
+    """
+    for folder in copy.bindir.parents:
+        if folder.parent == copy_base and folder.name.startswith("sqlfix-pg") and _is_ours(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            return True
+    return False
+
+
 def _run_failure(binaries: Binaries, user: tuple[int, int]) -> str | None:
     """Why `user` cannot run both programs, or None when it can.
 

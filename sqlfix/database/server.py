@@ -24,7 +24,13 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from sqlfix.database.binaries import Binaries, digest, find_binaries, runnable_by
+from sqlfix.database.binaries import (
+    Binaries,
+    digest,
+    discard_copy,
+    find_binaries,
+    runnable_by,
+)
 from sqlfix.database.server_options import ServerOptions
 from sqlfix.errors import ServerError
 
@@ -187,7 +193,15 @@ class EmbeddedServer:
             source=options.version_source)
         ident = _server_identity()
         runnable = runnable_by(original, ident.ids, _runtime_base())
-        template = _cached_cluster(runnable, original, root, ident, options.locale)
+        try:
+            template = _cached_cluster(runnable, original, root, ident, options.locale)
+        except ServerError:
+            # initdb from root's private copy of the binaries: a copy a tmp cleaner thinned
+            # out fails every run alike. Made again once; a second failure is the real one.
+            if runnable is original or not discard_copy(runnable, _runtime_base()):
+                raise
+            runnable = runnable_by(original, ident.ids, _runtime_base())
+            template = _cached_cluster(runnable, original, root, ident, options.locale)
         schema_dir = None
         if schema_key is not None:
             schema_dir = root / f"schema-{template.name}-{digest(schema_key)}"

@@ -138,3 +138,24 @@ def test_a_copy_whose_data_files_were_deleted_is_made_again(tmp_path: Path, dele
         assert (prefix / deleted.replace("*", "postgres.bki")).is_file()
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+def test_a_copy_that_lost_a_file_no_check_looks_at_is_made_again_when_initdb_fails(
+        tmp_path: Path) -> None:
+    """initdb loads dict_snowball (the text search dictionaries); a tmp cleaner took it from
+    the copy: the failed initdb makes the copy again once, and the start goes on."""
+    hidden = hidden_install(find_binaries(), tmp_path)
+    target = _copy_target(hidden)
+    prefix = target / binaries_module._layout(hidden).bindir.parent
+    names = ("lib/dict_snowball.so", "lib/postgresql/dict_snowball.so")
+    name = next((n for n in names if (hidden.bindir.parent / n).is_file()), None)
+    if name is None:
+        pytest.skip(f"{hidden.bindir.parent} has no dict_snowball.so in lib/")
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        assert _assert_serves(hidden, tmp_path / "cache").is_relative_to(target)
+        (prefix / name).unlink()
+        assert _assert_serves(hidden, tmp_path / "empty-cache").is_relative_to(target)
+        assert (prefix / name).is_file()
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
