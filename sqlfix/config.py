@@ -643,6 +643,8 @@ def setting_value(name: str, value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (int, float, str)):
+        if "\x00" in str(value):  # a program argument cannot hold it, nor postgresql.conf
+            raise ValueError(f"{name} = {value!r} holds a NUL character")
         return str(value)
     raise ValueError(f"{name} = {value!r} must be a string, a number or a boolean")
 

@@ -289,6 +289,14 @@ def test_server_settings_refusals_are_the_same_from_the_ini_and_the_table(tmp_pa
         f"{tmp_path / 'pyproject.toml'}: [tool.sqlfix] server_settings.{name}: {problem}")
 
 
+def test_a_nul_in_a_server_setting_is_a_configuration_error(tmp_path):
+    # it reached subprocess.Popen: "ValueError: embedded null byte", an internal error
+    write(tmp_path, '[tool.sqlfix.server_settings]\ncluster_name = "a\\u0000b"\n')
+    with pytest.raises(ConfigError, match=r"server_settings.cluster_name: cluster_name = "
+                       r"'a\\x00b' holds a NUL character"):
+        load_settings(tmp_path)
+
+
 def test_a_bad_server_version_names_the_key_once(tmp_path):
     write(tmp_path, '[tool.sqlfix]\nserver_version = "latest"\n')
     with pytest.raises(ConfigError) as info:
