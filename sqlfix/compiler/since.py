@@ -2,12 +2,15 @@
 
 An older server's grammar lacks the newer syntax, and all it says is "syntax error at or
 near ...", which reads like a typo in the fixture. The statement is read by pglast
-(libpg_query, the newest grammar), so a MERGE inside a WITH is found as well as a bare one.
-Versions from the PostgreSQL release notes: MERGE 15; its RETURNING and WHEN NOT MATCHED
-BY SOURCE 17.
+(libpg_query, the newest grammar), and every node of it is looked at, so a MERGE inside a
+WITH, or as a WITH's query, is found as well as a bare one. Versions from the PostgreSQL
+release notes: MERGE 15; IS JSON 16; MERGE's RETURNING and WHEN NOT MATCHED BY SOURCE,
+and JSON_TABLE, 17.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 from pglast import ast, parse_sql
 from pglast.enums.primnodes import MergeMatchKind
@@ -26,15 +29,31 @@ def needed_version(text: str) -> tuple[int, str] | None:
         parsed = parse_sql(text)
     except ParseError:
         return None
-    needed: tuple[int, str] | None = None
-    for raw in parsed:
-        statement = raw.stmt
-        if not isinstance(statement, ast.MergeStmt):
-            continue
-        if getattr(statement, "returningClause", None) or getattr(statement, "returningList", None):
+    found = [need for raw in parsed if raw.stmt is not None
+             for node in _walk(raw.stmt) if (need := _needs(node))]
+    return max(found, default=None)
+
+
+def _needs(node: ast.Node) -> tuple[int, str] | None:
+    if isinstance(node, ast.MergeStmt):
+        if getattr(node, "returningClause", None) or getattr(node, "returningList", None):
             return 170000, "MERGE ... RETURNING"
-        kinds = {clause.matchKind for clause in statement.mergeWhenClauses or ()}
+        kinds = {clause.matchKind for clause in node.mergeWhenClauses or ()}
         if MergeMatchKind.MERGE_WHEN_NOT_MATCHED_BY_SOURCE in kinds:
             return 170000, "MERGE ... WHEN NOT MATCHED BY SOURCE"
-        needed = (150000, "MERGE")
-    return needed
+        return 150000, "MERGE"
+    if isinstance(node, ast.JsonTable):
+        return 170000, "JSON_TABLE"
+    if isinstance(node, ast.JsonIsPredicate):
+        return 160000, "IS JSON"
+    return None
+
+
+def _walk(node: ast.Node) -> Iterator[ast.Node]:
+    """`node` and every node below it."""
+    yield node
+    for name in node:  # a node iterates over its attributes' names
+        value = getattr(node, name, None)
+        for child in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(child, ast.Node):
+                yield from _walk(child)

@@ -259,12 +259,13 @@ def _needs_newer_server(text: str, sqlstate: str | None, server_version: int) ->
     if needed is None or server_version >= needed[0]:
         return ""
     since, what = needed
+    major, have = since // 10000, server_version // 10000
+    instead = " (INSERT ... ON CONFLICT, UPDATE ... FROM)" if what == "MERGE" else ""
     return (
-        f"{what} needs PostgreSQL {since // 10000} or later and this server is "
-        f"{server_version // 10000}; run a newer one (server_version = \"{since // 10000}\" "
-        "in [tool.sqlfix], or SQLFIX_PG_BINDIR at its bin/; see "
-        f"{docs_url('versions')}) or rewrite the statement for "
-        f"{server_version // 10000} (INSERT ... ON CONFLICT, UPDATE ... FROM)"
+        f"{what} needs PostgreSQL {major} or later and this server is {have}; test on a "
+        f"newer one (the embedded server: server_version = \"{major}\" in [tool.sqlfix], "
+        f"or SQLFIX_PG_BINDIR at its bin/; with a DSN, a server of {major} or later; see "
+        f"{docs_url('versions')}) or rewrite the statement for {have}{instead}"
     )
 
 
