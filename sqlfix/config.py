@@ -206,13 +206,22 @@ def ini_values(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         elif isinstance(value, list) and key != "setup_command":
             table[key] = " ".join(map(str, value))
         elif key in _BOOL_KEYS and isinstance(value, str):
-            word = value.strip().lower()
+            word = _unquoted(value).lower()
             if word not in _TRUE | _FALSE:
                 raise ConfigError(f"{where}: {INI_PREFIX}{key} = {value!r} must be true or false")
             table[key] = word in _TRUE
         else:
-            table[key] = value.strip() if isinstance(value, str) else value
+            table[key] = _unquoted(value) if isinstance(value, str) else value
     return table
+
+
+def _unquoted(text: str) -> str:
+    """An ini value without the quotes a TOML habit put around it (`sqlfix_seed = "5"` in
+    pytest.ini, where quotes are text): the same value as in `[tool.sqlfix]`."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
 
 
 def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:

@@ -420,3 +420,11 @@ def test_settings_say_how_the_source_of_a_key_spells_it(tmp_path):
     assert (settings.source("server_version"), settings.option("server_version")) == (
         str(tmp_path / "pyproject.toml"), "[tool.sqlfix] server_version")
     assert settings.option("server_locale") == "server_locale"  # not set: the key itself
+
+
+@pytest.mark.parametrize(("key", "text", "value"), [
+    ("server_version", '"16"', "16"), ("seed", "'5'", 5), ("reset_sequences", '"false"', False),
+    ("dsn", '"host=db dbname=app_test"', "host=db dbname=app_test")])
+def test_quotes_around_an_ini_value_are_not_part_of_it(tmp_path, key, text, value):
+    """In pytest.ini quotes are text; written out of a TOML habit, they are dropped."""
+    assert getattr(_from_ini(tmp_path, {key: text}), key) == value
