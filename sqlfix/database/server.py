@@ -113,13 +113,23 @@ class _Identity:
                 self.chown(Path(dirpath, name))
 
 
-# The server's own words for "not yet" (or "no longer"): waiting helps with these.
-_NOT_YET = ("starting up", "shutting down", "in recovery mode", "not yet accepting",
-            "No such file or directory", "Connection refused")
+# libpq's own refusals, made by the client whatever the server does: asked for by a PG*
+# variable (channel binding, an authentication method, a service, a session kind, GSS
+# or SSL the socket does not offer). Anything else may be a server still starting or
+# recovering (a backend that crashes on a damaged catalog closes the connection first):
+# waited for, as before.
+_CLIENT_REFUSALS = (
+    "channel binding", "authentication method requirement", "server requested",
+    "definition of service", "service file", "hot standby mode", "read-write mode",
+    "read-only mode", "GSSAPI encryption required", "SSL", "invalid connection option",
+    "invalid sslmode", "invalid gssencmode", "invalid target_session_attrs",
+    "invalid channel_binding", "invalid require_auth", "invalid load_balance_hosts",
+)
 
 
-def _server_busy(refused: str) -> bool:
-    return any(words in refused for words in _NOT_YET)
+def _client_side(refused: str) -> bool:
+    """True for a refusal libpq made itself (see _CLIENT_REFUSALS): never a server's."""
+    return "FATAL:" not in refused and any(words in refused for words in _CLIENT_REFUSALS)
 
 
 def _client_refused(refused: str) -> str:
@@ -409,7 +419,7 @@ class _Runtime:
                 log = self._log_bytes()
                 if damaged := any(mark in log for mark in marks):
                     break
-                if b"ready to accept connections" in log and not _server_busy(refused):
+                if b"ready to accept connections" in log and _client_side(refused):
                     raise ServerError(_client_refused(refused))  # the client, not the server
             time.sleep(_POLL_INTERVAL)
         if code is not None:  # it exited: was it for its data files?

@@ -92,9 +92,12 @@ def test_the_old_mark_with_commit_warns_at_the_tests_line_and_another_plugins_sq
             pass
         """
     )
-    result = shop.runpytest("-W", "default", "-W",
-                            "error::sqlfix.SqlfixDeprecationWarning:test_the_old_mark_with_commit_warns_at_the_tests_line_and_another_plugins_sql_mark_not",
-                            *NO_RANDOM)
+    # In a subprocess: an in-process run would leave `uses` among the known marks of
+    # pytest's process-wide MARK_GEN, and later in-process runs would not warn of it.
+    result = shop.runpytest_subprocess(
+        "-W", "default", "-W", "error::sqlfix.SqlfixDeprecationWarning:"
+        "test_the_old_mark_with_commit_warns_at_the_tests_line_and_another_plugins_sql_mark_not",
+        *NO_RANDOM)
     # the warning is attributed to the test's module: a filter by module catches it
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([
