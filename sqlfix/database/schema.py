@@ -62,13 +62,20 @@ def with_connect_timeout(dsn: str, seconds: int | None = None) -> str:
     return make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT if seconds is None else seconds)
 
 
+def server_address(dsn: str) -> tuple[str, str]:
+    """(host, port) a DSN reaches, as libpq fills them in: the DSN, then PGHOST/PGPORT,
+    then its defaults. Raises psycopg.ProgrammingError for a DSN it cannot read."""
+    params = conninfo_to_dict(dsn)
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") \
+        or os.environ.get("PGHOSTADDR") or "localhost"
+    return str(host), str(params.get("port") or os.environ.get("PGPORT") or "5432")
+
+
 def no_answer(dsn: str) -> str:
     """What to say when a connection to `dsn` timed out (psycopg's ConnectionTimeout,
     whose own text names neither the server nor the way out). Never the password."""
     params = conninfo_to_dict(dsn)
-    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") \
-        or os.environ.get("PGHOSTADDR") or "localhost"
-    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    host, port = server_address(dsn)
     seconds = params.get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT", "").strip() \
         or CONNECT_TIMEOUT
     return (f"no answer from the server at host {host}, port {port} within {seconds} s "

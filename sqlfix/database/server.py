@@ -433,9 +433,6 @@ class _Runtime:
             f"removed with the failed server; its last lines are here):\n{self.log_tail()}"
         )
 
-    def _can_connect(self, dbname: str) -> bool:
-        return self._connect_error(dbname) is None
-
     def _connect_error(self, dbname: str) -> str | None:
         """Why a connection to `dbname` failed, or None when it worked."""
         try:

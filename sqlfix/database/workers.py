@@ -67,7 +67,8 @@ WHERE r.rolname = current_user AND d.datname = current_database()
 _BUSY_CLONE = b"""
 SELECT d.datname FROM pg_database d
 WHERE shobj_description(d.oid, 'pg_database') = %s
-  AND EXISTS (SELECT FROM pg_stat_activity a WHERE a.datid = d.oid)
+  AND EXISTS (SELECT FROM pg_stat_activity a  -- autovacuum may be in a crashed run's clone
+              WHERE a.datid = d.oid AND a.backend_type = 'client backend')
 ORDER BY 1 LIMIT 1
 """
 
@@ -94,25 +95,16 @@ def refuse_unclonable(dsn: str, allow_any_database: bool) -> str | None:
         return None
     name, superuser, createdb, template, owner = row
     if busy is not None:  # this run's workers have not started: another run's are in it
-        raise DatabaseError(
-            f"the pytest-xdist worker database {busy[0]!r} is in use: another test run on "
-            "this server (another terminal, a CI job) is testing in it. sqlfix does not "
-            "take it from that run: wait for it to end, or point this run at a database "
-            "of its own (a DSN with another dbname, whose clones get other names)")
+        raise DatabaseError(_in_use(busy[0]))
     why = unsafe_database(name, allow_any_database)
     if why:
         raise DatabaseError(why)
     if not (superuser or createdb):
-        raise DatabaseError(
-            f"cannot create the pytest-xdist workers' copies of {name!r}: the DSN's user may "
-            "not create databases. Give it CREATEDB (ALTER ROLE ... CREATEDB), or run "
-            "without -n")
+        raise DatabaseError(f"cannot create the pytest-xdist workers' copies of {name!r}: the "
+                            f"DSN's user may not create databases. {_grant(name, False)}")
     if not (superuser or owner or template):
-        raise DatabaseError(
-            f"cannot copy {name!r} for the pytest-xdist workers: PostgreSQL copies a "
-            "database for its owner only. Make the DSN's user the owner of "
-            f"{name!r} (ALTER DATABASE {name} OWNER TO ...) or mark it as a template "
-            f"(ALTER DATABASE {name} IS_TEMPLATE true), or run without -n")
+        raise DatabaseError(f"cannot copy {name!r} for the pytest-xdist workers: PostgreSQL "
+                            f"copies a database for its owner only. {_grant(name, True)}")
     return None
 
 
@@ -195,11 +187,23 @@ def _drop_left_behind(conn: psycopg.Connection[Any], target: str) -> None:
             raise psycopg.errors.ObjectInUse()
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(target)))
     except psycopg.errors.ObjectInUse:
-        raise DatabaseError(
-            f"the pytest-xdist worker database {target!r} is in use: another test run on "
-            "this server (another terminal, a CI job) is testing in it. sqlfix does not "
-            "take it from that run: wait for it to end, or point this run at a database "
-            "of its own (a DSN with another dbname, whose clones get other names)") from None
+        raise DatabaseError(_in_use(target)) from None
+
+
+def _grant(template: str, copying: bool) -> str:
+    """What to give the DSN's user: ownership of `template` (to copy it) or CREATEDB."""
+    if copying:
+        return (f"Make the DSN's user the owner of {template!r} (ALTER DATABASE {template} "
+                f"OWNER TO ...) or mark it as a template (ALTER DATABASE {template} "
+                "IS_TEMPLATE true), or run without -n")
+    return "Give the DSN's user CREATEDB (ALTER ROLE ... CREATEDB), or run without -n"
+
+
+def _in_use(clone: str) -> str:
+    return (f"the pytest-xdist worker database {clone!r} is in use: another test run on this "
+            "server (another terminal, a CI job) is testing in it. sqlfix does not take it "
+            "from that run: wait for it to end, or point this run at a database of its own "
+            "(a DSN with another dbname, whose clones get other names)")
 
 
 _RUNS = sql.Identifier("_sqlfix", "clone_runs")  # runs whose first worker built the template
@@ -249,14 +253,10 @@ def _create(conn: psycopg.Connection[Any], target: str, template: str) -> None:
         except psycopg.errors.InsufficientPrivilege as exc:
             # PostgreSQL copies a database for its owner (or a superuser) only, unless
             # it is marked as a template; creating any needs CREATEDB.
-            fix = ("Make the DSN's user the owner of {t!r} (ALTER DATABASE {t} OWNER TO ...) or "
-                   "mark it as a template (ALTER DATABASE {t} IS_TEMPLATE true)"
-                   if "copy database" in (exc.diag.message_primary or "")
-                   else "Give the DSN's user CREATEDB (ALTER ROLE ... CREATEDB)").format(
-                       t=template)
+            copying = "copy database" in (exc.diag.message_primary or "")
             raise DatabaseError(
                 f"cannot create database {target!r} for a pytest-xdist worker: "
-                f"{exc.diag.message_primary}. {fix}, or run without -n") from exc
+                f"{exc.diag.message_primary}. {_grant(template, copying)}") from exc
 
 
 def drop_worker_database(dsn: str) -> None:

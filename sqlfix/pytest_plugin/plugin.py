@@ -180,12 +180,9 @@ def _settings(config: pytest.Config) -> Settings:
     }
     where = str(config.inipath) if config.inipath is not None else "pytest -o"
     # `-o sqlfix_<key>=...` values: an error in one names the option, not the file
-    overridden = frozenset(
-        name[len(INI_PREFIX):] for name in (
-            entry.split("=", 1)[0].strip() for entry in config.getoption("override_ini") or ())
-        if name.startswith(INI_PREFIX))
-    check_ini_names((entry.split("=", 1)[0].strip()
-                     for entry in config.getoption("override_ini") or ()), "pytest -o")
+    given = [entry.split("=", 1)[0].strip() for entry in config.getoption("override_ini") or ()]
+    check_ini_names(given, "pytest -o")
+    overridden = frozenset(name[len(INI_PREFIX):] for name in given if name.startswith(INI_PREFIX))
     if config.inipath is not None:
         check_ini_names(pytest_file_options(config.inipath), where)
     raw = raw_ini(config)

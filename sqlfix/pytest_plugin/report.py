@@ -115,12 +115,13 @@ def _database_of(dsn: str) -> str | None:
     """`myapp_test_gw0 on db.internal:5432` from a DSN, never its password; None if unread."""
     from psycopg.conninfo import conninfo_to_dict
 
+    from sqlfix.database.schema import server_address
+
     try:
         params = conninfo_to_dict(dsn)
+        host, port = server_address(dsn)
     except Exception:  # noqa: BLE001  # the run already said what is wrong with it
         return None
-    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "localhost"
-    port = params.get("port") or os.environ.get("PGPORT") or "5432"
     name = params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user")
     return f"{name} on {host}:{port}" if name else None
 

@@ -245,7 +245,7 @@ def test_a_database_no_worker_could_clone_is_refused_once_by_the_controller(
         result = shop.runpytest_subprocess("-n", "2", f"--sqlfix-dsn={dsn}", "-p", "no:randomly")
         assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
         err = result.stderr.str()
-        said = {"no-createdb": "the DSN's user may not create databases. Give it CREATEDB",
+        said = {"no-createdb": "the DSN's user may not create databases. Give the DSN's user CREATEDB",
                 "not-the-owner": "PostgreSQL copies a database for its owner only",
                 "name-from-the-user": f"refusing to use database '{role}'"}[case]
         assert err.count(said) == 1, err
