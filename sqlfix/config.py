@@ -255,9 +255,7 @@ def _conf_value(text: str) -> str | None:
     None when it is not one (an unclosed quote, words after the closing one, nothing).
     A bare value in double quotes loses them too, as sqlfix always read it."""
     if not text.startswith("'"):
-        bare = text.split("#", 1)[0].strip()
-        if len(bare) >= 2 and bare[0] == bare[-1] == '"':
-            bare = bare[1:-1]
+        bare = _unquoted(text.split("#", 1)[0])  # not a ' here: a "..." one
         return bare or None
     chars, i = [], 1
     while i < len(text):

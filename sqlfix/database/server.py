@@ -121,7 +121,8 @@ class _Identity:
 _CLIENT_REFUSALS = (
     "channel binding", "authentication method requirement", "server requested",
     "definition of service", "service file", "hot standby mode", "read-write mode",
-    "read-only mode", "GSSAPI encryption required", "SSL", "invalid connection option",
+    "read-only mode", "GSSAPI encryption required", "does not support SSL",
+    "invalid connection option",
     "invalid sslmode", "invalid gssencmode", "invalid target_session_attrs",
     "invalid channel_binding", "invalid require_auth", "invalid load_balance_hosts",
 )
