@@ -30,6 +30,7 @@ from sqlfix.database.session import DatabaseSession, make_library
 from sqlfix.errors import FixtureError, SqlfixError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 Handler = Callable[[argparse.Namespace, TextIO], int]
 
 DESCRIPTION = """\
@@ -43,7 +44,8 @@ examples:
   python -m sqlfix render orders.sql | psql -d myapp_test -1 -v ON_ERROR_STOP=1
   python -m sqlfix check                        # on the embedded PostgreSQL
 
-exit codes: 0 clean, 1 findings or a fixture that did not load, 2 usage or internal error
+exit codes: 0 clean, 1 findings or a fixture that did not load, 2 usage or internal error,
+130 interrupted (Ctrl-C)
 rules: {rules}
 commands: {commands}
 """.format(rules=docs_url("lint"), commands=docs_url("cli"))
@@ -395,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, out)
     except SqlfixError as exc:
         sys.stderr.write(f"sqlfix {args.command}: {exc}\n")
+    except KeyboardInterrupt:  # Ctrl-C: the shell's convention, 128 + SIGINT, no traceback
+        sys.stderr.write(f"sqlfix {args.command}: interrupted\n")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `render ... | head` stopped reading: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no 2nd error at exit
         return EXIT_FINDINGS

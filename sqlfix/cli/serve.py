@@ -19,7 +19,19 @@ from sqlfix.errors import ServerError
 _POLL_SECONDS = 0.5
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """Later signals while we stop: `timeout`, docker and systemd signal the whole process
+    group, often twice. A Python function, not SIG_IGN: a signal already pending when the
+    handler becomes SIG_IGN raises "OSError: Signal 15 ignored due to race condition"."""
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """The first Ctrl-C or SIGTERM: stop, and let no later one cut the clean-up short."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _ignore)
     raise KeyboardInterrupt
 
 
@@ -29,7 +41,7 @@ def serve(settings: Settings, out: TextIO) -> int:
         out.write(f"note: ignoring the DSN from {settings.source('dsn')}: "
                   "`server` always starts the embedded PostgreSQL\n")  # fmt: skip
     session = DatabaseSession(dataclasses.replace(settings, dsn=None))
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS}
     try:
         session.start()
         server = session.server
@@ -46,7 +58,8 @@ def serve(settings: Settings, out: TextIO) -> int:
         return 0
     finally:
         session.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _describe(

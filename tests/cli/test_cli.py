@@ -7,8 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -530,3 +532,38 @@ def test_check_stops_cleanly_when_a_dsn_server_dies_under_a_load(
     assert lines[3].startswith("STOP  the database cannot be reached any more: "), out
     assert lines[4].strip() == "2 fixtures were not checked", out
     assert lines[-1] == "0 OK, 3 failed; every load was rolled back, nothing was committed."
+
+
+def test_ctrl_c_during_check_exits_130_and_leaves_no_server(tmp_path: Path) -> None:
+    # Interrupted while the setup_command runs: the shell's 130, one line, no traceback,
+    # and the embedded server it had started is stopped (not left to the watchdog).
+    (tmp_path / "fixtures_sql").mkdir()
+    (tmp_path / "fixtures_sql" / "one.sql").write_text("SELECT 1;\n")
+    reached = tmp_path / "reached"
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.sqlfix]\nsetup_command = ['python', '-c', "
+        f"'import pathlib, time; pathlib.Path(r\"{reached}\").touch(); time.sleep(60)']\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlfix", "check"], cwd=tmp_path, text=True,
+        env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(1200):
+            if reached.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert reached.exists(), proc.communicate()
+        postmasters = subprocess.run(["pgrep", "-P", str(proc.pid), "postgres"],
+                                     capture_output=True, text=True).stdout.split()
+        assert len(postmasters) == 1
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "sqlfix check: interrupted" and "Traceback" not in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(postmasters[0]), 0)

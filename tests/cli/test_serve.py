@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -66,6 +68,46 @@ def test_server_prints_dsns_serves_the_tests_schema_and_stops_on_ctrl_c(tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.mark.parametrize("first", [signal.SIGTERM, signal.SIGINT])
+def test_signals_during_the_clean_up_do_not_cut_it_short(tmp_path: Path, first: int) -> None:
+    # `timeout`, docker stop and systemd signal the whole process group, often more than
+    # once: every signal after the first lands while the server is being stopped.
+    (tmp_path / "fixtures_sql").mkdir()
+    proc, shown = _start(tmp_path)
+    try:
+        runtime = Path(re.search(r"host=(\S+)", shown["dsn"]).group(1))  # type: ignore[union-attr]
+        os.killpg(proc.pid, first)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+            time.sleep(0.001)
+        out, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err and "race condition" not in err, err
+        # Once the clean-up is over and Python restores the handlers (or, exiting, the
+        # defaults), a last signal may still end the process: the clean-up is done by then.
+        assert proc.returncode in (0, 130, -signal.SIGTERM, -signal.SIGINT), (proc.returncode, err)
+        if proc.returncode == 0:
+            assert "stopped" in out
+        assert not runtime.exists()
+        _wait_gone(runtime)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _wait_gone(runtime: Path) -> None:
+    """No postmaster left running on the removed directory."""
+    for _ in range(100):
+        found = subprocess.run(["pgrep", "-f", f"-k {runtime}"], capture_output=True, text=True)
+        if found.returncode != 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"a postmaster still runs for {runtime}: pids {found.stdout.split()}")
 
 
 def test_server_with_a_bad_setting_exits_2_with_the_reason(tmp_path: Path) -> None:
