@@ -287,7 +287,11 @@ def run_lint(args: argparse.Namespace, out: TextIO) -> int:
 
 def _render_target(workspace: Workspace, name: str) -> Target:
     """A fixture name, else the path of a .sql file; FixtureNotFound says what exists."""
-    if not workspace.library.exists(name) and Path(name).is_file():
+    if not workspace.library.exists(name) and Path(name).exists():
+        if not (Path(name).is_file() and name.endswith(".sql")):  # never another file's text
+            what = "a directory" if Path(name).is_dir() else "not a .sql file"
+            raise UsageError(f"{name} is {what}: render takes a fixture name "
+                             "(e.g. 'users.sql') or the path of a .sql file")
         targets = workspace.targets([Path(name)])
         if not targets:
             raise UsageError(f"{name} is a schema file, not a fixture")

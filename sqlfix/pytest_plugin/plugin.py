@@ -201,11 +201,17 @@ def _last_seed(config: pytest.Config) -> str:
     if cache is None:
         raise pytest.UsageError("sqlfix: --sqlfix-seed=last reads pytest's cache, which is "
                                 "off (-p no:cacheprovider); give the seed as a number")
-    seed = cache.get(SEED_CACHE_KEY, None)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    seed = cache.get(SEED_CACHE_KEY, None)  # None too for a file that is not JSON
+    where = cache._getvaluepath(SEED_CACHE_KEY)  # pytest's cache: <cachedir>/v/sqlfix/seed
+    if seed is None and not where.exists():
         raise pytest.UsageError(f"sqlfix: --sqlfix-seed=last: no previous run's seed in pytest's "
                                 f"cache ({cache._cachedir}); run once first, or give the seed "
                                 "as a number")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        shown = "unreadable" if seed is None else f"{seed!r}, not a seed"
+        raise pytest.UsageError(f"sqlfix: --sqlfix-seed=last: the seed stored in {where} is "
+                                f"{shown}; delete that file, or "
+                                "give the seed as a number")
     return str(seed)
 
 

@@ -155,6 +155,10 @@ def test_lint_with_tests_reports_unused_and_missing(project: Path, capsys: pytes
         (["lint", "--format", "xml"], "invalid choice: 'xml'"),
         ([], "the following arguments are required: COMMAND"),
         (["render", "nope.sql"], "fixture 'nope.sql' not found"),
+        # An existing file that is not SQL is refused unread (its first word is not echoed).
+        (["render", "/etc/passwd"], "/etc/passwd is not a .sql file: render takes a fixture name"),
+        (["render", "pyproject.toml"], "pyproject.toml is not a .sql file: render takes"),
+        (["render", "fixtures_sql"], "fixtures_sql is a directory: render takes a fixture name"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(

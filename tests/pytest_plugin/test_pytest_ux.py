@@ -473,6 +473,21 @@ def test_seed_last_without_a_previous_run_or_without_the_cache_is_a_usage_error(
     result.stderr.fnmatch_lines(["*reads pytest's cache, which is off (-p no:cacheprovider)*"])
 
 
+@pytest.mark.parametrize(("stored", "shown"), [
+    ("{", "unreadable"), ('"7"', "'7', not a seed"), ("-3", "-3, not a seed"), ("true", "True, not a seed"),
+])
+def test_a_damaged_stored_seed_is_named_with_its_file(shop, stored, shown):
+    # Not "no previous run": there was one, and its file is damaged (a merge, an editor).
+    shop.makepyfile("def test_nothing(): pass")
+    seed_file = shop.path / ".pytest_cache" / "v" / "sqlfix" / "seed"
+    seed_file.parent.mkdir(parents=True)
+    seed_file.write_text(stored)
+    result = shop.runpytest("--sqlfix-seed=last")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--sqlfix-seed=last: the seed stored in {seed_file} is {shown}; "
+                                 "delete that file, or give the seed as a number*"])
+
+
 # ------------------------------------------------------------------ --sqlfix-report
 
 
