@@ -26,6 +26,13 @@ BUSY_LOAD = (
     "one database connection, and a load now would break the statement and the connection. "
     "Await the task first, or load before starting it."
 )
+ABORTED_LOAD = (
+    "sqlfix.load() was called on an aborted transaction: a statement of the test failed "
+    "earlier and nothing rolled back, so PostgreSQL refuses every statement until then "
+    "(InFailedSqlTransaction). Call sqlfix_conn.rollback() first (under sqlfix it returns "
+    "to the last commit, or to the fixtures loaded), or run the statement that may fail "
+    "in `with sqlfix_conn.transaction():`, which rolls back just that block."
+)
 
 
 @dataclass(frozen=True)
@@ -151,15 +158,19 @@ class Sqlfix:
         return tuple(f.name for f in new)
 
     def refuse_busy(self) -> None:
-        """SqlfixError if a statement of an async task is in flight on the connection.
+        """SqlfixError if the connection cannot take a load now: a statement of an async
+        task is in flight on it, or the test's transaction is aborted.
 
         A thread's statement holds the connection's lock, so a load waits for it; an
         asyncio task's holds nothing sqlfix's sync calls would wait on.
         """
         __tracebackhide__ = True
         conn = self._boundary.conn
-        if not conn.closed and conn.pgconn.transaction_status == TransactionStatus.ACTIVE:
+        status = None if conn.closed else conn.pgconn.transaction_status
+        if status == TransactionStatus.ACTIVE:
             raise SqlfixError(BUSY_LOAD)
+        if status == TransactionStatus.INERROR:
+            raise SqlfixError(ABORTED_LOAD)
 
     @property
     def fixture_seeds(self) -> tuple[tuple[str, int], ...]:

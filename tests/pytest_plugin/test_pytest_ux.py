@@ -366,6 +366,53 @@ def test_a_load_or_render_that_fails_mid_test_shows_the_tests_line_and_the_messa
     assert "direct cause" not in out, out
 
 
+@pytest.mark.parametrize("committed", [False, True], ids=["rollback", "committed"])
+def test_a_load_after_the_tests_own_failed_statement_says_to_roll_back(shop, committed):
+    # The test's statement failed and nothing rolled back: PostgreSQL refuses every
+    # statement. Not psycopg's bare InFailedSqlTransaction from inside the load: what
+    # happened and the two ways out, both of which then work.
+    mark = "@pytest.mark.sqlfix(commit=True)" if committed else ""
+    shop.makepyfile(
+        f"""
+        import psycopg
+        import pytest
+        from sqlfix.errors import SqlfixError
+
+        {mark}
+        def test_rollback_then_load(sqlfix, sqlfix_conn):
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                sqlfix_conn.execute("SELECT * FROM no_such_table")
+            with pytest.raises(SqlfixError, match="aborted transaction") as raised:
+                sqlfix.load("users.sql")
+            assert "sqlfix_conn.rollback()" in str(raised.value)
+            sqlfix_conn.rollback()
+            assert sqlfix.load("users.sql") == ("users.sql",)
+            assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+
+        {mark}
+        def test_the_block_that_may_fail(sqlfix, sqlfix_conn):
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                with sqlfix_conn.transaction():
+                    sqlfix_conn.execute("SELECT * FROM no_such_table")
+            assert sqlfix.load("users.sql") == ("users.sql",)
+
+        {mark}
+        def test_uncaught(sqlfix, sqlfix_conn):
+            try:
+                sqlfix_conn.execute("SELECT * FROM no_such_table")
+            except psycopg.Error:
+                pass
+            sqlfix.load("users.sql")
+        """
+    )
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([
+        '>       sqlfix.load("users.sql")',
+        "E       sqlfix.errors.SqlfixError: sqlfix.load() was called on an aborted transaction*",
+    ])
+
+
 def test_a_fake_fixture_without_faker_loaded_mid_test_shows_the_message_not_sqlfixs_frames(shop):
     shop.makeconftest("import sys\nsys.modules['faker'] = None  # as if Faker were not installed\n")
     (shop.path / "fixtures_sql" / "named.sql").write_text(
