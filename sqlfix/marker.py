@@ -76,6 +76,11 @@ def uses(*names: str, commit: bool | None = None) -> pytest.MarkDecorator:
         *validate_names(names), commit=_check_commit(commit, "uses()"))
 
 
+def _mark_on(item: pytest.Item) -> str:
+    # `uses(...)` applies the mark itself: which of the two spellings was written is lost.
+    return f"the sqlfix mark (@uses or @pytest.mark.sqlfix) on {item.nodeid}"
+
+
 def requested_names(item: pytest.Item) -> tuple[str, ...]:
     """Every file the item's `sqlfix` marks name: module first, then class, then function."""
     markers = list(item.iter_markers(MARKER))
@@ -83,10 +88,10 @@ def requested_names(item: pytest.Item) -> tuple[str, ...]:
     for mark in reversed(markers):  # iter_markers gives the closest (function) first
         unknown = sorted(set(mark.kwargs) - {"commit"})
         if unknown:
-            raise TypeError(f"@uses on {item.nodeid}: unknown keyword argument(s) "
+            raise TypeError(f"{_mark_on(item)}: unknown keyword argument(s) "
                             f"{', '.join(unknown)}; the mark takes fixture file names and "
                             "commit=True or False")
-        names.extend(validate_names(mark.args, f"@uses on {item.nodeid}"))
+        names.extend(validate_names(mark.args, _mark_on(item)))
     return tuple(dict.fromkeys(names))
 
 
@@ -94,7 +99,7 @@ def commit_requested(item: pytest.Item) -> bool:
     """True if the closest `sqlfix` mark that says `commit=` says True (test, class, module)."""
     for mark in item.iter_markers(MARKER):  # closest first
         if "commit" in mark.kwargs:
-            return _check_commit(mark.kwargs["commit"], f"@uses on {item.nodeid}")
+            return _check_commit(mark.kwargs["commit"], _mark_on(item))
     return False
 
 

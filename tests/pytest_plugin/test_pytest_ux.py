@@ -130,6 +130,7 @@ def test_bad_arguments_to_the_mark_fail_that_test_with_the_reason(shop):
     result = shop.runpytest_subprocess(*NO_RANDOM)
     result.assert_outcomes(passed=1, errors=3)
     out = result.stdout.str()
+    assert out.count("the sqlfix mark (@uses or @pytest.mark.sqlfix) on ") >= 3, out
     for said in ("::test_number takes fixture file names such as 'users.sql', got 123",
                  "::test_list takes fixture file names such as 'users.sql', got ['users.sql']",
                  "::test_unknown_keyword: unknown keyword argument(s) bogus; the mark takes "
