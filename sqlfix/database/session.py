@@ -10,6 +10,7 @@ new embedded server if the old one died).
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
@@ -89,6 +90,20 @@ def _shutting_down(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__
     return False
+
+
+def _datestyle_hint(problem: str) -> str:
+    """`problem`, with where a DateStyle comes from when psycopg could not read one:
+    psycopg reads timestamps in DateStyle ISO only (its "can't parse ... with DateStyle"),
+    and libpq takes PGDATESTYLE from the environment unseen."""
+    if "DateStyle" not in problem:
+        return problem
+    where = (f"PGDATESTYLE={os.environ['PGDATESTYLE']!r} in the environment sets it; unset "
+             "it, or " if "PGDATESTYLE" in os.environ else
+             "It comes from the DSN's options, the role's or database's settings "
+             "(ALTER ROLE/DATABASE ... SET DateStyle), server_settings or postgresql.conf; ")
+    return (f"{problem}\npsycopg reads dates and times in DateStyle ISO only. {where}"
+            "make it ISO (the day order may stay: 'ISO, DMY')")
 
 
 def _retry_while_recovering(
@@ -238,7 +253,7 @@ class DatabaseSession:
             # NotImplementedError: psycopg reads no timestamp under a DateStyle other than
             # ISO (server_settings DateStyle = 'SQL, DMY'), nor would the tests' code.
             self.stop()
-            raise DatabaseError(self._with_settings(str(exc).strip())) from exc
+            raise DatabaseError(self._with_settings(_datestyle_hint(str(exc).strip()))) from exc
         except BaseException:
             self.stop()
             raise

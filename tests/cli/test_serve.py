@@ -145,6 +145,22 @@ def test_a_setting_the_server_takes_but_sqlfix_cannot_work_with_is_named(
     assert f"(from {tmp_path / 'pyproject.toml'}): if one of them is why" in result.stderr
 
 
+def test_a_datestyle_from_the_environment_is_named(tmp_path: Path) -> None:
+    # libpq reads PGDATESTYLE unseen; psycopg then cannot read a timestamp. The error
+    # says where the DateStyle came from and what to set instead.
+    shutil.copytree(EXAMPLE_FIXTURES, tmp_path / "fixtures_sql")
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfix", "check"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=180, env={**env, "PYTHONPATH": str(REPO), "PGDATESTYLE": "SQL, DMY"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert ("PGDATESTYLE='SQL, DMY' in the environment sets it; unset it, or make it ISO"
+            in result.stderr), result.stderr
+
+
 def test_a_server_port_another_program_listens_on_is_named(tmp_path: Path) -> None:
     (tmp_path / "fixtures_sql").mkdir()
     with socket.socket() as taken:
