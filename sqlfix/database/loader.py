@@ -252,8 +252,9 @@ def load(
 
 def _needs_newer_server(text: str, sqlstate: str | None, server_version: int) -> str:
     """Words for a syntax error an older server gave to newer syntax (see compiler.since);
-    "" for any other error."""
-    if sqlstate != "42601":  # syntax_error
+    "" for any other error. An older grammar reads JSON_VALUE(...), JSON(...) and the like
+    as calls of functions it does not have: undefined_function, not a syntax error."""
+    if sqlstate not in ("42601", "42883"):  # syntax_error, undefined_function
         return ""
     needed = needed_version(text)
     if needed is None or server_version >= needed[0]:
