@@ -251,15 +251,20 @@ def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:
 
 def _conf_value(text: str) -> str | None:
     """The value of a `name = value` line as postgresql.conf reads it: bare up to a `#`
-    comment, or in single quotes ('' stands for one) with only a comment after them.
-    None when it is not one (an unclosed quote, words after the closing one, nothing).
-    A bare value in double quotes loses them too, as sqlfix always read it."""
+    comment, or in single quotes ('' or \\' stands for one, and the backslash escapes
+    of PostgreSQL's GUC_scanstr: \\b \\f \\n \\r \\t, up to three octal digits, else the
+    character itself) with only a comment after them. None when it is not one (an
+    unclosed quote, words after the closing one, nothing). A bare value in double quotes
+    loses them too, as sqlfix always read it."""
     if not text.startswith("'"):
         bare = _unquoted(text.split("#", 1)[0])  # not a ' here: a "..." one
         return bare or None
     chars, i = [], 1
     while i < len(text):
-        if text[i] != "'":
+        if text[i] == "\\" and i + 1 < len(text):
+            escaped, i = _conf_escape(text, i + 1)
+            chars.append(escaped)
+        elif text[i] != "'":
             chars.append(text[i])
             i += 1
         elif text[i + 1:i + 2] == "'":
@@ -269,6 +274,18 @@ def _conf_value(text: str) -> str | None:
             rest = text[i + 1:].strip()
             return "".join(chars) if not rest or rest.startswith("#") else None
     return None
+
+
+_CONF_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _conf_escape(text: str, i: int) -> tuple[str, int]:
+    """The character a backslash at `i - 1` stands for, and where the value goes on."""
+    head = text[i:i + 3]
+    octal = len(head) - len(head.lstrip("01234567"))  # leading octal digits, at most 3
+    if octal:
+        return chr(int(text[i:i + octal], 8) & 0xFF), i + octal  # a byte, as C's char
+    return _CONF_ESCAPES.get(text[i], text[i]), i + 1
 
 
 # The files pytest reads its configuration from, in the order it tries them per folder,

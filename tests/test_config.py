@@ -239,13 +239,15 @@ def test_server_settings_as_ini_lines_are_the_toml_table(tmp_path):
              "maintenance_work_mem = 64MB   # more for the index builds",
              "DateStyle = 'ISO, MDY'  # a comment",
              "log_line_prefix = '%m [%p] # kept'", "cluster_name = 'it''s'",
-             'lc_messages = "C"']
+             'lc_messages = "C"',
+             # and its backslash escapes (GUC_scanstr; checked with `postgres -C` on 15)
+             r"syslog_ident = 'a\tb\101\'c\qd''e'", r"log_timezone = 'it\'s' # c"]
     settings = _from_ini(tmp_path, {"server_settings": lines})
     assert dict(settings.server_settings) == {
         "timezone": "Europe/Paris", "work_mem": "16MB", "search_path": '"$user", public',
         "jit": "off", "application_name": "", "maintenance_work_mem": "64MB",
         "DateStyle": "ISO, MDY", "log_line_prefix": "%m [%p] # kept", "cluster_name": "it's",
-        "lc_messages": "C"}
+        "lc_messages": "C", "syslog_ident": "a\tbA'cqd'e", "log_timezone": "it's"}
     assert settings.source("server_settings") == "/p/pytest.ini"
     # `-o sqlfix_server_settings=...` gives one line as text
     assert dict(_from_ini(tmp_path, {"server_settings": "jit = on"}).server_settings) == {
@@ -259,6 +261,7 @@ def test_server_settings_as_ini_lines_are_the_toml_table(tmp_path):
     ("timezone = # UTC", "'timezone = # UTC' is not a `name = value` line"),
     ("timezone = 'UTC", '"timezone = \'UTC" is not a `name = value` line'),
     ("timezone = 'UTC' Paris", '"timezone = \'UTC\' Paris" is not a `name = value` line'),
+    (r"timezone = 'UTC\'", repr(r"timezone = 'UTC\'") + " is not a `name = value` line"),  # \' is no end
 ])
 def test_a_bad_server_settings_line_is_refused_naming_the_ini_file(tmp_path, line, words):
     with pytest.raises(ConfigError) as info:
