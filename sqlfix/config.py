@@ -17,7 +17,14 @@ from typing import Any
 
 from sqlfix.compiler.context import DEFAULT_NOW
 from sqlfix.compiler.seeds import random_seed
-from sqlfix.config_keys import INI_KEYS, INI_PREFIX, KNOWN_KEYS, OPTION_KEYS, TIMEOUT_KEYS
+from sqlfix.config_keys import (
+    INI_KEYS,
+    INI_LINE_KEYS,
+    INI_PREFIX,
+    KNOWN_KEYS,
+    OPTION_KEYS,
+    TIMEOUT_KEYS,
+)
 from sqlfix.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -84,10 +91,10 @@ def parse_seed(text: str) -> int | None:
     """An int seed, or None for `random`; a ValueError quotes the bad value."""
     if text.strip().lower() == "random":
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"seed must be a non-negative integer or 'random', not {text!r}") from None
+    digits = text.strip().removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):  # int() also takes '٣', '1_000', '+5'
+        raise ValueError(f"seed must be a non-negative integer or 'random', not {text!r}")
+    value = int(text)
     if value < 0:
         raise ValueError(f"seed must be a non-negative integer or 'random', not {text!r}")
     return value
@@ -197,14 +204,14 @@ def ini_values(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     """
     table: dict[str, Any] = {}
     for key, value in raw.items():
-        if value is None or value == "" or value == []:
+        # Unset: "" for a text option, [] for a line list. A TOML `[]` or `[9]` for a
+        # one-value key is passed on as it is: `[tool.sqlfix]` refuses it, and so do we.
+        if value is None or value == "" or (value == [] and key in INI_LINE_KEYS):
             continue
         if key == "schema":
             table[key] = value.split() if isinstance(value, str) else value
         elif key == "server_settings":
             table[key] = value if isinstance(value, dict) else _setting_lines(value, where)
-        elif isinstance(value, list) and key != "setup_command":
-            table[key] = " ".join(map(str, value))
         elif key in _BOOL_KEYS and isinstance(value, str):
             word = _unquoted(value).lower()
             if word not in _TRUE | _FALSE:
@@ -411,10 +418,12 @@ def _typed(
 
 
 def _seed(values: Mapping[str, Any], where: str) -> int | None:
-    """The seed from wherever it was set; None means pick a random one."""
+    """The seed from wherever it was set; None means pick a random one. `where`: the
+    place and the key's name there (`pytest.toml: sqlfix_seed`)."""
     value = values["seed"]
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"{where}: seed = {value!r} must be an integer or 'random'")
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # TOML's words
+        raise ConfigError(f"{where} = {shown} must be an integer or 'random'")
     try:
         return parse_seed(str(value))
     except ValueError as exc:
@@ -551,7 +560,7 @@ def load_settings(
 
 def _build(root: Path, got: _Collector) -> Settings:
     values, sources = got.values, dict(got.sources)
-    seed = _seed(values, sources["seed"]) if "seed" in values else 0
+    seed = _seed(values, got.where("seed")) if "seed" in values else 0
     if seed is None:
         seed = random_seed()
         sources["seed"] = f"random, from {sources['seed']}"

@@ -332,7 +332,14 @@ def test_native_toml_values_of_ini_options_are_read_as_tool_sqlfix_would_read_th
 
 
 @pytest.mark.parametrize(("raw", "words"), [
-    ({"seed": 1.5}, "/p/pytest.toml: seed = 1.5 must be an integer or 'random'"),
+    ({"seed": 1.5}, "/p/pytest.toml: sqlfix_seed = 1.5 must be an integer or 'random'"),
+    ({"seed": True}, "/p/pytest.toml: sqlfix_seed = true must be an integer or 'random'"),
+    # a TOML list for a one-value key: refused as in [tool.sqlfix], not joined into text
+    ({"seed": [9]}, "/p/pytest.toml: sqlfix_seed = [9] must be an integer or 'random'"),
+    ({"seed": []}, "/p/pytest.toml: sqlfix_seed = [] must be an integer or 'random'"),
+    ({"verify": []}, "/p/pytest.toml: sqlfix_verify: [] is not a boolean"),
+    ({"server_version": ["16"]}, "/p/pytest.toml: sqlfix_server_version"),
+    ({"dsn": ["host=x"]}, "/p/pytest.toml: sqlfix_dsn = ['host=x'] has the wrong type"),
     ({"allow_any_database": 1}, "/p/pytest.toml: sqlfix_allow_any_database = 1 has the wrong type"),
     ({"faker_locale": 5}, "/p/pytest.toml: sqlfix_faker_locale = 5 has the wrong type"),
     ({"verify": 2}, "/p/pytest.toml: sqlfix_verify: 2 is not a boolean"),
@@ -431,3 +438,19 @@ def test_settings_say_how_the_source_of_a_key_spells_it(tmp_path):
 def test_quotes_around_an_ini_value_are_not_part_of_it(tmp_path, key, text, value):
     """In pytest.ini quotes are text; written out of a TOML habit, they are dropped."""
     assert getattr(_from_ini(tmp_path, {key: text}), key) == value
+
+
+@pytest.mark.parametrize("text", ["٣", "1_000", "+5", " 7x", "-1", "", "0x10"])
+def test_a_seed_is_ascii_digits_or_random(text):
+    # int() takes Unicode digits, underscores and a sign: a seed copied from a log never has them
+    from sqlfix.config import parse_seed
+
+    with pytest.raises(ValueError, match="seed must be a non-negative integer or 'random'"):
+        parse_seed(text)
+
+
+@pytest.mark.parametrize(("text", "seed"), [("0", 0), (" 42 ", 42), ("RANDOM", None), (str(2**70), 2**70)])
+def test_a_seed_as_text(text, seed):
+    from sqlfix.config import parse_seed
+
+    assert parse_seed(text) == seed

@@ -859,7 +859,8 @@ def test_a_bad_value_given_with_o_is_named_as_pytest_o_not_the_file(shop):
 
 @pytest.mark.skipif(pytest.version_tuple < (9,), reason="pytest.toml is pytest 9's")
 @pytest.mark.parametrize(("value", "message"), [
-    ("1.5", "sqlfix_seed: seed = 1.5 must be an integer or 'random'"),
+    ("1.5", "sqlfix_seed = 1.5 must be an integer or 'random'"),
+    ("[9]", "sqlfix_seed = [9] must be an integer or 'random'"),
     ('"seven"', "sqlfix_seed: seed must be a non-negative integer or 'random', not 'seven'"),
 ])
 def test_a_bad_native_value_in_pytest_toml_names_the_file(shop, value, message):
@@ -868,7 +869,7 @@ def test_a_bad_native_value_in_pytest_toml_names_the_file(shop, value, message):
     shop.makepyfile("def test_db(sqlfix_conn): pass")
     result = shop.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: sqlfix: {shop.path / 'pytest.toml'}*"])
+    assert f"ERROR: sqlfix: {shop.path / 'pytest.toml'}: {message}" in result.stderr.str()
 
 
 def test_a_missing_schema_file_from_the_ini_option_names_the_ini_file(shop):
