@@ -35,8 +35,9 @@ def _shared_faker(locale: str) -> Any:
         return Faker(locale)
     except AttributeError as exc:  # Faker's way of saying "no such locale"
         raise LookupError(
-            f"faker_locale {locale!r} is not a Faker locale ({exc}); set [tool.sqlfix] "
-            "faker_locale to one such as 'en_US', 'de_DE' or 'fr_FR'") from None
+            f"faker_locale {locale!r} is not a Faker locale ({exc}); set faker_locale "
+            "([tool.sqlfix] faker_locale, or sqlfix_faker_locale in pytest's configuration) "
+            "to one such as 'en_US', 'de_DE' or 'fr_FR'") from None
 
 
 class SeededFaker:

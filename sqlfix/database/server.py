@@ -205,14 +205,14 @@ class EmbeddedServer:
         ident = _server_identity()
         runnable = runnable_by(original, ident.ids, _runtime_base())
         try:
-            template = _cached_cluster(runnable, original, root, ident, options.locale)
+            template = _cached_cluster(runnable, original, root, ident, options)
         except ServerError:
             # initdb from root's private copy of the binaries: a copy a tmp cleaner thinned
             # out fails every run alike. Made again once; a second failure is the real one.
             if runnable is original or not discard_copy(runnable, _runtime_base()):
                 raise
             runnable = runnable_by(original, ident.ids, _runtime_base())
-            template = _cached_cluster(runnable, original, root, ident, options.locale)
+            template = _cached_cluster(runnable, original, root, ident, options)
         schema_dir = None
         if schema_key is not None:
             schema_dir = root / f"schema-{template.name}-{digest(schema_key)}"
@@ -229,7 +229,7 @@ class EmbeddedServer:
                     raise
                 # pruned or replaced while we copied: build the schema again
                 shutil.rmtree(runtime.data, ignore_errors=True)
-                template = _cached_cluster(runnable, original, root, ident, options.locale)
+                template = _cached_cluster(runnable, original, root, ident, options)
                 _copy_cluster(template, runtime.data, ident)
             runtime.launch(runnable, options.postgres_settings(_PORT))
             for _ in range(2):  # the saved schema's cluster, then initdb's
@@ -243,7 +243,7 @@ class EmbeddedServer:
                     runtime.stop_server()
                     shutil.rmtree(runtime.data, ignore_errors=True)
                     shutil.rmtree(template, ignore_errors=True)
-                    template = _cached_cluster(runnable, original, root, ident, options.locale)
+                    template = _cached_cluster(runnable, original, root, ident, options)
                     _copy_cluster(template, runtime.data, ident)
                     runtime.launch(runnable, options.postgres_settings(_PORT))
             else:
@@ -580,9 +580,10 @@ def _cache_root(cache_dir: Path | None) -> Path:
 
 
 def _cached_cluster(
-    runnable: Binaries, original: Binaries, root: Path, ident: _Identity, locale: str
+    runnable: Binaries, original: Binaries, root: Path, ident: _Identity, options: ServerOptions
 ) -> Path:
     """The initdb'ed cluster with `sqlfix_test` in it, built on first use."""
+    locale = options.locale
     shown = re.sub(r"[^A-Za-z0-9_.@-]", "_", locale)
     key = (f"cluster-{_CLUSTER_FORMAT}-pg{original.version}-{shown}-"
            f"{digest(str(original.bindir) + chr(0) + locale)}")  # fmt: skip
@@ -596,11 +597,13 @@ def _cached_cluster(
     with open(root / f"{key}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         if not (final / "PG_VERSION").is_file():
-            _build_cluster(runnable, ident, final, locale)
+            _build_cluster(runnable, ident, final, options)
     return final
 
 
-def _build_cluster(binaries: Binaries, ident: _Identity, final: Path, locale: str) -> None:
+def _build_cluster(binaries: Binaries, ident: _Identity, final: Path, options: ServerOptions
+                   ) -> None:
+    locale = options.locale
     runtime = _Runtime(ident)  # built where the server user can write, then copied as us
     try:
         result = _run_as(ident, [
@@ -610,7 +613,7 @@ def _build_cluster(binaries: Binaries, ident: _Identity, final: Path, locale: st
         ], cwd=runtime.dir)  # fmt: skip
         if result.returncode != 0:
             raise ServerError(f"initdb failed:\n{result.stdout}{result.stderr}"
-                              + _locale_hint(locale, result.stderr))  # fmt: skip
+                              + _locale_hint(options, result.stderr))  # fmt: skip
         runtime.launch(binaries, ServerOptions().postgres_settings(_PORT))
         runtime.wait_ready("postgres")
         with psycopg.connect(runtime.dsn("postgres"), autocommit=True) as conn:
@@ -624,11 +627,12 @@ def _build_cluster(binaries: Binaries, ident: _Identity, final: Path, locale: st
         runtime.close()
 
 
-def _locale_hint(locale: str, stderr: str) -> str:
+def _locale_hint(options: ServerOptions, stderr: str) -> str:
     if "locale" not in stderr.lower():
         return ""
-    return (f"\n[tool.sqlfix] server_locale = {locale!r}: the machine has no such locale; "
-            "pick one that `locale -a` lists (e.g. \"C.UTF-8\"), or remove the key")  # fmt: skip
+    source = f" (from {options.locale_source})" if options.locale_source else ""
+    return (f"\n{options.locale_option} = {options.locale!r}{source}: the machine has no such "
+            "locale; pick one that `locale -a` lists (e.g. \"C.UTF-8\"), or remove the key")
 
 
 def _copy_cluster(template: Path, data: Path, ident: _Identity) -> None:

@@ -37,6 +37,8 @@ class ServerOptions:
     version_option: str = "server_version"  # how the version's source spells the key
     version_source: str = ""  # the file (or option) it came from, for error messages
     locale: str = DEFAULT_SERVER_LOCALE
+    locale_option: str = "server_locale"  # as for the version: named in its errors
+    locale_source: str = ""
     settings: Mapping[str, str] = field(default_factory=dict)
     port: int | None = None
 
@@ -54,6 +56,8 @@ def from_settings(settings: Settings) -> ServerOptions:
         version_option=settings.option("server_version"),
         version_source=settings.source("server_version"),
         locale=settings.server_locale,
+        locale_option=settings.option("server_locale"),
+        locale_source=settings.source("server_locale"),
         settings=dict(settings.server_settings),
         port=settings.server_port,
     )

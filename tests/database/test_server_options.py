@@ -66,6 +66,20 @@ def test_an_unknown_locale_says_which_key_and_what_to_do(pg: Binaries, tmp_path:
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no half-built cluster kept
 
 
+def test_an_unknown_locale_from_an_ini_file_names_that_file(pg: Binaries, tmp_path: Path) -> None:
+    from sqlfix.config import ini_values, load_settings
+    from sqlfix.database.server_options import from_settings
+
+    ini = tmp_path / "sub" / "pytest.ini"
+    settings = load_settings(tmp_path, ini=ini_values({"server_locale": "klingon"}, str(ini)),
+                             ini_file=str(ini))
+    with pytest.raises(ServerError) as info:
+        EmbeddedServer.start(pg, cache_dir=tmp_path / "cache", options=from_settings(settings))
+    assert (f"sqlfix_server_locale = 'klingon' (from {ini}): the machine has no such locale"
+            in str(info.value))
+    assert "[tool.sqlfix]" not in str(info.value)
+
+
 def test_settings_are_applied_after_sqlfixs_own(start) -> None:
     server = start(settings={"work_mem": "7MB", "jit": "on", "timezone": "Europe/Paris"})
     assert _one(server.dsn, "SHOW work_mem") == "7MB"
