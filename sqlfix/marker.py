@@ -11,6 +11,7 @@ gets a `SqlfixDeprecationWarning` and loads nothing (docs/getting-started.md,
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path, PurePath
 
@@ -71,9 +72,26 @@ def uses(*names: str, commit: bool | None = None) -> pytest.MarkDecorator:
     if commit is None:
         if not names:
             raise TypeError("uses() needs at least one fixture file, e.g. uses('users.sql')")
-        return pytest.mark.sqlfix.with_args(*validate_names(names))
-    return pytest.mark.sqlfix.with_args(
+        return _sqlfix_mark().with_args(*validate_names(names))
+    return _sqlfix_mark().with_args(
         *validate_names(names), commit=_check_commit(commit, "uses()"))
+
+
+def _sqlfix_mark() -> pytest.MarkDecorator:
+    """`pytest.mark.sqlfix`, also when the plugin is off (`-p no:sqlfix`) and the mark is
+    not registered. pytest's unknown-mark check is for typos in mark names, and `@uses`
+    makes no typo: under `-W error` or `--strict-markers` it would stop the collection of
+    the whole module, its tests without a database too. A test that needs sqlfix's
+    fixtures still fails on them (`fixture 'sqlfix_conn' not found`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+        try:
+            mark: pytest.MarkDecorator = getattr(pytest.mark, MARKER)
+            return mark
+        except pytest.fail.Exception:  # --strict-markers, the plugin off
+            # What pytest.mark.<name> itself returns, without the check (pytest >= 6.2).
+            return pytest.MarkDecorator(pytest.Mark(MARKER, (), {}, _ispytest=True),
+                                        _ispytest=True)
 
 
 def _mark_on(item: pytest.Item) -> str:

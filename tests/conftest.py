@@ -55,7 +55,7 @@ def initdb_cluster() -> Path | None:
         original = find_binaries(unpack_dir=root)
         ident = server._server_identity()
         runnable = runnable_by(original, ident.ids, server._runtime_base())
-        return server._cached_cluster(runnable, original, root, ident, ServerOptions().locale)
+        return server._cached_cluster(runnable, original, root, ident, ServerOptions())
     except (SqlfixError, OSError):
         return None
 

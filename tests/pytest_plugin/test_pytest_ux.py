@@ -139,6 +139,35 @@ def test_bad_arguments_to_the_mark_fail_that_test_with_the_reason(shop):
     assert "Traceback" not in result.stdout.str() and "marker.py" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("strict", [("-W", "error::pytest.PytestUnknownMarkWarning"),
+                                    ("--strict-markers",)], ids=["W-error", "strict-markers"])
+def test_uses_with_the_plugin_off_keeps_the_modules_other_tests(shop, strict):
+    # -p no:sqlfix: the mark is not registered, and pytest's "unknown mark" check (a
+    # warning, an error under -W error or --strict-markers) would stop the module's
+    # collection. @uses is no typo: the module's tests run; one that needs sqlfix's
+    # fixtures fails on them, as it should with sqlfix off.
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses("users.sql")
+        def test_marked():
+            pass
+
+        def test_plain():
+            pass
+
+        @uses("users.sql")
+        def test_needs_the_connection(sqlfix_conn):
+            pass
+        """
+    )
+    result = shop.runpytest_subprocess("-p", "no:sqlfix", *strict, *NO_RANDOM)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'sqlfix_conn' not found*"])
+    assert "PytestUnknownMarkWarning" not in result.stdout.str()
+
+
 def test_the_sqlfix_mark_is_listed(shop):
     result = shop.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.sqlfix(*fixture_files*): load these .sql fixtures*"])
