@@ -107,14 +107,18 @@ def connect(dsn: str, lock_timeout: int = 0, statement_timeout: int = 0) -> Sqlf
             application_name=APP_NAME)
         conn._sqlfix_owned = True
         return conn
-    except psycopg.errors.ConnectionTimeout as exc:
-        raise DatabaseError(f"cannot connect to the test database: {no_answer(dsn)}") from exc
     except psycopg.OperationalError as exc:
-        raise DatabaseError(
-            f"cannot connect to the test database ({exc}). Check the DSN "
+        raise DatabaseError(cannot_connect(dsn, exc)) from exc
+
+
+def cannot_connect(dsn: str, exc: psycopg.OperationalError) -> str:
+    """What to say when a connection to the test database failed: a timeout in
+    `no_answer`'s words, else libpq's reason and where the DSN is set."""
+    if isinstance(exc, psycopg.errors.ConnectionTimeout):
+        return f"cannot connect to the test database: {no_answer(dsn)}"
+    return (f"cannot connect to the test database ({str(exc).strip()}). Check the DSN "
             "(the DSN option, SQLFIX_DSN or [tool.sqlfix] dsn), or leave it unset and "
-            "sqlfix starts its own PostgreSQL"
-        ) from exc
+            "sqlfix starts its own PostgreSQL")
 
 
 def check_safe(conn: psycopg.Connection[Any], allow_any_database: bool) -> None:

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlfix.database.schema import no_answer, unsafe_database, with_connect_timeout
+from sqlfix.database.schema import cannot_connect, unsafe_database, with_connect_timeout
 from sqlfix.errors import DatabaseError
 
 _MAINTENANCE = ("postgres", "template1")  # where CREATE/DROP DATABASE run from
@@ -80,15 +80,16 @@ def refuse_unclonable(dsn: str, allow_any_database: bool) -> str | None:
     the user name), a user without CREATEDB, or a database the user may not copy
     (PostgreSQL copies a database for its owner or a superuser, or one marked
     IS_TEMPLATE), or clones another run's workers are testing in. Returns
-    `schema.no_answer`'s words when the server did not answer in time (the workers need
-    not wait for it again), else None; any other failure to connect is the workers' to
-    report."""
+    `schema.cannot_connect`'s words when the controller could not connect (refused, no
+    answer in time, an unknown role or database): each worker would meet the same, and
+    says these words at its first database test, without trying (or waiting) again.
+    Else None; any other failure is the workers' to report."""
     try:
         with psycopg.connect(with_connect_timeout(dsn), autocommit=True) as conn:
             row = conn.execute(_CAN_CLONE).fetchone()
             busy = conn.execute(_BUSY_CLONE, [CLONE_COMMENT + row[0]]).fetchone() if row else None
-    except psycopg.errors.ConnectionTimeout:
-        return no_answer(dsn)
+    except psycopg.OperationalError as exc:
+        return cannot_connect(dsn, exc)
     except psycopg.Error:
         return None
     if row is None:  # the user's role is not in pg_roles: let the workers meet what it is

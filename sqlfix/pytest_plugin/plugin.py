@@ -70,7 +70,7 @@ ESCAPE_KEY = pytest.StashKey[str]()  # an escape found after a test that failed 
 COMMITTED_CONN_KEY = pytest.StashKey["SqlfixConnection"]()  # a committed test's, while it runs
 USED_KEY = pytest.StashKey[bool]()  # the test ran with sqlfix: its failure report shows the seed
 FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference state
-NO_ANSWER_KEY = pytest.StashKey[str]()  # the DSN's server did not answer the xdist controller
+NO_ANSWER_KEY = pytest.StashKey[str]()  # the xdist controller could not connect: why
 HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
 KEEP_LOG_KEY = pytest.StashKey[bool]()  # a sqlfix test failed: keep the server's log
 CACHE_WARNED_KEY = pytest.StashKey[bool]()  # said once that its cache folder cannot be made
@@ -297,7 +297,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings_of(config)
         if controller and settings.dsn and _xdist_workers(config):
             silent = _refuse_unsafe_dsn_once(settings.dsn, settings.allow_any_database)
-            if silent is not None:  # no answer: the workers say so at once, without waiting
+            if silent is not None:  # no connection: the workers say so at once, no waiting
                 config.stash[NO_ANSWER_KEY] = silent
             else:
                 _refuse_busy_dsn_once(settings.dsn)
@@ -344,7 +344,8 @@ def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> str | None:
     """The DSN's database, checked once on the xdist controller (exit 4), not by each
     worker as it clones it (a failure per worker, exit 3): its name, from the DSN's
     text and then as the server reads it, and the user's right to copy it
-    (`workers.refuse_unclonable`). Returns the words for a server that did not answer."""
+    (`workers.refuse_unclonable`). Returns why the controller could not connect with
+    the DSN (or read it), for the workers to say; else None."""
     from psycopg.conninfo import conninfo_to_dict
 
     from sqlfix.database.schema import unsafe_database
@@ -353,8 +354,8 @@ def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> str | None:
 
     try:
         name = conninfo_to_dict(dsn).get("dbname")
-    except Exception:  # noqa: BLE001  # a bad DSN: the workers say what is wrong with it
-        return None
+    except Exception as exc:  # noqa: BLE001  # a DSN libpq cannot read: as without -n
+        return str(exc).strip() or type(exc).__name__
     why = unsafe_database(str(name), allow_any_database) if name else None
     if why:
         raise pytest.UsageError(f"sqlfix: {why}")
@@ -497,8 +498,8 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
     try:
         silent = workerinput.get("sqlfix_no_answer")
-        if silent is not None:  # the controller waited for the server already
-            raise DatabaseError(f"cannot connect to the test database: {silent}")
+        if silent is not None:  # the controller could not connect (or waited) already
+            raise DatabaseError(silent)
         session.start()
         _remember_seed(pytestconfig, settings.seed)  # its tests reach the database
         for note in session.start_notes:  # a killed run's sequences put back
