@@ -125,12 +125,23 @@ _CLIENT_REFUSALS = (
     "invalid connection option",
     "invalid sslmode", "invalid gssencmode", "invalid target_session_attrs",
     "invalid channel_binding", "invalid require_auth", "invalid load_balance_hosts",
+    "sslnegotiation",
+)
+# The server's refusals of parameters the client's startup packet set (PGOPTIONS, PGTZ,
+# PGDATESTYLE, PGCLIENTENCODING, PGGEQO): a FATAL, but from the client's settings too,
+# once the log says the server is ready (its own bad settings stop it before that).
+_STARTUP_REFUSALS = (
+    "invalid value for parameter", "unrecognized configuration parameter",
+    "invalid command-line argument", "cannot be changed",
 )
 
 
 def _client_side(refused: str) -> bool:
-    """True for a refusal libpq made itself (see _CLIENT_REFUSALS): never a server's."""
-    return "FATAL:" not in refused and any(words in refused for words in _CLIENT_REFUSALS)
+    """True for a refusal the client's settings caused (see _CLIENT_REFUSALS and
+    _STARTUP_REFUSALS): libpq's own, or the server's of a parameter the client sent."""
+    if "FATAL:" in refused:
+        return any(words in refused for words in _STARTUP_REFUSALS)
+    return any(words in refused for words in _CLIENT_REFUSALS)
 
 
 def _client_refused(refused: str) -> str:
@@ -140,10 +151,12 @@ def _client_refused(refused: str) -> str:
     names = sorted(k for k in os.environ if k.startswith("PG"))
     which = (f"; libpq read these from the environment: {', '.join(names)}" if names
              else "")
-    return (f"the embedded PostgreSQL is ready, but sqlfix's connection to it was refused on "
-            f"the client's side: {refused}{which}. Unset the variable that asks for something "
-            "a local test server does not offer (channel binding, an authentication method, a "
-            "service, a standby), or give the tests a DSN of your own")
+    return (f"the embedded PostgreSQL is ready, but sqlfix's connection to it was refused "
+            f"for the client's settings: {refused}{which}. Unset the variable that asks for "
+            "something a local test server does not offer (channel binding, an authentication "
+            "method, a service, a standby) or sets a parameter the server refuses "
+            "(PGOPTIONS, PGTZ, PGDATESTYLE, PGCLIENTENCODING), or give the tests a DSN of your "
+            "own")
 
 
 class EmbeddedServer:

@@ -416,6 +416,13 @@ def test_a_cache_dir_that_is_a_file_is_named_with_its_source(
 @pytest.mark.parametrize(("variable", "value", "words"), [
     ("PGCHANNELBINDING", "require", "channel binding required"),
     ("PGSERVICE", "sqlfix_no_such_service", 'definition of service "sqlfix_no_such_service"'),
+    # parameters the client's startup packet sets, refused by the server (a FATAL)
+    ("PGTZ", "Mars/Olympus", 'invalid value for parameter "TimeZone": "Mars/Olympus"'),
+    ("PGOPTIONS", "-c work_mem=bogus", 'invalid value for parameter "work_mem": "bogus"'),
+    ("PGOPTIONS", "-c sqlfix_no_such=1", 'unrecognized configuration parameter "sqlfix_no_such"'),
+    ("PGDATESTYLE", "Klingon", 'invalid value for parameter "DateStyle"'),
+    pytest.param("PGSSLNEGOTIATION", "direct", "sslnegotiation=direct", marks=pytest.mark.skipif(
+        psycopg.pq.version() < 170000, reason="libpq 17 reads PGSSLNEGOTIATION")),
 ])
 def test_a_pg_variable_that_refuses_every_connection_is_named_at_once(
     pg_binaries: Binaries, cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
@@ -427,5 +434,5 @@ def test_a_pg_variable_that_refuses_every_connection_is_named_at_once(
         EmbeddedServer.start(pg_binaries, cache_dir=cache_dir)
     said = str(info.value)
     assert said.startswith("the embedded PostgreSQL is ready, but sqlfix's connection to it "
-                           "was refused on the client's side")
+                           "was refused for the client's settings")
     assert words in said and f"libpq read these from the environment: {variable}" in said
