@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -203,8 +205,14 @@ class EmbeddedServer:
         options = options if options is not None else ServerOptions()
         try:
             return cls._start(binaries, cache_dir, options, schema_key, rebuild)
+        except ServerError as exc:
+            if "No space left on device" not in str(exc):  # initdb's or postgres's words
+                raise
+            raise ServerError(
+                f"could not start the embedded PostgreSQL: {_why(exc, cache_dir)}") from exc
         except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
-            raise ServerError(f"could not start the embedded PostgreSQL: {exc}") from exc
+            raise ServerError(
+                f"could not start the embedded PostgreSQL: {_why(exc, cache_dir)}") from exc
 
     @classmethod
     def _start(
@@ -554,37 +562,114 @@ def _run_as(ident: _Identity, args: list[str], cwd: Path) -> subprocess.Complete
 
 
 def _runtime_base() -> Path:
-    """/dev/shm when usable (copy and start are ~5x faster there), else the temp dir."""
+    """/dev/shm when usable (copy and start are ~5x faster there), else the temp dir, else
+    /tmp: the first the server's user can reach (see `_reachable`)."""
     shm = Path("/dev/shm")
     with contextlib.suppress(OSError):
         usage = shutil.disk_usage(shm)
         if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) and usage.free > _MIN_SHM_FREE:
             return shm
-    return Path(tempfile.gettempdir())
+    temp = Path(tempfile.gettempdir())
+    with contextlib.suppress(ServerError):  # no user to run as: start() says so itself
+        if temp != Path("/tmp") and not _reachable(temp, _server_identity()):
+            return Path("/tmp")
+    return temp
 
 
 def _make_runtime_dir(ident: _Identity) -> Path:
     # "sqlfix-XXXXXXXX/.s.PGSQL.5432" is 30 bytes: keep the base short for sun_path.
     bases = [_runtime_base(), Path(tempfile.gettempdir()), Path("/tmp")]
-    usable = [b for b in bases if len(os.fsencode(b)) + 30 <= _MAX_SOCKET_PATH]
+    usable = [b for b in bases if len(os.fsencode(b)) + 30 <= _MAX_SOCKET_PATH
+              and _reachable(b, ident)]
     if not usable:
-        raise ServerError(f"no temp dir short enough for a unix socket path; tried {bases}")
+        raise ServerError(f"no temp dir short enough for a unix socket path and open to the "
+                          f"server's user; tried {bases}")
     path = Path(tempfile.mkdtemp(prefix="sqlfix-", dir=usable[0]))
     ident.chown(path)  # mkdtemp makes it 0700 for us; the server must create files in it
     return path
 
 
+def _reachable(folder: Path, ident: _Identity) -> bool:
+    """Whether the server's user may pass through every folder down to `folder`: as root,
+    a TMPDIR inside a 0700 folder (a venv's, a test's) is not, and initdb would fail
+    with "Permission denied". By mode bits (ACLs aside); the user has no other groups."""
+    if ident.uid is None:
+        return True
+    try:
+        for part in (folder, *folder.parents):
+            st = part.stat()
+            bit = (stat.S_IXUSR if st.st_uid == ident.uid
+                   else stat.S_IXGRP if st.st_gid == ident.gid else stat.S_IXOTH)
+            if not st.st_mode & bit:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _cache_place(cache_dir: Path | None) -> tuple[Path, str]:
+    """The cache directory and where that came from (for messages)."""
+    if cache_dir is not None:
+        return Path(cache_dir), "the cache_dir given"
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR]).expanduser(), f"${ENV_CACHE_DIR}"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "sqlfix", ("$XDG_CACHE_HOME" if os.path.isabs(xdg)
+                             else "the default, ~/.cache/sqlfix")
+
+
+_MAX_SHOWN = 2000  # characters of an error's text: a copy's error may list 1,000 files
+
+
+def _why(exc: BaseException, cache_dir: Path | None) -> str:
+    """`exc` in words: a full disk or a folder sqlfix may not write named, with what to
+    do (shutil and cp list every file that failed: hundreds of lines of the same)."""
+    text = str(exc)
+    code = getattr(exc, "errno", None)
+    root, source = _cache_place(cache_dir)
+    runtime = _runtime_base()
+    folder = (f"the folder the server runs in, {runtime} (/dev/shm when it has 256 MB free, "
+              "else the temporary directory, TMPDIR)")
+    cache = f"sqlfix's cache directory {root} (from {source})"
+    if code == errno.ENOSPC or "No space left on device" in text:
+        # The text names the copy's source and target alike: the place left without
+        # room (partial copies are removed by now) is the one that filled up.
+        short = [what for what, path in ((cache, root), (folder, runtime)) if _short_of_space(path)]
+        if len(short) == 1 and short[0] == cache:
+            return (f"no space left on the device of {cache}: free space there, or point "
+                    f"{ENV_CACHE_DIR} at a directory with room (about 40 MB per PostgreSQL "
+                    "version and saved schema)")
+        if len(short) == 1:
+            return (f"no space left on the device of {folder}: free space there, or set "
+                    "TMPDIR to a folder with room (about 40 MB a server)")
+        return (f"no space left on a device sqlfix writes to: {cache} or {folder}; free "
+                f"space, or move them ({ENV_CACHE_DIR}, TMPDIR). The error: "
+                f"{text[:_MAX_SHOWN]}")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS) and str(root) in str(
+            getattr(exc, "filename", "") or ""):
+        return (f"cannot write in {cache}: {getattr(exc, 'strerror', text)}; point "
+                f"{ENV_CACHE_DIR} at a directory sqlfix may create and write")
+    return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}... ({len(text)} characters)"
+
+
+_ROOM = 64 * 1024 * 1024  # a cluster is 35-40 MB: less free than this cannot hold a copy
+
+
+def _short_of_space(path: Path) -> bool:
+    """Whether the file system `path` is on (or would be, once made) has no room left."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free < _ROOM
+            except OSError:
+                return False
+    return False
+
+
 def _cache_root(cache_dir: Path | None) -> Path:
     """The cache directory; ServerError naming where it came from if it is not one."""
-    if cache_dir is not None:
-        root, source = Path(cache_dir), "the cache_dir given"
-    elif os.environ.get(ENV_CACHE_DIR):
-        root, source = Path(os.environ[ENV_CACHE_DIR]).expanduser(), f"${ENV_CACHE_DIR}"
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME", "")
-        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-        root, source = base / "sqlfix", ("$XDG_CACHE_HOME" if os.path.isabs(xdg)
-                                          else "the default, ~/.cache/sqlfix")
+    root, source = _cache_place(cache_dir)
     if root.exists() and not root.is_dir():
         raise ServerError(
             f"sqlfix's cache directory {str(root)!r} (from {source}) exists but is not a "
