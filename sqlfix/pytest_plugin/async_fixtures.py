@@ -1,9 +1,10 @@
-"""Async fixtures: `sqlfix_aconn`, `sqlfix_async_engine`, `sqlfix_async_session`.
+"""Async fixtures' bodies: `sqlfix_aconn`, `sqlfix_async_engine`, `sqlfix_async_session`.
 
-All three are plain (sync) pytest fixtures around the test's own transaction
-(see `sqlfix.database.aboundary`): they work under pytest-asyncio in strict
-and auto mode and under anyio's plugin (asyncio backend; psycopg has no trio
-support), whatever event loop each test runs on.
+Declared in the plugin's entry module (`plugin.py`), which imports this module when
+one of them is first set up. All three are plain (sync) pytest fixtures around the
+test's own transaction (see `sqlfix.database.aboundary`): they work under
+pytest-asyncio in strict and auto mode and under anyio's plugin (asyncio backend;
+psycopg has no trio support), whatever event loop each test runs on.
 """
 
 from __future__ import annotations
@@ -84,13 +85,8 @@ def _run_privately(coro: Coroutine[Any, Any, T]) -> T:
                 "argument instead.", pytrace=False)
 
 
-@pytest.fixture
-def sqlfix_aconn(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[AsyncSqlfixConnection]:
-    """The test's `psycopg.AsyncConnection`, inside its rollback boundary, fixtures loaded.
-
-    `await conn.commit()` / `rollback()` work on savepoints as on `sqlfix_conn`;
-    escapes are detected and sequences reset the same way. Usable from any event loop.
-    """
+def aconn(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[AsyncSqlfixConnection]:
+    """The body of `sqlfix_aconn`: the test's connection as an AsyncConnection."""
     refuse_mixing(request, sqlfix, "sqlfix_aconn", is_async=True)
     from sqlfix.database.aboundary import AsyncFrontEnd
 
@@ -113,15 +109,10 @@ def _sqlalchemy_async() -> Any:
                     pytrace=False)
 
 
-@pytest.fixture
-def sqlfix_async_engine(
+def async_engine(
     request: pytest.FixtureRequest, sqlfix: Sqlfix, sqlfix_aconn: AsyncSqlfixConnection
 ) -> Iterator[AsyncEngine]:
-    """An AsyncEngine whose every connection is the test's async connection.
-
-    Its transactions are savepoints nested in the test's transaction: an
-    `AsyncSession(engine)` of the code under test may commit; the test's end undoes it.
-    """
+    """The body of `sqlfix_async_engine`: an AsyncEngine on the test's async connection."""
     from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
     from sqlfix.pytest_plugin.sqla import savepoint_transactions
 
@@ -142,12 +133,10 @@ def sqlfix_async_engine(
     # No dispose(): it would close the session's shared connection.
 
 
-@pytest.fixture
-def sqlfix_async_session(
+def async_session(
     request: pytest.FixtureRequest, sqlfix: Sqlfix, sqlfix_async_engine: AsyncEngine
 ) -> Iterator[AsyncSession]:
-    """An AsyncSession joined to the test's transaction (`join_transaction_mode=
-    "create_savepoint"`): `await session.commit()` leaves nothing behind."""
+    """The body of `sqlfix_async_session`: an AsyncSession joined to the test's transaction."""
     sa_async = _sqlalchemy_async()
     seed_factory_boy(sqlfix, request.node.nodeid)
 

@@ -1,66 +1,48 @@
-"""The pytest plugin: options, the `uses` marker, the `sqlfix` and `sqlfix_conn` fixtures.
+"""The pytest plugin's entry point: options, ini keys, the `sqlfix` mark, hooks, fixtures.
 
 Per test: begin a transaction, load the test's fixtures, mark a savepoint, run
 the test, check the boundary held, roll back (always).
 
-Every pytest run of a project with sqlfix installed loads this module, so it
-imports only what registration needs: option names (`sqlfix.config_keys`), the
-marker, hooks and fixtures. The configuration (`sqlfix.config`, tomllib, the
-compiler) is read once a collected test needs sqlfix, or at configure time when a
-`--sqlfix-*` option is given or pytest-xdist distributes; the database side
-(psycopg, Jinja, the server) is imported by the first test that uses sqlfix.
-Per test, a test without sqlfix costs nothing: `_sqlfix_uses` is no autouse fixture
-but is added to the marked tests at collection, and the run's hook wrappers
-(`_RunHooks`) are registered only when the run has a sqlfix test.
-tests/pytest_plugin/test_startup.py holds that; docs/architecture.md has the figures.
+Every pytest run of a project with sqlfix installed loads this module, so it holds
+only the registrations: option names (`sqlfix.config_keys`), the mark's names, the
+hooks that run once per run, and fixtures whose bodies are imported on first use
+(`runtime.py`, `async_fixtures.py`, `sqla.py`). pytest rewrites the asserts of every
+module of sqlfix's distribution and reads them back from its own `.pyc` files at a
+cost per byte of code, so what this module does not import a run without a sqlfix
+test does not pay for. The configuration (`sqlfix.config`, tomllib, the compiler) is
+read once a collected test needs sqlfix, or at configure time when a `--sqlfix-*`
+option is given or pytest-xdist distributes; the database side (psycopg, Jinja, the
+server) is imported by the first test that uses sqlfix. Per test, a test without
+sqlfix costs nothing: `_sqlfix_uses` is no autouse fixture but is added to the marked
+tests at collection, and the run's hook wrappers (`runtime.RunHooks`) are registered
+only when the run has a sqlfix test. tests/pytest_plugin/test_startup.py holds that;
+docs/architecture.md has the figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
 import sys
-import warnings
-from collections.abc import Generator, Iterator
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from sqlfix import docs_url
 from sqlfix.config_keys import INI_KEYS, INI_LINE_KEYS, INI_PREFIX, OPTION_KEYS, TIMEOUT_KEYS
-from sqlfix.marker import (
-    LEGACY_MARKER,
-    MARKER,
-    MARKER_HELP,
-    commit_requested,
-    legacy_warning,
-    requested_names,
-)
-from sqlfix.pytest_plugin.async_fixtures import (
-    refuse_mixing,
-    sqlfix_aconn,
-    sqlfix_async_engine,
-    sqlfix_async_session,
-)
-from sqlfix.pytest_plugin.sqla import sqlfix_sqla_engine, sqlfix_sqla_session
-from sqlfix.pytest_plugin.stop import Controller as StopController
-from sqlfix.pytest_plugin.stop import stop_run
+from sqlfix.marker import LEGACY_MARKER, MARKER, MARKER_HELP, legacy_warning
 
 if TYPE_CHECKING:
-    from sqlfix.config import Settings
-    from sqlfix.database.boundary import Boundary, SqlfixConnection
-    from sqlfix.database.session import DatabaseSession
-    from sqlfix.database.verify import Fingerprint
-    from sqlfix.pytest_plugin.handle import Sqlfix
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.orm import Session
 
-__all__ = [  # fixtures re-exported for pytest
-    "sqlfix_aconn", "sqlfix_async_engine", "sqlfix_async_session", "sqlfix_dsn",
-    "sqlfix_sqla_engine", "sqlfix_sqla_session",
-]
+    from sqlfix.config import Settings
+    from sqlfix.database.aboundary import AsyncSqlfixConnection
+    from sqlfix.database.boundary import Boundary, SqlfixConnection  # noqa: F401 (stash keys)
+    from sqlfix.database.session import DatabaseSession
+    from sqlfix.database.verify import Fingerprint  # noqa: F401 (a stash key's type)
+    from sqlfix.pytest_plugin.handle import Sqlfix
 
 SETTINGS_KEY = pytest.StashKey["Settings"]()  # read on first need: settings_of()
 LATE_HEADER_KEY = pytest.StashKey[bool]()  # read after collection: the header comes then
@@ -164,89 +146,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(INI_PREFIX + key, what)
 
 
-def _settings(config: pytest.Config) -> Settings:
-    from sqlfix.config import check_ini_names, ini_values, load_settings, pytest_file_options
-    from sqlfix.pytest_plugin.ini import raw_ini
-
-    fixtures = config.getoption("sqlfix_fixtures")
-    if fixtures is not None:
-        fixtures = str(config.invocation_params.dir / Path(fixtures))
-    seed = config.getoption("sqlfix_seed")
-    cli = {
-        "dsn": config.getoption("sqlfix_dsn"),
-        "seed": _last_seed(config) if seed == "last" else seed,
-        "fixtures_dir": fixtures,
-        **{key: config.getoption(f"sqlfix_{key}") for key in OPTION_KEYS},
-    }
-    where = str(config.inipath) if config.inipath is not None else "pytest -o"
-    # `-o sqlfix_<key>=...` values: an error in one names the option, not the file
-    given = [entry.split("=", 1)[0].strip() for entry in config.getoption("override_ini") or ()]
-    check_ini_names(given, "pytest -o")
-    overridden = frozenset(name[len(INI_PREFIX):] for name in given if name.startswith(INI_PREFIX))
-    if config.inipath is not None:
-        check_ini_names(pytest_file_options(config.inipath), where)
-    raw = raw_ini(config)
-    ini = {**ini_values({k: v for k, v in raw.items() if k not in overridden}, where),
-           **ini_values({k: v for k, v in raw.items() if k in overridden}, "pytest -o")}
-    settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where,
-                             ini_overridden=overridden)
-    if seed == "last":
-        sources = {**settings.sources, "seed": "option --sqlfix-seed=last, the previous run's"}
-        settings = replace(settings, sources=sources)
-    return settings
-
-
-def _last_seed(config: pytest.Config) -> str:
-    cache = getattr(config, "cache", None)
-    if cache is None:
-        raise pytest.UsageError("sqlfix: --sqlfix-seed=last reads pytest's cache, which is "
-                                "off (-p no:cacheprovider); give the seed as a number")
-    seed = cache.get(SEED_CACHE_KEY, None)  # None too for a file that is not JSON
-    where = cache._getvaluepath(SEED_CACHE_KEY)  # pytest's cache: <cachedir>/v/sqlfix/seed
-    if seed is None and not where.exists():
-        raise pytest.UsageError(f"sqlfix: --sqlfix-seed=last: no previous run's seed in pytest's "
-                                f"cache ({cache._cachedir}); run once first, or give the seed "
-                                "as a number")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        shown = "unreadable" if seed is None else f"{seed!r}, not a seed"
-        raise pytest.UsageError(f"sqlfix: --sqlfix-seed=last: the seed stored in {where} is "
-                                f"{shown}; delete that file, or "
-                                "give the seed as a number")
-    return str(seed)
-
-
 def settings_of(config: pytest.Config) -> Settings:
     """The run's settings, read on first need and kept; raises pytest.UsageError if bad."""
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is not None:
         return settings
-    from sqlfix.errors import SqlfixError
+    from sqlfix.pytest_plugin.runtime import read_settings
 
-    try:
-        settings = _worker_settings(config, _settings(config))
-    except SqlfixError as exc:
-        raise pytest.UsageError(f"sqlfix: {exc}") from None
-    config.stash[SETTINGS_KEY] = settings
-    return settings
+    return read_settings(config)
 
 
-def _remember_seed(config: pytest.Config, seed: int) -> None:
-    """The seed for `--sqlfix-seed=last`, in pytest's cache: stored by a run whose tests
-    reached the database (on each pytest-xdist worker: the controller's seed), not by
-    `--collect-only`, `--fixtures` or a selection without sqlfix tests."""
-    cache = getattr(config, "cache", None)
-    if cache is not None:
-        cache.set(SEED_CACHE_KEY, seed)
-
-
-def _asked_for(config: pytest.Config) -> bool:
+def asked_for(config: pytest.Config) -> bool:
     """A `--sqlfix-*` option on the command line: read (and check) the configuration now."""
     names = ("sqlfix_dsn", "sqlfix_seed", "sqlfix_fixtures", *(f"sqlfix_{k}" for k in OPTION_KEYS))
     return any(config.getoption(name) is not None for name in names) or bool(
         config.getoption("sqlfix_report") or config.getoption("sqlfix_rebuild"))
 
 
-def _xdist_workers(config: pytest.Config) -> int:
+def xdist_workers(config: pytest.Config) -> int:
     """How many pytest-xdist workers this controller starts (0: not distributing)."""
     if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
         return 0
@@ -269,100 +186,20 @@ class _XdistSeed:
             node.workerinput["sqlfix_no_answer"] = silent
 
 
-def _worker_settings(config: pytest.Config, settings: Settings) -> Settings:
-    """A pytest-xdist worker uses the controller's seed (`random` would differ per worker)."""
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is None:
-        return settings
-    if "sqlfix_seed" not in workerinput:
-        return settings
-    sources = {**settings.sources, "seed": "the pytest-xdist controller"}
-    return replace(settings, seed=int(workerinput["sqlfix_seed"]), sources=sources)
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    controller = not hasattr(config, "workerinput")
-    if config.pluginmanager.hasplugin("xdist") and controller:
+    workers = xdist_workers(config)
+    if workers:  # the controller of workers (xdist starts them on the same condition)
+        from sqlfix.pytest_plugin.stop import Controller as StopController
+
         config.pluginmanager.register(_XdistSeed(config), "sqlfix-xdist-seed")
         config.pluginmanager.register(StopController(), "sqlfix-xdist-stop")
-    if config.getoption("sqlfix_report") and controller:
-        from sqlfix.pytest_plugin.report import LoadReport
+    # The rest (runtime.configure) when an option asks for sqlfix or pytest-xdist
+    # distributes; else the configuration waits for a collected sqlfix test.
+    if workers or asked_for(config):
+        from sqlfix.pytest_plugin.runtime import configure
 
-        config.pluginmanager.register(LoadReport(), "sqlfix-report")
-    # Else the configuration waits for a collected sqlfix test (pytest_collection_modifyitems):
-    # an xdist controller collects nothing, and an option given is meant to be used.
-    # (A DSN with pytest-xdist: each worker clones the database, see database/workers.py.)
-    if _asked_for(config) or _xdist_workers(config):
-        settings = settings_of(config)
-        if controller and settings.dsn and _xdist_workers(config):
-            silent = _refuse_unsafe_dsn_once(settings.dsn, settings.allow_any_database)
-            if silent is not None:  # no connection: the workers say so at once, no waiting
-                config.stash[NO_ANSWER_KEY] = silent
-            else:
-                _refuse_busy_dsn_once(settings.dsn)
-                config.add_cleanup(
-                    lambda: _drop_clones_left(settings.dsn, _xdist_workers(config)))
-        if controller and not settings.dsn and settings.server_port is not None \
-                and _xdist_workers(config) > 1:
-            # Each worker starts its own embedded server; one of them gets the port.
-            raise pytest.UsageError(
-                f"sqlfix: server_port = {settings.server_port} (from "
-                f"{settings.source('server_port')}) with {_xdist_workers(config)} pytest-xdist "
-                "workers: each worker starts its own embedded PostgreSQL, and only one can "
-                "listen on that port. Run with -n 0 or -n 1 when a tool needs the port, or "
-                "remove server_port (the tests reach each worker's server by sqlfix_dsn)")
-
-
-def _refuse_busy_dsn_once(dsn: str) -> None:
-    """A database another test run tests in, refused once on the xdist controller (exit 4)
-    rather than by each worker as it prepares its clone (see database/run_lock.py)."""
-    import psycopg
-
-    from sqlfix.database import run_lock
-    from sqlfix.errors import DatabaseError
-
-    try:
-        run_lock.refuse_if_running(dsn)
-    except DatabaseError as exc:
-        raise pytest.UsageError(f"sqlfix: {exc}") from None
-    except psycopg.Error:
-        return  # unreachable, refused: each worker says what is wrong, as before
-
-
-def _drop_clones_left(dsn: str | None, workers: int) -> None:
-    """On the controller, as the run ends: the clones of workers that could not drop
-    theirs (Ctrl-C, a crash) go too, not at the next run with as many workers."""
-    if dsn is None:
-        return
-    from sqlfix.database.workers import drop_clones_left
-
-    drop_clones_left(dsn, [f"gw{n}" for n in range(workers)])
-
-
-def _refuse_unsafe_dsn_once(dsn: str, allow_any_database: bool) -> str | None:
-    """The DSN's database, checked once on the xdist controller (exit 4), not by each
-    worker as it clones it (a failure per worker, exit 3): its name, from the DSN's
-    text and then as the server reads it, and the user's right to copy it
-    (`workers.refuse_unclonable`). Returns why the controller could not connect with
-    the DSN (or read it), for the workers to say; else None."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    from sqlfix.database.schema import unsafe_database
-    from sqlfix.database.workers import refuse_unclonable
-    from sqlfix.errors import DatabaseError
-
-    try:
-        name = conninfo_to_dict(dsn).get("dbname")
-    except Exception as exc:  # noqa: BLE001  # a DSN libpq cannot read: as without -n
-        return str(exc).strip() or type(exc).__name__
-    why = unsafe_database(str(name), allow_any_database) if name else None
-    if why:
-        raise pytest.UsageError(f"sqlfix: {why}")
-    try:  # what the server says: the name it uses, the user's right to make the copies
-        return refuse_unclonable(dsn, allow_any_database)
-    except DatabaseError as exc:
-        raise pytest.UsageError(f"sqlfix: {exc}") from None
+        configure(config)
 
 
 _MARKS = frozenset((MARKER, LEGACY_MARKER))
@@ -423,19 +260,21 @@ def _request_uses(item: pytest.Item) -> bool:
     return marked
 
 
+RUN_HOOKS = "sqlfix-run"  # the plugin name of runtime.RunHooks
+
+
 def register_run_hooks(config: pytest.Config) -> None:
-    """Register `_RunHooks` once: at collection, or when a test reaches the database."""
-    if not config.pluginmanager.has_plugin(_RunHooks.NAME):
-        config.pluginmanager.register(_RunHooks(), _RunHooks.NAME)
+    """Register `runtime.RunHooks` once: at collection, or when a test reaches the database."""
+    if not config.pluginmanager.has_plugin(RUN_HOOKS):
+        from sqlfix.pytest_plugin.runtime import RunHooks
+
+        config.pluginmanager.register(RunHooks(), RUN_HOOKS)
 
 
 def _header(config: pytest.Config) -> list[str]:
-    s = settings_of(config)
-    where = s.database if s.dsn else f"{s.database} (started on first use)"
-    return [
-        f"sqlfix: seed={s.seed} ({s.source('seed')}); replay with --sqlfix-seed={s.seed}",
-        f"sqlfix: fixtures {s.fixtures_dir} ({s.source('fixtures_dir')}); database: {where}",
-    ]
+    from sqlfix.pytest_plugin.runtime import header
+
+    return header(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -449,69 +288,12 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
     return _header(config) if late and shown else []
 
 
-def _fixture_cache(config: pytest.Config) -> Path | None:
-    """Where compiled fixtures are kept between runs: SQLFIX_CACHE_DIR, else pytest's cache."""
-    if os.environ.get("SQLFIX_CACHE_DIR"):
-        return Path(os.environ["SQLFIX_CACHE_DIR"]).expanduser()
-    return _cache_dir(config)
-
-
-def _cache_dir(config: pytest.Config) -> Path | None:
-    """sqlfix's folder in pytest's cache; None with -p no:cacheprovider or when it cannot
-    be made (a read-only checkout): then compiled fixtures stay in memory and no server
-    log is kept, with a warning, as pytest itself warns when it cannot write its cache."""
-    cache = getattr(config, "cache", None)
-    if cache is None:
-        return None
-    try:
-        return Path(cache.mkdir("sqlfix"))
-    except OSError as exc:
-        if not config.stash.get(CACHE_WARNED_KEY, False):
-            config.stash[CACHE_WARNED_KEY] = True
-            warnings.warn(pytest.PytestCacheWarning(
-                f"sqlfix: could not create its folder in pytest's cache ({exc}): compiled "
-                "fixtures are kept in memory only and a failing run's server log is not "
-                "copied; set SQLFIX_CACHE_DIR to a writable folder, or pytest's cache_dir"),
-                stacklevel=2)
-        return None
-
-
 @pytest.fixture(scope="session")
 def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
                     ) -> DatabaseSession:
-    import psycopg  # here, not at the top: see the module's docstring
+    from sqlfix.pytest_plugin.runtime import session_fixture
 
-    from sqlfix.database.session import DatabaseSession
-    from sqlfix.errors import DatabaseError, SqlfixError, UnfinishedRunWarning
-
-    try:  # read already unless a test reached sqlfix's fixtures by getfixturevalue
-        settings = settings_of(pytestconfig)
-    except pytest.UsageError as exc:
-        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
-    register_run_hooks(pytestconfig)  # a test reached the database by getfixturevalue
-    workerinput = getattr(pytestconfig, "workerinput", {})  # a DSN is cloned per worker
-    session = DatabaseSession(settings, _fixture_cache(pytestconfig), workerinput.get("workerid"),
-                              rebuild=pytestconfig.getoption("sqlfix_rebuild"),
-                              run=workerinput.get("testrunuid"))
-    pytestconfig.stash[SESSION_KEY] = session
-    pytestconfig.add_cleanup(session.stop)
-    pytestconfig.add_cleanup(lambda: _keep_server_log(pytestconfig, session))  # before stop
-    try:
-        silent = workerinput.get("sqlfix_no_answer")
-        if silent is not None:  # the controller could not connect (or waited) already
-            raise DatabaseError(silent)
-        session.start()
-        _remember_seed(pytestconfig, settings.seed)  # its tests reach the database
-        for note in session.start_notes:  # a killed run's sequences put back
-            warnings.warn(UnfinishedRunWarning(note), stacklevel=1)
-        if session.settings.verify:
-            _fingerprint(pytestconfig, session)
-        return session
-    except (SqlfixError, psycopg.Error) as exc:
-        problem = str(exc)
-    # Every database test would fail the same way: stop the run, say why once.
-    stop_run(pytestconfig, request.session,
-             f"sqlfix could not prepare the test database: {problem}")
+    return session_fixture(pytestconfig, request)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -522,202 +304,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     started = config.stash.get(SESSION_KEY, None)
     if started is None or not hasattr(config, "workerinput"):
         return
-    _keep_server_log(config, started)
-    started.stop()
+    from sqlfix.pytest_plugin.runtime import stop_on_worker
 
-
-def _kept_log(config: pytest.Config) -> Path | None:
-    """Where a failing run's server log is copied to: pytest's cache, one file per worker."""
-    folder = _cache_dir(config)
-    if folder is None:
-        return None
-    worker = getattr(config, "workerinput", {}).get("workerid")
-    return folder / (f"postgres-{worker}.log" if worker else "postgres.log")
-
-
-def _keep_server_log(config: pytest.Config, session: DatabaseSession) -> None:
-    target = _kept_log(config) if config.stash.get(KEEP_LOG_KEY, False) else None
-    if target is not None and session.server is not None:
-        with contextlib.suppress(OSError):  # no log to keep is no reason to fail the run
-            shutil.copyfile(session.server.log, target)
-
-
-def _settle(item: pytest.Item, boundary: Boundary, found: str | None = None) -> str | None:
-    """If the boundary broke: restore the baseline and say what happened, else None.
-
-    `found`: the escape end() found (the checks had passed), to restore and report.
-    """
-    if boundary.escape is not None and found is None:
-        return None  # found and reported already
-    reason = found or boundary.broken()
-    if reason is None:
-        return None
-    import psycopg
-
-    from sqlfix.database.session import ServerRecovering, damage_note
-    from sqlfix.errors import SqlfixError
-
-    stop = None
-    try:
-        restored = item.config.stash[SESSION_KEY].restore()
-    except ServerRecovering as exc:
-        stop = (f"sqlfix: {exc}; the baseline could not be restored after "
-                f"{item.nodeid}, and later tests would not start from it.\n{reason}"
-                + damage_note(item.config.stash[SESSION_KEY], exc))
-    except (SqlfixError, psycopg.Error) as exc:
-        stop = (f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
-                f"could not be restored ({exc}); later tests would see them.\n{reason}"
-                + damage_note(item.config.stash[SESSION_KEY], exc))
-    if stop is not None:  # outside `except`: the report shows the message once
-        stop_run(item.config, item.session, stop)
-    if boundary.lost:
-        return f"sqlfix: the test's database connection was lost. {reason}\n{restored}."
-    return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
-
-
-def _lost_at_end(item: pytest.Item, boundary: Boundary) -> str:
-    """The connection died during the test, found by end(): reconnect, say so."""
-    import psycopg
-
-    from sqlfix.errors import SqlfixError
-
-    try:
-        restored = item.config.stash[SESSION_KEY].restore()
-    except (SqlfixError, psycopg.Error) as exc:
-        restored = f"sqlfix could not reconnect: {exc}"
-    return f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}."
-
-
-def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:
-    """What went wrong loading `names`, in sqlfix's words (never a bare psycopg error)."""
-    from sqlfix.errors import LoadError, SqlfixError
-    from sqlfix.pytest_plugin.faults import timeout_hint
-
-    if isinstance(exc, LoadError):
-        hint = timeout_hint(exc.sqlstate, session.settings, load=True, message=str(exc))
-        return f"{exc}\n{hint}" if hint else str(exc)
-    if isinstance(exc, SqlfixError | TypeError):
-        return str(exc)
-    conn = session.connection_if_open()
-    if conn is not None and not conn.broken:
-        return (f"the database refused the load of {', '.join(names) or 'fixtures'} "
-                f"({type(exc).__name__}: {str(exc).strip()}); nothing of it was kept.")
-    try:  # a database error the loader could not place: the connection went away
-        restored = session.restore()
-    except Exception as again:  # noqa: BLE001 - reported, the run goes on
-        restored = f"sqlfix could not reconnect either: {again}"
-    return (f"the database connection was lost while loading {', '.join(names) or 'fixtures'} "
-            f"({type(exc).__name__}: {str(exc).strip()}). A fixture must not end its own "
-            f"session (pg_terminate_backend(pg_backend_pid()) and the like).\n{restored}.")
+    stop_on_worker(config, started)
 
 
 @pytest.fixture
 def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> Iterator[Sqlfix]:
     """The test's handle: fixtures from @uses loaded, inside a transaction rolled back after."""
-    import psycopg
+    from sqlfix.pytest_plugin.runtime import sqlfix_fixture
 
-    from sqlfix.errors import SqlfixError
-    from sqlfix.pytest_plugin.handle import Sqlfix
-
-    item = request.node
-    if _committed(item):  # @uses(..., commit=True): no boundary, a restore after
-        from sqlfix.pytest_plugin.committed import committed_test
-
-        item.stash[USED_KEY] = True
-        yield from committed_test(item, _sqlfix_session)
-        return
-    from sqlfix.pytest_plugin.own_connections import note_mark
-
-    layered = _sqlfix_session.layers is not None
-    boundary = _sqlfix_session.begin(layered=layered)
-    note_mark(item, _sqlfix_session, boundary)  # for the second-connection hint
-    item.stash[BOUNDARY_KEY] = boundary
-    item.stash[USED_KEY] = True
-    handle = Sqlfix(_sqlfix_session, boundary)
-    names: tuple[str, ...] = ()
-    item.stash[HANDLE_KEY] = handle
-    try:
-        names = requested_names(item)  # TypeError for a mark's bad arguments
-        handle.load(*names)
-        if not boundary.is_protected:
-            boundary.protect()  # nothing was loaded: the savepoint did not ride along
-        note_mark(item, _sqlfix_session, boundary)  # a continued layer stack read it now
-        if layered and _sqlfix_session.settings.verify:
-            _layer_reference(_sqlfix_session, boundary)
-        problem = None
-    except (SqlfixError, TypeError, psycopg.Error) as exc:
-        boundary.end()
-        problem = _load_problem(_sqlfix_session, tuple(names), exc)
-    if problem is not None:  # outside `except`: the report shows the message once
-        pytest.fail(f"sqlfix could not load the fixtures of this test:\n{problem}", pytrace=False)
-    try:
-        yield handle
-    finally:
-        del item.stash[BOUNDARY_KEY]
-        # Fixtures' set-up and tear-down run outside the call check: look again.
-        late = _settle(item, boundary)
-        if layered and late is None and item.stash.get(ESCAPE_KEY, None) is None:
-            boundary.end(keep=_next_load_order(item, _sqlfix_session))
-        else:
-            boundary.end()
-        if late is None and boundary.lost_at_end:
-            late = _lost_at_end(item, boundary)
-        elif late is None and boundary.escaped_at_end:
-            late = _settle(item, boundary, found=boundary.escape)
-    message = late or item.stash.get(ESCAPE_KEY, None)
-    if message is not None:
-        item.stash[ESCAPE_KEY] = message  # makereport keeps xfail from hiding it
-        pytest.fail(message, pytrace=False)
-
-
-@pytest.hookimpl(tryfirst=True)
-def _runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Note the next test: savepoint layers are kept only for a test that shares them.
-
-    A test that does not use sqlfix ends a layer stack still open: the test before it
-    kept the stack for a sqlfix test that was then skipped (its set-up never ran), and
-    the stack's transaction would hold its rows' locks against this test's own
-    connections.
-    """
-    item.stash[NEXT_KEY] = nextitem
-    session = item.config.stash.get(SESSION_KEY, None)
-    if session is not None and session.layers is not None and not _uses_sqlfix(item):
-        session.end_layers()
-
-
-def _uses_sqlfix(item: pytest.Item) -> bool:
-    return (item.get_closest_marker(MARKER) is not None
-            or "sqlfix" in getattr(item, "fixturenames", ()))
-
-
-def _next_load_order(item: pytest.Item, session: DatabaseSession) -> tuple[str, ...] | None:
-    """The load order of the next test's fixtures if it runs in a rollback boundary, else None.
-
-    None (end the layer stack's transaction): no next test, one that does not use
-    sqlfix (no transaction is kept open for it), a committed one, one whose marks
-    are wrong (its own set-up says so).
-    """
-    nextitem = item.stash.get(NEXT_KEY, None)
-    if nextitem is None:
-        return None
-    if not _uses_sqlfix(nextitem):
-        return None
-    from sqlfix.errors import SqlfixError
-
-    try:
-        if commit_requested(nextitem):
-            return None
-        return tuple(session.library.order(requested_names(nextitem)))
-    except (SqlfixError, TypeError, OSError):
-        return None
-
-
-def _committed(item: pytest.Item) -> bool:
-    try:
-        return commit_requested(item)
-    except TypeError as exc:
-        problem = str(exc)
-    pytest.fail(problem, pytrace=False)  # outside `except`: the report shows it once
+    yield from sqlfix_fixture(request, _sqlfix_session)
 
 
 @pytest.fixture(scope="session")
@@ -736,6 +333,8 @@ def sqlfix_dsn(_sqlfix_session: DatabaseSession) -> str:
 @pytest.fixture
 def sqlfix_conn(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> SqlfixConnection:
     """The test's psycopg connection, inside its rollback boundary, fixtures loaded."""
+    from sqlfix.pytest_plugin.async_fixtures import refuse_mixing
+
     refuse_mixing(request, sqlfix, "sqlfix_conn", is_async=False)
     return sqlfix.conn
 
@@ -772,151 +371,63 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
         request.instance.sqlfix = handle
 
 
-@pytest.hookimpl(wrapper=True)
-def _runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """After the test body: did the boundary hold? If not, restore and fail the test.
+# SQLAlchemy and async fixtures: the bodies are in sqla.py and async_fixtures.py.
 
-    A test that failed, skipped or xfailed for its own reason keeps that outcome;
-    the escape is then reported as an error at tear-down, so it is never hidden.
+
+@pytest.fixture
+def sqlfix_sqla_engine(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[Engine]:
+    """An Engine for code that makes its own sessions: everything stays in the test's boundary.
+
+    `Session(engine)` / `sessionmaker(engine)` in the code under test may commit:
+    the commit lands on sqlfix's savepoint and is rolled back with the test.
     """
-    outcome_error: BaseException | None = None
-    try:
-        yield
-    except BaseException as exc:
-        outcome_error = exc
-    boundary = item.stash.get(BOUNDARY_KEY, None)
-    message = _settle(item, boundary) if boundary is not None else _committed_busy(item)
-    if outcome_error is not None:
-        if message is not None:
-            item.stash[ESCAPE_KEY] = message
-        raise outcome_error
-    if message is not None:
-        pytest.fail(message, pytrace=False)
+    from sqlfix.pytest_plugin.sqla import sqla_engine
+
+    yield from sqla_engine(request, sqlfix)
 
 
-def _committed_busy(item: pytest.Item) -> str | None:
-    """A committed test's statement still running on sqlfix's connection: stopped, said."""
-    conn = item.stash.get(COMMITTED_CONN_KEY, None)
-    if conn is None:
-        return None
-    from sqlfix.pytest_plugin.committed import stop_busy
+@pytest.fixture
+def sqlfix_sqla_session(
+    request: pytest.FixtureRequest, sqlfix: Sqlfix, sqlfix_sqla_engine: Engine
+) -> Iterator[Session]:
+    """A Session joined to the test's transaction; `session.commit()` leaves nothing behind."""
+    from sqlfix.pytest_plugin.sqla import sqla_session
 
-    return stop_busy(conn)
-
-
-def _fingerprint(config: pytest.Config, session: DatabaseSession) -> Fingerprint:
-    from sqlfix.pytest_plugin.verifier import fingerprint
-
-    config.stash[FINGERPRINT_KEY] = fingerprint(session)
-    return config.stash[FINGERPRINT_KEY]
+    yield from sqla_session(request, sqlfix, sqlfix_sqla_engine)
 
 
-@pytest.hookimpl(wrapper=True)
-def _runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """The verifier (--sqlfix-verify): after the test's fixtures are gone, compare."""
-    result = yield
-    reference = item.config.stash.get(FINGERPRINT_KEY, None)
-    session = item.config.stash.get(SESSION_KEY, None)
-    if reference is None or session is None or session.dsn is None:
-        return result
-    stack = session.layers
-    if stack is not None and stack.conn is not None:
-        _verify_layers(session)  # kept for the next test: compare with its top as loaded
-        return result
-    from sqlfix.pytest_plugin.verifier import check
+@pytest.fixture
+def sqlfix_aconn(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[AsyncSqlfixConnection]:
+    """The test's `psycopg.AsyncConnection`, inside its rollback boundary, fixtures loaded.
 
-    message, item.config.stash[FINGERPRINT_KEY] = check(session, reference, item)
-    if message is not None:
-        pytest.fail(message, pytrace=False)
-    return result
-
-
-def _layer_reference(session: DatabaseSession, boundary: Boundary) -> None:
-    """The verifier with layers: the stack's new top, as loaded, before the test runs."""
-    from sqlfix.database.layers import LayeredBoundary
-    from sqlfix.database.verify import take
-
-    stack = session.layers
-    if stack is None or not isinstance(boundary, LayeredBoundary) or stack.reference is not None:
-        return
-    stack.reference = take(boundary.conn, session.settings.reset_sequences, inside=True)
-
-
-def _verify_layers(session: DatabaseSession) -> None:
-    """After a test whose layers stay: the stack must be exactly as it was loaded."""
-    from sqlfix.database.verify import take
-
-    stack = session.layers
-    assert stack is not None and stack.conn is not None
-    if stack.reference is None or not stack.is_open(stack.conn):
-        return  # a new top (nothing loaded yet to compare with): the next test takes it
-    now = take(stack.conn, session.settings.reset_sequences, inside=True)
-    changes = stack.reference.differences(now)
-    if changes:
-        session.end_layers()
-        restored = session.restore()
-        pytest.fail("sqlfix --sqlfix-verify: after this test its savepoint layers (the fixtures "
-                    "kept for the next test) differ from how they were loaded:\n  "
-                    + "\n  ".join(changes) + f"\n{restored}.", pytrace=False)
-
-
-@pytest.hookimpl(wrapper=True)
-def _runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if call.when == "teardown" and ESCAPE_KEY in item.stash and hasattr(report, "wasxfail"):
-        # an expected failure of the test is no excuse for data escaping its boundary
-        del report.wasxfail
-        report.outcome = "failed"
-    if call.excinfo is not None and item.stash.get(USED_KEY, False):
-        from sqlfix.pytest_plugin.faults import explain
-
-        boundary = item.stash.get(BOUNDARY_KEY, None)  # closed by the client: not broken
-        closed = boundary is not None and boundary.conn.closed and not boundary.conn.broken
-        note = explain(call.excinfo.value, settings_of(item.config), closed)
-        if note is not None:
-            report.sections.append(("sqlfix", note))
-    if report.failed and item.stash.get(USED_KEY, False):
-        report.sections.append(("sqlfix", _failure_section(item)))
-        from sqlfix.pytest_plugin.own_connections import add_hint
-
-        add_hint(item, report, item.config.stash.get(SESSION_KEY, None))
-    if call.when == "teardown" and HANDLE_KEY in item.stash:
-        handle = item.stash[HANDLE_KEY]
-        del item.stash[HANDLE_KEY]
-        if item.config.getoption("sqlfix_report"):
-            from sqlfix.pytest_plugin.report import ATTR, records
-
-            setattr(report, ATTR, records(handle))  # JSON-able: xdist sends it along
-    return report
-
-
-class _RunHooks:
-    """The hook wrappers that look at each test's result, registered by register_run_hooks.
-
-    Not in the entry module's namespace as `pytest_*` functions: there they would
-    run around every test of every run, sqlfix test or not. Everything they look
-    at is set by `_sqlfix_session` and the fixtures that depend on it, which register
-    them first.
+    `await conn.commit()` / `rollback()` work on savepoints as on `sqlfix_conn`;
+    escapes are detected and sequences reset the same way. Usable from any event loop.
     """
+    from sqlfix.pytest_plugin.async_fixtures import aconn
 
-    NAME = "sqlfix-run"
-    pytest_runtest_protocol = staticmethod(_runtest_protocol)
-    pytest_runtest_call = staticmethod(_runtest_call)
-    pytest_runtest_teardown = staticmethod(_runtest_teardown)
-    pytest_runtest_makereport = staticmethod(_runtest_makereport)
+    yield from aconn(request, sqlfix)
 
 
-def _failure_section(item: pytest.Item) -> str:
-    from sqlfix.pytest_plugin.report import failure_section, server_log_note
+@pytest.fixture
+def sqlfix_async_engine(
+    request: pytest.FixtureRequest, sqlfix: Sqlfix, sqlfix_aconn: AsyncSqlfixConnection
+) -> Iterator[AsyncEngine]:
+    """An AsyncEngine whose every connection is the test's async connection.
 
-    config = item.config
-    settings = settings_of(config)
-    config.stash[KEEP_LOG_KEY] = True
-    session = config.stash.get(SESSION_KEY, None)
-    server = session.server if session is not None else None
-    live = server.log if server is not None else None
-    where = server_log_note(_kept_log(config) if live else None, live, settings.database,
-                            session.dsn if session is not None else None)
-    return failure_section(item, settings.seed, item.stash.get(HANDLE_KEY, None), where)
+    Its transactions are savepoints nested in the test's transaction: an
+    `AsyncSession(engine)` of the code under test may commit; the test's end undoes it.
+    """
+    from sqlfix.pytest_plugin.async_fixtures import async_engine
+
+    yield from async_engine(request, sqlfix, sqlfix_aconn)
+
+
+@pytest.fixture
+def sqlfix_async_session(
+    request: pytest.FixtureRequest, sqlfix: Sqlfix, sqlfix_async_engine: AsyncEngine
+) -> Iterator[AsyncSession]:
+    """An AsyncSession joined to the test's transaction (`join_transaction_mode=
+    "create_savepoint"`): `await session.commit()` leaves nothing behind."""
+    from sqlfix.pytest_plugin.async_fixtures import async_session
+
+    yield from async_session(request, sqlfix, sqlfix_async_engine)

@@ -5,7 +5,8 @@ StaticPool around it), so ORM code and `sqlfix_conn` see each other's writes.
 The session joins the open transaction with `join_transaction_mode=
 "create_savepoint"`: `session.commit()` releases a savepoint and the test's
 end rolls everything back. SQLAlchemy is imported only when these fixtures
-are used.
+are used: the fixtures are declared in the plugin's entry module (`plugin.py`), which
+imports this module when one of them is first set up.
 """
 
 from __future__ import annotations
@@ -154,13 +155,8 @@ def seed_factory_boy(sqlfix: Sqlfix, nodeid: str) -> None:
     random_module.reseed_random(derive_seed(sqlfix.seed, "factory_boy", nodeid))
 
 
-@pytest.fixture
-def sqlfix_sqla_engine(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[Engine]:
-    """An Engine for code that makes its own sessions: everything stays in the test's boundary.
-
-    `Session(engine)` / `sessionmaker(engine)` in the code under test may commit:
-    the commit lands on sqlfix's savepoint and is rolled back with the test.
-    """
+def sqla_engine(request: pytest.FixtureRequest, sqlfix: Sqlfix) -> Iterator[Engine]:
+    """The body of `sqlfix_sqla_engine`: an Engine on the test's own connection."""
     from sqlfix.pytest_plugin.async_fixtures import refuse_mixing  # it imports this module
     from sqlfix.pytest_plugin.own_connections import refuse_in_committed_mode
 
@@ -191,11 +187,10 @@ def savepoint_gone(exc: BaseException) -> bool:
     return False
 
 
-@pytest.fixture
-def sqlfix_sqla_session(
+def sqla_session(
     request: pytest.FixtureRequest, sqlfix: Sqlfix, sqlfix_sqla_engine: Engine
 ) -> Iterator[Session]:
-    """A Session joined to the test's transaction; `session.commit()` leaves nothing behind."""
+    """The body of `sqlfix_sqla_session`: a Session joined to the test's transaction."""
     orm = importlib.import_module("sqlalchemy.orm")
     seed_factory_boy(sqlfix, request.node.nodeid)
     connection = sqlfix_sqla_engine.connect()
