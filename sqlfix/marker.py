@@ -17,14 +17,7 @@ from pathlib import Path, PurePath
 
 import pytest
 
-MARKER = "sqlfix"
-LEGACY_MARKER = "uses"
-MARKER_HELP = (
-    "sqlfix(*fixture_files, commit=False): load these .sql fixtures (relative to the fixtures "
-    "directory) into the test's rollback boundary; written `@uses('users.sql')` with "
-    "`from sqlfix import uses`; commit=True commits them for code on its own connections "
-    "and restores the baseline after"
-)
+from sqlfix.config_keys import LEGACY_MARKER, MARKER
 
 
 class SqlfixDeprecationWarning(DeprecationWarning):

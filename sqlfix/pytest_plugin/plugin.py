@@ -29,8 +29,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from sqlfix import docs_url
-from sqlfix.config_keys import INI_KEYS, INI_LINE_KEYS, INI_PREFIX, OPTION_KEYS, TIMEOUT_KEYS
-from sqlfix.marker import LEGACY_MARKER, MARKER, MARKER_HELP, legacy_warning
+from sqlfix.config_keys import (
+    INI_KEYS,
+    INI_LINE_KEYS,
+    INI_PREFIX,
+    LEGACY_MARKER,
+    MARKER,
+    MARKER_HELP,
+    OPTION_KEYS,
+    TIMEOUT_KEYS,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -251,8 +259,11 @@ def _request_uses(item: pytest.Item) -> bool:
     info = getattr(item, "_fixtureinfo", None)  # None: not a Python test, no fixtures
     if names is None or info is None or USES_FIXTURE in names:
         return marked
-    if not marked and legacy_warning(item) is None:
-        return False
+    if not marked:
+        from sqlfix.marker import legacy_warning
+
+        if legacy_warning(item) is None:
+            return False
     defs = info.name2fixturedefs
     at = next((i for i, name in enumerate(names)
                if name not in defs or defs[name][-1].scope == "function"), len(names))
@@ -350,6 +361,8 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
     (set before `setUp` runs).
     """
     __tracebackhide__ = True  # under filterwarnings=error: the test's line, not this one
+    from sqlfix.marker import legacy_warning
+
     if legacy_warning(request.node) is not None:  # a cheap look first: no settings read
         try:
             fixtures_dir = settings_of(request.config).fixtures_dir

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sqlfix.config_keys import INI_PREFIX, OPTION_KEYS
-from sqlfix.marker import MARKER, commit_requested, requested_names
+from sqlfix.config_keys import INI_PREFIX, MARKER, OPTION_KEYS
+from sqlfix.marker import commit_requested, requested_names
 from sqlfix.pytest_plugin.plugin import (
     BOUNDARY_KEY,
     CACHE_WARNED_KEY,
