@@ -7,6 +7,7 @@ connection strings and stays up until Ctrl-C (or SIGTERM), then removes everythi
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import time
 from types import FrameType
@@ -36,7 +37,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def serve(settings: Settings, out: TextIO) -> int:
-    """Start, print how to connect, wait for Ctrl-C; raises `SqlfixError` if it cannot start."""
+    """Start, print how to connect, wait for Ctrl-C; raises `SqlfixError` if it cannot start.
+
+    For the `server` command only: after Ctrl-C or SIGTERM it leaves both signals blocked
+    for the rest of the process (see below)."""
     if settings.dsn:
         out.write(f"note: ignoring the DSN from {settings.source('dsn')}: "
                   "`server` always starts the embedded PostgreSQL\n")  # fmt: skip
@@ -52,14 +56,30 @@ def serve(settings: Settings, out: TextIO) -> int:
         out.flush()
         while server.alive():
             time.sleep(_POLL_SECONDS)
-        raise ServerError(f"PostgreSQL stopped by itself; see the end of its log {server.log}")
+        # The log goes with the server's folder: its last lines are in the message.
+        raise ServerError(f"PostgreSQL stopped by itself (not by sqlfix); {server.exited()}")
     except KeyboardInterrupt:
-        out.write("stopped\n")
+        _say(out, "stopped\n")
         return 0
     finally:
         session.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if signal.getsignal(signal.SIGTERM) is _ignore:
+            # A stop signal came: the process is on its way out, and Python puts the
+            # default handlers back as it finalizes, when a late signal would still end
+            # it (exit 143 for a clean stop). Blocked, they are never delivered.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        else:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _say(out: TextIO, text: str) -> None:
+    """`text`, unless the reader is gone (`sqlfix server | head -3`, then Ctrl-C)."""
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # no 2nd error at exit
 
 
 def _describe(
