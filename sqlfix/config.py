@@ -413,8 +413,15 @@ def _typed(
         return default
     value = values[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where} = {value!r} has the wrong type")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wanted = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+        raise ConfigError(f"{where} = {value!r} has the wrong type: it takes {wanted}")
     return value
+
+
+# TOML's names for the types a key takes, in `_typed`'s errors
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false",
+               dict: "a table", list: "a list"}
 
 
 def _seed(values: Mapping[str, Any], where: str) -> int | None:

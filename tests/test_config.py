@@ -340,7 +340,10 @@ def test_native_toml_values_of_ini_options_are_read_as_tool_sqlfix_would_read_th
     ({"verify": []}, "/p/pytest.toml: sqlfix_verify: [] is not a boolean"),
     ({"server_version": ["16"]}, "/p/pytest.toml: sqlfix_server_version"),
     ({"dsn": ["host=x"]}, "/p/pytest.toml: sqlfix_dsn = ['host=x'] has the wrong type"),
-    ({"allow_any_database": 1}, "/p/pytest.toml: sqlfix_allow_any_database = 1 has the wrong type"),
+    ({"allow_any_database": 1}, "/p/pytest.toml: sqlfix_allow_any_database = 1 has the wrong type: "
+                                "it takes true or false"),
+    ({"server_version": 15.0}, "/p/pytest.toml: sqlfix_server_version = 15.0 has the wrong type: "
+                               "it takes a string or an integer"),
     ({"faker_locale": 5}, "/p/pytest.toml: sqlfix_faker_locale = 5 has the wrong type"),
     ({"verify": 2}, "/p/pytest.toml: sqlfix_verify: 2 is not a boolean"),
     ({"server_settings": {"port": 5}}, "/p/pytest.toml: sqlfix_server_settings.port: port is set"),

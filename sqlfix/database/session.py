@@ -254,6 +254,12 @@ class DatabaseSession:
             # ISO (server_settings DateStyle = 'SQL, DMY'), nor would the tests' code.
             self.stop()
             raise DatabaseError(self._with_settings(_datestyle_hint(str(exc).strip()))) from exc
+        except DatabaseError as exc:  # the schema or setup_command failed: a setting may be why
+            self.stop()
+            noted = self._with_settings(str(exc))
+            if noted == str(exc):
+                raise
+            raise DatabaseError(noted) from exc
         except BaseException:
             self.stop()
             raise

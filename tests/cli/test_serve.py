@@ -165,6 +165,7 @@ def test_server_with_a_bad_setting_exits_2_with_the_reason(tmp_path: Path) -> No
 @pytest.mark.parametrize(("command", "setting", "words"), [
     ("check", "default_transaction_read_only = true", "cannot execute"),
     ("server", "DateStyle = 'SQL, DMY'", "DateStyle"),
+    ("check", 'search_path = "nope"', "schema failed: 3F000 no schema has been selected"),
 ])
 def test_a_setting_the_server_takes_but_sqlfix_cannot_work_with_is_named(
         tmp_path: Path, command: str, setting: str, words: str) -> None:
