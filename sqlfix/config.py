@@ -567,7 +567,10 @@ def load_settings(
 
 def _build(root: Path, got: _Collector) -> Settings:
     values, sources = got.values, dict(got.sources)
-    seed = _seed(values, got.where("seed")) if "seed" in values else 0
+    # `file: sqlfix_seed`, but `env SQLFIX_SEED` alone: no "seed: seed must be ..."
+    seed_place = got.where("seed") if got.names.get("seed", "seed") != "seed" else \
+        got.sources.get("seed", "")
+    seed = _seed(values, seed_place) if "seed" in values else 0
     if seed is None:
         seed = random_seed()
         sources["seed"] = f"random, from {sources['seed']}"

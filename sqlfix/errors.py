@@ -96,6 +96,13 @@ class DatabaseError(SqlfixError):
     """The configured database cannot be used (unsafe name, schema failed, ...)."""
 
 
+class RefusedDatabase(DatabaseError):
+    """sqlfix refuses the configured database, by its own rules: a name without 'test',
+    another test run working in it, or no right to copy it for pytest-xdist's workers.
+    The configuration's to fix, so pytest exits 4 (a usage error), with `-n` or without;
+    a database that cannot be reached or prepared exits 3."""
+
+
 class BoundaryError(SqlfixError):
     """A test's changes escaped the rollback boundary."""
 

@@ -26,6 +26,7 @@ class SqlfixDeprecationWarning(DeprecationWarning):
 
 def validate_names(names: Iterable[object], where: str = "uses()") -> tuple[str, ...]:
     """The names, checked: non-empty strings. A TypeError says what was wrong."""
+    __tracebackhide__ = True  # the test's line and the message, not sqlfix's frames
     checked = []
     for name in names:
         if not isinstance(name, str) or not name.strip():
@@ -44,6 +45,7 @@ def as_names(names: Iterable[object], where: str) -> tuple[str, ...]:
 
 
 def _check_commit(value: object, where: str) -> bool:
+    __tracebackhide__ = True
     if not isinstance(value, bool):
         raise TypeError(f"{where}: commit= takes True or False, got {value!r}")
     return value
@@ -62,6 +64,7 @@ def uses(*names: str, commit: bool | None = None) -> pytest.MarkDecorator:
     (`commit=False` on a test turns a class's or module's `commit=True` off).
     Raises TypeError for a name that is not a non-empty string or a non-bool commit.
     """
+    __tracebackhide__ = True
     if commit is None:
         if not names:
             raise TypeError("uses() needs at least one fixture file, e.g. uses('users.sql')")

@@ -457,3 +457,13 @@ def test_a_seed_as_text(text, seed):
     from sqlfix.config import parse_seed
 
     assert parse_seed(text) == seed
+
+
+@pytest.mark.parametrize(("env", "cli", "said"), [
+    ({"SQLFIX_SEED": "abc"}, {}, "env SQLFIX_SEED: seed must be a non-negative integer"),
+    ({}, {"seed": "abc"}, "option --sqlfix-seed: seed must be a non-negative integer"),
+])
+def test_a_bad_seed_from_the_environment_or_an_option_says_seed_once(tmp_path, env, cli, said):
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path, cli=cli, env=env)
+    assert str(info.value).startswith(said), str(info.value)

@@ -31,7 +31,7 @@ from psycopg.rows import tuple_row
 
 from sqlfix.database.baseline import reset_query_for
 from sqlfix.database.schema import with_connect_timeout
-from sqlfix.errors import DatabaseError
+from sqlfix.errors import RefusedDatabase
 
 # The lock's two int4 keys: "sqlf" and "run!" in ASCII. The two-key form is a lock space of
 # its own in pg_locks (objsubid 2): it cannot meet an application's bigint advisory locks.
@@ -69,7 +69,7 @@ def take(dsn: str) -> psycopg.Connection[Any]:
         conn.close()
         raise
     conn.close()
-    raise DatabaseError(_in_use(name, holder))
+    raise RefusedDatabase(_in_use(name, holder))
 
 
 def refuse_if_running(dsn: str) -> None:
@@ -84,7 +84,7 @@ def refuse_if_running(dsn: str) -> None:
             return  # the lock goes with the connection
         holder = cur.execute(_HOLDER, KEYS).fetchone()
         name = conn.info.dbname
-    raise DatabaseError(_in_use(name, holder))
+    raise RefusedDatabase(_in_use(name, holder))
 
 
 def _in_use(name: str, holder: tuple[Any, ...] | None) -> str:

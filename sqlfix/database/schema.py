@@ -25,7 +25,7 @@ from sqlfix.compiler import copy_blocks, guard
 from sqlfix.compiler.library import display_path
 from sqlfix.database.backends import APP_NAME
 from sqlfix.database.boundary import SqlfixConnection
-from sqlfix.errors import DatabaseError
+from sqlfix.errors import DatabaseError, RefusedDatabase
 
 _STATE_DDL = b"""
 CREATE SCHEMA IF NOT EXISTS _sqlfix;
@@ -124,7 +124,7 @@ def cannot_connect(dsn: str, exc: psycopg.OperationalError) -> str:
 def check_safe(conn: psycopg.Connection[Any], allow_any_database: bool) -> None:
     why = unsafe_database(conn.info.dbname, allow_any_database)
     if why:
-        raise DatabaseError(why)
+        raise RefusedDatabase(why)
 
 
 def unsafe_database(name: str, allow_any_database: bool) -> str | None:

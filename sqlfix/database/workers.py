@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sqlfix.database.schema import cannot_connect, unsafe_database, with_connect_timeout
-from sqlfix.errors import DatabaseError
+from sqlfix.errors import DatabaseError, RefusedDatabase
 
 _MAINTENANCE = ("postgres", "template1")  # where CREATE/DROP DATABASE run from
 _CLONE_PATIENCE = 30.0  # seconds to wait for other sessions to leave the template
@@ -96,15 +96,15 @@ def refuse_unclonable(dsn: str, allow_any_database: bool) -> str | None:
         return None
     name, superuser, createdb, template, owner = row
     if busy is not None:  # this run's workers have not started: another run's are in it
-        raise DatabaseError(_in_use(busy[0]))
+        raise RefusedDatabase(_in_use(busy[0]))
     why = unsafe_database(name, allow_any_database)
     if why:
-        raise DatabaseError(why)
+        raise RefusedDatabase(why)
     if not (superuser or createdb):
-        raise DatabaseError(f"cannot create the pytest-xdist workers' copies of {name!r}: the "
+        raise RefusedDatabase(f"cannot create the pytest-xdist workers' copies of {name!r}: the "
                             f"DSN's user may not create databases. {_grant(name, False)}")
     if not (superuser or owner or template):
-        raise DatabaseError(f"cannot copy {name!r} for the pytest-xdist workers: PostgreSQL "
+        raise RefusedDatabase(f"cannot copy {name!r} for the pytest-xdist workers: PostgreSQL "
                             f"copies a database for its owner only. {_grant(name, True)}")
     return None
 
@@ -148,7 +148,7 @@ def clone_for_worker(
     template = dbname_of(dsn)
     why = unsafe_database(template, allow_any_database)
     if why:
-        raise DatabaseError(why)
+        raise RefusedDatabase(why)
     target = worker_dbname(template, worker)
     if conninfo_to_dict(dsn).get("dbname") is None:
         dsn = make_conninfo(dsn, dbname=template)
@@ -173,7 +173,7 @@ def _drop_left_behind(conn: psycopg.Connection[Any], target: str) -> None:
     if found is None:
         return
     if not str(found[0] or "").startswith(CLONE_COMMENT):
-        raise DatabaseError(
+        raise RefusedDatabase(
             f"database {target!r} exists, and sqlfix did not make it (it has no "
             f"{CLONE_COMMENT.strip()!r} comment), but a pytest-xdist worker of this run "
             "would test in a clone of that name. sqlfix drops only its own clones. Drop or "
@@ -188,7 +188,7 @@ def _drop_left_behind(conn: psycopg.Connection[Any], target: str) -> None:
             raise psycopg.errors.ObjectInUse()
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(target)))
     except psycopg.errors.ObjectInUse:
-        raise DatabaseError(_in_use(target)) from None
+        raise RefusedDatabase(_in_use(target)) from None
 
 
 def _grant(template: str, copying: bool) -> str:
@@ -255,7 +255,7 @@ def _create(conn: psycopg.Connection[Any], target: str, template: str) -> None:
             # PostgreSQL copies a database for its owner (or a superuser) only, unless
             # it is marked as a template; creating any needs CREATEDB.
             copying = "copy database" in (exc.diag.message_primary or "")
-            raise DatabaseError(
+            raise RefusedDatabase(
                 f"cannot create database {target!r} for a pytest-xdist worker: "
                 f"{exc.diag.message_primary}. {_grant(template, copying)}") from exc
 

@@ -379,9 +379,15 @@ def _sqlfix_uses(request: pytest.FixtureRequest) -> None:
         # @unittest.skip on a method: unittest skips it only in runtest, after set-up;
         # skip now, before the database starts and the fixtures load for nothing.
         pytest.skip(str(getattr(method, "__unittest_skip_why__", "")))
+    instance = request.instance
+    testcase = unittest is not None and isinstance(instance, unittest.TestCase)
+    if testcase and hasattr(instance, "sqlfix"):  # the test's own: never overwritten silently
+        pytest.fail(f"{type(instance).__name__} has an attribute `sqlfix` of its own, and "
+                    "sqlfix sets `self.sqlfix` (its handle) on a unittest.TestCase marked "
+                    "with @uses: rename that attribute", pytrace=False)
     handle = request.getfixturevalue("sqlfix")
-    if unittest is not None and isinstance(request.instance, unittest.TestCase):
-        request.instance.sqlfix = handle
+    if testcase:
+        instance.sqlfix = handle
 
 
 # SQLAlchemy and async fixtures: the bodies are in sqla.py and async_fixtures.py.

@@ -263,7 +263,7 @@ def session_fixture(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     import psycopg  # here, not at the top: see the module's docstring
 
     from sqlfix.database.session import DatabaseSession
-    from sqlfix.errors import DatabaseError, SqlfixError, UnfinishedRunWarning
+    from sqlfix.errors import DatabaseError, RefusedDatabase, SqlfixError, UnfinishedRunWarning
 
     try:  # read already unless a test reached sqlfix's fixtures by getfixturevalue
         settings = settings_of(pytestconfig)
@@ -290,9 +290,12 @@ def session_fixture(pytestconfig: pytest.Config, request: pytest.FixtureRequest
         return session
     except (SqlfixError, psycopg.Error) as exc:
         problem = str(exc)
+        # sqlfix's own refusal (a name without 'test', another run in it): the
+        # configuration's to fix, exit 4 as the pytest-xdist controller's refusal
+        code = (pytest.ExitCode.USAGE_ERROR if isinstance(exc, RefusedDatabase) else 3)
     # Every database test would fail the same way: stop the run, say why once.
     stop_run(pytestconfig, request.session,
-             f"sqlfix could not prepare the test database: {problem}")
+             f"sqlfix could not prepare the test database: {problem}", code)
 
 
 def stop_on_worker(config: pytest.Config, started: DatabaseSession) -> None:

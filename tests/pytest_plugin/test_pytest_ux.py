@@ -168,6 +168,23 @@ def test_uses_with_the_plugin_off_keeps_the_modules_other_tests(shop, strict):
     assert "PytestUnknownMarkWarning" not in result.stdout.str()
 
 
+def test_bad_arguments_to_uses_show_the_tests_line_not_sqlfixs_frames(shop):
+    shop.makepyfile(
+        """
+        from sqlfix import uses
+
+        @uses(123)
+        def test_number():
+            pass
+        """
+    )
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    out = result.stdout.str()
+    assert "uses() takes fixture file names such as 'users.sql', got 123" in out, out
+    assert "@uses(123)" in out  # the test's own line
+    assert "marker.py" not in out, out
+
+
 def test_the_sqlfix_mark_is_listed(shop):
     result = shop.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.sqlfix(*fixture_files*): load these .sql fixtures*"])
@@ -708,9 +725,19 @@ def test_a_unittest_testcase_gets_the_handle_as_self_sqlfix(shop):
 
         def test_rolled_back(sqlfix_conn):
             assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+        @uses("users.sql")
+        class TestOwnName(unittest.TestCase):
+            sqlfix = "mine"  # a name of the test's own: an error, not overwritten
+
+            def test_mine(self):
+                self.assertEqual(self.sqlfix, "mine")
         """
     )
-    shop.runpytest(*NO_RANDOM).assert_outcomes(passed=4)
+    result = shop.runpytest(*NO_RANDOM)
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*TestOwnName has an attribute `sqlfix` of its own, and sqlfix "
+                                 "sets `self.sqlfix` (its handle)*rename that attribute*"])
 
 
 def test_a_skipped_unittest_method_starts_no_database_and_a_bare_mark_gives_the_handle(shop):

@@ -1,5 +1,6 @@
 """A DSN sqlfix cannot connect with (refused, an unknown database, text libpq cannot
-read): the same message and exit code with pytest-xdist as without, said once.
+read): the same message and exit code (3) with pytest-xdist as without, said once. A
+database sqlfix refuses by its own rules: exit 4 either way.
 
 Under `-n` the controller meets the failure first (it checks the database before the
 workers clone it); its words go to the workers, which say them at their first database
@@ -47,3 +48,17 @@ def test_the_same_failure_with_and_without_xdist(shop, pg_server, kind):
         line = next(x for x in output.splitlines() if "could not prepare the test database" in x)
         said[workers] = line[line.index("sqlfix could not prepare"):].rstrip(" !")
     assert said[()] == said[("-n", "2")]
+
+
+def test_a_database_sqlfix_refuses_is_a_usage_error_with_and_without_xdist(shop, pg_server):
+    # sqlfix's own refusal (a name without 'test') is the configuration's to fix: exit 4,
+    # as the xdist controller's refusal is; not 3, a database that could not be prepared
+    dsn = make_conninfo(pg_server.dsn, dbname="postgres")
+    shop.makepyfile("def test_db(sqlfix_conn): pass\ndef test_plain(): pass\n")
+    for workers in ((), ("-n", "2")):
+        result = shop.runpytest_subprocess(f"--sqlfix-dsn={dsn}", *workers, *NO_RANDOM)
+        output = result.stdout.str() + result.stderr.str()
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, output
+        assert output.count("refusing to use database 'postgres': its name does not contain "
+                            "'test'") == 1, output
+        assert "Traceback" not in output and "INTERNALERROR" not in output
