@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         Finding,
         FixtureError,
         LoadError,
+        RefusedDatabase,
         ServerError,
         SqlfixError,
     )
@@ -28,6 +29,7 @@ __all__ = [
     "Finding",
     "FixtureError",
     "LoadError",
+    "RefusedDatabase",
     "ServerError",
     "SqlfixDeprecationWarning",
     "SqlfixError",
