@@ -415,7 +415,8 @@ def _typed(
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         kinds = kind if isinstance(kind, tuple) else (kind,)
         wanted = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
-        raise ConfigError(f"{where} = {value!r} has the wrong type: it takes {wanted}")
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # TOML's words
+        raise ConfigError(f"{where} = {shown} has the wrong type: it takes {wanted}")
     return value
 
 
@@ -648,6 +649,10 @@ def _whole_number(value: object, least: int = 0) -> int:
 DEFAULT_SERVER_LOCALE = "C"
 # Chosen by sqlfix itself: a user value would break the socket path or the TCP option.
 RESERVED_SETTINGS = frozenset({"listen_addresses", "port", "unix_socket_directories"})
+# Where the server's files are: its private copy of the cluster, always. Another value
+# would run a throwaway server, with fsync off, on files that are not sqlfix's.
+FILE_SETTINGS = frozenset({"data_directory", "config_file", "hba_file", "ident_file",
+                           "external_pid_file"})
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
@@ -683,6 +688,10 @@ def setting_value(name: str, value: object) -> str:
         raise ValueError(f"{name!r} is not a PostgreSQL setting name")
     if name.lower() in RESERVED_SETTINGS:
         raise ValueError(f"{name} is set by sqlfix (use server_port for a TCP port)")
+    if name.lower() in FILE_SETTINGS:
+        raise ValueError(f"{name} is set by sqlfix: the embedded server runs on a private "
+                         "copy of its cached cluster, never on other files (for a server of "
+                         "your own, give the tests its DSN)")
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (int, float, str)):

@@ -279,6 +279,12 @@ def test_a_setting_twice_in_the_ini_lines_is_refused(tmp_path):
 @pytest.mark.parametrize(("name", "problem"), [
     ("port", "port is set by sqlfix (use server_port for a TCP port)"),
     ("unix_socket_directories", "unix_socket_directories is set by sqlfix"),
+    # the server's files: a foreign cluster would run with fsync off
+    ("data_directory", "data_directory is set by sqlfix: the embedded server runs on a private"),
+    ("Config_File", "Config_File is set by sqlfix: the embedded server runs on a private"),
+    ("hba_file", "hba_file is set by sqlfix"),
+    ("ident_file", "ident_file is set by sqlfix"),
+    ("external_pid_file", "external_pid_file is set by sqlfix"),
     ("work-mem", "'work-mem' is not a PostgreSQL setting name"),
 ])
 def test_server_settings_refusals_are_the_same_from_the_ini_and_the_table(tmp_path, name, problem):

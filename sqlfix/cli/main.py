@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TextIO
 
 from sqlfix import __version__, docs_url
+from sqlfix.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, importer, report
 from sqlfix.cli import check as dbcheck
-from sqlfix.cli import importer, report
 from sqlfix.cli.lint import lint, lint_options
 from sqlfix.cli.serve import serve
 from sqlfix.cli.targets import Target, UsageError, Workspace
@@ -29,8 +29,6 @@ from sqlfix.config import Settings, find_project, ini_of, load_settings, parse_s
 from sqlfix.database.session import DatabaseSession, make_library
 from sqlfix.errors import FixtureError, SqlfixError
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 Handler = Callable[[argparse.Namespace, TextIO], int]
 
 DESCRIPTION = """\
@@ -287,6 +285,9 @@ def run_lint(args: argparse.Namespace, out: TextIO) -> int:
 
 def _render_target(workspace: Workspace, name: str) -> Target:
     """A fixture name, else the path of a .sql file; FixtureNotFound says what exists."""
+    if not workspace.library.exists(name) and Path(name).is_symlink() \
+            and not Path(name).exists():
+        raise UsageError(f"{name}: no such file (a symbolic link to a missing file)")
     if not workspace.library.exists(name) and Path(name).exists():
         if not (Path(name).is_file() and name.endswith(".sql")):  # never another file's text
             what = "a directory" if Path(name).is_dir() else "not a .sql file"

@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import time
 from types import FrameType
 from typing import TextIO
 
+from sqlfix.cli import EXIT_INTERRUPTED
 from sqlfix.config import Settings
 from sqlfix.database.session import DatabaseSession
 from sqlfix.errors import ServerError
@@ -45,7 +47,10 @@ def serve(settings: Settings, out: TextIO) -> int:
         out.write(f"note: ignoring the DSN from {settings.source('dsn')}: "
                   "`server` always starts the embedded PostgreSQL\n")  # fmt: skip
     session = DatabaseSession(dataclasses.replace(settings, dsn=None))
-    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS}
+    # A signal the shell had us ignore (`nohup`, a script's `&` job for SIGINT) stays so.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
+    ready = False
     try:
         session.start()
         server = session.server
@@ -54,11 +59,16 @@ def serve(settings: Settings, out: TextIO) -> int:
         out.write(f"log:  {server.log}\nPress Ctrl-C to stop; the server and its data are "
                   "then removed.\n")  # fmt: skip
         out.flush()
+        ready = True
         while server.alive():
             time.sleep(_POLL_SECONDS)
         # The log goes with the server's folder: its last lines are in the message.
         raise ServerError(f"PostgreSQL stopped by itself (not by sqlfix); {server.exited()}")
     except KeyboardInterrupt:
+        if not ready:  # no server was up: not a success for `sqlfix server && ...`
+            sys.stderr.write("sqlfix server: interrupted before the server was ready; "
+                             "nothing was left behind\n")
+            return EXIT_INTERRUPTED
         _say(out, "stopped\n")
         return 0
     finally:

@@ -63,11 +63,14 @@ class Workspace:
     def targets(self, paths: Sequence[Path]) -> list[Target]:
         """Targets for files and directories (default: the fixtures directory), schema skipped."""
         if not paths:
-            if not self.directory.root.is_dir():
+            root = self.directory.root
+            if not root.is_dir():
+                shown = display_path(root)
+                shown = str(root) if shown.startswith("..") else shown  # not ../../../etc
+                what = "is not a directory" if root.exists() else "does not exist"
                 raise UsageError(
-                    f"the fixtures directory {display_path(self.directory.root)} does not "
-                    "exist; pass fixture files or directories, or set fixtures_dir in "
-                    "[tool.sqlfix] (or --fixtures DIR)"
+                    f"the fixtures directory {shown} {what}; pass fixture files or "
+                    "directories, or set fixtures_dir in [tool.sqlfix] (or --fixtures DIR)"
                 )
             paths = [self.directory.root]
         found: dict[Path, Target] = {}

@@ -322,7 +322,11 @@ class EmbeddedServer:
         code = proc.poll() if proc is not None else None
         if code is None:
             return None
-        return (f"the embedded PostgreSQL exited (exit code {code}): its log "
+        how = f"exited (exit code {code})"
+        if code < 0:  # Popen's way of saying "by a signal"
+            with contextlib.suppress(ValueError):
+                how = f"was killed by {signal.Signals(-code).name}"
+        return (f"the embedded PostgreSQL {how}: its log "
                 f"{self._runtime.log} says:\n{self._runtime.log_tail(12)}")
 
     def exits_within(self, seconds: float) -> bool:

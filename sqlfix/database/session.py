@@ -95,7 +95,12 @@ def _shutting_down(exc: BaseException | None) -> bool:
 def _datestyle_hint(problem: str) -> str:
     """`problem`, with where a DateStyle comes from when psycopg could not read one:
     psycopg reads timestamps in DateStyle ISO only (its "can't parse ... with DateStyle"),
-    and libpq takes PGDATESTYLE from the environment unseen."""
+    and libpq takes PGDATESTYLE from the environment unseen. Likewise a connect_timeout
+    psycopg cannot read, from PGCONNECT_TIMEOUT."""
+    timeout = os.environ.get("PGCONNECT_TIMEOUT")
+    if "bad value for connect_timeout" in problem and timeout is not None:
+        return (f"{problem} (PGCONNECT_TIMEOUT={timeout!r} in the environment: a whole number "
+                "of seconds; fix or unset it)")
     if "DateStyle" not in problem:
         return problem
     where = (f"PGDATESTYLE={os.environ['PGDATESTYLE']!r} in the environment sets it; unset "

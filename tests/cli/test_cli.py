@@ -159,6 +159,10 @@ def test_lint_with_tests_reports_unused_and_missing(project: Path, capsys: pytes
         (["render", "/etc/passwd"], "/etc/passwd is not a .sql file: render takes a fixture name"),
         (["render", "pyproject.toml"], "pyproject.toml is not a .sql file: render takes"),
         (["render", "fixtures_sql"], "fixtures_sql is a directory: render takes a fixture name"),
+        (["render", "dangling.sql"], "dangling.sql: no such file (a symbolic link to a missing file)"),
+        (["lint", "--fixtures", "pyproject.toml"],
+         "the fixtures directory pyproject.toml is not a directory"),
+        (["lint", "--fixtures", "/etc/passwd"], "the fixtures directory /etc/passwd is not a directory"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(
@@ -166,6 +170,7 @@ def test_usage_errors_exit_2_with_a_message(
 ) -> None:
     if argv != ["lint"]:
         (project / "fixtures_sql").mkdir()
+    (project / "dangling.sql").symlink_to(project / "nowhere.sql")
     code, out, err = run(capsys, *argv)
     assert (code, out) == (2, "")
     assert message in err
@@ -510,7 +515,7 @@ def test_check_says_the_embedded_server_died_under_a_load_and_goes_on(
     assert lines[1].startswith("OK    a_fine.sql"), out
     assert lines[2] == "FAIL  b_crashes.sql", out
     # the server's death in its own words, with its log; not the fixture's fault alone
-    assert "the embedded PostgreSQL exited" in out and "its log" in out, out
+    assert "the embedded PostgreSQL was killed by SIGKILL" in out and "its log" in out, out
     assert "a fixture must not end its own session" not in out, out
     assert "sqlfix starts it again for the next fixture" in out, out
     assert any(line.startswith("OK    c_fine.sql") and "t +1" in line for line in lines), out

@@ -111,12 +111,70 @@ def test_ctrl_c_while_it_starts_is_no_traceback(tmp_path: Path, delay: float) ->
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert "Traceback" not in err, err
-    # 130 "interrupted" (before the server), 0 "stopped" (after), or, in the few ms before
-    # Python installs its handler, SIGINT's default action
-    assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, out, err)
+    if "Press Ctrl-C" in out:  # it was up: a clean stop
+        assert (proc.returncode, "stopped" in out) == (0, True), (out, err)
+    else:  # 130 "interrupted" before the server was up, or, in the few ms before Python
+        # installs its handler, SIGINT's default action: never "stopped" and 0
+        assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, out, err)
+        assert "stopped" not in out
     runtime = re.search(r"host=(\S+)", out)
     if runtime:
         assert not Path(runtime.group(1)).exists()
+
+
+def test_interrupted_before_it_is_ready_is_no_success(tmp_path: Path) -> None:
+    # `sqlfix server && next-step`: a server that never came up must not exit 0.
+    (tmp_path / "fixtures_sql").mkdir()
+    reached = tmp_path / "reached"
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.sqlfix]\nsetup_command = ['python', '-c', "
+        f"'import pathlib, time; pathlib.Path(r\"{reached}\").touch(); time.sleep(60)']\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlfix", "server"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for _ in range(1200):
+            if reached.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert reached.exists(), proc.communicate()
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, (out, err)
+    assert "sqlfix server: interrupted before the server was ready; nothing was left behind" in err
+    assert "stopped" not in out and "Traceback" not in err
+
+
+def test_a_sigint_the_shell_had_it_ignore_stays_ignored(tmp_path: Path) -> None:
+    # `nohup`, or a script's `&` job: SIGINT is ignored when it starts, and stays so.
+    (tmp_path / "fixtures_sql").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlfix", "server"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Press Ctrl-C"):
+                break
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert proc.poll() is None  # still serving
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out.strip()) == (0, "stopped"), err
 
 
 def test_a_server_that_dies_is_reported_with_its_logs_last_lines(tmp_path: Path) -> None:
@@ -135,7 +193,7 @@ def test_a_server_that_dies_is_reported_with_its_logs_last_lines(tmp_path: Path)
             proc.communicate()
     assert proc.returncode == 2, err
     assert ("sqlfix server: PostgreSQL stopped by itself (not by sqlfix); the embedded "
-            "PostgreSQL exited (exit code -9)") in err, err
+            "PostgreSQL was killed by SIGKILL") in err, err
     assert "database system is ready to accept connections" in err  # the log's last lines
     assert not Path(shown["log"]).exists() and "Traceback" not in err
 
@@ -186,20 +244,25 @@ def test_a_setting_the_server_takes_but_sqlfix_cannot_work_with_is_named(
     assert f"(from {tmp_path / 'pyproject.toml'}): if one of them is why" in result.stderr
 
 
-def test_a_datestyle_from_the_environment_is_named(tmp_path: Path) -> None:
-    # libpq reads PGDATESTYLE unseen; psycopg then cannot read a timestamp. The error
-    # says where the DateStyle came from and what to set instead.
+@pytest.mark.parametrize(("variable", "value", "words"), [
+    # libpq reads PGDATESTYLE unseen; psycopg then cannot read a timestamp
+    ("PGDATESTYLE", "SQL, DMY", "PGDATESTYLE='SQL, DMY' in the environment sets it; unset it, "
+                                "or make it ISO"),
+    ("PGCONNECT_TIMEOUT", "abc", "bad value for connect_timeout: 'abc' (PGCONNECT_TIMEOUT='abc' "
+                                 "in the environment: a whole number of seconds; fix or unset it)"),
+])
+def test_a_pg_variable_psycopg_cannot_work_with_is_named(
+        tmp_path: Path, variable: str, value: str, words: str) -> None:
     shutil.copytree(EXAMPLE_FIXTURES, tmp_path / "fixtures_sql")
     (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
     result = subprocess.run(
         [sys.executable, "-m", "sqlfix", "check"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=180, env={**env, "PYTHONPATH": str(REPO), "PGDATESTYLE": "SQL, DMY"},
+        timeout=180, env={**env, "PYTHONPATH": str(REPO), variable: value},
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
-    assert ("PGDATESTYLE='SQL, DMY' in the environment sets it; unset it, or make it ISO"
-            in result.stderr), result.stderr
+    assert words in result.stderr, result.stderr
 
 
 def test_a_server_port_another_program_listens_on_is_named(tmp_path: Path) -> None:

@@ -308,7 +308,7 @@ def test_4_the_dsn_given_before_still_works(sqlfix_dsn):
     result.stdout.fnmatch_lines([
         "*test_1_kills_the_postmaster*",
         "*the test's database connection was lost*",
-        "*the embedded PostgreSQL exited (exit code -9): its log*",
+        "*the embedded PostgreSQL was killed by SIGKILL: its log*",
         "*sqlfix started the embedded PostgreSQL again (same DSN) and built the test database again*",
     ])
     assert "escaped" not in result.stdout.str()

@@ -774,7 +774,7 @@ def test_2_baseline(sqlfix_conn, sqlfix_dsn):
     result.stdout.fnmatch_lines([
         "*ERROR at teardown of test_1_the_server_dies*",
         "*the embedded PostgreSQL exited during this committed test*",
-        "*the embedded PostgreSQL exited (exit code -9): its log*",
+        "*the embedded PostgreSQL was killed by SIGKILL: its log*",
         "*sqlfix started the embedded PostgreSQL again (same DSN) and built the test database again*",
     ])
 
