@@ -53,13 +53,13 @@ def serve(settings: Settings, out: TextIO) -> int:
     ready = False
     try:
         session.start()
+        ready = True  # before the DSN is printed: a stop after that is a clean one
         server = session.server
         assert server is not None
         _describe(settings, server.binaries.version, server.dsn, server.tcp_dsn, out)
         out.write(f"log:  {server.log}\nPress Ctrl-C to stop; the server and its data are "
                   "then removed.\n")  # fmt: skip
         out.flush()
-        ready = True
         while server.alive():
             time.sleep(_POLL_SECONDS)
         # The log goes with the server's folder: its last lines are in the message.
