@@ -307,6 +307,31 @@ def discard_copy(copy: Binaries, copy_base: Path) -> bool:
     return False
 
 
+def copy_is_whole(original: Binaries, copy: Binaries) -> bool:
+    """Whether the private copy `copy` of `original` (made by `runnable_by`) still has every
+    file of it, at its size (a few thousand `lstat` calls).
+
+    A failure with a whole copy (initdb refusing a locale, a full disk) is not the copy's,
+    and removing it would pull it from under the other runs that share it: it is named by
+    content, so every venv with the same wheel runs its servers from it.
+    """
+    layout = _layout(original)
+    root = copy.bindir
+    for _ in layout.bindir.parts:
+        root = root.parent
+    for part in layout.parts:
+        for dirpath, _dirnames, filenames in os.walk(layout.root / part):
+            for name in filenames:
+                source = Path(dirpath, name)
+                try:
+                    copied = root / source.relative_to(layout.root)
+                    if copied.lstat().st_size != source.lstat().st_size:
+                        return False
+                except OSError:
+                    return False
+    return True
+
+
 def _run_failure(binaries: Binaries, user: tuple[int, int]) -> str | None:
     """Why `user` cannot run both programs, or None when it can.
 
@@ -321,7 +346,16 @@ def _run_failure(binaries: Binaries, user: tuple[int, int]) -> str | None:
                 check=True, cwd="/", user=user[0], group=user[1], extra_groups=[],
             )  # fmt: skip
         except subprocess.CalledProcessError as exc:
+            if exc.returncode < 0:
+                # Killed by a signal (a Ctrl-C to the process group): says nothing about
+                # the binaries, and a copy judged broken is removed, under the feet of the
+                # other runs that share it (it is named by content).
+                raise ServerError(f"`{program} --version` was stopped by signal "
+                                  f"{-exc.returncode}") from None
             return f"`{program} --version` failed: {(exc.stderr or exc.stdout).strip()}"
+        except subprocess.TimeoutExpired:
+            raise ServerError(f"`{program} --version` did not answer within 30 s (a machine "
+                              "this busy, or a file system that hangs); try again") from None
         except (OSError, subprocess.SubprocessError) as exc:
             return f"could not run `{program} --version`: {exc}"
     return None

@@ -28,6 +28,7 @@ from psycopg.conninfo import make_conninfo
 
 from sqlfix.database.binaries import (
     Binaries,
+    copy_is_whole,
     digest,
     discard_copy,
     find_binaries,
@@ -230,7 +231,9 @@ class EmbeddedServer:
         except ServerError:
             # initdb from root's private copy of the binaries: a copy a tmp cleaner thinned
             # out fails every run alike. Made again once; a second failure is the real one.
-            if runnable is original or not discard_copy(runnable, _runtime_base()):
+            # A whole copy is not why (a bad locale, a full disk), and other runs share it.
+            if runnable is original or copy_is_whole(original, runnable) \
+                    or not discard_copy(runnable, _runtime_base()):
                 raise
             runnable = runnable_by(original, ident.ids, _runtime_base())
             template = _cached_cluster(runnable, original, root, ident, options)

@@ -159,3 +159,52 @@ def test_a_copy_that_lost_a_file_no_check_looks_at_is_made_again_when_initdb_fai
         assert (prefix / name).is_file()
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+def test_a_failure_that_is_not_the_copys_leaves_the_shared_copy_alone(tmp_path: Path) -> None:
+    """initdb refusing a locale, with a whole copy: the copy stays. It is named by content,
+    and every other run with the same binaries (the pip-only CI job's other worker) runs
+    its servers from it: removing it made their next start fail with "No such file"."""
+    from sqlfix.database.server_options import ServerOptions
+    from sqlfix.errors import ServerError
+
+    hidden = hidden_install(find_binaries(), tmp_path)
+    target = _copy_target(hidden)
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        with EmbeddedServer.start(hidden, cache_dir=tmp_path / "cache") as other_run:
+            copied = other_run.binaries.postgres
+            assert copied.is_relative_to(target)
+            before = copied.stat().st_ino
+            with pytest.raises(ServerError, match="no such locale"):
+                EmbeddedServer.start(hidden, cache_dir=tmp_path / "cache",
+                                     options=ServerOptions(locale="xx_NOPE.UTF-8"))
+            # still the same file: not removed and made again (the other run, starting a
+            # server in between, would have found no file)
+            assert copied.stat().st_ino == before
+            other_run.restart()  # which starts its postgres from it again
+            with psycopg.connect(other_run.dsn) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def test_a_check_stopped_by_a_signal_does_not_judge_the_binaries() -> None:
+    """`postgres --version` killed by a Ctrl-C to the process group: no verdict (a copy
+    judged broken would be removed, and other runs share it), an error instead."""
+    import tempfile
+
+    from sqlfix.errors import ServerError
+
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # the server's user must reach it
+    try:
+        folder.chmod(0o755)
+        for name in ("postgres", "initdb"):
+            (folder / name).write_text("#!/bin/sh\nkill -INT $$\n")
+            (folder / name).chmod(0o755)
+        user = server_module._server_identity().ids
+        assert user is not None
+        with pytest.raises(ServerError, match="was stopped by signal 2"):
+            binaries_module._run_failure(Binaries(folder, "15.0"), user)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
