@@ -25,14 +25,15 @@ pytestmark = pytest.mark.skipif(
 def _server(project: Path, mounts: str, env: dict[str, str], stop_when_ready: bool = False
             ) -> subprocess.CompletedProcess[str]:
     """`python -m sqlfix server` in a mount namespace after `mounts`; with `stop_when_ready`,
-    stopped by SIGINT once it printed its DSNs."""
+    stopped by SIGTERM once it printed its DSNs (a script's `&` job ignores SIGINT, and
+    `sqlfix server` leaves it ignored)."""
     (project / "fixtures_sql").mkdir(exist_ok=True)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
     command = f"{mounts} exec {sys.executable} -m sqlfix server"
-    if stop_when_ready:  # the shell waits for "Press Ctrl-C", then interrupts the server
+    if stop_when_ready:  # the shell waits for "Press Ctrl-C", then stops the server
         command = (f"{mounts} {{ {sys.executable} -m sqlfix server & }}; pid=$!; "
                    "while sleep 0.2; do grep -q 'Press Ctrl-C' out 2>/dev/null && break; "
-                   "kill -0 $pid 2>/dev/null || break; done; kill -INT $pid; wait $pid")
+                   "kill -0 $pid 2>/dev/null || break; done; kill -TERM $pid; wait $pid")
         command = command.replace("server & }", "server > out & }")
     result = subprocess.run(["unshare", "-m", "sh", "-c", command], cwd=project, text=True,
                             capture_output=True, timeout=180,
