@@ -138,7 +138,9 @@ def test_ctrl_c_while_it_starts_is_no_traceback(tmp_path: Path, moment: str) -> 
     if "Press Ctrl-C" in out:  # it was up already: a clean stop
         assert (proc.returncode, "stopped" in out) == (0, True), (out, err)
     else:  # interrupted before the server was up: never "stopped" and 0
-        assert proc.returncode == 130, (proc.returncode, out, err)
+        # 130, or Python's own exit by SIGINT after the one-line message (a Ctrl-C that
+        # lands inside an import): a shell reports both as 130
+        assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, out, err)
         assert "interrupted" in err and "stopped" not in out
     runtime = re.search(r"host=(\S+)", out)
     if runtime:
