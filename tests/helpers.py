@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlfix.database import binaries as binaries_module
 from sqlfix.database.binaries import Binaries
@@ -69,3 +74,39 @@ def blackhole(held: list[socket.socket] | None = None) -> Iterator[int]:
         server.close()
         for conn in held:
             conn.close()
+
+
+@contextmanager
+def sqlfix_command(project: Path, *args: str, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """`python -m sqlfix ARGS` started in `project`, from this checkout, without the outer
+    run's SQLFIX_* variables (but the version matrix's SQLFIX_PG_BINDIR); text pipes. Killed
+    if the block leaves it running."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlfix", *args], cwd=project, env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def setup_command_that_waits(project: Path) -> Path:
+    """A pyproject.toml whose setup_command touches a file, then sleeps a minute: the file
+    says the command is inside the session's preparation (a server is up by then)."""
+    reached = project / "reached"
+    (project / "pyproject.toml").write_text(
+        "[tool.sqlfix]\nsetup_command = ['python', '-c', "
+        f"'import pathlib, time; pathlib.Path(r\"{reached}\").touch(); time.sleep(60)']\n")
+    return reached
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], seconds: float = 60) -> None:
+    """Until `path` exists; AssertionError with the process's output if it ends first."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), proc.communicate()

@@ -10,14 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from helpers import DATA as TEST_DATA
-from helpers import REPO
+from helpers import REPO, setup_command_that_waits, sqlfix_command, wait_for
 from psycopg.conninfo import make_conninfo
 from test_lint import validate_json_findings
 
@@ -548,30 +547,14 @@ def test_ctrl_c_during_check_exits_130_and_leaves_no_server(tmp_path: Path) -> N
     # and the embedded server it had started is stopped (not left to the watchdog).
     (tmp_path / "fixtures_sql").mkdir()
     (tmp_path / "fixtures_sql" / "one.sql").write_text("SELECT 1;\n")
-    reached = tmp_path / "reached"
-    (tmp_path / "pyproject.toml").write_text(
-        "[tool.sqlfix]\nsetup_command = ['python', '-c', "
-        f"'import pathlib, time; pathlib.Path(r\"{reached}\").touch(); time.sleep(60)']\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sqlfix", "check"], cwd=tmp_path, text=True,
-        env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        for _ in range(1200):
-            if reached.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert reached.exists(), proc.communicate()
+    reached = setup_command_that_waits(tmp_path)
+    with sqlfix_command(tmp_path, "check") as proc:
+        wait_for(reached, proc)
         postmasters = subprocess.run(["pgrep", "-P", str(proc.pid), "postgres"],
                                      capture_output=True, text=True).stdout.split()
         assert len(postmasters) == 1
         os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "sqlfix check: interrupted" and "Traceback" not in err
     with pytest.raises(ProcessLookupError):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import EXAMPLE_FIXTURES, REPO
+from helpers import EXAMPLE_FIXTURES, REPO, setup_command_that_waits, sqlfix_command, wait_for
 
 
 def _free_port() -> int:
@@ -150,27 +150,11 @@ def test_ctrl_c_while_it_starts_is_no_traceback(tmp_path: Path, moment: str) -> 
 def test_interrupted_before_it_is_ready_is_no_success(tmp_path: Path) -> None:
     # `sqlfix server && next-step`: a server that never came up must not exit 0.
     (tmp_path / "fixtures_sql").mkdir()
-    reached = tmp_path / "reached"
-    (tmp_path / "pyproject.toml").write_text(
-        "[tool.sqlfix]\nsetup_command = ['python', '-c', "
-        f"'import pathlib, time; pathlib.Path(r\"{reached}\").touch(); time.sleep(60)']\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sqlfix", "server"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        for _ in range(1200):
-            if reached.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert reached.exists(), proc.communicate()
+    reached = setup_command_that_waits(tmp_path)
+    with sqlfix_command(tmp_path, "server") as proc:
+        wait_for(reached, proc)
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130, (out, err)
     assert "sqlfix server: interrupted before the server was ready; nothing was left behind" in err
     assert "stopped" not in out and "Traceback" not in err
@@ -179,13 +163,8 @@ def test_interrupted_before_it_is_ready_is_no_success(tmp_path: Path) -> None:
 def test_a_sigint_the_shell_had_it_ignore_stays_ignored(tmp_path: Path) -> None:
     # `nohup`, or a script's `&` job: SIGINT is ignored when it starts, and stays so.
     (tmp_path / "fixtures_sql").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sqlfix", "server"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )  # fmt: skip
-    try:
+    ignored = {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    with sqlfix_command(tmp_path, "server", **ignored) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith("Press Ctrl-C"):
@@ -195,10 +174,6 @@ def test_a_sigint_the_shell_had_it_ignore_stays_ignored(tmp_path: Path) -> None:
         assert proc.poll() is None  # still serving
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert (proc.returncode, out.strip()) == (0, "stopped"), err
 
 
