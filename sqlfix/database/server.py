@@ -629,10 +629,20 @@ def _cache_place(cache_dir: Path | None) -> tuple[Path, str]:
 _MAX_SHOWN = 2000  # characters of an error's text: a copy's error may list 1,000 files
 
 
+def connect_timeout_hint(problem: str) -> str:
+    """`problem`, naming PGCONNECT_TIMEOUT when psycopg could not read the connect_timeout
+    it took from there (psycopg's message names only the parameter)."""
+    timeout = os.environ.get("PGCONNECT_TIMEOUT")
+    if "bad value for connect_timeout" not in problem or timeout is None:
+        return problem
+    return (f"{problem} (PGCONNECT_TIMEOUT={timeout!r} in the environment: a whole number "
+            "of seconds; fix or unset it)")
+
+
 def _why(exc: BaseException, cache_dir: Path | None) -> str:
     """`exc` in words: a full disk or a folder sqlfix may not write named, with what to
     do (shutil and cp list every file that failed: hundreds of lines of the same)."""
-    text = str(exc)
+    text = connect_timeout_hint(str(exc))
     code = getattr(exc, "errno", None)
     root, source = _cache_place(cache_dir)
     runtime = _runtime_base()

@@ -47,7 +47,7 @@ from sqlfix.database.schema import (
     schema_hash,
     with_connect_timeout,
 )
-from sqlfix.database.server import EmbeddedServer
+from sqlfix.database.server import EmbeddedServer, connect_timeout_hint
 from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
 from sqlfix.database.vacuum import Vacuum
@@ -97,10 +97,8 @@ def _datestyle_hint(problem: str) -> str:
     psycopg reads timestamps in DateStyle ISO only (its "can't parse ... with DateStyle"),
     and libpq takes PGDATESTYLE from the environment unseen. Likewise a connect_timeout
     psycopg cannot read, from PGCONNECT_TIMEOUT."""
-    timeout = os.environ.get("PGCONNECT_TIMEOUT")
-    if "bad value for connect_timeout" in problem and timeout is not None:
-        return (f"{problem} (PGCONNECT_TIMEOUT={timeout!r} in the environment: a whole number "
-                "of seconds; fix or unset it)")
+    if "bad value for connect_timeout" in problem:
+        return connect_timeout_hint(problem)
     if "DateStyle" not in problem:
         return problem
     where = (f"PGDATESTYLE={os.environ['PGDATESTYLE']!r} in the environment sets it; unset "

@@ -251,14 +251,17 @@ def test_a_setting_the_server_takes_but_sqlfix_cannot_work_with_is_named(
     ("PGCONNECT_TIMEOUT", "abc", "bad value for connect_timeout: 'abc' (PGCONNECT_TIMEOUT='abc' "
                                  "in the environment: a whole number of seconds; fix or unset it)"),
 ])
+@pytest.mark.parametrize("cold", [False, True], ids=["cached", "cold-cache"])
 def test_a_pg_variable_psycopg_cannot_work_with_is_named(
-        tmp_path: Path, variable: str, value: str, words: str) -> None:
+        tmp_path: Path, variable: str, value: str, words: str, cold: bool) -> None:
+    # cold: the server's cluster is built first (initdb, then sqlfix's own connection)
+    cache = {"SQLFIX_CACHE_DIR": str(tmp_path / "cache")} if cold else {}
     shutil.copytree(EXAMPLE_FIXTURES, tmp_path / "fixtures_sql")
     (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQLFIX_") or k == "SQLFIX_PG_BINDIR"}
     result = subprocess.run(
         [sys.executable, "-m", "sqlfix", "check"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=180, env={**env, "PYTHONPATH": str(REPO), variable: value},
+        timeout=180, env={**env, "PYTHONPATH": str(REPO), variable: value, **cache},
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
