@@ -19,7 +19,7 @@ from sqlfix.config import Settings
 from sqlfix.database.session import DatabaseSession
 from sqlfix.errors import ServerError
 
-_POLL_SECONDS = 0.5
+_POLL_SECONDS = 0.1
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -31,11 +31,25 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     handler becomes SIG_IGN raises "OSError: Signal 15 ignored due to race condition"."""
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """The first Ctrl-C or SIGTERM: stop, and let no later one cut the clean-up short."""
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, _ignore)
-    raise KeyboardInterrupt
+class _Stop:
+    """The handler of the first Ctrl-C or SIGTERM; no later one cuts the clean-up short.
+
+    While the server starts it raises KeyboardInterrupt, to cut initdb or a setup_command
+    short. Once it serves it only sets `requested`, which the wait loop reads: an exception
+    raised at an arbitrary point of that loop (inside Popen.poll(), say) can leave a lock
+    taken that the clean-up then waits for.
+    """
+
+    def __init__(self) -> None:
+        self.serving = False
+        self.requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, _ignore)
+        self.requested = True
+        if not self.serving:
+            raise KeyboardInterrupt
 
 
 def serve(settings: Settings, out: TextIO) -> int:
@@ -47,33 +61,34 @@ def serve(settings: Settings, out: TextIO) -> int:
         out.write(f"note: ignoring the DSN from {settings.source('dsn')}: "
                   "`server` always starts the embedded PostgreSQL\n")  # fmt: skip
     session = DatabaseSession(dataclasses.replace(settings, dsn=None))
+    stop = _Stop()
     # A signal the shell had us ignore (`nohup`, a script's `&` job for SIGINT) stays so.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS
                 if signal.getsignal(sig) is not signal.SIG_IGN}
-    ready = False
     try:
         session.start()
-        ready = True  # before the DSN is printed: a stop after that is a clean one
+        stop.serving = True  # before the DSN is printed: a stop after that is a clean one
         server = session.server
         assert server is not None
         _describe(settings, server.binaries.version, server.dsn, server.tcp_dsn, out)
         out.write(f"log:  {server.log}\nPress Ctrl-C to stop; the server and its data are "
                   "then removed.\n")  # fmt: skip
         out.flush()
-        while server.alive():
-            time.sleep(_POLL_SECONDS)
-        # The log goes with the server's folder: its last lines are in the message.
-        raise ServerError(f"PostgreSQL stopped by itself (not by sqlfix); {server.exited()}")
-    except KeyboardInterrupt:
-        if not ready:  # no server was up: not a success for `sqlfix server && ...`
-            sys.stderr.write("sqlfix server: interrupted before the server was ready; "
-                             "nothing was left behind\n")
-            return EXIT_INTERRUPTED
+        while not stop.requested and server.alive():
+            time.sleep(_POLL_SECONDS)  # resumed after the handler: a stop waits <= this
+        if not stop.requested:
+            # The log goes with the server's folder: its last lines are in the message.
+            raise ServerError(
+                f"PostgreSQL stopped by itself (not by sqlfix); {server.exited()}")
         _say(out, "stopped\n")
         return 0
+    except KeyboardInterrupt:  # only while it starts (see _Stop)
+        sys.stderr.write("sqlfix server: interrupted before the server was ready; "
+                         "nothing was left behind\n")
+        return EXIT_INTERRUPTED
     finally:
         session.stop()
-        if signal.getsignal(signal.SIGTERM) is _ignore:
+        if stop.requested:
             # A stop signal came: the process is on its way out, and Python puts the
             # default handlers back as it finalizes, when a late signal would still end
             # it (exit 143 for a clean stop). Blocked, they are never delivered.

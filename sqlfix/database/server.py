@@ -322,7 +322,7 @@ class EmbeddedServer:
     def exited(self) -> str | None:
         """None while the postmaster runs; once it has died, its exit code and log tail."""
         proc = self._runtime.proc
-        code = proc.poll() if proc is not None else None
+        code = wait_exit(proc, 0) if proc is not None else None
         if code is None:
             return None
         how = f"exited (exit code {code})"
@@ -336,18 +336,12 @@ class EmbeddedServer:
         """Whether the postmaster has exited, or does within `seconds` (a smart shutdown
         by SIGTERM ends only once its last connection closed: sqlfix's own, often)."""
         proc = self._runtime.proc
-        if proc is None:
-            return False
-        try:
-            proc.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+        return proc is not None and wait_exit(proc, seconds) is not None
 
     def alive(self) -> bool:
         """Whether the postmaster still runs (False once stopped or dead)."""
         proc = self._runtime.proc
-        return proc is not None and proc.poll() is None
+        return proc is not None and wait_exit(proc, 0) is None
 
     def __enter__(self) -> EmbeddedServer:
         return self
@@ -437,7 +431,7 @@ class _Runtime:
         marks = (b"PANIC:", missing, b"could not find the database system",
                  b"is not a valid data directory", b"contains invalid data",
                  b"all server processes terminated; reinitializing")
-        while (code := self.proc.poll()) is None and time.monotonic() < deadline:
+        while (code := wait_exit(self.proc, 0)) is None and time.monotonic() < deadline:
             if socket.exists():
                 refused = self._connect_error(dbname)
                 if refused is None:
@@ -488,14 +482,13 @@ class _Runtime:
         proc, self.proc = self.proc, None
         if proc is None:
             return None
-        if proc.poll() is None:
+        if wait_exit(proc, 0) is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGQUIT if sig is None else sig)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                os.kill(proc.pid, signal.SIGQUIT if sig is None else sig)
+            if wait_exit(proc, 30) is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                wait_exit(proc, None)
         return proc.returncode
 
     def close(self) -> None:
@@ -509,16 +502,41 @@ class _Runtime:
             self._tell("done\n")
             os.close(self._pipe)
             self._pipe = None
-            try:
-                self._watchdog.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._watchdog.kill()
-                self._watchdog.wait()
+            if wait_exit(self._watchdog, 10) is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._watchdog.pid, signal.SIGKILL)
+                wait_exit(self._watchdog, None)
 
     def _tell(self, message: str) -> None:
         if self._pipe is not None:
             with contextlib.suppress(OSError):  # a dead watchdog must not break us
                 os.write(self._pipe, message.encode())
+
+
+def wait_exit(proc: subprocess.Popen[bytes], seconds: float | None) -> int | None:
+    """`proc`'s exit code (negative: the signal that ended it) once it has exited, waiting
+    up to `seconds` (0: only look; None: without limit); None while it still runs.
+
+    By os.waitpid, never Popen.poll()/wait(): a KeyboardInterrupt (Ctrl-C, or `server`'s
+    SIGTERM) raised inside Popen.poll() can leave Popen's private lock taken, after which
+    Popen.wait() blocks forever, and sqlfix's clean-up with it (seen in CI on CPython
+    3.11; tests/database/test_server_reap.py holds the lock as the interrupt leaves it).
+    """
+    deadline = None if seconds is None else time.monotonic() + seconds
+    delay = 0.0005
+    while proc.returncode is None:
+        try:
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already (by Popen itself): it has exited
+            return proc.returncode if proc.returncode is not None else 0
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return proc.returncode
 
 
 def _spawn_watchdog(runtime_dir: Path) -> tuple[int, subprocess.Popen[bytes]]:

@@ -284,3 +284,23 @@ def test_a_server_port_another_program_listens_on_is_named(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
     assert (f"server_port = {port} (from {tmp_path / 'pyproject.toml'}): another program "
             "listens on that port") in result.stderr
+
+
+def test_a_stop_signal_while_serving_raises_nothing_into_the_wait_loop() -> None:
+    # An exception raised at an arbitrary point of the loop (inside Popen.poll()) can leave
+    # Popen's lock taken, and the clean-up then hung (tests/database/test_server_reap.py).
+    from sqlfix.cli.serve import _ignore, _Stop
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        starting = _Stop()
+        with pytest.raises(KeyboardInterrupt):  # initdb or a setup_command is cut short
+            starting(signal.SIGINT, None)
+        serving = _Stop()
+        serving.serving = True
+        serving(signal.SIGTERM, None)  # no exception: the loop reads `requested`
+        assert serving.requested
+        assert signal.getsignal(signal.SIGINT) is _ignore is signal.getsignal(signal.SIGTERM)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
