@@ -52,7 +52,7 @@ from sqlfix.database.server_options import from_settings
 from sqlfix.database.setup_command import run_setup_command
 from sqlfix.database.vacuum import Vacuum
 from sqlfix.database.workers import clone_for_worker, drop_worker_database
-from sqlfix.errors import DatabaseError, ServerError
+from sqlfix.errors import DatabaseError, RefusedDatabase, ServerError
 
 _RECOVERING = ("the database system is", "server closed the connection unexpectedly",
                "terminating connection")
@@ -262,7 +262,9 @@ class DatabaseSession:
             noted = self._with_settings(str(exc))
             if noted == str(exc):
                 raise
-            raise DatabaseError(noted) from exc
+            # The same class: a RefusedDatabase keeps its exit code (4, not 3).
+            raise (RefusedDatabase if isinstance(exc, RefusedDatabase) else DatabaseError)(
+                noted) from exc
         except BaseException:
             self.stop()
             raise
