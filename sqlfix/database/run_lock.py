@@ -20,6 +20,7 @@ The embedded server is a run's own, and a worker's clone its own: they take no l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 from typing import Any
@@ -81,7 +82,9 @@ def refuse_if_running(dsn: str) -> None:
         cur = conn.cursor(row_factory=tuple_row)
         if cur.execute(b"SELECT pg_try_advisory_lock_shared(%s, %s)", KEYS).fetchone() == (
                 True,):
-            return  # the lock goes with the connection
+            # Let go at once: closing alone frees it only once the backend has exited
+            cur.execute(b"SELECT pg_advisory_unlock_shared(%s, %s)", KEYS)
+            return
         holder = cur.execute(_HOLDER, KEYS).fetchone()
         name = conn.info.dbname
     raise RefusedDatabase(_in_use(name, holder))
@@ -96,6 +99,16 @@ def _in_use(name: str, holder: tuple[Any, ...] | None) -> str:
         "work, so sqlfix runs one at a time there. Wait for that run to end, give this run a "
         "database of its own (another dbname in the DSN), or run the tests in one run with "
         "pytest-xdist (-n), whose workers get a clone each")
+
+
+def release(lock: psycopg.Connection[Any]) -> None:
+    """Let the run lock go now, and close `lock`. Closing alone frees it only once the
+    server's backend has exited, a moment later, and a run started at once (the next CI
+    step, a script's second pytest) could still find it held and be refused."""
+    with contextlib.suppress(psycopg.Error):
+        if not lock.closed and not lock.broken:
+            lock.execute(b"SELECT pg_advisory_unlock(%s, %s)", KEYS)
+    lock.close()
 
 
 def held(lock: psycopg.Connection[Any]) -> bool:

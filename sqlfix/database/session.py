@@ -920,7 +920,7 @@ class DatabaseSession:
                                       self._sequence_reset(self.settings.reset_sequences))
         if self._run_lock is not None:
             with contextlib.suppress(psycopg.Error):
-                self._run_lock.close()  # the next run on this database may start
+                run_lock.release(self._run_lock)  # the next run on this database may start
             self._run_lock = None
         self.dsn = None
 
