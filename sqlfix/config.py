@@ -209,7 +209,11 @@ def ini_values(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         if value is None or value == "" or (value == [] and key in INI_LINE_KEYS):
             continue
         if key == "schema":
-            table[key] = value.split() if isinstance(value, str) else value
+            # One path per line, as pytest's `linelist` gives the plugin its lines: the CLI
+            # reads the same text the same way (a path may hold spaces).
+            lines = value.splitlines() if isinstance(value, str) else value
+            table[key] = [_unquoted(line) if isinstance(line, str) else line for line in lines
+                          if not isinstance(line, str) or line.strip()]
         elif key == "server_settings":
             table[key] = value if isinstance(value, dict) else _setting_lines(value, where)
         elif key in _BOOL_KEYS and isinstance(value, str):
@@ -446,8 +450,11 @@ def _now(value: Any, where: str) -> dt.datetime:
     elif isinstance(value, str):
         if _DATE_ALONE.fullmatch(value.strip()):  # fromisoformat would make it midnight
             raise ConfigError(_date_alone(where, value.strip()))
+        text = value.strip()
+        if sys.version_info < (3, 11) and text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"  # 3.10's fromisoformat reads no Z; 3.11's does
         try:
-            parsed = dt.datetime.fromisoformat(value)
+            parsed = dt.datetime.fromisoformat(text)
         except ValueError:
             raise ConfigError(
                 f"{where} = {value!r} is not an ISO "
@@ -477,7 +484,10 @@ def _schema(value: Any, root: Path, where: str) -> tuple[Path, ...]:
     paths = tuple(root / f for f in files)
     for name, path in zip(files, paths, strict=True):
         if not path.is_file():
-            raise ConfigError(f"{where}: schema file {name} not found (looked for {path}); "
+            several = len(name.split()) > 1 and all((root / p).is_file() for p in name.split())
+            hint = (" (these are several paths on one line: write one path per line)"
+                    if several else "")
+            raise ConfigError(f"{where}: schema file {name} not found (looked for {path}){hint}; "
                               "fix the path, relative to the project root, or create the file")
     return paths
 

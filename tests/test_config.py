@@ -1,3 +1,5 @@
+import datetime as dt
+
 import pytest
 
 from sqlfix.config import load_settings
@@ -217,10 +219,14 @@ def test_a_date_alone_says_the_same_whether_bare_a_string_or_an_ini_option(tmp_p
                         "give the time too, e.g. 2024-06-01T00:00:00+00:00"] * 2
 
 
-@pytest.mark.parametrize("value", ["2024-06-01T00:00", "2024-06-01 09:30:00", "2024-06-01T09Z"])
+@pytest.mark.parametrize("value", ["2024-06-01T00:00", "2024-06-01 09:30:00", "2024-06-01T09Z",
+                                   "2024-06-01T09:00:00Z", "2024-06-01T09:00:00z"])
 def test_a_date_with_a_time_is_still_a_timestamp(tmp_path, value):
     write(tmp_path, f'[tool.sqlfix]\nnow = "{value}"\n')
-    assert load_settings(tmp_path).now.date().isoformat() == "2024-06-01"
+    now = load_settings(tmp_path).now
+    assert now.date().isoformat() == "2024-06-01"
+    if value.lower().endswith("z"):  # UTC on every Python (3.10's fromisoformat reads no Z)
+        assert (now.hour, now.utcoffset()) == (9, dt.timedelta(0))
 
 
 # ------------------------------------------------------------------ ini options

@@ -1005,6 +1005,34 @@ def test_plugin_and_cli_read_the_same_configuration_from_a_subfolder(shop):
     assert root.stdout.startswith("-- sqlfix: users.sql (seed 3)\n")
 
 
+@pytest.mark.parametrize("line", ["fixtures_sql/my schema.sql", '"fixtures_sql/my schema.sql"'])
+def test_plugin_and_cli_read_an_ini_schema_path_with_a_space_alike(shop, line):
+    # pytest gives a line-list option its lines; the CLI used to split the text on spaces
+    # ("schema file fixtures_sql/my not found") while the test run passed.
+    (shop.path / "fixtures_sql" / "schema.sql").rename(shop.path / "fixtures_sql" / "my schema.sql")
+    shop.makefile(".ini", pytest=INI + f"sqlfix_schema =\n    {line}\n")
+    shop.makepyfile("from sqlfix import uses\n@uses('users.sql')\n"
+                    "def test_db(sqlfix_conn):\n"
+                    "    assert sqlfix_conn.execute('SELECT count(*) FROM users').fetchone()[0]\n")
+    shop.runpytest_subprocess(*NO_RANDOM).assert_outcomes(passed=1)
+    checked = _cli(shop.path, "check", "fixtures_sql/users.sql")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "OK    users.sql" in checked.stdout
+
+
+def test_two_ini_schema_paths_on_one_line_get_the_same_error_from_plugin_and_cli(shop):
+    shop.makefile(".ini", pytest=INI + "sqlfix_schema = fixtures_sql/schema.sql fixtures_sql/schema.sql\n")
+    shop.makepyfile("def test_db(sqlfix_conn): pass")
+    said = (f"{shop.path / 'pytest.ini'}: sqlfix_schema: schema file fixtures_sql/schema.sql "
+            "fixtures_sql/schema.sql not found (looked for ")
+    hint = "(these are several paths on one line: write one path per line)"
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert said in result.stderr.str() and hint in result.stderr.str()
+    checked = _cli(shop.path, "check")
+    assert checked.returncode == 2 and said in checked.stderr and hint in checked.stderr
+
+
 def test_the_cli_finds_pytest_configuration_files_as_pytest_does(tmp_path):
     from sqlfix.config import find_project
 
