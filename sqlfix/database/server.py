@@ -368,6 +368,7 @@ class _Runtime:
         self._owner = os.getpid()  # a forked child must not tear down our server at its exit
         self.dir = _make_runtime_dir(ident)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0  # where the last launch's lines begin in the log
         self._launched: tuple[Binaries, dict[str, str]] | None = None
         try:
             self._pipe: int | None
@@ -415,7 +416,10 @@ class _Runtime:
         args = [str(binaries.postgres), "-D", str(self.data), "-k", str(self.dir)]
         for name, value in settings.items():
             args += ["-c", f"{name}={value}"]
-        with open(self.log, "wb") as log:  # opened by us, so early FATALs land in it too
+        # Appended to: after a crash, the log keeps the dead server's last lines (the
+        # failure report copies it), and wait_ready judges only what came after.
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as log:  # opened by us, so early FATALs land in it too
             # A session of its own: a terminal Ctrl-C must not race our orderly stop.
             self.proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -465,8 +469,9 @@ class _Runtime:
             return str(exc).strip() or type(exc).__name__
 
     def _log_bytes(self) -> bytes:
+        """What the server last launched wrote to the log."""
         try:
-            return self.log.read_bytes()
+            return self.log.read_bytes()[self._log_start:]
         except OSError:
             return b""
 

@@ -443,3 +443,20 @@ def test_a_pg_variable_that_refuses_every_connection_is_named_at_once(
     assert said.startswith("the embedded PostgreSQL is ready, but sqlfix's connection to it "
                            "was refused for the client's settings")
     assert words in said and f"libpq read these from the environment: {variable}" in said
+
+
+def test_a_restart_after_a_crash_keeps_the_dead_servers_log(pg_binaries: Binaries,
+                                                             cache_dir: Path) -> None:
+    # The failure report copies this log: it must still hold the lines before the crash.
+    with EmbeddedServer.start(pg_binaries, cache_dir=cache_dir) as srv:
+        first = srv.log.read_text()
+        assert "ready to accept connections" in first
+        os.kill(srv.pid, signal.SIGKILL)
+        assert srv.exits_within(30)
+        srv.restart()  # judged on its own lines: the old "ready" does not count
+        with psycopg.connect(srv.dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        log = srv.log.read_text()
+        assert log.startswith(first)
+        assert log.count("ready to accept connections") == first.count(
+            "ready to accept connections") + 1
