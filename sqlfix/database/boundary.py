@@ -405,11 +405,15 @@ class Boundary:
     def _check(self) -> str | None:
         try:
             return self._check_open()
-        except psycopg.OperationalError:
+        except psycopg.Error as exc:
+            # Any SQLSTATE can end a session: AdminShutdown is an OperationalError, but
+            # idle_in_transaction_session_timeout's (25P03) and transaction_timeout's
+            # (25P04) are InternalErrors. What tells is the connection left broken.
             if not (self.conn.closed or self.conn.broken):
                 raise
+            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         self.lost = True
-        return LOST_HELP
+        return f"{LOST_HELP} The server said: {said}"
 
     def _check_open(self) -> str | None:
         conn = self.conn

@@ -256,10 +256,11 @@ class DatabaseSession:
             # NotImplementedError: psycopg reads no timestamp under a DateStyle other than
             # ISO (server_settings DateStyle = 'SQL, DMY'), nor would the tests' code.
             self.stop()
-            raise DatabaseError(self._with_settings(_datestyle_hint(str(exc).strip()))) from exc
+            raise DatabaseError(
+                self.with_server_settings(_datestyle_hint(str(exc).strip()))) from exc
         except DatabaseError as exc:  # the schema or setup_command failed: a setting may be why
             self.stop()
-            noted = self._with_settings(str(exc))
+            noted = self.with_server_settings(str(exc))
             if noted == str(exc):
                 raise
             # The same class: a RefusedDatabase keeps its exit code (4, not 3).
@@ -270,7 +271,7 @@ class DatabaseSession:
             raise
         self.dsn = dsn
 
-    def _with_settings(self, problem: str) -> str:
+    def with_server_settings(self, problem: str) -> str:
         """`problem`, and the embedded server's server_settings with their source: a
         setting of the user's (read-only transactions, a 1 ms idle timeout) can be why."""
         settings = self.settings.server_settings
@@ -353,7 +354,7 @@ class DatabaseSession:
                 raise
             # A value of the user's own the server refused names neither the key nor
             # where it was set: say both.
-            raise ServerError(self._with_settings(str(exc))) from exc
+            raise ServerError(self.with_server_settings(str(exc))) from exc
         conn = connect(server.dsn)
         if server.schema_cached or key is None:
             self._built = server.schema_cached  # else start() builds (and reports) as usual
@@ -491,7 +492,7 @@ class DatabaseSession:
         boundary = make(reset_sequences)
         try:
             boundary.begin()
-        except psycopg.OperationalError:
+        except psycopg.Error:  # ended by the server, under any SQLSTATE (see Boundary._check)
             if not (boundary.conn.closed or boundary.conn.broken):
                 raise
             self.restore()

@@ -336,20 +336,24 @@ def _settle(item: pytest.Item, boundary: Boundary, found: str | None = None) -> 
     from sqlfix.errors import SqlfixError
 
     stop = None
+    session = item.config.stash[SESSION_KEY]
+    # A server setting of the user's (a 1 ms idle_in_transaction_session_timeout) can end
+    # sqlfix's own connection too: each of these messages names them, as start-up does.
     try:
-        restored = item.config.stash[SESSION_KEY].restore()
+        restored = session.restore()
     except ServerRecovering as exc:
         stop = (f"sqlfix: {exc}; the baseline could not be restored after "
-                f"{item.nodeid}, and later tests would not start from it.\n{reason}"
-                + damage_note(item.config.stash[SESSION_KEY], exc))
+                f"{item.nodeid}, and later tests would not start from it.\n"
+                + session.with_server_settings(reason) + damage_note(session, exc))
     except (SqlfixError, psycopg.Error) as exc:
         stop = (f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
-                f"could not be restored ({exc}); later tests would see them.\n{reason}"
-                + damage_note(item.config.stash[SESSION_KEY], exc))
+                f"could not be restored ({exc}); later tests would see them.\n"
+                + session.with_server_settings(reason) + damage_note(session, exc))
     if stop is not None:  # outside `except`: the report shows the message once
         stop_run(item.config, item.session, stop)
     if boundary.lost:
-        return f"sqlfix: the test's database connection was lost. {reason}\n{restored}."
+        return session.with_server_settings(
+            f"sqlfix: the test's database connection was lost. {reason}\n{restored}.")
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
 
 
@@ -359,11 +363,13 @@ def _lost_at_end(item: pytest.Item, boundary: Boundary) -> str:
 
     from sqlfix.errors import SqlfixError
 
+    session = item.config.stash[SESSION_KEY]
     try:
-        restored = item.config.stash[SESSION_KEY].restore()
+        restored = session.restore()
     except (SqlfixError, psycopg.Error) as exc:
         restored = f"sqlfix could not reconnect: {exc}"
-    return f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}."
+    return session.with_server_settings(
+        f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}.")
 
 
 def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:

@@ -25,7 +25,10 @@ def fingerprint(session: DatabaseSession) -> Fingerprint:
     """The reference state (before the first test, and again after a restore)."""
     try:
         return _take(session)
-    except psycopg.OperationalError:  # the connection or the server died since the test
+    except psycopg.Error:  # the connection or the server died since the test (any SQLSTATE)
+        conn = session.connection_if_open()
+        if conn is not None and not conn.broken:
+            raise
         session.restore()
         return _take(session)
 

@@ -1136,3 +1136,29 @@ def test_a_dsn_to_a_database_not_named_test_is_refused_once_under_xdist(shop):
     out = result.stdout.str() + result.stderr.str()
     assert out.count("refusing to use database 'shop_prod'") == 1
     assert "Traceback" not in out and "gw0" not in out
+
+
+def test_a_lost_connection_names_the_server_settings_that_may_have_ended_it(shop):
+    # idle_in_transaction_session_timeout ends the test's connection while the test sleeps
+    # inside its transaction: the report blamed the test alone.
+    shop.makefile(".ini", pytest=INI + "sqlfix_server_settings =\n"
+                  "    idle_in_transaction_session_timeout = 300ms\n")
+    shop.makepyfile("""
+        import time
+        from sqlfix import uses
+
+        @uses("users.sql")
+        def test_slow(sqlfix_conn):
+            time.sleep(1.5)
+
+        def test_next(sqlfix_conn):
+            assert sqlfix_conn.execute("SELECT 1").fetchone() == (1,)
+    """)
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    out = result.stdout.str()
+    assert "connection was lost" in out, out
+    assert ("The server ran with server_settings {'idle_in_transaction_session_timeout': "
+            "'300ms'} (from " in out), out
+    assert "The server said: terminating connection due to idle-in-transaction timeout" in out
+    assert "IdleInTransactionSessionTimeout" not in out  # was a raw psycopg traceback
+    result.assert_outcomes(failed=1, passed=1)
