@@ -439,7 +439,10 @@ def _seed(values: Mapping[str, Any], where: str) -> int | None:
     try:
         return parse_seed(str(value))
     except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        last = (" ('last' is pytest's --sqlfix-seed=last only: it replays the previous "
+                "run's seed, which a configured value cannot name)"
+                if str(value).strip().lower() == "last" else "")
+        raise ConfigError(f"{where}: {exc}{last}") from None
 
 
 def _now(value: Any, where: str) -> dt.datetime:
@@ -708,6 +711,13 @@ def setting_value(name: str, value: object) -> str:
         if "\x00" in str(value):  # a program argument cannot hold it, nor postgresql.conf
             raise ValueError(f"{name} = {value!r} holds a NUL character")
         return str(value)
+    if isinstance(value, dict) and value:
+        # TOML reads `myapp.tenant = "x"` as a table `myapp` holding `tenant`
+        inner, inner_value = next(iter(value.items()))
+        shown = f'"{inner_value}"' if isinstance(inner_value, str) else inner_value
+        raise ValueError(f"{name} = {value!r} is a TOML table: a setting name with a dot "
+                         f"(a custom setting) is quoted in TOML, e.g. \"{name}.{inner}\" = "
+                         f"{shown}")
     raise ValueError(f"{name} = {value!r} must be a string, a number or a boolean")
 
 

@@ -479,3 +479,22 @@ def test_a_bad_seed_from_the_environment_or_an_option_says_seed_once(tmp_path, e
     with pytest.raises(ConfigError) as info:
         load_settings(tmp_path, cli=cli, env=env)
     assert str(info.value).startswith(said), str(info.value)
+
+
+def test_a_dotted_setting_name_unquoted_in_toml_is_told_to_quote_it(tmp_path):
+    # TOML reads `myapp.tenant = "x"` as a table: the custom setting needs its name quoted.
+    write(tmp_path, '[tool.sqlfix.server_settings]\nmyapp.tenant = "custom"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path)
+    assert str(info.value).endswith(
+        'is a TOML table: a setting name with a dot (a custom setting) is quoted in TOML, '
+        'e.g. "myapp.tenant" = "custom"')
+    write(tmp_path, '[tool.sqlfix.server_settings]\n"myapp.tenant" = "custom"\n')
+    assert dict(load_settings(tmp_path).server_settings) == {"myapp.tenant": "custom"}
+
+
+def test_seed_last_outside_the_command_line_says_where_it_works(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path, env={"SQLFIX_SEED": "last"})
+    assert ("seed must be a non-negative integer or 'random', not 'last' ('last' is "
+            "pytest's --sqlfix-seed=last only") in str(info.value)

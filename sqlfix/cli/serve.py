@@ -43,11 +43,12 @@ class _Stop:
     def __init__(self) -> None:
         self.serving = False
         self.requested = False
+        self.signum = int(signal.SIGINT)  # the first stop signal's number
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         for sig in _STOP_SIGNALS:
             signal.signal(sig, _ignore)
-        self.requested = True
+        self.requested, self.signum = True, signum
         if not self.serving:
             raise KeyboardInterrupt
 
@@ -83,9 +84,12 @@ def serve(settings: Settings, out: TextIO) -> int:
         _say(out, "stopped\n")
         return 0
     except KeyboardInterrupt:  # only while it starts (see _Stop)
-        sys.stderr.write("sqlfix server: interrupted before the server was ready; "
+        name = signal.Signals(stop.signum).name
+        sys.stderr.write(f"sqlfix server: interrupted ({name}) before the server was ready; "
                          "nothing was left behind\n")
-        return EXIT_INTERRUPTED
+        # As a shell reports a process ended by that signal: 130 for Ctrl-C, 143 for
+        # SIGTERM (also what a SIGTERM before the handlers are in place gives).
+        return EXIT_INTERRUPTED - signal.SIGINT + stop.signum
     finally:
         session.stop()
         if stop.requested:
