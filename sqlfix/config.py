@@ -454,8 +454,8 @@ def _now(value: Any, where: str) -> dt.datetime:
         if _DATE_ALONE.fullmatch(value.strip()):  # fromisoformat would make it midnight
             raise ConfigError(_date_alone(where, value.strip()))
         text = value.strip()
-        if sys.version_info < (3, 11) and text[-1:] in ("Z", "z"):
-            text = text[:-1] + "+00:00"  # 3.10's fromisoformat reads no Z; 3.11's does
+        if text[-1:] in ("Z", "z"):  # RFC 3339's UTC: 3.10's fromisoformat reads no Z,
+            text = text[:-1] + "+00:00"  # and none reads a lowercase z
         try:
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
