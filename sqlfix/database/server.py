@@ -54,11 +54,26 @@ _RELAUNCH_TRIES = 5  # a restart waits up to this many seconds for the dead one'
 _WATCHDOG = r"""
 import os, shutil, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-runtime, pid = sys.argv[1], None
+runtime, pid, group = sys.argv[1], None, None
 for line in sys.stdin.buffer:
-    if line.strip() == b"done":
+    word = line.split()
+    if word == [b"done"]:
         sys.exit(0)
-    pid = int(line)
+    elif word[:1] == [b"group"]:  # a setup_command's process group, while it runs
+        group = int(word[1]) if len(word) > 1 else None
+    else:
+        pid = int(line)
+
+if group is not None:  # first: it works against the server
+    try:
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)
+            time.sleep(0.02)
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
 
 def alive(pid):
     try:
@@ -319,6 +334,11 @@ class EmbeddedServer:
         self._runtime.relaunch()
         self.pid = self._runtime.pid
 
+    def watch_group(self, pgid: int | None) -> None:
+        """Have the watchdog stop process group `pgid` (a setup_command) too, should this
+        process die before it ends; None when it has ended."""
+        self._runtime.tell_group(pgid)
+
     def exited(self) -> str | None:
         """None while the postmaster runs; once it has died, its exit code and log tail."""
         proc = self._runtime.proc
@@ -511,6 +531,9 @@ class _Runtime:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self._watchdog.pid, signal.SIGKILL)
                 wait_exit(self._watchdog, None)
+
+    def tell_group(self, pgid: int | None) -> None:
+        self._tell(f"group {pgid}\n" if pgid is not None else "group\n")
 
     def _tell(self, message: str) -> None:
         if self._pipe is not None:

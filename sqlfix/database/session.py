@@ -406,7 +406,8 @@ class DatabaseSession:
         psycopg.Connection.commit(conn)  # session settings: kept only once committed
         self._durable(conn)
         if self.settings.setup_command:
-            run_setup_command(self.settings.setup_command, dsn, self.settings.root)
+            run_setup_command(self.settings.setup_command, dsn, self.settings.root,
+                              self.server.watch_group if self.server is not None else None)
 
     def connection(self) -> SqlfixConnection:
         """The session's connection; a new one (sequences reset) if the old one is gone."""

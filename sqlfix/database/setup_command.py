@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -47,26 +50,76 @@ def command_path(path: str) -> str:
     return os.pathsep.join([here, *rest])
 
 
-def run_setup_command(command: str | Sequence[str], dsn: str, cwd: Path) -> None:
+def run_setup_command(
+    command: str | Sequence[str], dsn: str, cwd: Path,
+    watch: Callable[[int | None], None] | None = None,
+) -> None:
     """Run `command` with SQLFIX_DSN and DATABASE_URL set; raises DatabaseError on failure.
 
     The running interpreter's directory comes first on PATH: under
     `.venv/bin/python -m pytest` (venv not activated) `python`, `alembic` and the
     like must still be the virtualenv's, as the user would expect.
+
+    The command runs in a process group of its own, stopped whole (SIGTERM, then SIGKILL
+    after `_STOP_GRACE` seconds) when the run is interrupted: killing only the shell of
+    `sleep 4; alembic upgrade head` left the rest running against a server about to be
+    removed. `watch(pgid)` is told the group while it runs, and `watch(None)` after (the
+    embedded server's watchdog stops it if this process dies).
     """
     env = {**os.environ, "SQLFIX_DSN": dsn, "DATABASE_URL": database_url(dsn),
            "PATH": command_path(os.environ.get("PATH", ""))}
     shown = command if isinstance(command, str) else shlex.join(command)
     try:
-        done = subprocess.run(
+        proc = subprocess.Popen(
             command, shell=isinstance(command, str), cwd=cwd, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-        )
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,  # its own group (and no terminal: a migration asks nothing)
+        )  # fmt: skip
     except OSError as exc:
         raise DatabaseError(f"setup_command {shown!r} could not start: {exc}") from exc
-    if done.returncode != 0:
-        output = done.stdout[-_OUTPUT_TAIL:].rstrip() or "(no output)"
+    if watch is not None:
+        watch(proc.pid)
+    try:
+        output, _ = proc.communicate()
+    except BaseException:  # Ctrl-C, the `server` command's SIGTERM: the whole group goes
+        stop_group(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        raise
+    finally:
+        if watch is not None:
+            watch(None)
+    if proc.returncode != 0:
+        output = output[-_OUTPUT_TAIL:].rstrip() or "(no output)"
         raise DatabaseError(
-            f"setup_command {shown!r} failed with exit code {done.returncode} "
+            f"setup_command {shown!r} failed with exit code {proc.returncode} "
             f"(run in {cwd}, with SQLFIX_DSN and DATABASE_URL set to the test database). "
             f"Its output:\n{output}")
+
+
+_STOP_GRACE = 5.0  # seconds a stopped setup_command has to end before SIGKILL
+
+
+def stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to `proc`'s process group (it leads one), SIGKILL to what is left of it
+    after `_STOP_GRACE` seconds; reaps `proc`."""
+    pgid = proc.pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_GRACE
+    while time.monotonic() < deadline:
+        if proc.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(proc.pid, os.WNOHANG)[0] == proc.pid:
+                    proc.returncode = -1  # stopped by us; its code does not matter
+        try:
+            os.killpg(pgid, 0)  # anyone left in the group?
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    if proc.returncode is None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(proc.pid, 0)
+            proc.returncode = -signal.SIGKILL

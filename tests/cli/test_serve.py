@@ -305,3 +305,51 @@ def test_a_stop_signal_while_serving_raises_nothing_into_the_wait_loop() -> None
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def _migration_that_waits(project: Path) -> Path:
+    """A setup_command run by a shell whose child (the "migration") writes its pid, then
+    sleeps a minute: stopping only the shell would leave the child running."""
+    pid_file = project / "migration.pid"
+    (project / "pyproject.toml").write_text(
+        "[tool.sqlfix]\nsetup_command = \"python -c 'import os, pathlib, time; "
+        f"pathlib.Path(r\\\"{pid_file}\\\").write_text(str(os.getpid())); time.sleep(60)'; "
+        "echo migrated\"\n")
+    return pid_file
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stop_during_the_setup_command_stops_all_of_it(tmp_path: Path, how: int) -> None:
+    # SIGTERM: sqlfix stops the command's whole process group itself. SIGKILL: sqlfix
+    # cannot, and the server's watchdog does it.
+    (tmp_path / "fixtures_sql").mkdir()
+    pid_file = _migration_that_waits(tmp_path)
+    with sqlfix_command(tmp_path, "server") as proc:
+        wait_for(pid_file, proc)
+        for _ in range(100):  # written, not only created
+            if pid_file.read_text().strip():
+                break
+            time.sleep(0.05)
+        migration = int(pid_file.read_text())
+        os.kill(proc.pid, how)
+        out, err = proc.communicate(timeout=60)
+    try:
+        assert _gone_within(migration, 15), "the setup_command's child was left running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(migration, signal.SIGKILL)
+    if how == signal.SIGTERM:
+        assert proc.returncode == 143, (out, err)
+        assert "interrupted (SIGTERM) before the server was ready" in err
+        assert "Traceback" not in err
