@@ -47,12 +47,37 @@ def replay_command(item: pytest.Item, seed: int) -> str:
     below = chain[files[-1] + 1:] if files else [item]
     target = "::".join([shown, *(node.name for node in below)])
     options = replay_options(config)
+    config_file = _config_file_to_name(config, item.path)
+    if config_file is not None:
+        options.append(f"--config-file={config_file}")
     if type(item).__name__ == "DoctestItem" and item.path.suffix == ".py" \
             and "--doctest-modules" not in options:
         options.append("--doctest-modules")  # else pytest does not look for doctests there
     shown_options = " ".join(shlex.quote(o) for o in options)
     return (f"pytest {shlex.quote(target)} --sqlfix-seed={seed}"
             + (f" {shown_options}" if shown_options else ""))
+
+
+def _config_file_to_name(config: pytest.Config, path: Path) -> str | None:
+    """The run's configuration file, relative to where pytest was started, when pytest
+    given only the test's path would find another one: it looks for its configuration
+    from the test's folder up, and a subfolder's own pytest.ini would set other values
+    (`now`, the schema) than the run had. None when it would find the same (or `-c` was
+    given: replay_options names it)."""
+    from sqlfix.config import find_project
+
+    used = config.inipath
+    if used is None or any(o.startswith("--config-file=") for o in _given(
+            list(config.invocation_params.args))):
+        return None
+    project = find_project(path.parent)
+    found = project.inifile or (project.pyproject if project.pyproject.is_file() else None)
+    if found is not None and found.resolve() == used.resolve():
+        return None
+    try:
+        return os.path.relpath(used, config.invocation_params.dir)
+    except ValueError:  # another drive on Windows
+        return str(used)
 
 
 def replay_options(config: pytest.Config) -> list[str]:

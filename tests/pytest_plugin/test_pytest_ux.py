@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -1003,6 +1004,33 @@ def test_plugin_and_cli_read_the_same_configuration_from_a_subfolder(shop):
     # from the root, both see [tool.sqlfix]
     root = _cli(shop.path, "render", "users.sql")
     assert root.stdout.startswith("-- sqlfix: users.sql (seed 3)\n")
+
+
+def test_the_replay_command_names_the_config_file_a_subfolder_would_shadow(shop):
+    # Given only the test's path, pytest looks for its configuration from the test's folder
+    # up: a subfolder's own pytest.ini would set another `now` than the run had.
+    shop.makepyprojecttoml('[tool.sqlfix]\nschema = ["fixtures_sql/schema.sql"]\nseed = 3\n'
+                           'now = "2024-01-01T00:00:00Z"\n[tool.pytest.ini_options]\n'
+                           'asyncio_default_fixture_loop_scope = "function"\n')
+    sub = shop.mkdir("sub")
+    (sub / "pytest.ini").write_text(
+        "[pytest]\nsqlfix_seed = 11\nsqlfix_fixtures_dir = ../fixtures_sql\n"
+        "sqlfix_schema =\n    ../fixtures_sql/schema.sql\nsqlfix_now = 2030-01-01T00:00:00Z\n")
+    (sub / "tests").mkdir()
+    (sub / "tests" / "test_s.py").write_text(
+        "def test_now(sqlfix):\n"
+        "    raise AssertionError(sqlfix.render('orders.sql'))\n")
+    first = shop.runpytest_subprocess(*NO_RANDOM)
+    first.assert_outcomes(failed=1)
+    assert "'2024-01-01" in first.stdout.str()
+    replay = next(line.strip() for line in first.stdout.lines if line.strip().startswith(
+        "pytest sub/tests/test_s.py::test_now"))
+    assert replay == ("pytest sub/tests/test_s.py::test_now --sqlfix-seed=3 "
+                      "--config-file=pyproject.toml")
+    again = shop.runpytest_subprocess(*shlex.split(replay)[1:], *NO_RANDOM)
+    again.assert_outcomes(failed=1)
+    assert "'2024-01-01" in again.stdout.str()  # the run's `now`, not sub's 2030
+    assert "'2030-01-01" not in again.stdout.str()
 
 
 @pytest.mark.parametrize("line", ["fixtures_sql/my schema.sql", '"fixtures_sql/my schema.sql"'])
