@@ -325,9 +325,11 @@ def restore(
         views = _refresh_views(conn, baseline)
     triggers = "triggers off" if quiet else "triggers on: not allowed to turn them off"
     refreshed = f", refreshed {_count(views, 'materialized view')}" if views else ""
+    # Only the tables whose schema inserted rows are reloaded: none is the common case
+    rows = (f"reloaded the schema's rows into {_count(len(reloaded), 'table')} ({triggers}), "
+            if reloaded else "")
     return (f"sqlfix restored the baseline: truncated {_count(len(targets), 'table')}, "
-            f"reloaded the schema's rows into {len(reloaded)} ({triggers}), "
-            f"reset {_count(moved, 'sequence')}{refreshed}")
+            f"{rows}reset {_count(moved, 'sequence')}{refreshed}")
 
 
 def _refresh_views(conn: psycopg.Connection[Any], baseline: Baseline) -> int:

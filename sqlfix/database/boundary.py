@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import select
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -109,6 +110,22 @@ def run_sql(conn: psycopg.Connection[Any], statements: Sequence[str]) -> None:
             conn.execute(statement.encode())
     else:
         conn.execute("; ".join(statements).encode())
+
+
+def _lost_help(said: str | None) -> str:
+    """LOST_HELP, with why the server ended the session when it said so (a timeout of
+    server_settings, an administrator's pg_terminate_backend())."""
+    return f"{LOST_HELP} The server said: {said}" if said else LOST_HELP
+
+
+def _last_error(conn: psycopg.Connection[Any]) -> str | None:
+    """The first line of libpq's last error on `conn` ("FATAL:  terminating connection
+    due to idle-in-transaction timeout"), without its severity; None if it kept none."""
+    with contextlib.suppress(Exception):
+        text = conn.pgconn.error_message.decode(errors="replace").strip()
+        first = text.splitlines()[0] if text else ""
+        return re.sub(r"^(FATAL|ERROR|PANIC):\s+", "", first) or None
+    return None
 
 
 def scalar(conn: psycopg.Connection[Any], query: bytes) -> Any:
@@ -413,13 +430,13 @@ class Boundary:
                 raise
             said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         self.lost = True
-        return f"{LOST_HELP} The server said: {said}"
+        return _lost_help(said)
 
     def _check_open(self) -> str | None:
         conn = self.conn
-        if conn.broken:
+        if conn.broken:  # a statement of the test met the end: libpq kept the server's words
             self.lost = True
-            return LOST_HELP
+            return _lost_help(_last_error(conn))
         if conn.closed:
             closed = "The connection was closed during the test. " + ESCAPE_HELP
             return conn._sqlfix_closed_because or closed

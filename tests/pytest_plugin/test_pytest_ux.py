@@ -1166,18 +1166,22 @@ def test_a_dsn_to_a_database_not_named_test_is_refused_once_under_xdist(shop):
     assert "Traceback" not in out and "gw0" not in out
 
 
-def test_a_lost_connection_names_the_server_settings_that_may_have_ended_it(shop):
+@pytest.mark.parametrize("then", ["", "sqlfix_conn.execute('SELECT 1')"])
+def test_a_lost_connection_names_the_server_settings_that_may_have_ended_it(shop, then):
     # idle_in_transaction_session_timeout ends the test's connection while the test sleeps
-    # inside its transaction: the report blamed the test alone.
+    # inside its transaction: the report blamed the test alone. Found by sqlfix at the
+    # test's end, or by the test's own next statement (the test fails on it, and the
+    # teardown quotes the server's words libpq kept).
     shop.makefile(".ini", pytest=INI + "sqlfix_server_settings =\n"
                   "    idle_in_transaction_session_timeout = 300ms\n")
-    shop.makepyfile("""
+    shop.makepyfile(f"""
         import time
         from sqlfix import uses
 
         @uses("users.sql")
         def test_slow(sqlfix_conn):
             time.sleep(1.5)
+            {then}
 
         def test_next(sqlfix_conn):
             assert sqlfix_conn.execute("SELECT 1").fetchone() == (1,)
@@ -1188,5 +1192,8 @@ def test_a_lost_connection_names_the_server_settings_that_may_have_ended_it(shop
     assert ("The server ran with server_settings {'idle_in_transaction_session_timeout': "
             "'300ms'} (from " in out), out
     assert "The server said: terminating connection due to idle-in-transaction timeout" in out
-    assert "IdleInTransactionSessionTimeout" not in out  # was a raw psycopg traceback
-    result.assert_outcomes(failed=1, passed=1)
+    if not then:
+        assert "IdleInTransactionSessionTimeout" not in out  # was a raw psycopg traceback
+        result.assert_outcomes(failed=1, passed=1)
+    else:  # the test's own statement failed; sqlfix's word comes at tear-down
+        result.assert_outcomes(failed=1, passed=1, errors=1)
