@@ -235,9 +235,15 @@ def _unquoted(text: str) -> str:
     return text
 
 
+# postgresql.conf's line: a name, `=` (optional there), a value, an optional # comment
+_CONF_LINE = re.compile(r"(?P<name>[^\s=#]+)\s*(?:=|(?=\S))\s*(?P<text>.*)")
+
+
 def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:
     """`sqlfix_server_settings`: `name = value` lines, as the `[tool.sqlfix.server_settings]`
-    table; the value may be quoted as in postgresql.conf ('' for an empty one)."""
+    table; read as postgresql.conf reads its lines (the `=` optional, the value quoted
+    when it holds spaces, '' for an empty one). A name set twice, in any case, is an error:
+    PostgreSQL's names are case-insensitive, and the last would win unseen."""
     option = f"{where}: {INI_PREFIX}server_settings"
     if isinstance(lines, str):
         lines = lines.splitlines()
@@ -247,29 +253,39 @@ def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:
             raise ConfigError(f"{option}: {line!r} is not a `name = value` line")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        name, equals, text = (part.strip() for part in line.partition("="))
-        value = _conf_value(text)
-        if not equals or not name or not text or value is None:
+        match = _CONF_LINE.fullmatch(line.strip())
+        value, why = _conf_value(match["text"]) if match else (None, "")
+        if match is None or value is None:
             raise ConfigError(
-                f"{option}: {line.strip()!r} is not a `name = value` line; write one "
+                f"{option}: {line.strip()!r} is not a `name = value` line{why}; write one "
                 "setting a line, e.g. `timezone = Europe/Paris  # a comment` ('' for an "
                 "empty value, 'it''s' for a quote in a quoted one)")
-        if name in settings:
-            raise ConfigError(f"{option}: {name} is set twice")
+        name = match["name"]
+        twice = [n for n in settings if n.lower() == name.lower()]
+        if twice:
+            same = f" (as {twice[0]}; the names are case-insensitive)" if twice[0] != name else ""
+            raise ConfigError(f"{option}: {name} is set twice{same}")
         settings[name] = value
     return settings
 
 
-def _conf_value(text: str) -> str | None:
-    """The value of a `name = value` line as postgresql.conf reads it: bare up to a `#`
-    comment, or in single quotes ('' or \\' stands for one, and the backslash escapes
-    of PostgreSQL's GUC_scanstr: \\b \\f \\n \\r \\t, up to three octal digits, else the
-    character itself) with only a comment after them. None when it is not one (an
-    unclosed quote, words after the closing one, nothing). A bare value in double quotes
-    loses them too, as sqlfix always read it."""
+def _conf_value(text: str) -> tuple[str | None, str]:
+    """The value of a `name = value` line as postgresql.conf reads it: bare (one word) up
+    to a `#` comment, or in single quotes ('' or \\' stands for one, and the backslash
+    escapes of PostgreSQL's GUC_scanstr: \\b \\f \\n \\r \\t, up to three octal digits,
+    else the character itself) with only a comment after them. (None, why) when it is
+    not one: an unclosed quote, words after the closing one or after a bare word, nothing.
+    A bare value in double quotes loses them too, as sqlfix always read it."""
     if not text.startswith("'"):
-        bare = _unquoted(text.split("#", 1)[0])  # not a ' here: a "..." one
-        return bare or None
+        raw = text.split("#", 1)[0].strip()
+        bare = _unquoted(raw)  # not a ' here: a "..." one
+        if bare and bare == raw and len(bare.split()) > 1 and ("=" in bare or ";" in bare):
+            # `timezone = UTC; work_mem = 8MB` (one -o line) would set timezone to all of
+            # it. postgresql.conf wants any value with spaces quoted; sqlfix always took
+            # `"$user", public` bare, and still does.
+            return None, (f" (a value with spaces is quoted, as in postgresql.conf: "
+                          f"'{bare}'; one setting a line)")
+        return bare or None, ""
     chars, i = [], 1
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text):
@@ -283,8 +299,10 @@ def _conf_value(text: str) -> str | None:
             i += 2
         else:
             rest = text[i + 1:].strip()
-            return "".join(chars) if not rest or rest.startswith("#") else None
-    return None
+            if not rest or rest.startswith("#"):
+                return "".join(chars), ""
+            return None, " (words after the closing quote)"
+    return None, " (the quote is not closed)"
 
 
 _CONF_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}

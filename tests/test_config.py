@@ -261,13 +261,19 @@ def test_server_settings_as_ini_lines_are_the_toml_table(tmp_path):
 
 
 @pytest.mark.parametrize(("line", "words"), [
-    ("timezone Europe/Paris", "'timezone Europe/Paris' is not a `name = value` line"),
     ("= UTC", "'= UTC' is not a `name = value` line"),
     ("timezone =", "'timezone =' is not a `name = value` line"),
     ("timezone = # UTC", "'timezone = # UTC' is not a `name = value` line"),
-    ("timezone = 'UTC", '"timezone = \'UTC" is not a `name = value` line'),
-    ("timezone = 'UTC' Paris", '"timezone = \'UTC\' Paris" is not a `name = value` line'),
-    (r"timezone = 'UTC\'", repr(r"timezone = 'UTC\'") + " is not a `name = value` line"),  # \' is no end
+    ("timezone = 'UTC", '"timezone = \'UTC" is not a `name = value` line (the quote is not '
+     "closed)"),
+    ("timezone = 'UTC' Paris", '"timezone = \'UTC\' Paris" is not a `name = value` line (words '
+     "after the closing quote)"),
+    (r"timezone = 'UTC\'", repr(r"timezone = 'UTC\'") + " is not a `name = value` line (the "
+     "quote is not closed)"),  # \' is no end
+    # `-o 'sqlfix_server_settings=timezone = UTC; work_mem = 8MB'` set timezone to all of it
+    ("timezone = UTC; work_mem = 8MB", "'timezone = UTC; work_mem = 8MB' is not a `name = value` "
+     "line (a value with spaces is quoted, as in postgresql.conf: 'UTC; work_mem = 8MB'; one "
+     "setting a line)"),
 ])
 def test_a_bad_server_settings_line_is_refused_naming_the_ini_file(tmp_path, line, words):
     with pytest.raises(ConfigError) as info:
@@ -280,6 +286,16 @@ def test_a_setting_twice_in_the_ini_lines_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"^/p/pytest.ini: sqlfix_server_settings: jit is set "
                        "twice$"):
         _from_ini(tmp_path, {"server_settings": ["jit = on", "jit = off"]})
+    # PostgreSQL's names are case-insensitive: TimeZone would silently win over timezone
+    with pytest.raises(ConfigError, match=r"^/p/pytest.ini: sqlfix_server_settings: TimeZone "
+                       r"is set twice \(as timezone; the names are case-insensitive\)$"):
+        _from_ini(tmp_path, {"server_settings": ["timezone = UTC", "TimeZone = Europe/Paris"]})
+
+
+def test_the_equals_sign_is_optional_as_in_postgresql_conf(tmp_path):
+    lines = ["timezone Europe/Paris", "work_mem 16MB  # a comment", "search_path '\"$user\", a'"]
+    assert dict(_from_ini(tmp_path, {"server_settings": lines}).server_settings) == {
+        "timezone": "Europe/Paris", "work_mem": "16MB", "search_path": '"$user", a'}
 
 
 @pytest.mark.parametrize(("name", "problem"), [

@@ -866,8 +866,9 @@ def test_a_setting_the_server_refuses_is_named_with_where_it_was_set(shop):
 
 
 @pytest.mark.parametrize(("lines", "message"), [
-    ("timezone Europe/Paris", "sqlfix_server_settings: 'timezone Europe/Paris' is not a "
-     "`name = value` line; write one setting a line, e.g. `timezone = Europe/Paris  # *"),
+    ("timezone = UTC; jit = on", "sqlfix_server_settings: 'timezone = UTC; jit = on' is not "
+     "a `name = value` line (a value with spaces is quoted, as in postgresql.conf: 'UTC; jit "
+     "= on'; one setting a line); write one setting a line, e.g. `timezone = Europe/Paris  # *"),
     ("port = 5433", "sqlfix_server_settings.port: port is set by sqlfix (use server_port*"),
     ("jit = on\n    jit = off", "sqlfix_server_settings: jit is set twice"),
 ])
