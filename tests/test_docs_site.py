@@ -73,7 +73,7 @@ CONFIG_ERRORS = [
     ('schema = ["fixtures_sql/missing.sql"]', None),
     ("", {"schema": ["fixtures_sql/missing.sql"]}),
     ("", {"allow_any_database": "maybe"}),
-    ("", {"server_settings": ["timezone Europe/Paris"]}),
+    ("", {"server_settings": ["search_path = 'a, b"]}),
     ("", {"server_settings": ["port = 5"]}),
 ]
 
