@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -69,57 +70,73 @@ def run_setup_command(
     env = {**os.environ, "SQLFIX_DSN": dsn, "DATABASE_URL": database_url(dsn),
            "PATH": command_path(os.environ.get("PATH", ""))}
     shown = command if isinstance(command, str) else shlex.join(command)
-    try:
-        proc = subprocess.Popen(
-            command, shell=isinstance(command, str), cwd=cwd, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,  # its own group (and no terminal: a migration asks nothing)
-        )  # fmt: skip
-    except OSError as exc:
-        raise DatabaseError(f"setup_command {shown!r} could not start: {exc}") from exc
-    if watch is not None:
-        watch(proc.pid)
-    try:
-        output, _ = proc.communicate()
-    except BaseException:  # Ctrl-C, the `server` command's SIGTERM: the whole group goes
-        stop_group(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        raise
-    finally:
+    # Output to a file, not a pipe: the run goes on when the command exits, even if a
+    # process it left in the background (`some-daemon &`) still holds its output.
+    with tempfile.TemporaryFile() as output:
+        try:
+            proc = subprocess.Popen(
+                command, shell=isinstance(command, str), cwd=cwd, env=env,
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group, and no terminal: it asks nothing
+            )  # fmt: skip
+        except OSError as exc:
+            raise DatabaseError(f"setup_command {shown!r} could not start: {exc}") from exc
         if watch is not None:
-            watch(None)
-    if proc.returncode != 0:
-        output = output[-_OUTPUT_TAIL:].rstrip() or "(no output)"
+            watch(proc.pid)
+        try:
+            code = _wait(proc)
+        except BaseException:  # Ctrl-C, the `server` command's SIGTERM: the whole group goes
+            stop_group(proc)
+            raise
+        finally:
+            if watch is not None:
+                watch(None)
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    if code != 0:
+        text = text[-_OUTPUT_TAIL:].rstrip() or "(no output)"
         raise DatabaseError(
-            f"setup_command {shown!r} failed with exit code {proc.returncode} "
+            f"setup_command {shown!r} failed with exit code {code} "
             f"(run in {cwd}, with SQLFIX_DSN and DATABASE_URL set to the test database). "
-            f"Its output:\n{output}")
+            f"Its output:\n{text}")
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int:
+    """`proc`'s exit code, by os.waitpid: an interrupt inside Popen.wait() can leave its
+    private lock taken (see server.wait_exit)."""
+    while True:
+        pid, status = os.waitpid(proc.pid, 0)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode
 
 
 _STOP_GRACE = 5.0  # seconds a stopped setup_command has to end before SIGKILL
 
 
-def stop_group(proc: subprocess.Popen[str]) -> None:
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to `proc`'s process group (it leads one), SIGKILL to what is left of it
-    after `_STOP_GRACE` seconds; reaps `proc`."""
+    after `_STOP_GRACE` seconds, or at once if a second Ctrl-C cuts the wait short;
+    reaps `proc`."""
     pgid = proc.pid
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_GRACE
-    while time.monotonic() < deadline:
+    try:
+        deadline = time.monotonic() + _STOP_GRACE
+        while time.monotonic() < deadline:
+            if proc.returncode is None:
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(proc.pid, os.WNOHANG)[0] == proc.pid:
+                        proc.returncode = -1  # stopped by us; its code does not matter
+            try:
+                os.killpg(pgid, 0)  # anyone left in the group?
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+    finally:  # also when interrupted again: nothing of it may outlive the run
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
         if proc.returncode is None:
             with contextlib.suppress(ChildProcessError):
-                if os.waitpid(proc.pid, os.WNOHANG)[0] == proc.pid:
-                    proc.returncode = -1  # stopped by us; its code does not matter
-        try:
-            os.killpg(pgid, 0)  # anyone left in the group?
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    if proc.returncode is None:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(proc.pid, 0)
-            proc.returncode = -signal.SIGKILL
+                os.waitpid(proc.pid, 0)
+                proc.returncode = -signal.SIGKILL

@@ -353,3 +353,75 @@ def test_a_stop_during_the_setup_command_stops_all_of_it(tmp_path: Path, how: in
         assert proc.returncode == 143, (out, err)
         assert "interrupted (SIGTERM) before the server was ready" in err
         assert "Traceback" not in err
+
+
+def test_a_setup_command_that_leaves_a_process_in_the_background_does_not_hold_the_start(
+        tmp_path: Path) -> None:
+    # `some-daemon &`: the child keeps the command's output open after it exited; sqlfix
+    # waited for that output to end, without a word. It waits for the command now.
+    (tmp_path / "fixtures_sql").mkdir()
+    pid_file = tmp_path / "daemon.pid"
+    (tmp_path / "pyproject.toml").write_text(
+        f"[tool.sqlfix]\nsetup_command = \"sleep 60 & echo $! > '{pid_file}'; echo migrated\"\n")
+    try:
+        proc, shown = _start(tmp_path)  # returns once "Press Ctrl-C" is printed
+        try:
+            assert "dsn" in shown
+            os.kill(proc.pid, signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        if pid_file.exists() and pid_file.read_text().strip():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_setup_command_reads_no_terminal(tmp_path: Path) -> None:
+    # Its output goes to sqlfix, so a prompt would never be seen: stdin is /dev/null.
+    (tmp_path / "fixtures_sql").mkdir()
+    got = tmp_path / "got"
+    (tmp_path / "pyproject.toml").write_text(
+        f"[tool.sqlfix]\nsetup_command = \"read -r x; echo \\\"[$x]\\\" > '{got}'\"\n")
+    with sqlfix_command(tmp_path, "server", stdin=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # stdin stays open, and is never read
+            if line.startswith("Press Ctrl-C"):
+                break
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert got.read_text() == "[]\n", (out, err)
+
+
+def test_a_second_ctrl_c_while_the_setup_command_is_stopped_still_stops_all_of_it(
+        tmp_path: Path) -> None:
+    # The command ignores SIGTERM: sqlfix waits 5 s before SIGKILL, and a second Ctrl-C
+    # during that wait skipped the SIGKILL, leaving the command behind.
+    (tmp_path / "fixtures_sql").mkdir()
+    pid_file = tmp_path / "child.pid"
+    (tmp_path / "schema.sql").write_text("CREATE TABLE t (i int);\n")
+    (tmp_path / "fixtures_sql" / "t.sql").write_text("INSERT INTO t VALUES (1);\n")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.sqlfix]\nschema = ['schema.sql']\nsetup_command = \"trap '' TERM; sleep 60 & "
+        f"echo $! > '{pid_file}'; wait\"\n")
+    with sqlfix_command(tmp_path, "check") as proc:
+        wait_for(pid_file, proc)
+        for _ in range(100):
+            if pid_file.read_text().strip():
+                break
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(1.0)  # inside the 5 s SIGTERM grace
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    try:
+        assert _gone_within(child, 10), "the setup_command's child was left running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    assert "Traceback" not in err, err
