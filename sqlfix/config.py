@@ -253,7 +253,10 @@ def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:
             raise ConfigError(f"{option}: {line!r} is not a `name = value` line")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        match = _CONF_LINE.fullmatch(line.strip())
+        stripped = line.strip()
+        if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\"":
+            stripped = stripped[1:-1].strip()  # a whole line in quotes: a TOML habit
+        match = _CONF_LINE.fullmatch(stripped)
         value, why = _conf_value(match["text"]) if match else (None, "")
         if match is None or value is None:
             raise ConfigError(

@@ -514,3 +514,10 @@ def test_seed_last_outside_the_command_line_says_where_it_works(tmp_path):
         load_settings(tmp_path, env={"SQLFIX_SEED": "last"})
     assert ("seed must be a non-negative integer or 'random', not 'last' ('last' is "
             "pytest's --sqlfix-seed=last only") in str(info.value)
+
+
+def test_a_server_settings_line_in_quotes_is_read_without_them(tmp_path):
+    # `sqlfix_server_settings = "timezone = Europe/Paris"`: the TOML habit, in an ini file
+    for line in ('"timezone = Europe/Paris"', "'timezone = Europe/Paris'"):
+        assert dict(_from_ini(tmp_path, {"server_settings": [line]}).server_settings) == {
+            "timezone": "Europe/Paris"}

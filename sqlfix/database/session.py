@@ -407,7 +407,8 @@ class DatabaseSession:
         self._durable(conn)
         if self.settings.setup_command:
             run_setup_command(self.settings.setup_command, dsn, self.settings.root,
-                              self.server.watch_group if self.server is not None else None)
+                              self.server.watch_group if self.server is not None else None,
+                              self.settings.source("setup_command"))
 
     def connection(self) -> SqlfixConnection:
         """The session's connection; a new one (sequences reset) if the old one is gone."""

@@ -53,7 +53,7 @@ def command_path(path: str) -> str:
 
 def run_setup_command(
     command: str | Sequence[str], dsn: str, cwd: Path,
-    watch: Callable[[int | None], None] | None = None,
+    watch: Callable[[int | None], None] | None = None, where: str = "",
 ) -> None:
     """Run `command` with SQLFIX_DSN and DATABASE_URL set; raises DatabaseError on failure.
 
@@ -65,11 +65,13 @@ def run_setup_command(
     after `_STOP_GRACE` seconds) when the run is interrupted: killing only the shell of
     `sleep 4; alembic upgrade head` left the rest running against a server about to be
     removed. `watch(pgid)` is told the group while it runs, and `watch(None)` after (the
-    embedded server's watchdog stops it if this process dies).
+    embedded server's watchdog stops it if this process dies). `where`: the file or
+    option that set the command, for the errors.
     """
     env = {**os.environ, "SQLFIX_DSN": dsn, "DATABASE_URL": database_url(dsn),
            "PATH": command_path(os.environ.get("PATH", ""))}
     shown = command if isinstance(command, str) else shlex.join(command)
+    shown = f"{shown!r} (from {where})" if where else repr(shown)
     # Output to a file, not a pipe: the run goes on when the command exits, even if a
     # process it left in the background (`some-daemon &`) still holds its output.
     with tempfile.TemporaryFile() as output:
@@ -80,7 +82,7 @@ def run_setup_command(
                 start_new_session=True,  # its own group, and no terminal: it asks nothing
             )  # fmt: skip
         except OSError as exc:
-            raise DatabaseError(f"setup_command {shown!r} could not start: {exc}") from exc
+            raise DatabaseError(f"setup_command {shown} could not start: {exc}") from exc
         if watch is not None:
             watch(proc.pid)
         try:
@@ -96,7 +98,7 @@ def run_setup_command(
     if code != 0:
         text = text[-_OUTPUT_TAIL:].rstrip() or "(no output)"
         raise DatabaseError(
-            f"setup_command {shown!r} failed with exit code {code} "
+            f"setup_command {shown} failed with exit code {code} "
             f"(run in {cwd}, with SQLFIX_DSN and DATABASE_URL set to the test database). "
             f"Its output:\n{text}")
 

@@ -344,17 +344,25 @@ def _settle(item: pytest.Item, boundary: Boundary, found: str | None = None) -> 
     except ServerRecovering as exc:
         stop = (f"sqlfix: {exc}; the baseline could not be restored after "
                 f"{item.nodeid}, and later tests would not start from it.\n"
-                + session.with_server_settings(reason) + damage_note(session, exc))
+                + _with_settings(session, reason) + damage_note(session, exc))
     except (SqlfixError, psycopg.Error) as exc:
         stop = (f"sqlfix: a test's changes escaped its rollback boundary and the baseline "
                 f"could not be restored ({exc}); later tests would see them.\n"
-                + session.with_server_settings(reason) + damage_note(session, exc))
+                + _with_settings(session, reason) + damage_note(session, exc))
     if stop is not None:  # outside `except`: the report shows the message once
         stop_run(item.config, item.session, stop)
     if boundary.lost:
-        return session.with_server_settings(
+        return _with_settings(session, 
             f"sqlfix: the test's database connection was lost. {reason}\n{restored}.")
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
+
+
+def _with_settings(session: DatabaseSession, message: str) -> str:
+    """`message`, naming the server_settings unless the server said who ended the
+    session (pg_terminate_backend(): "due to administrator command"), not a setting."""
+    if "administrator command" in message:
+        return message
+    return session.with_server_settings(message)
 
 
 def _lost_at_end(item: pytest.Item, boundary: Boundary) -> str:
@@ -368,7 +376,7 @@ def _lost_at_end(item: pytest.Item, boundary: Boundary) -> str:
         restored = session.restore()
     except (SqlfixError, psycopg.Error) as exc:
         restored = f"sqlfix could not reconnect: {exc}"
-    return session.with_server_settings(
+    return _with_settings(session, 
         f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}.")
 
 

@@ -89,7 +89,7 @@ def test_a_failing_setup_command_stops_the_session_with_its_output(pytester):
     result = pytester.runpytest(*NO_RANDOM)
     assert result.ret == 3
     result.stdout.fnmatch_lines([
-        "*setup_command*failed with exit code 3*",
+        "*setup_command*(from *pyproject.toml) failed with exit code 3*",
         "*migration 042 failed: relation x exists*",
     ])
 

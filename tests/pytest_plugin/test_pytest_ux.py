@@ -1198,3 +1198,19 @@ def test_a_lost_connection_names_the_server_settings_that_may_have_ended_it(shop
         result.assert_outcomes(failed=1, passed=1)
     else:  # the test's own statement failed; sqlfix's word comes at tear-down
         result.assert_outcomes(failed=1, passed=1, errors=1)
+
+
+def test_a_connection_an_administrator_ended_does_not_blame_the_server_settings(shop):
+    shop.makefile(".ini", pytest=INI + "sqlfix_server_settings =\n    work_mem = 8MB\n")
+    shop.makepyfile("""
+        import psycopg
+
+        def test_ended(sqlfix_conn):
+            pid = sqlfix_conn.info.backend_pid
+            with psycopg.connect(sqlfix_conn.info.dsn, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    """)
+    result = shop.runpytest_subprocess(*NO_RANDOM)
+    out = result.stdout.str()
+    assert "The server said: terminating connection due to administrator command" in out, out
+    assert "The server ran with server_settings" not in out
