@@ -514,12 +514,6 @@ class _Runtime:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
                 wait_exit(proc, None)
-        # A postmaster that died (SIGKILL, a crash) leaves its children to notice it on
-        # their own, holding the shared memory a relaunch needs: "pre-existing shared
-        # memory block is still in use". They are in its process group (it leads a
-        # session of its own; the group outlives it, so the id is not reused meanwhile).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
         return proc.returncode
 
     def close(self) -> None:
