@@ -329,6 +329,25 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return False
 
 
+def _pid_written(pid_file: Path, proc: subprocess.Popen[str]) -> int:
+    """The pid the setup_command writes to `pid_file` (written, not only created)."""
+    wait_for(pid_file, proc)
+    for _ in range(100):
+        if pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    return int(pid_file.read_text())
+
+
+def _assert_stopped(pid: int) -> None:
+    """The setup_command's process `pid` ends within 15 s (killed here if not)."""
+    try:
+        assert _gone_within(pid, 15), "the setup_command's child was left running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_a_stop_during_the_setup_command_stops_all_of_it(tmp_path: Path, how: int) -> None:
     # SIGTERM: sqlfix stops the command's whole process group itself. SIGKILL: sqlfix
@@ -336,19 +355,10 @@ def test_a_stop_during_the_setup_command_stops_all_of_it(tmp_path: Path, how: in
     (tmp_path / "fixtures_sql").mkdir()
     pid_file = _migration_that_waits(tmp_path)
     with sqlfix_command(tmp_path, "server") as proc:
-        wait_for(pid_file, proc)
-        for _ in range(100):  # written, not only created
-            if pid_file.read_text().strip():
-                break
-            time.sleep(0.05)
-        migration = int(pid_file.read_text())
+        migration = _pid_written(pid_file, proc)
         os.kill(proc.pid, how)
         out, err = proc.communicate(timeout=60)
-    try:
-        assert _gone_within(migration, 15), "the setup_command's child was left running"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(migration, signal.SIGKILL)
+    _assert_stopped(migration)
     if how == signal.SIGTERM:
         assert proc.returncode == 143, (out, err)
         assert "interrupted (SIGTERM) before the server was ready" in err
@@ -408,20 +418,11 @@ def test_a_second_ctrl_c_while_the_setup_command_is_stopped_still_stops_all_of_i
         "[tool.sqlfix]\nschema = ['schema.sql']\nsetup_command = \"trap '' TERM; sleep 60 & "
         f"echo $! > '{pid_file}'; wait\"\n")
     with sqlfix_command(tmp_path, "check") as proc:
-        wait_for(pid_file, proc)
-        for _ in range(100):
-            if pid_file.read_text().strip():
-                break
-            time.sleep(0.05)
-        child = int(pid_file.read_text())
+        child = _pid_written(pid_file, proc)
         os.kill(proc.pid, signal.SIGINT)
         time.sleep(1.0)  # inside the 5 s SIGTERM grace
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    try:
-        assert _gone_within(child, 10), "the setup_command's child was left running"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
+    _assert_stopped(child)
     assert "Traceback" not in err, err
