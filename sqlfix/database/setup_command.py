@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 from psycopg.conninfo import conninfo_to_dict
 
+from sqlfix.database.server import wait_exit
 from sqlfix.errors import DatabaseError
 
 _OUTPUT_TAIL = 4000
@@ -86,7 +87,7 @@ def run_setup_command(
         if watch is not None:
             watch(proc.pid)
         try:
-            code = _wait(proc)
+            code = wait_exit(proc, None)  # not Popen.wait(): see wait_exit
         except BaseException:  # Ctrl-C, the `server` command's SIGTERM: the whole group goes
             stop_group(proc)
             raise
@@ -103,16 +104,6 @@ def run_setup_command(
             f"Its output:\n{text}")
 
 
-def _wait(proc: subprocess.Popen[bytes]) -> int:
-    """`proc`'s exit code, by os.waitpid: an interrupt inside Popen.wait() can leave its
-    private lock taken (see server.wait_exit)."""
-    while True:
-        pid, status = os.waitpid(proc.pid, 0)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode
-
-
 _STOP_GRACE = 5.0  # seconds a stopped setup_command has to end before SIGKILL
 
 
@@ -126,10 +117,7 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         deadline = time.monotonic() + _STOP_GRACE
         while time.monotonic() < deadline:
-            if proc.returncode is None:
-                with contextlib.suppress(ChildProcessError):
-                    if os.waitpid(proc.pid, os.WNOHANG)[0] == proc.pid:
-                        proc.returncode = -1  # stopped by us; its code does not matter
+            wait_exit(proc, 0)  # reaps it: a zombie would still be in the group
             try:
                 os.killpg(pgid, 0)  # anyone left in the group?
             except ProcessLookupError:
@@ -138,7 +126,4 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     finally:  # also when interrupted again: nothing of it may outlive the run
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        if proc.returncode is None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(proc.pid, 0)
-                proc.returncode = -signal.SIGKILL
+        wait_exit(proc, None)

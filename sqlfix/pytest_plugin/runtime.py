@@ -352,8 +352,8 @@ def _settle(item: pytest.Item, boundary: Boundary, found: str | None = None) -> 
     if stop is not None:  # outside `except`: the report shows the message once
         stop_run(item.config, item.session, stop)
     if boundary.lost:
-        return _with_settings(session, 
-            f"sqlfix: the test's database connection was lost. {reason}\n{restored}.")
+        return _with_settings(
+            session, f"sqlfix: the test's database connection was lost. {reason}\n{restored}.")
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
 
 
