@@ -109,4 +109,7 @@ def wait_for(path: Path, proc: subprocess.Popen[str], seconds: float = 60) -> No
     deadline = time.monotonic() + seconds
     while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert path.exists(), proc.communicate()
+    if not path.exists():
+        if proc.poll() is None:  # else communicate() would wait for it without limit
+            proc.kill()
+        raise AssertionError(f"{path} never appeared; the output: {proc.communicate()}")

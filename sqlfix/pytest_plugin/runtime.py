@@ -376,8 +376,8 @@ def _lost_at_end(item: pytest.Item, boundary: Boundary) -> str:
         restored = session.restore()
     except (SqlfixError, psycopg.Error) as exc:
         restored = f"sqlfix could not reconnect: {exc}"
-    return _with_settings(session, 
-        f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}.")
+    lost = f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}."
+    return _with_settings(session, lost)
 
 
 def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Exception) -> str:
