@@ -105,6 +105,21 @@ MAX_TIMEOUT_MS = 2_147_483_647
 _UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
+def shown(value: object) -> str:
+    """`value` as the TOML or ini text that gave it, for an error: true/false, a date or
+    time as written (2024-01-01, not datetime.date(2024, 1, 1)), lists and tables
+    likewise; a string quoted."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {shown(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 def parse_duration(value: object) -> int:
     """Milliseconds from an int (ms) or a PostgreSQL-style string: '500ms', '10s', '2min', '0'.
 
@@ -114,7 +129,7 @@ def parse_duration(value: object) -> int:
     """
     millis = _duration_ms(value)
     if millis > MAX_TIMEOUT_MS:
-        raise ValueError(f"{value!r} is longer than PostgreSQL's timeouts allow: at most "
+        raise ValueError(f"{shown(value)} is longer than PostgreSQL's timeouts allow: at most "
                          f"{MAX_TIMEOUT_MS} ms (about 24 days); 0 means no limit")
     return millis
 
@@ -146,7 +161,7 @@ def _duration_ms(value: object) -> int:
 
 
 def _not_a_duration(value: object) -> str:
-    return (f"{value!r} is not a duration: use milliseconds (5000) or a number with a "
+    return (f"{shown(value)} is not a duration: use milliseconds (5000) or a number with a "
             "unit (us, ms, s, min, h, d), e.g. '10s' or '0.5s'; 0 means no limit")
 
 
@@ -159,7 +174,7 @@ def parse_bool(value: object) -> bool:
         return True
     if text in ("false", "no", "off", "0"):
         return False
-    raise ValueError(f"{value!r} is not a boolean: use true or false")
+    raise ValueError(f"{shown(value)} is not a boolean: use true or false")
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -440,8 +455,7 @@ def _typed(
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         kinds = kind if isinstance(kind, tuple) else (kind,)
         wanted = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
-        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # TOML's words
-        raise ConfigError(f"{where} = {shown} has the wrong type: it takes {wanted}")
+        raise ConfigError(f"{where} = {shown(value)} has the wrong type: it takes {wanted}")
     return value
 
 
@@ -455,8 +469,7 @@ def _seed(values: Mapping[str, Any], where: str) -> int | None:
     place and the key's name there (`pytest.toml: sqlfix_seed`)."""
     value = values["seed"]
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # TOML's words
-        raise ConfigError(f"{where} = {shown} must be an integer or 'random'")
+        raise ConfigError(f"{where} = {shown(value)} must be an integer or 'random'")
     try:
         return parse_seed(str(value))
     except ValueError as exc:
@@ -485,7 +498,7 @@ def _now(value: Any, where: str) -> dt.datetime:
                 "timestamp such as '2024-01-01T12:00:00+00:00'"
             ) from None
     else:
-        raise ConfigError(f"{where} must be a timestamp, not {value!r}")
+        raise ConfigError(f"{where} must be a timestamp, not {shown(value)}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
@@ -522,7 +535,7 @@ def _setup_command(value: Any, where: str) -> str | tuple[str, ...]:
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ConfigError(f"{where} must be a command line string "
-                      f"(run by the shell) or a list of arguments, not {value!r}")
+                      f"(run by the shell) or a list of arguments, not {shown(value)}")
 
 
 def _lint(table: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -541,12 +554,12 @@ def _lint(table: Mapping[str, Any], where: str) -> dict[str, Any]:
         value = lint.get(key, [])
         if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
             raise ConfigError(
-                f"{where}: [tool.sqlfix.lint] {key} = {value!r} must be a list of rule codes, "
-                'e.g. ["SQLF501"]'
+                f"{where}: [tool.sqlfix.lint] {key} = {shown(value)} must be a list of rule "
+                'codes, e.g. ["SQLF501"]'
             )
     if not isinstance(lint.get("tests", ""), str):
         raise ConfigError(
-            f"{where}: [tool.sqlfix.lint] tests = {lint['tests']!r} must be a directory "
+            f"{where}: [tool.sqlfix.lint] tests = {shown(lint['tests'])} must be a directory "
             'path such as "tests"'
         )
     return lint
@@ -668,13 +681,13 @@ def _whole_number(value: object, least: int = 0) -> int:
     """`value` (an int, or its text from an ini file or the command line) as an int >= `least`;
     ValueError otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{value!r} must be a whole number of {least} or more")
+        raise ValueError(f"{shown(value)} must be a whole number of {least} or more")
     try:
         number = int(value)
     except ValueError:
-        raise ValueError(f"{value!r} must be a whole number of {least} or more") from None
+        raise ValueError(f"{shown(value)} must be a whole number of {least} or more") from None
     if number < least:
-        raise ValueError(f"{value!r} must be a whole number of {least} or more")
+        raise ValueError(f"{shown(value)} must be a whole number of {least} or more")
     return number
 
 
@@ -735,11 +748,11 @@ def setting_value(name: str, value: object) -> str:
     if isinstance(value, dict) and value:
         # TOML reads `myapp.tenant = "x"` as a table `myapp` holding `tenant`
         inner, inner_value = next(iter(value.items()))
-        shown = f'"{inner_value}"' if isinstance(inner_value, str) else inner_value
-        raise ValueError(f"{name} = {value!r} is a TOML table: a setting name with a dot "
+        example = f'"{inner_value}"' if isinstance(inner_value, str) else shown(inner_value)
+        raise ValueError(f"{name} = {shown(value)} is a TOML table: a setting name with a dot "
                          f"(a custom setting) is quoted in TOML, e.g. \"{name}.{inner}\" = "
-                         f"{shown}")
-    raise ValueError(f"{name} = {value!r} must be a string, a number or a boolean")
+                         f"{example}")
+    raise ValueError(f"{name} = {shown(value)} must be a string, a number or a boolean")
 
 
 def _checked(where: str, check: Callable[..., object], *values: object) -> str:

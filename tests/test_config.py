@@ -64,6 +64,25 @@ def test_bad_configuration_is_an_error_that_names_it(tmp_path, body, words):
     assert words in str(info.value)
 
 
+# A TOML date, time or table is shown as written, never as a Python repr
+@pytest.mark.parametrize(("line", "words"), [
+    ("seed = 2024-01-01", "seed = 2024-01-01 must be an integer"),
+    ("dsn = 2024-01-01T09:30:00", "dsn = 2024-01-01T09:30:00 has the wrong type"),
+    ("faker_locale = 12:00:00", "faker_locale = 12:00:00 has the wrong type"),
+    ("setup_command = 1979-05-27", "a list of arguments, not 1979-05-27"),
+    ("statement_timeout = [true, 1979-05-27]", "[true, 1979-05-27] is not a duration"),
+    ("lint = {select = [2024-01-01]}", "select = [2024-01-01] must be a list of rule codes"),
+    ("server_settings = {work_mem = 2024-01-01}", "work_mem = 2024-01-01 must be a string"),
+    ("server_settings = {myapp = {day = 2024-01-01}}",
+     'myapp = {day = 2024-01-01} is a TOML table'),
+])
+def test_a_toml_value_of_the_wrong_type_is_shown_as_written(tmp_path, line, words):
+    write(tmp_path, f"[tool.sqlfix]\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path)
+    assert words in str(info.value) and "datetime" not in str(info.value)
+
+
 def test_timeouts_and_verify_from_pyproject_and_options(tmp_path):
     write(tmp_path, '[tool.sqlfix]\nlock_timeout = "2s"\nload_statement_timeout = 750\nverify = true\n')
     settings = load_settings(tmp_path)
