@@ -70,7 +70,8 @@ class Workspace:
                 what = "is not a directory" if root.exists() else "does not exist"
                 raise UsageError(
                     f"the fixtures directory {shown} {what}; pass fixture files or "
-                    "directories, or set fixtures_dir in [tool.sqlfix] (or --fixtures DIR)"
+                    "directories, or set fixtures_dir in [tool.sqlfix] or sqlfix_fixtures_dir in "
+                    "pytest's configuration (or --fixtures DIR)"
                 )
             paths = [self.directory.root]
         found: dict[Path, Target] = {}

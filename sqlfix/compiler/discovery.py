@@ -73,7 +73,8 @@ class FixtureDir:
         if not self.root.is_dir():
             return (
                 f"fixture {name!r}: the fixtures directory {self.root} does not exist; "
-                "create it or set fixtures_dir in [tool.sqlfix] (or --sqlfix-fixtures)"
+                "create it, or set fixtures_dir in [tool.sqlfix] or sqlfix_fixtures_dir in "
+                "pytest's configuration (or --sqlfix-fixtures)"
             )
         names = self.names()
         # `fixtures_sql/users.sql`: a path from the project root, not from the directory

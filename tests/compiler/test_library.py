@@ -198,3 +198,13 @@ def test_a_name_given_from_the_project_root_is_told_to_drop_the_folder(library):
         library.plan([f"{folder}/users.sql"])
     assert str(caught.value).endswith(
         "did you mean 'users.sql'? (names are relative to the fixtures directory)")
+
+
+def test_a_missing_fixtures_directory_names_both_places_to_set_it(tmp_path):
+    # pytest.ini's users set sqlfix_fixtures_dir; pyproject.toml's set fixtures_dir
+    missing = FixtureLibrary(FixtureDir(tmp_path / "nowhere", frozenset()))
+    with pytest.raises(FixtureNotFound) as caught:
+        missing.plan(["users.sql"])
+    message = str(caught.value)
+    assert "nowhere does not exist" in message
+    assert "fixtures_dir in [tool.sqlfix] or sqlfix_fixtures_dir in pytest's" in message
