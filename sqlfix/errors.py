@@ -121,6 +121,15 @@ class SchemaRebuiltWarning(UserWarning):
     """
 
 
+class ReconnectedWarning(UserWarning):
+    """sqlfix found its connection lost when a test began (the server ended it, or the
+    embedded server died, after the test before had ended) and recovered before the test
+    ran: the test itself starts from the baseline as usual.
+
+    Make it an error with `filterwarnings = ["error::sqlfix.errors.ReconnectedWarning"]`.
+    """
+
+
 class UnfinishedRunWarning(UserWarning):
     """The run before on a DSN's database did not end (killed); sqlfix put back the
     sequences its tests had moved (see database/run_lock.py).

@@ -59,6 +59,11 @@ LOST_HELP = (
     "or restart). The server rolled back the open transaction. Tests must not end "
     "their own session; if that was not your test, look at the server's log."
 )
+SERVER_DIED_HELP = (
+    "The embedded PostgreSQL server died during the test (a killed or crashed postmaster): "
+    "the test's transaction went with it. Tests must not stop the server; if that was "
+    "not your test, look at the server's log."
+)
 # The second-connection hint's mark (see sqlfix.pytest_plugin.own_connections): the
 # server's session count and clock where the test begins, read in a round trip that goes
 # anyway. Inside the test's transaction a statistics read stays cached until its end
@@ -118,7 +123,7 @@ def _lost_help(said: str | None) -> str:
     return f"{LOST_HELP} The server said: {said}" if said else LOST_HELP
 
 
-def _last_error(conn: psycopg.Connection[Any]) -> str | None:
+def last_server_error(conn: psycopg.Connection[Any]) -> str | None:
     """The first line of libpq's last error on `conn` ("FATAL:  terminating connection
     due to idle-in-transaction timeout"), without its severity; None if it kept none."""
     with contextlib.suppress(Exception):
@@ -266,8 +271,11 @@ class Boundary:
         load_timeouts: bytes = b"",
         advances: dict[Any, str] | None = None,
         advance_pairs: bytes = b"",
+        server_gone: Callable[[], bool] | None = None,
     ) -> None:
         self.conn = conn
+        # Whether the embedded server's postmaster has died (None: a server of the user's)
+        self._server_gone = server_gone
         self.xid: str | None = None
         self.marker: str | None = None  # this transaction's SET LOCAL application_name
         self.role: str | None = None  # current_setting('role') at begin(), before any load
@@ -436,10 +444,15 @@ class Boundary:
         conn = self.conn
         if conn.broken:  # a statement of the test met the end: libpq kept the server's words
             self.lost = True
-            return _lost_help(_last_error(conn))
+            return _lost_help(last_server_error(conn))
         if conn.closed:
             closed = "The connection was closed during the test. " + ESCAPE_HELP
             return conn._sqlfix_closed_because or closed
+        if self._server_gone is not None and self._server_gone():
+            # A backend outlives a killed postmaster for a moment and still answers (the
+            # check's, end()'s ROLLBACK), so the connection alone does not tell.
+            self.lost = True
+            return SERVER_DIED_HELP
         if stop_statement_in_flight(conn, BUSY_AT_END):
             return BUSY_AT_END
         status = conn.info.transaction_status
@@ -516,6 +529,11 @@ class Boundary:
                 self.lost_at_end = True
             # A session sqlfix cannot reset (or a dead one) is not handed to the next
             # test: the session opens a fresh connection instead.
+            conn.close()
+        if self.escape is None and self._server_gone is not None and self._server_gone():
+            # The postmaster died so late in the test that its backend still answered
+            self.lost = self.lost_at_end = True
+            self.escape = SERVER_DIED_HELP
             conn.close()
 
 

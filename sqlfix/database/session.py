@@ -32,6 +32,7 @@ from sqlfix.database.boundary import (
     SESSION_RESET,
     Boundary,
     SqlfixConnection,
+    last_server_error,
     notice_ended,
     scalar,
 )
@@ -205,6 +206,7 @@ class DatabaseSession:
         self.vacuum = Vacuum(settings.vacuum_threshold)  # callers count the rows they load
         self._run_lock: psycopg.Connection[Any] | None = None  # see database/run_lock.py
         self.start_notes: list[str] = []  # what start() did that the user should know
+        self.recovered: str | None = None  # what the last begin() recovered from, if anything
 
     @property
     def own_pids(self) -> list[int]:
@@ -476,14 +478,18 @@ class DatabaseSession:
         advance = self.baseline.advance_query if self.baseline is not None else b""
         return Boundary(self.connection(), self._sequence_reset(wanted), advance,
                         reset_session=self.settings.reset_session,
-                        load_timeouts=self._load_timeouts, **self._advances())
+                        load_timeouts=self._load_timeouts, **self._boundary_options())
 
     def begin(self, reset_sequences: bool | None = None, layered: bool = False) -> Boundary:
-        """A boundary, begun; if the connection or the server died since, recover first.
+        """A boundary, begun; if the connection or the server died since, recover first
+        and say how in `recovered` (None when there was nothing to recover from).
 
         `layered` (with `layers` on): on the session's layer stack, see `layers`.
         """
         on_stack = layered and self.layers is not None
+        self.recovered = None
+        if self._server_gone():  # its backends may outlive it a moment, and still answer
+            self.recovered = f"sqlfix found the server dead when the test began; {self.restore()}"
         if not on_stack:
             self.end_layers()  # a plain boundary: the stack's transaction ends first
         if self._run_lock is not None and not run_lock.held(self._run_lock):
@@ -494,10 +500,14 @@ class DatabaseSession:
         boundary = make(reset_sequences)
         try:
             boundary.begin()
-        except psycopg.Error:  # ended by the server, under any SQLSTATE (see Boundary._check)
+        except psycopg.Error as exc:  # ended by the server, any SQLSTATE (see Boundary._check)
             if not (boundary.conn.closed or boundary.conn.broken):
                 raise
-            self.restore()
+            # psycopg's "the connection is lost" when it knew already; libpq kept the why
+            said = last_server_error(boundary.conn) or (
+                str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.recovered = (f"sqlfix's connection was lost between tests ({said}); "
+                              f"{self.restore()}")
             boundary = make(reset_sequences)
             boundary.begin()
         return boundary
@@ -508,19 +518,26 @@ class DatabaseSession:
         wanted = self.settings.reset_sequences if reset_sequences is None else reset_sequences
         if self._conn is not None and not self._conn.closed:
             notice_ended(self._conn)  # the stack's backend may have ended since the last test
+            if self._conn.closed:  # the server's doing (a timeout, a terminate): begin() says so
+                said = last_server_error(self._conn) or "the server closed it"
+                self.recovered = (f"sqlfix's connection was lost between tests ({said}); "
+                                  "sqlfix connected again and begins a new layer stack")
         conn = self.connection()
         self.layers.positions = (
             self.baseline.positions if wanted and self.baseline is not None else b"")
         advance = self.baseline.advance_query if self.baseline is not None else b""
         return LayeredBoundary(self.layers, conn, self._sequence_reset(wanted),
                                advance_query=advance, reset_session=self.settings.reset_session,
-                               load_timeouts=self._load_timeouts, **self._advances())
+                               load_timeouts=self._load_timeouts, **self._boundary_options())
 
-    def _advances(self) -> dict[str, Any]:
-        """The learnt advances of the current baseline (see Boundary.first_advance)."""
+    def _boundary_options(self) -> dict[str, Any]:
+        """The learnt advances of the current baseline (see Boundary.first_advance), and
+        how a boundary tells that the embedded server died."""
+        gone = {"server_gone": self._server_gone} if self.server is not None else {}
         if self.baseline is None:
-            return {}
-        return {"advances": self.baseline.advances, "advance_pairs": self.baseline.advance_pairs}
+            return gone
+        return {"advances": self.baseline.advances, "advance_pairs": self.baseline.advance_pairs,
+                **gone}
 
     def end_layers(self) -> None:
         """End the layer stack's transaction, if one is open; sequences and session reset."""

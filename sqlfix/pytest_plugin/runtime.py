@@ -422,6 +422,14 @@ def sqlfix_fixture(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSess
 
     layered = _sqlfix_session.layers is not None
     boundary = _sqlfix_session.begin(layered=layered)
+    if _sqlfix_session.recovered is not None:  # not this test's doing: a warning, not a failure
+        from sqlfix.errors import ReconnectedWarning
+
+        try:
+            warnings.warn(ReconnectedWarning(_sqlfix_session.recovered), stacklevel=1)
+        except BaseException:  # -W error::...: the boundary must not stay open
+            boundary.end()
+            raise
     note_mark(item, _sqlfix_session, boundary)  # for the second-connection hint
     item.stash[BOUNDARY_KEY] = boundary
     item.stash[USED_KEY] = True

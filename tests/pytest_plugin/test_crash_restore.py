@@ -31,3 +31,49 @@ def test_a_killed_backend_after_a_commit_does_not_stop_the_run(shop: pytest.Pyte
         result.assert_outcomes(passed=1, failed=5)
         assert "could not be restored" not in out, out
         result.stdout.fnmatch_lines(["FAILED test_kill.py::test_kill*sqlfix:*"])
+
+
+KILLS_THE_SERVER = """
+import os, signal, time
+from pathlib import Path
+
+import pytest
+
+@pytest.mark.parametrize("i", range(3))
+def test_kill(sqlfix_conn, i):
+    data = sqlfix_conn.execute("SHOW data_directory").fetchone()[0]
+    # and return at once: the test's backend outlives its postmaster for a moment
+    os.kill(int((Path(data) / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+
+@pytest.mark.parametrize("i", range(3))
+def test_pause(i):  # no sqlfix: the next kill is not of a server already dead
+    time.sleep(0.3)
+
+def test_clean(sqlfix_conn):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+"""
+
+
+@pytest.mark.slow  # 3 server restarts
+def test_a_test_that_kills_the_embedded_server_is_never_passed_over(shop: pytest.Pytester
+                                                                   ) -> None:
+    # The backend still answered the check and the ROLLBACK, the test passed, and the
+    # next test's start brought the server back without a word. Now the test fails (or
+    # errs at tear-down); if the postmaster was not even gone by the end of the test's
+    # ROLLBACK, the next sqlfix test's start warns (that test starts from the baseline).
+    shop.makepyfile(test_kill=KILLS_THE_SERVER)
+    result = shop.runpytest("-p", "no:randomly", "-W", "always::sqlfix.errors.ReconnectedWarning",
+                            "test_kill.py::test_kill[0]", "test_kill.py::test_pause[0]",
+                            "test_kill.py::test_kill[1]", "test_kill.py::test_pause[1]",
+                            "test_kill.py::test_kill[2]", "test_kill.py::test_pause[2]",
+                            "test_kill.py::test_clean")
+    out = result.stdout.str()
+    # Each kill once: its test failed or erred (by the boundary's check of the server, or
+    # by the lost connection when the backend had noticed), or the next sqlfix test warned
+    outcomes = result.parseoutcomes()
+    warned = out.count("ReconnectedWarning: sqlfix found the server dead when the test began")
+    assert outcomes.get("failed", 0) + outcomes.get("errors", 0) + warned == 3, out
+    assert out.count("the embedded PostgreSQL was killed by SIGKILL") == 3, out
+    result.stdout.no_fnmatch_line("*FAILED*test_clean*")  # it starts from the baseline
+    result.stdout.no_fnmatch_line("*ERROR*test_clean*")
+    result.stdout.fnmatch_lines(["*sqlfix started *embedded PostgreSQL*"])

@@ -238,4 +238,8 @@ def test_a_stack_whose_backend_ended_between_tests_is_begun_again(project, layer
         def test_2_after_the_gap(sqlfix_conn):
             assert sqlfix_conn.execute("SELECT name FROM users").fetchall() == [("ann",)]
     """)
-    project.runpytest(*NO_RANDOM, *layers).assert_outcomes(passed=2)
+    result = project.runpytest(*NO_RANDOM, *layers,
+                               "-W", "always::sqlfix.errors.ReconnectedWarning")
+    result.assert_outcomes(passed=2, warnings=1)  # the second test starts from the baseline
+    result.stdout.fnmatch_lines(["*test_2_after_the_gap*",
+                                 "*ReconnectedWarning: sqlfix's connection was lost between tests*"])
