@@ -227,10 +227,13 @@ def ini_values(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
             # One path per line, as pytest's `linelist` gives the plugin its lines: the CLI
             # reads the same text the same way (a path may hold spaces).
             lines = value.splitlines() if isinstance(value, str) else value
+            # Anything else of TOML's (5, true, a table) goes on to the type check as it is
             table[key] = [_unquoted(line) if isinstance(line, str) else line for line in lines
-                          if not isinstance(line, str) or line.strip()]
+                          if not isinstance(line, str) or line.strip()
+                          ] if isinstance(lines, list) else lines
         elif key == "server_settings":
-            table[key] = value if isinstance(value, dict) else _setting_lines(value, where)
+            table[key] = (_setting_lines(value, where) if isinstance(value, str | list)
+                          else value)
         elif key in _BOOL_KEYS and isinstance(value, str):
             word = _unquoted(value).lower()
             if word not in _TRUE | _FALSE:
@@ -251,7 +254,9 @@ def _unquoted(text: str) -> str:
 
 
 # postgresql.conf's line: a name, `=` (optional there), a value, an optional # comment
-_CONF_LINE = re.compile(r"(?P<name>[^\s=#]+)\s*(?:=|(?=\S))\s*(?P<text>.*)")
+# (the name ends at a space or `=`: never inside it, as a backtracking match once split
+# `timezone` alone into the name `timezon` and the value `e`)
+_CONF_LINE = re.compile(r"(?P<name>[^\s=#]+)(?:\s*=\s*|\s+)(?P<text>.*)")
 
 
 def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:
@@ -272,7 +277,8 @@ def _setting_lines(lines: str | list[Any], where: str) -> dict[str, str]:
         if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\"":
             stripped = stripped[1:-1].strip()  # a whole line in quotes: a TOML habit
         match = _CONF_LINE.fullmatch(stripped)
-        value, why = _conf_value(match["text"]) if match else (None, "")
+        value, why = _conf_value(match["text"]) if match else (
+            None, " (a name without a value)" if re.fullmatch(r"[^\s=#]+", stripped) else "")
         if match is None or value is None:
             raise ConfigError(
                 f"{option}: {line.strip()!r} is not a `name = value` line{why}; write one "

@@ -282,6 +282,11 @@ def test_server_settings_as_ini_lines_are_the_toml_table(tmp_path):
 @pytest.mark.parametrize(("line", "words"), [
     ("= UTC", "'= UTC' is not a `name = value` line"),
     ("timezone =", "'timezone =' is not a `name = value` line"),
+    # a name alone was split inside it (`timezon` = `e`), and a custom one got through so
+    ("timezone", "'timezone' is not a `name = value` line (a name without a value)"),
+    ("myapp.feature_flag", "'myapp.feature_flag' is not a `name = value` line (a name "
+     "without a value)"),
+    ("  work_mem  # a comment", "'work_mem  # a comment' is not a `name = value` line"),
     ("timezone = # UTC", "'timezone = # UTC' is not a `name = value` line"),
     ("timezone = 'UTC", '"timezone = \'UTC" is not a `name = value` line (the quote is not '
      "closed)"),
@@ -394,6 +399,14 @@ def test_native_toml_values_of_ini_options_are_read_as_tool_sqlfix_would_read_th
     ({"faker_locale": 5}, "/p/pytest.toml: sqlfix_faker_locale = 5 has the wrong type"),
     ({"verify": 2}, "/p/pytest.toml: sqlfix_verify: 2 is not a boolean"),
     ({"server_settings": {"port": 5}}, "/p/pytest.toml: sqlfix_server_settings.port: port is set"),
+    # neither lines nor a table, a list nor a path: a TypeError inside sqlfix once
+    ({"server_settings": 5}, "/p/pytest.toml: sqlfix_server_settings = 5 has the wrong type"),
+    ({"server_settings": True}, "/p/pytest.toml: sqlfix_server_settings = true has the wrong"),
+    ({"server_settings": dt.date(2024, 1, 1)},
+     "/p/pytest.toml: sqlfix_server_settings = 2024-01-01 has the wrong type"),
+    ({"schema": 5}, "/p/pytest.toml: sqlfix_schema must be a list of .sql paths"),
+    ({"schema": True}, "/p/pytest.toml: sqlfix_schema must be a list of .sql paths"),
+    ({"schema": {"a": 1}}, "/p/pytest.toml: sqlfix_schema must be a list of .sql paths"),
 ])
 def test_a_native_toml_value_of_the_wrong_type_names_the_file_and_option(tmp_path, raw, words):
     with pytest.raises(ConfigError) as info:
