@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 
 from sqlfix.database.baseline import _FOREIGN_KEYS, Baseline, own_rows
@@ -88,6 +88,28 @@ class ChangeTracker:
         """Take the fingerprints of freshly restored tables (their rows have new xmins)."""
         self.prints.update(fingerprints(conn, tables, self.partitioned))
         conn.rollback()
+
+
+class DatabaseUrl(str):
+    """A `postgresql://` URL (a str, for any library) whose repr() hides its password as
+    `***`: pytest shows a failing test's arguments, fixture values among them, and CI
+    logs keep what it shows."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        try:
+            params = conninfo_to_dict(str(self))
+        except psycopg.Error:  # not one of as_url's: shown without any part of it
+            return "'postgresql://(not shown)'"
+        if "password" not in params:
+            return super().__repr__()
+        # a placeholder as_url leaves as it is (it would write `***` as %2A%2A%2A)
+        masked = as_url(make_conninfo("", **{**params, "password": _MASK}))
+        return repr(masked.replace(f":{_MASK}@", ":***@", 1))
+
+
+_MASK = "sqlfixPasswordMask7f3a"
 
 
 def as_url(dsn: str) -> str:

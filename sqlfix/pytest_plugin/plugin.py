@@ -332,13 +332,16 @@ def sqlfix(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession) -> 
 def sqlfix_dsn(_sqlfix_session: DatabaseSession) -> str:
     """The test database as a `postgresql://` URL, for the application's pools and DATABASE_URL.
 
+    A `str`; its repr() (what pytest shows of a failing test's arguments) has the
+    password, if any, as `***`.
+
     In the rollback mode connections made from it see none of the test's fixtures;
     use it with `@uses(..., commit=True)`.
     """
-    from sqlfix.database.committed import as_url
+    from sqlfix.database.committed import DatabaseUrl, as_url
 
     assert _sqlfix_session.dsn is not None
-    return as_url(_sqlfix_session.dsn)
+    return DatabaseUrl(as_url(_sqlfix_session.dsn))  # its repr hides a password
 
 
 @pytest.fixture

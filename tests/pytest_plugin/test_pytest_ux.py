@@ -369,6 +369,27 @@ def test_a_dsn_password_given_with_o_is_left_out_of_the_replay_command(shop, fre
     assert conninfo_to_dict(shown)["dbname"] == conninfo_to_dict(fresh_dsn)["dbname"]
 
 
+def test_the_sqlfix_dsn_fixture_value_hides_its_password_where_pytest_shows_it(shop, fresh_dsn):
+    # pytest shows a failing test's arguments: the fixture's value went into CI logs whole
+    from psycopg.conninfo import make_conninfo
+
+    with_password = make_conninfo(fresh_dsn, password="S3cretPW")  # trust: not checked
+    shop.makepyfile("""
+        import psycopg
+
+        def test_fails(sqlfix_dsn):
+            assert "S3cret" + "PW" in sqlfix_dsn and isinstance(sqlfix_dsn, str)
+            with psycopg.connect(sqlfix_dsn) as app:  # still the whole URL for libraries
+                app.execute("SELECT 1")
+            assert False
+    """)
+    result = shop.runpytest_subprocess(f"--sqlfix-dsn={with_password}", "-l", *NO_RANDOM)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "S3cretPW" not in out, out
+    result.stdout.fnmatch_lines(["*sqlfix_dsn *= 'postgresql://*:***@*"])
+
+
 @pytest.mark.parametrize("committed", [False, True], ids=["rollback", "committed"])
 def test_a_load_or_render_that_fails_mid_test_shows_the_tests_line_and_the_message(
         shop, committed):
