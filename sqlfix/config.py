@@ -186,15 +186,38 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
+def config_text(path: Path) -> str:
+    """A configuration file's text; ConfigError if it is not UTF-8 (TOML and pytest read
+    only that), naming the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line} is not UTF-8 text (byte {data[exc.start]:#04x});"
+                          " save the file as UTF-8") from None
+
+
+def _toml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
+    except tomllib.TOMLDecodeError as exc:
+        bom = " (it begins with a byte order mark: save it without one)" if text.startswith(
+            "\ufeff") else ""
+        raise ConfigError(f"{path}: invalid TOML: {exc}{bom}") from exc
+
+
 def read_table(pyproject: Path | None) -> dict[str, Any]:
     """`[tool.sqlfix]` of a pyproject.toml, checked for unknown keys."""
     if pyproject is None or not pyproject.is_file():
         return {}
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{pyproject}: invalid TOML: {exc}") from exc
-    table = data.get("tool", {}).get("sqlfix", {})
+    data = _toml(pyproject, config_text(pyproject))
+    tool = data.get("tool", {})
+    table = tool.get("sqlfix", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):  # `[tool]` then `sqlfix = "..."`
+        raise ConfigError(f"{pyproject}: tool.sqlfix = {shown(table)} must be a table: "
+                          "write the keys under a [tool.sqlfix] header")
     unknown = sorted(set(table) - KNOWN_KEYS)
     if unknown:
         raise ConfigError(
@@ -357,16 +380,15 @@ _PYTEST_FILES: tuple[tuple[str, str | None], ...] = (
 def _pytest_section(path: Path, section: str | None) -> dict[str, Any] | None:
     """The pytest options of a configuration file, or None if pytest would pass it by."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = config_text(path)
+    except OSError:
         return None
     if path.suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-        pytest_table = data.get("tool", {}).get("pytest") if section else data.get("pytest", {})
-        if pytest_table is None:
+        data = _toml(path, text)
+        tool = data.get("tool", {})
+        pytest_table = (tool.get("pytest") if isinstance(tool, dict) else None) if section \
+            else data.get("pytest", {})
+        if not isinstance(pytest_table, dict):
             return None
         if "ini_options" in pytest_table:  # pytest's ini mode: values as text, as it reads them
             options = pytest_table["ini_options"]
@@ -421,6 +443,34 @@ def find_project(start: Path) -> Project:
                     return Project(folder, path, options)
     pyproject = find_pyproject(start)
     return Project(pyproject.parent if pyproject is not None else start)
+
+
+def refuse_unread_tables(start: Path, root: Path, inifile: Path | None) -> None:
+    """ConfigError when a pyproject.toml between `start` (where the run began) and the
+    project `root` holds a `[tool.sqlfix]` table: sqlfix reads only the root's, as pytest
+    reads only its configuration file, and a monorepo's `app/pyproject.toml` would
+    otherwise be passed by without a word (its seed, schema, fixtures directory unused)."""
+    start, root = start.resolve(), root.resolve()
+    if start == root or not start.is_relative_to(root):
+        return
+    for folder in (start, *start.parents):
+        if folder == root:
+            return
+        candidate = folder / "pyproject.toml"
+        if not candidate.is_file():
+            continue
+        try:
+            tool = _toml(candidate, config_text(candidate)).get("tool")
+        except (ConfigError, OSError):
+            continue  # not this run's file: its own tools will say
+        if isinstance(tool, dict) and "sqlfix" in tool:
+            chose = f"{inifile} is pytest's configuration file, so " if inifile else ""
+            raise ConfigError(
+                f"{candidate} has a [tool.sqlfix] table that is not read: {chose}the project "
+                f"root is {root}, and sqlfix reads [tool.sqlfix] from {root / 'pyproject.toml'}"
+                f" only. Move the table there (its paths are then relative to {root}), or "
+                f"make {folder} a project of its own: a [tool.pytest.ini_options] table in "
+                f"{candidate} makes pytest take it as the root")
 
 
 def check_ini_names(names: Iterable[str], where: str) -> None:

@@ -553,3 +553,71 @@ def test_a_server_settings_line_in_quotes_is_read_without_them(tmp_path):
     for line in ('"timezone = Europe/Paris"', "'timezone = Europe/Paris'"):
         assert dict(_from_ini(tmp_path, {"server_settings": [line]}).server_settings) == {
             "timezone": "Europe/Paris"}
+
+
+# ------------------------------------------------------------------ files pytest and TOML refuse
+
+
+@pytest.mark.parametrize(("name", "body", "words"), [
+    ("pyproject.toml", b'[tool.sqlfix]\nseed = "\xff"\n', "pyproject.toml: line 2 is not UTF-8"),
+    ("pytest.ini", b"[pytest]\nsqlfix_seed = 1\n# caf\xe9\n", "pytest.ini: line 3 is not UTF-8"),
+    ("pyproject.toml", b"\xef\xbb\xbf[tool.sqlfix]\nseed = 1\n", "begins with a byte order mark"),
+    ("pyproject.toml", b'[tool]\nsqlfix = "x"\n', "tool.sqlfix = 'x' must be a table"),
+])
+def test_a_configuration_file_sqlfix_cannot_read_is_named_not_a_crash(tmp_path, name, body, words):
+    # A UnicodeDecodeError, or the characters of "x" taken for keys, before
+    from sqlfix.config import find_project, ini_of
+
+    (tmp_path / name).write_bytes(body)
+    with pytest.raises(ConfigError) as info:
+        project = find_project(tmp_path)
+        load_settings(project.root, ini=ini_of(project), ini_file=str(project.inifile))
+    assert str(info.value).startswith(str(tmp_path / name)) and words in str(info.value)
+
+
+def test_a_non_table_tool_in_pyproject_is_passed_by_as_pytest_does(tmp_path):
+    from sqlfix.config import find_project
+
+    write(tmp_path, "tool = 5\n")  # an AttributeError before
+    assert find_project(tmp_path).inifile is None
+
+
+def test_a_tool_sqlfix_table_below_the_project_root_is_refused_not_passed_by(tmp_path):
+    # A monorepo: pytest.ini at the top, [tool.sqlfix] in app/pyproject.toml. From app/,
+    # pytest's root is the top, and the app's seed, schema and fixtures went unused.
+    from sqlfix.config import find_project, refuse_unread_tables
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    app = tmp_path / "app"
+    (app / "tests").mkdir(parents=True)
+    (app / "pyproject.toml").write_text("[tool.sqlfix]\nseed = 42\n")
+    project = find_project(app / "tests")
+    assert project.root == tmp_path
+    with pytest.raises(ConfigError) as info:
+        refuse_unread_tables(app / "tests", project.root, project.inifile)
+    said = str(info.value)
+    assert said.startswith(f"{app / 'pyproject.toml'} has a [tool.sqlfix] table that is not read: "
+                           f"{tmp_path / 'pytest.ini'} is pytest's configuration file, so the "
+                           f"project root is {tmp_path}")
+    assert "a [tool.pytest.ini_options] table in" in said
+    refuse_unread_tables(tmp_path, project.root, project.inifile)  # from the root: its own
+    # the way out the message gives: the app becomes pytest's root, and its table is read
+    (app / "pyproject.toml").write_text("[tool.pytest.ini_options]\n[tool.sqlfix]\nseed = 42\n")
+    project = find_project(app / "tests")
+    assert project.root == app
+    refuse_unread_tables(app / "tests", project.root, project.inifile)
+    assert load_settings(project.root).seed == 42
+    # a pyproject.toml without [tool.sqlfix] in between is nobody's concern
+    (app / "pyproject.toml").write_text("[project]\nname = 'app'\n")
+    refuse_unread_tables(app / "tests", tmp_path, tmp_path / "pytest.ini")
+
+
+def test_pytest_from_a_subfolder_refuses_its_unread_tool_sqlfix(pytester, monkeypatch):
+    pytester.makeini("[pytest]\n")
+    app = pytester.mkpydir("app")
+    (app / "pyproject.toml").write_text("[tool.sqlfix]\nseed = 42\n")
+    (app / "test_a.py").write_text("def test_a(sqlfix):\n    pass\n")
+    monkeypatch.chdir(app)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*app/pyproject.toml has a ?tool.sqlfix? table that is not read*"])

@@ -25,7 +25,14 @@ from sqlfix.cli.serve import serve
 from sqlfix.cli.targets import Target, UsageError, Workspace
 from sqlfix.compiler.discovery import normalize_name
 from sqlfix.compiler.library import display_path
-from sqlfix.config import Settings, find_project, ini_of, load_settings, parse_seed
+from sqlfix.config import (
+    Settings,
+    find_project,
+    ini_of,
+    load_settings,
+    parse_seed,
+    refuse_unread_tables,
+)
 from sqlfix.database.session import DatabaseSession, make_library
 from sqlfix.errors import FixtureError, SqlfixError
 
@@ -260,6 +267,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
     `[tool.sqlfix]` of the root's pyproject.toml: the same as the plugin sees.
     """
     project = find_project(Path.cwd())
+    refuse_unread_tables(Path.cwd(), project.root, project.inifile)
     fixtures = args.fixtures
     cli = {
         "dsn": getattr(args, "dsn", None),

@@ -20,6 +20,10 @@ BASE_SETTINGS: Mapping[str, str] = {
     "huge_pages": "off",
     "max_connections": "50",
     "jit": "off",
+    # Dynamic shared memory as files in the data directory, not /dev/shm/PostgreSQL.*: a
+    # killed postmaster (kill -9, the OOM killer) leaves them, and only the runtime
+    # directory is sure to be removed then.
+    "dynamic_shared_memory_type": "mmap",
 }
 
 

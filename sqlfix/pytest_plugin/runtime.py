@@ -56,7 +56,13 @@ if TYPE_CHECKING:
 
 
 def _settings(config: pytest.Config) -> Settings:
-    from sqlfix.config import check_ini_names, ini_values, load_settings, pytest_file_options
+    from sqlfix.config import (
+        check_ini_names,
+        ini_values,
+        load_settings,
+        pytest_file_options,
+        refuse_unread_tables,
+    )
     from sqlfix.pytest_plugin.ini import raw_ini
 
     fixtures = config.getoption("sqlfix_fixtures")
@@ -79,6 +85,7 @@ def _settings(config: pytest.Config) -> Settings:
     raw = raw_ini(config)
     ini = {**ini_values({k: v for k, v in raw.items() if k not in overridden}, where),
            **ini_values({k: v for k, v in raw.items() if k in overridden}, "pytest -o")}
+    refuse_unread_tables(config.invocation_params.dir, config.rootpath, config.inipath)
     settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where,
                              ini_overridden=overridden)
     if seed == "last":

@@ -465,3 +465,21 @@ def test_a_restart_after_a_crash_keeps_the_dead_servers_log(pg_binaries: Binarie
         assert log.startswith(first)
         assert log.count("ready to accept connections") == first.count(
             "ready to accept connections") + 1
+
+
+def test_a_killed_server_leaves_no_shared_memory_segment_in_dev_shm(pg_binaries: Binaries,
+                                                                    cache_dir: Path) -> None:
+    # PostgreSQL's default (posix) puts dynamic shared memory in /dev/shm/PostgreSQL.*: a
+    # kill -9 left them (hundreds on a CI machine). In the data directory they go with it.
+    def segments() -> set[str]:
+        return {p.name for p in Path("/dev/shm").glob("PostgreSQL.*")}
+
+    before = segments()
+    with EmbeddedServer.start(pg_binaries, cache_dir=cache_dir) as srv:
+        with psycopg.connect(srv.dsn) as conn:
+            assert conn.execute("SHOW dynamic_shared_memory_type").fetchone() == ("mmap",)
+        assert list(srv.runtime_dir.glob("*/pg_dynshmem/mmap.*"))  # the control segment
+        os.kill(srv.pid, signal.SIGKILL)
+        assert srv.exits_within(30)
+    # (other servers of this run use the same setting: none of theirs appear either)
+    assert segments() - before == set()
