@@ -88,6 +88,13 @@ def alive(pid):
     except OSError:
         return True  # no /proc (macOS): kill() found it
 
+if pid is None:  # it may have started before its pid reached us
+    try:
+        with open(os.path.join(runtime, "data", "postmaster.pid"), "rb") as f:
+            pid = int(f.readline())
+    except (OSError, ValueError):
+        pass
+
 if pid is not None:
     for sig in (signal.SIGQUIT, signal.SIGKILL):
         try:
@@ -99,7 +106,18 @@ if pid is not None:
             time.sleep(0.01)
         if not alive(pid):
             break
-shutil.rmtree(runtime, ignore_errors=True)
+# Until the folder stays gone for a second: a copy of the cluster (cp -a, chown -R) that
+# was under way goes on writing into it for a moment after its parent died.
+gone_since, deadline = None, time.monotonic() + 15
+while time.monotonic() < deadline:
+    if os.path.lexists(runtime):
+        shutil.rmtree(runtime, ignore_errors=True)
+        gone_since = None
+    elif gone_since is None:
+        gone_since = time.monotonic()
+    elif time.monotonic() - gone_since >= 1:
+        break
+    time.sleep(0.1)
 """
 
 

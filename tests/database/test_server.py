@@ -483,3 +483,51 @@ def test_a_killed_server_leaves_no_shared_memory_segment_in_dev_shm(pg_binaries:
         assert srv.exits_within(30)
     # (other servers of this run use the same setting: none of theirs appear either)
     assert segments() - before == set()
+
+
+WRITER = """
+import os, sys, time
+folder, until = sys.argv[1], time.monotonic() + float(sys.argv[2])
+n = 0
+while time.monotonic() < until:  # as cp -a and chown -R go on after their parent died
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, "f%d" % n), "w").close()
+    n += 1
+    time.sleep(0.01)
+"""
+
+
+def test_the_watchdog_removes_what_a_copy_still_wrote_after_its_parent_died(tmp_path: Path) -> None:
+    # kill -9 during the cluster's copy: one rmtree ran while the copy went on writing, and
+    # a partial runtime folder stayed in /dev/shm (22 MB a time)
+    runtime = tmp_path / "sqlfix-runtime"
+    (runtime / "data").mkdir(parents=True)
+    pipe, watchdog = server_module._spawn_watchdog(runtime)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(runtime / "data" / "base"), "0.8"])
+    try:
+        time.sleep(0.2)
+        os.close(pipe)  # the parent is gone
+        writer.wait(timeout=30)
+        assert server_module.wait_exit(watchdog, 30) == 0
+        assert not runtime.exists(), sorted(runtime.rglob("*"))[:5]
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_the_watchdog_stops_a_postmaster_whose_pid_it_was_not_yet_told(tmp_path: Path) -> None:
+    # killed between the postmaster's start and the pid's write to the watchdog: the
+    # postmaster.pid file names it
+    runtime = tmp_path / "sqlfix-runtime"
+    (runtime / "data").mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (runtime / "data" / "postmaster.pid").write_text(f"{sleeper.pid}\n{runtime / 'data'}\n")
+        pipe, watchdog = server_module._spawn_watchdog(runtime)
+        os.close(pipe)
+        assert sleeper.wait(timeout=30) == -signal.SIGQUIT
+        assert server_module.wait_exit(watchdog, 30) == 0
+        assert not runtime.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
