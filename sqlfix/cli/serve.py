@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import signal
 import sys
 import time
@@ -120,4 +121,5 @@ def _describe(
     out.write(f"dsn:  {dsn}\n")
     if tcp_dsn is not None:
         out.write(f"tcp:  {tcp_dsn}\n")
-    out.write(f"psql: psql '{tcp_dsn or dsn}'\n")
+    # Quoted for a shell: a socket folder may hold a space or a quote (TMPDIR's)
+    out.write(f"psql: psql {shlex.quote(tcp_dsn or dsn)}\n")

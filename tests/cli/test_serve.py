@@ -426,3 +426,22 @@ def test_a_second_ctrl_c_while_the_setup_command_is_stopped_still_stops_all_of_i
         out, err = proc.communicate(timeout=60)
     _assert_stopped(child)
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("folder", ["/dev/shm/sqlfix-ab12", "/tmp/sp ace/sqlfix-ab12",
+                                    "/tmp/it's/sqlfix-ab12"])
+def test_the_psql_line_is_one_shell_word_whatever_the_socket_folder(folder):
+    # pasted into a shell, `psql 'host='/tmp/sp ace/...' ...'` connected to /tmp/sp
+    import io
+    import shlex
+
+    from psycopg.conninfo import make_conninfo
+
+    from sqlfix.cli.serve import _describe
+    from sqlfix.config import load_settings
+
+    dsn = make_conninfo(host=folder, port=5432, user="postgres", dbname="sqlfix_test")
+    out = io.StringIO()
+    _describe(load_settings(Path("/nonexistent")), "15.18", dsn, None, out)
+    line = next(x for x in out.getvalue().splitlines() if x.startswith("psql: "))
+    assert shlex.split(line[len("psql: "):]) == ["psql", dsn]
