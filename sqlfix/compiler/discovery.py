@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -27,6 +28,13 @@ class FixtureDir:
 
     def resolve(self, name: str) -> Path:
         """The file of fixture `name`; raises FixtureNotFound saying what to do."""
+        bad = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+        if bad is not None:
+            # The name is printed in `-- sqlfix: NAME` headers and `path:line:col` lines:
+            # a newline in it would start a line of SQL in `render | psql`
+            raise FixtureNotFound(
+                f"fixture name {name!r} holds a control character ({bad!r}); rename the "
+                "file without it")
         pure = PurePosixPath(name.replace("\\", "/"))
         if pure.is_absolute() or ".." in pure.parts or Path(name).is_absolute():
             raise FixtureNotFound(

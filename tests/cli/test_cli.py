@@ -560,3 +560,17 @@ def test_ctrl_c_during_check_exits_130_and_leaves_no_server(tmp_path: Path) -> N
     assert err.strip().splitlines()[-1] == "sqlfix check: interrupted" and "Traceback" not in err
     with pytest.raises(ProcessLookupError):
         os.kill(int(postmasters[0]), 0)
+
+
+@pytest.mark.parametrize("command", ["lint", "render", "check"])
+def test_a_fixture_file_name_with_a_newline_is_refused_not_printed(
+    capsys: pytest.CaptureFixture[str], project: Path, command: str
+) -> None:
+    # render's `-- sqlfix: NAME` header made the rest of the name a line of SQL for psql
+    (project / "fixtures_sql").mkdir()
+    name = "x\nSELECT 666 AS injected; --.sql"
+    (project / "fixtures_sql" / name).write_text("SELECT 1;\n")
+    code, out, err = run(capsys, command, *([name] if command == "render" else []))
+    assert code == 2 and "666" not in out, out
+    assert err == (f"sqlfix {command}: fixture name {name!r} holds a control character ('\\n'); "
+                   "rename the file without it\n")

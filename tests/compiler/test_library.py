@@ -208,3 +208,11 @@ def test_a_missing_fixtures_directory_names_both_places_to_set_it(tmp_path):
     message = str(caught.value)
     assert "nowhere does not exist" in message
     assert "fixtures_dir in [tool.sqlfix] or sqlfix_fixtures_dir in pytest's" in message
+
+
+@pytest.mark.parametrize("name", ["a\nb.sql", "a\rb.sql", "tab\there.sql", "esc\x1b[31m.sql",
+                                  "del\x7f.sql"])
+def test_a_fixture_name_with_a_control_character_is_refused(tmp_path, name):
+    (tmp_path / name).write_text("SELECT 1;\n")
+    with pytest.raises(FixtureNotFound, match="holds a control character"):
+        FixtureDir(tmp_path).resolve(name)
