@@ -406,6 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     handler: Handler = args.handler
     out = sys.stdout
+    if out is None:  # started with stdout closed (`>&-`): Python gives None
+        sys.stderr.write(f"sqlfix {args.command}: standard output is closed; give the "
+                         "command an output (a file, a pipe, /dev/null)\n")
+        return EXIT_ERROR
     try:
         return handler(args, out)
     except SqlfixError as exc:

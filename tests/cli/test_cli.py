@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -574,3 +575,13 @@ def test_a_fixture_file_name_with_a_newline_is_refused_not_printed(
     assert code == 2 and "666" not in out, out
     assert err == (f"sqlfix {command}: fixture name {name!r} holds a control character ('\\n'); "
                    "rename the file without it\n")
+
+
+def test_a_closed_standard_output_is_said_not_a_crash(project: Path) -> None:
+    # `>&-`: Python's sys.stdout is None, and the report's write was an AttributeError
+    done = subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)} -m sqlfix lint >&-"],
+                          cwd=project, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (
+        2, "sqlfix lint: standard output is closed; give the command an output (a file, a "
+           "pipe, /dev/null)\n")
