@@ -508,8 +508,9 @@ def _typed(
     if key not in values and default is not _MISSING:
         return default
     value = values[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        kinds = kind if isinstance(kind, tuple) else (kind,)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # TOML's true is a Python int too: not where a number (or a version) is meant
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
         wanted = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
         raise ConfigError(f"{where} = {shown(value)} has the wrong type: it takes {wanted}")
     return value

@@ -72,6 +72,9 @@ def test_bad_configuration_is_an_error_that_names_it(tmp_path, body, words):
     ("setup_command = 1979-05-27", "a list of arguments, not 1979-05-27"),
     ("statement_timeout = [true, 1979-05-27]", "[true, 1979-05-27] is not a duration"),
     ("lint = {select = [2024-01-01]}", "select = [2024-01-01] must be a list of rule codes"),
+    # true is an int to Python: it was read as the version 'True'
+    ("server_version = true", "server_version = true has the wrong type: it takes a string or "
+                              "an integer"),
     ("server_settings = {work_mem = 2024-01-01}", "work_mem = 2024-01-01 must be a string"),
     ("server_settings = {myapp = {day = 2024-01-01}}",
      'myapp = {day = 2024-01-01} is a TOML table'),

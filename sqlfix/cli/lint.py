@@ -19,7 +19,7 @@ from sqlfix.cli import rules, usage
 from sqlfix.cli.targets import Target, UsageError, Workspace
 from sqlfix.compiler import guard
 from sqlfix.compiler.discovery import normalize_name
-from sqlfix.compiler.library import display_path
+from sqlfix.compiler.library import display_dir, display_path
 from sqlfix.config import Settings
 from sqlfix.errors import Finding, FixtureError, Severity
 
@@ -80,7 +80,7 @@ def lint_options(
     if tests is None and config.get("tests"):
         tests = settings.root / config["tests"]
     if tests is not None and not tests.is_dir():
-        raise UsageError(f"the tests directory {display_path(tests)} does not exist")
+        raise UsageError(f"the tests directory {display_dir(tests)} does not exist")
     if chosen is not None and not chosen:
         raise UsageError("select names no rule: every rule would be off; list codes such as "
                          "SQLF1 or SQLF501, or leave select out for all rules")

@@ -19,6 +19,7 @@ from sqlfix.compiler.library import (
     FixtureLibrary,
     LoadPlan,
     check_id_collisions,
+    display_dir,
     display_path,
 )
 from sqlfix.compiler.plan import Requirement, load_order
@@ -65,8 +66,7 @@ class Workspace:
         if not paths:
             root = self.directory.root
             if not root.is_dir():
-                shown = display_path(root)
-                shown = str(root) if shown.startswith("..") else shown  # not ../../../etc
+                shown = display_dir(root)
                 what = "is not a directory" if root.exists() else "does not exist"
                 raise UsageError(
                     f"the fixtures directory {shown} {what}; pass fixture files or "

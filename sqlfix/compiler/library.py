@@ -47,6 +47,13 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def display_dir(path: Path) -> str:
+    """A directory for a message: relative to the working directory below it, else absolute
+    (`/srv/x`, not `../../../srv/x`)."""
+    shown = display_path(path)
+    return str(path) if shown.startswith("..") else shown
+
+
 @dataclass(frozen=True)
 class CompiledFixture:
     rendered: RenderedFixture

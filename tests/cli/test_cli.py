@@ -150,6 +150,8 @@ def test_lint_with_tests_reports_unused_and_missing(project: Path, capsys: pytes
         (["lint", "--select", "SQLF999"], "unknown rule code 'SQLF999'"),
         (["lint", "nowhere.sql"], "nowhere.sql: no such file or directory"),
         (["lint", "--tests", "nowhere"], "the tests directory nowhere does not exist"),
+        # outside the working directory: as given, not ../../../nowhere
+        (["lint", "--tests", "/nowhere/tests"], "the tests directory /nowhere/tests does not "),
         (["lint"], "the fixtures directory fixtures_sql does not exist; pass fixture files or "
                    "directories, or set fixtures_dir in [tool.sqlfix] or sqlfix_fixtures_dir"),
         (["lint", "--seed", "-1"], "seed must be a non-negative integer"),
