@@ -90,3 +90,16 @@ def test_the_configuration_errors_on_the_page_are_the_real_messages(tmp_path, ta
     line = f"ERROR: sqlfix: {info.value}".replace(str(tmp_path), "/home/me/myapp")
     page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert line in page.splitlines()
+
+
+def test_each_commands_help_links_to_its_section_of_the_cli_page(capsys) -> None:
+    from sqlfix.cli.main import COMMAND_ANCHORS, main
+
+    text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
+    # MkDocs' anchors (toc's slugify): lowercase words, joined by hyphens
+    anchors = {re.sub(r"[\s]+", "-", re.sub(r"[^\w\s-]", "", h).strip().lower())
+               for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+    for command, anchor in COMMAND_ANCHORS.items():
+        assert anchor in anchors, (anchor, sorted(anchors))
+        assert main([command, "--help"]) == 0
+        assert f"docs: {sqlfix.docs_url('cli', anchor)}" in capsys.readouterr().out

@@ -233,14 +233,20 @@ def run_server(args: argparse.Namespace, out: TextIO) -> int:
     return serve(settings_for(args), out)
 
 
+# Each command's section of docs/cli.md (MkDocs' anchor of its heading)
+COMMAND_ANCHORS = {"lint": "lint-path", "render": "render-name", "check": "check-path",
+                   "import": "import-dump", "server": "server"}
+
+
 def _subparser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, title: str, epilog: str
 ) -> argparse.ArgumentParser:
+    rules = f"rules: {docs_url('lint')}\n" if name in ("lint", "check") else ""
     return sub.add_parser(
         name,
         help=title,
         description=f"{title[0].upper()}{title[1:]}.",
-        epilog=epilog,
+        epilog=f"{epilog}\n{rules}docs: {docs_url('cli', COMMAND_ANCHORS[name])}\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
