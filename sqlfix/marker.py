@@ -31,6 +31,9 @@ def validate_names(names: Iterable[object], where: str = "uses()") -> tuple[str,
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise TypeError(f"{where} takes fixture file names such as 'users.sql', got {name!r}")
+        if name != name.strip():  # else "not found; did you mean 'users.sql'?" at the load
+            raise TypeError(f"{where}: the fixture file name {name!r} has spaces around it; "
+                            f"write {name.strip()!r}")
         checked.append(name)
     return tuple(checked)
 
@@ -92,7 +95,11 @@ def _sqlfix_mark() -> pytest.MarkDecorator:
 
 def _mark_on(item: pytest.Item) -> str:
     # `uses(...)` applies the mark itself: which of the two spellings was written is lost.
-    return f"the sqlfix mark (@uses or @pytest.mark.sqlfix) on {item.nodeid}"
+    # The test function's first line: its decorators', so a mark on it is named (a class's
+    # or module's mark keeps no line of its own in pytest).
+    path, line, _ = item.location
+    where = f" ({path}:{line + 1})" if line is not None else ""
+    return f"the sqlfix mark (@uses or @pytest.mark.sqlfix) on {item.nodeid}{where}"
 
 
 def requested_names(item: pytest.Item) -> tuple[str, ...]:

@@ -126,16 +126,25 @@ def test_bad_arguments_to_the_mark_fail_that_test_with_the_reason(shop):
         @pytest.mark.sqlfix("users.sql")
         def test_good(sqlfix_conn):
             assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+
+        @pytest.mark.sqlfix(" users.sql")
+        def test_spaced(sqlfix_conn):
+            pass
         """
     )
     result = shop.runpytest_subprocess(*NO_RANDOM)
-    result.assert_outcomes(passed=1, errors=3)
+    result.assert_outcomes(passed=1, errors=4)
     out = result.stdout.str()
-    assert out.count("the sqlfix mark (@uses or @pytest.mark.sqlfix) on ") >= 3, out
-    for said in ("::test_number takes fixture file names such as 'users.sql', got 123",
-                 "::test_list takes fixture file names such as 'users.sql', got ['users.sql']",
-                 "::test_unknown_keyword: unknown keyword argument(s) bogus; the mark takes "
-                 "fixture file names and commit=True or False"):
+    assert out.count("the sqlfix mark (@uses or @pytest.mark.sqlfix) on ") >= 4, out
+    module = "test_bad_arguments_to_the_mark_fail_that_test_with_the_reason.py"
+    for said in (f"::test_number ({module}:3) takes fixture file names such as 'users.sql', "
+                 "got 123",
+                 f"::test_list ({module}:7) takes fixture file names such as 'users.sql', got "
+                 "['users.sql']",
+                 f"::test_unknown_keyword ({module}:11): unknown keyword argument(s) bogus; the "
+                 "mark takes fixture file names and commit=True or False",
+                 f"::test_spaced ({module}:19): the fixture file name ' users.sql' has spaces "
+                 "around it; write 'users.sql'"):
         assert said in out, out
     assert "Traceback" not in result.stdout.str() and "marker.py" not in result.stdout.str()
 
