@@ -44,7 +44,9 @@ class Rule:
 
 
 _E, _W = Severity.ERROR, Severity.WARNING
-_LINT_ONLY_ERRORS = frozenset({"SQLF602"})  # found in test files; nothing loads them
+# Found by the lint only: in test files (nothing loads them), or by the configured
+# server_version (the server itself is the judge at the load)
+_LINT_ONLY_ERRORS = frozenset({"SQLF407", "SQLF602"})
 _OTHERS = (
     Rule("SQLF001", "unreadable-file", _E, "the file is not valid UTF-8 text"),
     Rule("SQLF201", "template-syntax-error", _E, "Jinja syntax error ({% for %} without end, ...)"),
@@ -62,6 +64,8 @@ _OTHERS = (
     Rule("SQLF304", "requires-not-in-header", _W, "a `-- requires:` line below the header"),
     Rule("SQLF305", "expect-error-not-read", _W,
          "a `-- sqlfix: expect...` header line that is not read (no SQLSTATE, or a second one)"),
+    Rule("SQLF407", "needs-newer-server", _E,
+         "a statement needs a newer PostgreSQL than the configured server_version"),
     Rule("SQLF601", "unused-fixture", _W, "no test's @uses and no fixture's requires names it"),
     Rule("SQLF602", "uses-missing-fixture", _E, "a test's @uses names a fixture that is missing"),
     Rule(

@@ -587,3 +587,28 @@ def test_a_closed_standard_output_is_said_not_a_crash(project: Path) -> None:
     assert (done.returncode, done.stderr) == (
         2, "sqlfix lint: standard output is closed; give the command an output (a file, a "
            "pipe, /dev/null)\n")
+
+
+# Syntax each major's next one brought (sqlfix.compiler.since)
+NEXT_MAJORS_SYNTAX = {
+    "14": "MERGE INTO users u USING users v ON u.id = v.id WHEN MATCHED THEN DO NOTHING;\n",
+    "15": "SELECT 1_000;\n",
+    "16": "SELECT * FROM JSON_TABLE('[1]', '$[*]' COLUMNS (a int PATH '$'));\n",
+    "17": "UPDATE users SET email = email RETURNING WITH (OLD AS o) o.email;\n",
+}
+
+
+def test_check_leaves_the_version_to_the_server_it_loads_into(
+    capsys: pytest.CaptureFixture[str], project: Path, pg_server: EmbeddedServer, fresh_dsn: str
+) -> None:
+    # lint's SQLF407 reads server_version; check's server may be another major (a DSN's),
+    # and says the same per fixture
+    major = pg_server.binaries.version.split(".")[0]
+    if major not in NEXT_MAJORS_SYNTAX:
+        pytest.skip(f"no syntax newer than PostgreSQL {major} is known")
+    (project / "pyproject.toml").write_text(f'[tool.sqlfix]\nserver_version = "{major}"\n')
+    (project / "fixtures_sql").mkdir()
+    (project / "fixtures_sql" / "newer.sql").write_text(NEXT_MAJORS_SYNTAX[major])
+    code, out, _ = run(capsys, "check", "--dsn", fresh_dsn)
+    assert code == 1 and "SQLF407" not in out, out
+    assert f"needs PostgreSQL {int(major) + 1} or later and this server is {major}" in out, out

@@ -737,3 +737,44 @@ def test_other_sqlfix_comment_lines_are_no_expect_error_header(tmp_path: Path) -
     # render's file lines and noqa comments stay what they were
     text = "-- sqlfix: users.sql (seed 0)\n-- sqlfix: noqa: SQLF501\nINSERT INTO t VALUES (1);\n"
     assert run_lint(tmp_path, {"case.sql": text}).findings == ()
+
+
+NEWER = """INSERT INTO t VALUES (1);
+MERGE INTO t USING s ON t.a = s.a
+  WHEN MATCHED THEN DO NOTHING;
+SELECT 1_000;
+SELECT JSON_VALUE('{}', '$.a');  -- sqlfix: noqa: SQLF407
+"""
+
+
+@pytest.mark.parametrize(("major", "codes"), [
+    (14, [(2, 1, "MERGE", 15), (4, 1, "the numeric literal 1_000", 16)]),
+    (15, [(4, 1, "the numeric literal 1_000", 16)]),
+    (17, []),
+])
+def test_lint_names_syntax_the_configured_server_version_lacks(tmp_path: Path, major: int,
+                                                               codes: list) -> None:
+    # lint read no server_version: MERGE on 14 was left to the server's bare syntax error
+    setting = f'server_version = "{major}" in pyproject.toml'
+    result = run_lint(tmp_path, {"m.sql": NEWER}, LintOptions(server=(major, setting)))
+    assert [(f.line, f.col, f.code, f.message) for f in result.findings] == [
+        (line, col, "SQLF407", f"{what} needs PostgreSQL {since} or later, and {setting}; "
+         f"rewrite the statement for {major}, or test on a newer server")
+        for line, col, what, since in codes]
+
+
+def test_lint_without_server_version_judges_no_version(tmp_path: Path) -> None:
+    assert run_lint(tmp_path, {"m.sql": NEWER}).findings == ()
+
+
+def test_the_cli_reads_server_version_for_lint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlfix.cli.main import main
+
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlfix]\nserver_version = "14"\n')
+    make_fixtures(tmp_path / "fixtures_sql", {"m.sql": NEWER})
+    assert main(["lint"]) == 1
+    out = capsys.readouterr().out
+    assert (f'fixtures_sql/m.sql:2:1: SQLF407 MERGE needs PostgreSQL 15 or later, and '
+            f'[tool.sqlfix] server_version = "14" in {tmp_path / "pyproject.toml"}; ') in out
