@@ -727,7 +727,8 @@ def _why(exc: BaseException, cache_dir: Path | None) -> str:
         return (f"no space left on a device sqlfix writes to: {cache} or {folder}; free "
                 f"space, or move them ({ENV_CACHE_DIR}, TMPDIR). The error: "
                 f"{text[:_MAX_SHOWN]}")
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS) and str(root) in str(
+    # ENOTDIR: a file where the path needs a folder (SQLFIX_CACHE_DIR=some_file/sub)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR) and str(root) in str(
             getattr(exc, "filename", "") or ""):
         return (f"cannot write in {cache}: {getattr(exc, 'strerror', text)}; point "
                 f"{ENV_CACHE_DIR} at a directory sqlfix may create and write")

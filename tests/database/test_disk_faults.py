@@ -95,6 +95,17 @@ def test_a_cache_directory_sqlfix_may_not_write_is_named(tmp_path: Path) -> None
             "and write") in result.stderr, result.stderr
 
 
+def test_a_cache_directory_under_a_file_is_named(tmp_path: Path) -> None:
+    # [Errno 20] Not a directory, without a word of SQLFIX_CACHE_DIR, before
+    (tmp_path / "afile").write_text("")
+    cache = tmp_path / "afile" / "cache"
+    result = _server(tmp_path, "", {"SQLFIX_CACHE_DIR": str(cache)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"cannot write in sqlfix's cache directory {cache} (from $SQLFIX_CACHE_DIR): "
+            "Not a directory; point SQLFIX_CACHE_DIR at a directory sqlfix may create and "
+            "write") in result.stderr, result.stderr
+
+
 def test_a_tmpdir_the_servers_user_cannot_reach_is_passed_over(tmp_path: Path) -> None:
     # As root the server runs as postgres (or nobody): a TMPDIR inside a 0700 folder
     # (tmp_path's) is closed to it, and initdb failed with "Permission denied". With
