@@ -682,6 +682,10 @@ def _build(root: Path, got: _Collector) -> Settings:
     for key in ("dsn", "fixtures_dir"):  # from a file they may be of any TOML type
         if key in values:
             _typed(values, key, str, got.where(key))
+    if "fixtures_dir" in values and not values["fixtures_dir"].strip():
+        # Path("") is the project root: every .sql file of the project would be a fixture
+        raise ConfigError(f"{got.where('fixtures_dir')} is empty: give the fixtures folder, "
+                          "relative to the project root ('.' for the root itself)")
     fixtures = Path(values.get("fixtures_dir", "fixtures_sql"))
 
     def typed(key: str, kind: type, default: Any) -> Any:

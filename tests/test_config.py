@@ -55,6 +55,9 @@ def test_schema_and_fixtures_dir_are_relative_to_the_project(tmp_path):
         ("[tool.sqlfix]\ndsn = 5\n", "dsn = 5 has the wrong type"),
         ("[tool.sqlfix]\nsetup_command = 5\n", "setup_command must be a command line"),
         ("[tool.sqlfix]\nreset_sequences = 'no'\n", "wrong type"),
+        # the project root, silently: every .sql file in it a fixture
+        ("[tool.sqlfix]\nfixtures_dir = ''\n", "[tool.sqlfix] fixtures_dir is empty: give the "
+         "fixtures folder, relative to the project root ('.' for the root itself)"),
     ],
 )
 def test_bad_configuration_is_an_error_that_names_it(tmp_path, body, words):
