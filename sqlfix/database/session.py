@@ -207,6 +207,11 @@ class DatabaseSession:
         self._run_lock: psycopg.Connection[Any] | None = None  # see database/run_lock.py
         self.start_notes: list[str] = []  # what start() did that the user should know
         self.recovered: str | None = None  # what the last begin() recovered from, if anything
+        # Deaths of the embedded server that revive() recovered from (the last one's words),
+        # and how many of them were reported: connection() revives without a word
+        self.deaths = 0
+        self.last_death = ""
+        self.deaths_told = 0
 
     @property
     def own_pids(self) -> list[int]:
@@ -416,7 +421,15 @@ class DatabaseSession:
         """The session's connection; a new one (sequences reset) if the old one is gone."""
         self.revive()
         if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
+            try:
+                self._conn = self._connect()
+            except DatabaseError:
+                # A postmaster killed a moment ago refuses connections before it is seen
+                # to have exited (reaped): wait for that, on this failure path only
+                if self.server is None or not self.server.exits_within(_STOPPING_SECONDS):
+                    raise
+                self.revive()
+                self._conn = self._connect()
             fixture_role.attach(self._conn, self.fixture_role)
             reset = self._sequence_reset(self.settings.reset_sequences)
             if reset:  # the test that lost the connection could not reset them
@@ -510,6 +523,10 @@ class DatabaseSession:
                               f"{self.restore()}")
             boundary = make(reset_sequences)
             boundary.begin()
+        died = self.untold_death()  # the test before ended before the server was seen dead
+        if died is not None and (self.recovered is None or died not in self.recovered):
+            found = f"sqlfix found the server dead when the test began; {died}"
+            self.recovered = f"{found}\n{self.recovered}" if self.recovered else found
         return boundary
 
     def layered_boundary(self, reset_sequences: bool | None = None) -> LayeredBoundary:
@@ -882,6 +899,7 @@ class DatabaseSession:
         died = self.server.exited() if self.server is not None else None
         if died is not None:
             assert self.server is not None
+            self.deaths, self.last_death = self.deaths + 1, died
             self._drop_connection()
             try:
                 self.server.restart()
@@ -896,6 +914,14 @@ class DatabaseSession:
                     "built the test database again")
         self.start()
         return None
+
+    def untold_death(self) -> str | None:
+        """The last death of the embedded server that no report has named yet (revived by
+        a reconnect, or in a restore whose words were not shown), and mark it told."""
+        if self.deaths == self.deaths_told:
+            return None
+        self.deaths_told = self.deaths
+        return self.last_death
 
     def _drop_connection(self) -> None:
         if self.layers is not None:

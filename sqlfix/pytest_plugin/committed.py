@@ -133,6 +133,9 @@ def committed_test(item: pytest.Item, session: DatabaseSession) -> Iterator[Sqlf
         item.config.stash[LAST_COMMITTED_KEY] = item.nodeid  # for a later test's hint
         prepared = _end_prepared(session)
         rebuilt = _restore(item, session, item.config.stash[TRACKER_KEY])
+        if died is None:  # not yet reaped when _revive looked: a reconnect since revived it
+            late = session.untold_death()
+            died = _died_words(f"{late}\nsqlfix started it again") if late else None
     # After the restore: the next test starts clean either way, also when
     # -W error::...LeakedConnectionWarning makes the warning raise.
     if warning is not None:
@@ -165,8 +168,13 @@ def _revive(item: pytest.Item, session: DatabaseSession) -> str | None:
     died = session.revive()
     if died is None:
         return None
+    session.untold_death()  # told here
     assert session.baseline is not None
     item.config.stash[TRACKER_KEY] = ChangeTracker(session.connection(), session.baseline)
+    return _died_words(died)
+
+
+def _died_words(died: str) -> str:
     return ("sqlfix: the embedded PostgreSQL exited during this committed test "
             "(@uses(..., commit=True)): what the code under test had not committed is gone, "
             f"and the test's result cannot be trusted.\n{died}")

@@ -347,7 +347,7 @@ def _settle(item: pytest.Item, boundary: Boundary, found: str | None = None) -> 
     # A server setting of the user's (a 1 ms idle_in_transaction_session_timeout) can end
     # sqlfix's own connection too: each of these messages names them, as start-up does.
     try:
-        restored = session.restore()
+        restored = _restore_saying(session)
     except ServerRecovering as exc:
         stop = (f"sqlfix: {exc}; the baseline could not be restored after "
                 f"{item.nodeid}, and later tests would not start from it.\n"
@@ -362,6 +362,14 @@ def _settle(item: pytest.Item, boundary: Boundary, found: str | None = None) -> 
         return _with_settings(
             session, f"sqlfix: the test's database connection was lost. {reason}\n{restored}.")
     return f"sqlfix: the rollback boundary did not hold. {reason}\n{restored}."
+
+
+def _restore_saying(session: DatabaseSession) -> str:
+    """`session.restore()`'s words, with a death of the embedded server no report has named
+    yet (revived by a reconnect in between): this report names it."""
+    restored = session.restore()
+    died = session.untold_death()
+    return restored if died is None or died in restored else f"{died}\n{restored}"
 
 
 def _with_settings(session: DatabaseSession, message: str) -> str:
@@ -380,7 +388,7 @@ def _lost_at_end(item: pytest.Item, boundary: Boundary) -> str:
 
     session = item.config.stash[SESSION_KEY]
     try:
-        restored = session.restore()
+        restored = _restore_saying(session)
     except (SqlfixError, psycopg.Error) as exc:
         restored = f"sqlfix could not reconnect: {exc}"
     lost = f"sqlfix: the test's database connection was lost. {boundary.escape}\n{restored}."
@@ -402,7 +410,7 @@ def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Excepti
         return (f"the database refused the load of {', '.join(names) or 'fixtures'} "
                 f"({type(exc).__name__}: {str(exc).strip()}); nothing of it was kept.")
     try:  # a database error the loader could not place: the connection went away
-        restored = session.restore()
+        restored = _restore_saying(session)
     except Exception as again:  # noqa: BLE001 - reported, the run goes on
         restored = f"sqlfix could not reconnect either: {again}"
     return (f"the database connection was lost while loading {', '.join(names) or 'fixtures'} "
@@ -609,7 +617,7 @@ def _verify_layers(session: DatabaseSession) -> None:
     changes = stack.reference.differences(now)
     if changes:
         session.end_layers()
-        restored = session.restore()
+        restored = _restore_saying(session)
         pytest.fail("sqlfix --sqlfix-verify: after this test its savepoint layers (the fixtures "
                     "kept for the next test) differ from how they were loaded:\n  "
                     + "\n  ".join(changes) + f"\n{restored}.", pytrace=False)
