@@ -86,11 +86,13 @@ def _needs(node: ast.Node) -> tuple[int, str] | None:
     return _SINCE.get(type(node))
 
 
-def _walk(node: ast.Node) -> Iterator[ast.Node]:
-    """`node` and every node below it."""
-    yield node
-    for name in node:  # a node iterates over its attributes' names
-        value = getattr(node, name, None)
-        for child in value if isinstance(value, tuple | list) else (value,):
-            if isinstance(child, ast.Node):
-                yield from _walk(child)
+def _walk(node: object) -> Iterator[ast.Node]:
+    """Every node in `node`: a node, or a tuple of them at any depth (VALUES' rows are a
+    tuple of tuples of expressions)."""
+    if isinstance(node, tuple | list):
+        for item in node:
+            yield from _walk(item)
+    elif isinstance(node, ast.Node):
+        yield node
+        for name in node:  # a node iterates over its attributes' names
+            yield from _walk(getattr(node, name, None))

@@ -42,6 +42,14 @@ from sqlfix.compiler.since import needed_version
     ("INSERT INTO merge VALUES (1)", None),  # a table named merge
     ("UPDATE t SET note = 'MERGE INTO x' WHERE id = 1", None),
     ("MERGE INTO (", None),  # not parsed: the server's own message says what is wrong
+    # inside VALUES rows (a tuple of tuples in the tree): the walk stopped a level short
+    ("INSERT INTO t (id, j) VALUES (2, JSON_OBJECT('a': 1))", (160000, "JSON_OBJECT")),
+    ("INSERT INTO t VALUES (2, ('{}' IS JSON)::text)", (160000, "IS JSON")),
+    ("INSERT INTO t VALUES (1, 'a'), (2, JSON_VALUE('{}'::jsonb, '$.a'))",
+     (170000, "JSON_QUERY, JSON_VALUE or JSON_EXISTS")),
+    ("INSERT INTO t VALUES (JSON_ARRAY(1)), (JSON('1'))", (170000, "JSON()")),
+    ("INSERT INTO t SELECT * FROM (VALUES (JSON_SERIALIZE('{}'))) v",
+     (170000, "JSON_SERIALIZE")),
 ])
 def test_the_major_a_statement_needs(text, needed):
     assert needed_version(text) == needed
