@@ -627,3 +627,17 @@ def test_pytest_from_a_subfolder_refuses_its_unread_tool_sqlfix(pytester, monkey
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*app/pyproject.toml has a ?tool.sqlfix? table that is not read*"])
+
+
+@pytest.mark.parametrize("args", [[], ["app"], ["app/test_a.py::test_a"]],
+                         ids=["testpaths", "folder", "node-id"])
+def test_pytest_from_the_root_refuses_the_unread_tool_sqlfix_of_the_paths_it_runs(
+        pytester, args):
+    # The common monorepo run: from the top, with the app's tests as arguments or testpaths
+    pytester.makeini("[pytest]\ntestpaths = app\n")
+    app = pytester.mkpydir("app")
+    (app / "pyproject.toml").write_text("[tool.sqlfix]\nseed = 42\n")
+    (app / "test_a.py").write_text("def test_a(sqlfix):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*app/pyproject.toml has a ?tool.sqlfix? table that is not read*"])

@@ -85,7 +85,12 @@ def _settings(config: pytest.Config) -> Settings:
     raw = raw_ini(config)
     ini = {**ini_values({k: v for k, v in raw.items() if k not in overridden}, where),
            **ini_values({k: v for k, v in raw.items() if k in overridden}, "pytest -o")}
-    refuse_unread_tables(config.invocation_params.dir, config.rootpath, config.inipath)
+    # From where pytest runs, and from each path it was given (or testpaths): `pytest
+    # app/tests` from the top of a monorepo passes by app/pyproject.toml's table as well
+    for arg in [".", *config.args]:
+        start = config.invocation_params.dir / arg.split("::", 1)[0]
+        refuse_unread_tables(start if start.is_dir() else start.parent, config.rootpath,
+                             config.inipath)
     settings = load_settings(config.rootpath, cli, os.environ, ini=ini, ini_file=where,
                              ini_overridden=overridden)
     if seed == "last":
