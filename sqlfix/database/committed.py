@@ -102,14 +102,19 @@ class DatabaseUrl(str):
             params = conninfo_to_dict(str(self))
         except psycopg.Error:  # not one of as_url's: shown without any part of it
             return "'postgresql://(not shown)'"
-        if "password" not in params:
-            return super().__repr__()
+        return repr(self.masked) if _SECRETS & set(params) else super().__repr__()
+
+    @property
+    def masked(self) -> str:
+        """The URL with `***` for its password (and sslpassword)."""
+        params = conninfo_to_dict(str(self))
+        hidden = dict.fromkeys(_SECRETS & set(params), _MASK)
         # a placeholder as_url leaves as it is (it would write `***` as %2A%2A%2A)
-        masked = as_url(make_conninfo("", **{**params, "password": _MASK}))
-        return repr(masked.replace(f":{_MASK}@", ":***@", 1))
+        return as_url(make_conninfo("", **{**params, **hidden})).replace(_MASK, "***")
 
 
 _MASK = "sqlfixPasswordMask7f3a"
+_SECRETS = {"password", "sslpassword"}
 
 
 def as_url(dsn: str) -> str:
@@ -125,8 +130,11 @@ def as_url(dsn: str) -> str:
     password = params.pop("password", None)
     auth = f"{user}:{quote(password, safe='')}@" if password else (f"{user}@" if user else "")
     host = params.pop("host", "")
-    netloc = "" if host.startswith("/") or not host else quote(host, safe="")
-    if host.startswith("/"):
+    # A socket folder, or several hosts (`h1,h2` with ports `5432,5433`), go in the query:
+    # a netloc holds one host:port, and libpq reads the lists there
+    in_query = host.startswith("/") or "," in host or "," in params.get("port", "")
+    netloc = "" if in_query or not host else quote(host, safe="")
+    if in_query:
         params["host"] = host
     elif "port" in params and netloc:
         netloc += f":{params.pop('port')}"

@@ -79,9 +79,30 @@ def test_restore_of_the_changed_tables_returns_to_the_baseline(tracked):
         ("host=db.example port=6543 user=me password=p@ss:w/ord dbname=my_test sslmode=require",
          "postgresql://me:p%40ss%3Aw%2Ford@db.example:6543/my_test?sslmode=require"),
         ("postgresql://u@h/x_test", "postgresql://u@h/x_test"),
+        # several hosts: a netloc of h1%2Ch2:5432,5433 was a URL libpq could not connect by
+        ("host=h1,h2 port=5432,5433 dbname=a_test",
+         "postgresql:///a_test?port=5432%2C5433&host=h1%2Ch2"),
+        ("host=h1,h2 port=5432 dbname=a_test", "postgresql:///a_test?port=5432&host=h1%2Ch2"),
     ],
 )
 def test_dsn_as_url_means_the_same_to_libpq(dsn, url):
     assert as_url(dsn) == url
     same = psycopg.conninfo.conninfo_to_dict
     assert same(as_url(dsn)) == same(dsn)
+
+
+@pytest.mark.parametrize("dsn", [
+    "host=db port=5 user=u password=sek dbname=a_test",
+    "host=db user=u password=sek sslpassword=sek2 dbname=a_test",
+    "postgresql://u:sek@db:5/a_test?sslpassword=sek2",
+    "host=h1,h2 port=5432,5433 user=u password=sek dbname=a_test",
+])
+def test_the_database_url_shows_no_secret_in_its_repr(dsn):
+    from sqlfix.database.committed import DatabaseUrl
+
+    url = DatabaseUrl(as_url(dsn))
+    assert str(url) == as_url(dsn) and "sek" not in repr(url) and "sek" not in url.masked
+    same = psycopg.conninfo.conninfo_to_dict
+    shown = same(url.masked)
+    assert shown == {**same(dsn), **{k: "***" for k in ("password", "sslpassword")
+                                      if k in same(dsn)}}

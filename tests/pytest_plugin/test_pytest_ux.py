@@ -391,9 +391,12 @@ def test_the_sqlfix_dsn_fixture_value_hides_its_password_where_pytest_shows_it(s
             with psycopg.connect(sqlfix_dsn) as app:  # still the whole URL for libraries
                 app.execute("SELECT 1")
             assert False
+
+        def test_compares(sqlfix_dsn):  # pytest's diff of two strings: not their repr()
+            assert sqlfix_dsn == "postgresql://elsewhere/db_test"
     """)
     result = shop.runpytest_subprocess(f"--sqlfix-dsn={with_password}", "-l", *NO_RANDOM)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2)
     out = result.stdout.str()
     assert "S3cretPW" not in out, out
     result.stdout.fnmatch_lines(["*sqlfix_dsn *= 'postgresql://*:***@*"])
