@@ -414,13 +414,17 @@ def _load_problem(session: DatabaseSession, names: tuple[str, ...], exc: Excepti
     if conn is not None and not conn.broken:
         return (f"the database refused the load of {', '.join(names) or 'fixtures'} "
                 f"({type(exc).__name__}: {str(exc).strip()}); nothing of it was kept.")
+    deaths = session.deaths
     try:  # a database error the loader could not place: the connection went away
         restored = _restore_saying(session)
     except Exception as again:  # noqa: BLE001 - reported, the run goes on
         restored = f"sqlfix could not reconnect either: {again}"
+    why = ("The embedded PostgreSQL itself had died (killed, or crashed: not a fixture's "
+           "doing; a test before may have stopped it)" if session.deaths > deaths else
+           "A fixture must not end its own session (pg_terminate_backend(pg_backend_pid()) "
+           "and the like)")
     return (f"the database connection was lost while loading {', '.join(names) or 'fixtures'} "
-            f"({type(exc).__name__}: {str(exc).strip()}). A fixture must not end its own "
-            f"session (pg_terminate_backend(pg_backend_pid()) and the like).\n{restored}.")
+            f"({type(exc).__name__}: {str(exc).strip()}). {why}.\n{restored}.")
 
 
 def sqlfix_fixture(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSession

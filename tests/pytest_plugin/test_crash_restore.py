@@ -119,3 +119,44 @@ def test_a_committed_test_that_kills_the_embedded_server_is_never_passed_over(
     assert out.count("the embedded PostgreSQL exited during this committed test") + warned == 3
     result.stdout.no_fnmatch_line("*FAILED*test_clean*")
     result.stdout.no_fnmatch_line("*ERROR*test_clean*")
+
+
+BETWEEN_TESTS = """
+import os, signal
+from pathlib import Path
+
+import pytest
+from sqlfix import uses
+
+DATA = []
+
+def test_1_notes_the_server(sqlfix_conn):
+    DATA.append(sqlfix_conn.execute("SHOW data_directory").fetchone()[0])
+
+@pytest.mark.parametrize("i", range(3))
+def test_2_kills_it_without_sqlfix(i):
+    os.kill(int((Path(DATA[0]) / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+
+@pytest.mark.parametrize("i", range(3))
+@uses("users.sql")
+def test_3_innocent(sqlfix_conn, i):
+    assert sqlfix_conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+"""
+
+
+@pytest.mark.slow  # 3 server restarts
+def test_a_server_killed_between_tests_is_not_blamed_on_the_next_tests_fixtures(
+        shop: pytest.Pytester) -> None:
+    # The next test's start ran on the dead postmaster's backend for a moment, its load
+    # then lost the connection, and the message told it not to end its own session
+    shop.makepyfile(test_between=BETWEEN_TESTS)
+    order = ["test_between.py::test_1_notes_the_server"] + [
+        f"test_between.py::{name}[{i}]" for i in range(3)
+        for name in ("test_2_kills_it_without_sqlfix", "test_3_innocent")]
+    result = shop.runpytest("-p", "no:randomly", "-W", "always::sqlfix.errors.ReconnectedWarning",
+                            *order)
+    out = result.stdout.str()
+    assert "A fixture must not end its own session" not in out, out
+    warned = out.count("ReconnectedWarning: sqlfix found the server dead when the test began")
+    blamed_right = out.count("The embedded PostgreSQL itself had died")
+    assert warned + blamed_right == 3, out
