@@ -166,10 +166,13 @@ def _not_a_duration(value: object) -> str:
 
 
 def parse_bool(value: object) -> bool:
-    """True/False from a bool or from true/false, yes/no, on/off, 1/0 (any case)."""
+    """True/False from a bool, or from the text true/false, yes/no, on/off, 1/0 (any case:
+    an ini file's or the command line's); ValueError for anything else, a number too."""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    if not isinstance(value, str):  # a TOML 1 is a number: TOML has true and false
+        raise ValueError(f"{shown(value)} is not a boolean: use true or false")
+    text = value.strip().lower()
     if text in ("true", "yes", "on", "1"):
         return True
     if text in ("false", "no", "off", "0"):
@@ -401,7 +404,9 @@ def _pytest_section(path: Path, section: str | None) -> dict[str, Any] | None:
     try:
         parser.read_string(text, str(path))
     except configparser.Error as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+        bom = " (it begins with a byte order mark: save it without one)" if text.startswith(
+            "\ufeff") else ""
+        raise ConfigError(f"{path}: cannot be read: {exc}{bom}") from exc
     name = section or "pytest"
     if not parser.has_section(name):
         return {} if section is None else None

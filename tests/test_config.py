@@ -78,6 +78,7 @@ def test_bad_configuration_is_an_error_that_names_it(tmp_path, body, words):
     # true is an int to Python: it was read as the version 'True'
     ("server_version = true", "server_version = true has the wrong type: it takes a string or "
                               "an integer"),
+    ("verify = 1", "verify: 1 is not a boolean: use true or false"),  # was taken for true
     ("server_settings = {work_mem = 2024-01-01}", "work_mem = 2024-01-01 must be a string"),
     ("server_settings = {myapp = {day = 2024-01-01}}",
      'myapp = {day = 2024-01-01} is a TOML table'),
@@ -569,6 +570,7 @@ def test_a_server_settings_line_in_quotes_is_read_without_them(tmp_path):
     ("pytest.ini", b"[pytest]\nsqlfix_seed = 1\n# caf\xe9\n", "pytest.ini: line 3 is not UTF-8"),
     ("pyproject.toml", b"\xef\xbb\xbf[tool.sqlfix]\nseed = 1\n", "begins with a byte order mark"),
     ("pyproject.toml", b'[tool]\nsqlfix = "x"\n', "tool.sqlfix = 'x' must be a table"),
+    ("pytest.ini", b"\xef\xbb\xbf[pytest]\nsqlfix_seed = 1\n", "begins with a byte order mark"),
 ])
 def test_a_configuration_file_sqlfix_cannot_read_is_named_not_a_crash(tmp_path, name, body, words):
     # A UnicodeDecodeError, or the characters of "x" taken for keys, before

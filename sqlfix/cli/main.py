@@ -299,6 +299,9 @@ def run_lint(args: argparse.Namespace, out: TextIO) -> int:
 
 def _render_target(workspace: Workspace, name: str) -> Target:
     """A fixture name, else the path of a .sql file; FixtureNotFound says what exists."""
+    if not name.strip():  # Path("") is the working directory
+        raise UsageError("the fixture name is empty: render takes a fixture name "
+                         "(e.g. 'users.sql') or the path of a .sql file")
     if not workspace.library.exists(name) and Path(name).is_symlink() \
             and not Path(name).exists():
         raise UsageError(f"{name}: no such file (a symbolic link to a missing file)")

@@ -88,7 +88,10 @@ class FixtureDir:
         # `fixtures_sql/users.sql`: a path from the project root, not from the directory
         below = next((name.split("/", i)[-1] for i in range(1, name.count("/") + 1)
                       if name.split("/", i)[-1] in names), None)
-        close = [below] if below else difflib.get_close_matches(name[:300], names, n=3)
+        # `users` for users.sql: too short for difflib's cutoff, and surely meant
+        suffixed = f"{name}.sql" if f"{name}.sql" in names else None
+        close = [c for c in (below or suffixed,) if c] or difflib.get_close_matches(
+            name[:300], names, n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         if below:
             hint += " (names are relative to the fixtures directory)"

@@ -284,7 +284,10 @@ class DatabaseSession:
         settings = self.settings.server_settings
         if not settings or self.settings.dsn is not None:
             return problem
-        return (f"{problem}\nThe server ran with server_settings {dict(settings)!r} (from "
+        # as postgresql.conf writes them, not a Python dict
+        shown = "; ".join(f"{k} = '{str(v).replace(chr(39), chr(39) * 2)}'"
+                          for k, v in settings.items())
+        return (f"{problem}\nThe server ran with server_settings {shown} (from "
                 f"{self.settings.source('server_settings')}): if one of them is why, fix or "
                 "remove it there")
 

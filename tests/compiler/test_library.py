@@ -216,3 +216,10 @@ def test_a_fixture_name_with_a_control_character_is_refused(tmp_path, name):
     (tmp_path / name).write_text("SELECT 1;\n")
     with pytest.raises(FixtureNotFound, match="holds a control character"):
         FixtureDir(tmp_path).resolve(name)
+
+
+def test_a_name_without_its_suffix_is_offered_the_file(library):
+    # "ok" for ok.sql is below difflib's cutoff: no suggestion at all before
+    with pytest.raises(FixtureNotFound) as caught:
+        library.plan(["users"])
+    assert str(caught.value).endswith("did you mean 'users.sql'?")
