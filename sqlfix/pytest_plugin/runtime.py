@@ -310,6 +310,14 @@ def session_fixture(pytestconfig: pytest.Config, request: pytest.FixtureRequest
              f"sqlfix could not prepare the test database: {problem}", code)
 
 
+def death_at_end(session: DatabaseSession) -> str | None:
+    """At the run's end: a death of the embedded server no report named, in words."""
+    died = session.untold_death()
+    if died is None and session.server is not None:
+        died = session.server.exited()  # after the last sqlfix test: nothing revived it
+    return died
+
+
 def stop_on_worker(config: pytest.Config, started: DatabaseSession) -> None:
     """`plugin.pytest_sessionfinish` on a pytest-xdist worker whose database started."""
     _keep_server_log(config, started)

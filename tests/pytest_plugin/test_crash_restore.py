@@ -160,3 +160,27 @@ def test_a_server_killed_between_tests_is_not_blamed_on_the_next_tests_fixtures(
     warned = out.count("ReconnectedWarning: sqlfix found the server dead when the test began")
     blamed_right = out.count("The embedded PostgreSQL itself had died")
     assert warned + blamed_right == 3, out
+
+
+def test_a_server_killed_after_the_last_sqlfix_test_is_said_at_the_end(
+        shop: pytest.Pytester) -> None:
+    # no later sqlfix test to find it dead: the run ended green without a word
+    shop.makepyfile(test_last="""
+import os, signal, time
+from pathlib import Path
+
+DATA = []
+
+def test_1_uses_the_database(sqlfix_conn):
+    DATA.append(sqlfix_conn.execute("SHOW data_directory").fetchone()[0])
+
+def test_2_kills_it_without_sqlfix():
+    os.kill(int((Path(DATA[0]) / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+    time.sleep(0.3)
+""")
+    result = shop.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([
+        "*= sqlfix =*",
+        "the embedded PostgreSQL died after the run's last check of it*no test reported it.",
+        "the embedded PostgreSQL was killed by SIGKILL: its log*"])
