@@ -307,37 +307,6 @@ def _sqlfix_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest
     return session_fixture(pytestconfig, request)
 
 
-def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object
-                              ) -> list[str] | None:
-    """`assert sqlfix_dsn == ...` explained without the DSN's password: pytest's diff of
-    two strings shows the strings themselves, not their repr()."""
-    if not any(type(side).__name__ == "DatabaseUrl" for side in (left, right)):
-        return None  # (by name: no import of the database side for other asserts)
-    from sqlfix.database.committed import DatabaseUrl
-
-    shown = [side.masked if isinstance(side, DatabaseUrl) else side for side in (left, right)]
-    return [f"{shown[0]!r} {op} {shown[1]!r}",
-            "(sqlfix_dsn is shown with its password as ***; compare its parts instead, e.g. "
-            "psycopg.conninfo.conninfo_to_dict(sqlfix_dsn)[\"dbname\"])"]
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """A death of the embedded server that no test reported (after the run's last sqlfix
-    test, or so late in it that its checks saw the server still there)."""
-    started = config.stash.get(SESSION_KEY, None)
-    if started is None:
-        return
-    from sqlfix.pytest_plugin.runtime import death_at_end
-
-    died = death_at_end(started)
-    if died is not None:
-        terminalreporter.section("sqlfix", yellow=True)
-        terminalreporter.write_line(
-            "the embedded PostgreSQL died after the run's last check of it (by a test or "
-            "fixture that ended it, or a crash): no test reported it.")
-        terminalreporter.write_line(died)
-
-
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """On a pytest-xdist worker: stop the database now, before the worker reports it is
     done; the controller may end the worker before its config clean-up ran (a DSN's

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -672,6 +672,33 @@ def _runtest_makereport(
     return report
 
 
+def _assertrepr_compare(config: pytest.Config, op: str, left: object, right: object
+                        ) -> list[str] | None:
+    """`assert sqlfix_dsn == ...` explained without the DSN's password: pytest's diff of
+    two strings shows the strings themselves, not their repr()."""
+    from sqlfix.database.committed import DatabaseUrl
+
+    if not isinstance(left, DatabaseUrl) and not isinstance(right, DatabaseUrl):
+        return None
+    shown = [side.masked if isinstance(side, DatabaseUrl) else side for side in (left, right)]
+    return [f"{shown[0]!r} {op} {shown[1]!r}",
+            "(sqlfix_dsn is shown with its password as ***; compare its parts instead, e.g. "
+            "psycopg.conninfo.conninfo_to_dict(sqlfix_dsn)[\"dbname\"])"]
+
+
+def _terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """A death of the embedded server that no test reported (after the run's last sqlfix
+    test, or so late in it that its checks saw the server still there)."""
+    started = config.stash.get(SESSION_KEY, None)
+    died = death_at_end(started) if started is not None else None
+    if died is not None:
+        terminalreporter.section("sqlfix", yellow=True)
+        terminalreporter.write_line(
+            "the embedded PostgreSQL died after the run's last check of it (by a test or "
+            "fixture that ended it, or a crash): no test reported it.")
+        terminalreporter.write_line(died)
+
+
 class RunHooks:
     """The hook wrappers that look at each test's result, registered by register_run_hooks.
 
@@ -686,6 +713,8 @@ class RunHooks:
     pytest_runtest_call = staticmethod(_runtest_call)
     pytest_runtest_teardown = staticmethod(_runtest_teardown)
     pytest_runtest_makereport = staticmethod(_runtest_makereport)
+    pytest_assertrepr_compare = staticmethod(_assertrepr_compare)
+    pytest_terminal_summary = staticmethod(_terminal_summary)
 
 
 def _failure_section(item: pytest.Item) -> str:
