@@ -442,17 +442,18 @@ class Boundary:
 
     def _check_open(self) -> str | None:
         conn = self.conn
+        if self._server_gone is not None and self._server_gone():
+            # First: its backends end with it (the connection broken, the server's words
+            # "unexpected postmaster exit"), and the whole server is what the test lost.
+            # A backend outlives a killed postmaster for a moment and still answers, too.
+            self.lost = True
+            return SERVER_DIED_HELP
         if conn.broken:  # a statement of the test met the end: libpq kept the server's words
             self.lost = True
             return _lost_help(last_server_error(conn))
         if conn.closed:
             closed = "The connection was closed during the test. " + ESCAPE_HELP
             return conn._sqlfix_closed_because or closed
-        if self._server_gone is not None and self._server_gone():
-            # A backend outlives a killed postmaster for a moment and still answers (the
-            # check's, end()'s ROLLBACK), so the connection alone does not tell.
-            self.lost = True
-            return SERVER_DIED_HELP
         if stop_statement_in_flight(conn, BUSY_AT_END):
             return BUSY_AT_END
         status = conn.info.transaction_status
@@ -525,7 +526,8 @@ class Boundary:
                 # The checks read the marker without a query, so a connection the server
                 # ended during the test (and nobody used since) shows here first.
                 self.lost = True
-                self.escape = LOST_HELP
+                died = self._server_gone is not None and self._server_gone()
+                self.escape = SERVER_DIED_HELP if died else LOST_HELP
                 self.lost_at_end = True
             # A session sqlfix cannot reset (or a dead one) is not handed to the next
             # test: the session opens a fresh connection instead.

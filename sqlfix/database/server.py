@@ -376,6 +376,18 @@ class EmbeddedServer:
         proc = self._runtime.proc
         return proc is not None and wait_exit(proc, seconds) is not None
 
+    def gone(self) -> bool:
+        """Whether the postmaster has died or is dying: reaped, or (Linux) a SIGKILL already
+        pending for it or its exit under way, then waited for. kill() returns before the
+        process is gone, and a test that SIGKILLs it and returns at once is otherwise
+        checked in that moment, while its backend still answers."""
+        proc = self._runtime.proc
+        if proc is None:
+            return False
+        if wait_exit(proc, 0) is not None:
+            return True
+        return _dying(proc.pid) and wait_exit(proc, 5) is not None
+
     def alive(self) -> bool:
         """Whether the postmaster still runs (False once stopped or dead)."""
         proc = self._runtime.proc
@@ -557,6 +569,26 @@ class _Runtime:
         if self._pipe is not None:
             with contextlib.suppress(OSError):  # a dead watchdog must not break us
                 os.write(self._pipe, message.encode())
+
+
+_PF_EXITING = 0x4  # the kernel's flag of a process on its way out (/proc/PID/stat, field 9)
+_SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+
+
+def _dying(pid: int) -> bool:
+    """Whether `pid` is about to be gone: a SIGKILL pending (SigPnd/ShdPnd of
+    /proc/PID/status) or its exit begun (PF_EXITING, or already a zombie). False where
+    /proc cannot tell (macOS): waitpid alone decides there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X") or int(fields[6]) & _PF_EXITING:
+            return True
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & _SIGKILL_BIT:
+                return True
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
 
 
 def wait_exit(proc: subprocess.Popen[bytes], seconds: float | None) -> int | None:

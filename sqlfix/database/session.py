@@ -483,7 +483,7 @@ class DatabaseSession:
         return self.server.exits_within(_STOPPING_SECONDS)
 
     def _server_gone(self) -> bool:
-        return self.server is not None and self.server.exited() is not None
+        return self.server is not None and self.server.gone()
 
     def _sequence_reset(self, wanted: bool) -> bytes:
         return self.baseline.reset_query if wanted and self.baseline is not None else b""
@@ -899,7 +899,8 @@ class DatabaseSession:
         data directory as after any crash, and the test database is then built anew.
         If that fails, a new server in a new directory.
         """
-        died = self.server.exited() if self.server is not None else None
+        server = self.server
+        died = server.exited() if server is not None and server.gone() else None  # dying: waited
         if died is not None:
             assert self.server is not None
             self.deaths, self.last_death = self.deaths + 1, died

@@ -45,7 +45,7 @@ from sqlfix.pytest_plugin.plugin import (
     settings_of,
     xdist_workers,
 )
-from sqlfix.pytest_plugin.stop import stop_run
+from sqlfix.pytest_plugin.stop import DEATH_OUTPUT, stop_run
 
 if TYPE_CHECKING:
     from sqlfix.config import Settings
@@ -313,13 +313,19 @@ def session_fixture(pytestconfig: pytest.Config, request: pytest.FixtureRequest
 def death_at_end(session: DatabaseSession) -> str | None:
     """At the run's end: a death of the embedded server no report named, in words."""
     died = session.untold_death()
-    if died is None and session.server is not None:
+    if died is None and session.server is not None and session.server.gone():
         died = session.server.exited()  # after the last sqlfix test: nothing revived it
     return died
 
 
 def stop_on_worker(config: pytest.Config, started: DatabaseSession) -> None:
-    """`plugin.pytest_sessionfinish` on a pytest-xdist worker whose database started."""
+    """`plugin.pytest_sessionfinish` on a pytest-xdist worker whose database started.
+
+    A death of its server no test reported goes to the controller (a worker's terminal
+    summary is not shown), which prints it (`stop.Controller`)."""
+    died = death_at_end(started)
+    if died is not None:
+        config.workeroutput[DEATH_OUTPUT] = _death_lines(config, died)  # type: ignore[attr-defined]
     _keep_server_log(config, started)
     started.stop()
 
@@ -457,8 +463,14 @@ def sqlfix_fixture(request: pytest.FixtureRequest, _sqlfix_session: DatabaseSess
     if _sqlfix_session.recovered is not None:  # not this test's doing: a warning, not a failure
         from sqlfix.errors import ReconnectedWarning
 
+        kept = None
+        if _sqlfix_session.server is not None:  # its log goes with the run's end: kept
+            request.config.stash[KEEP_LOG_KEY] = True
+            kept = _kept_log(request.config)
+        said = _sqlfix_session.recovered + (
+            f"\nserver log: {kept} (copied there when the run ends)" if kept else "")
         try:
-            warnings.warn(ReconnectedWarning(_sqlfix_session.recovered), stacklevel=1)
+            warnings.warn(ReconnectedWarning(said), stacklevel=1)
         except BaseException:  # -W error::...: the boundary must not stay open
             boundary.end()
             raise
@@ -693,10 +705,18 @@ def _terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     died = death_at_end(started) if started is not None else None
     if died is not None:
         terminalreporter.section("sqlfix", yellow=True)
-        terminalreporter.write_line(
-            "the embedded PostgreSQL died after the run's last check of it (by a test or "
-            "fixture that ended it, or a crash): no test reported it.")
-        terminalreporter.write_line(died)
+        for line in _death_lines(config, died):
+            terminalreporter.write_line(line)
+
+
+def _death_lines(config: pytest.Config, died: str) -> list[str]:
+    """What the end-of-run section says of a death no test reported; the server's log is
+    kept (its folder goes with the run)."""
+    config.stash[KEEP_LOG_KEY] = True
+    kept = _kept_log(config)
+    return ["the embedded PostgreSQL died after the run's last check of it (by a test or "
+            "fixture that ended it, or a crash): no test reported it.", died,
+            *([f"server log: {kept} (copied there when the run ends)"] if kept else [])]
 
 
 class RunHooks:

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import pytest
 
 _OUTPUT = "sqlfix_stop"  # key of a worker's workeroutput: [exit code, message]
+DEATH_OUTPUT = "sqlfix_death"  # the lines on a death of its server no test reported
 
 
 def stop_run(config: pytest.Config, session: pytest.Session | None, message: str,
@@ -36,11 +37,23 @@ class Controller:
 
     def __init__(self) -> None:
         self.returncode: int | None = None
+        self.deaths: list[tuple[str, list[str]]] = []  # (worker, what its server's death was)
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        stopped = getattr(node, "workeroutput", {}).get(_OUTPUT)
+        output = getattr(node, "workeroutput", {})
+        stopped = output.get(_OUTPUT)
         if stopped and self.returncode is None:
             self.returncode = int(stopped[0])
+        if output.get(DEATH_OUTPUT):
+            self.deaths.append((getattr(getattr(node, "gateway", None), "id", "?"),
+                                output[DEATH_OUTPUT]))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """A worker's server died after its last sqlfix test: said here, once per worker."""
+        if self.deaths:
+            terminalreporter.section("sqlfix", yellow=True)
+        for worker, lines in sorted(self.deaths):
+            terminalreporter.write_line(f"[{worker}] " + "\n".join(lines))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -531,3 +531,15 @@ def test_the_watchdog_stops_a_postmaster_whose_pid_it_was_not_yet_told(tmp_path:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_server_sigkilled_a_moment_ago_is_gone_at_once(pg_binaries: Binaries,
+                                                         cache_dir: Path) -> None:
+    # kill() returns before the process is gone: a check right after a test's kill -9 saw
+    # it alive (waitpid: not yet), and its backend still answered
+    for _ in range(5):
+        with EmbeddedServer.start(pg_binaries, cache_dir=cache_dir) as srv:
+            assert not srv.gone() and srv.alive()
+            os.kill(srv.pid, signal.SIGKILL)
+            assert srv.gone()  # the pending SIGKILL (or the exit under way) is seen, waited for
+            assert srv.exited() is not None and "was killed by SIGKILL" in srv.exited()

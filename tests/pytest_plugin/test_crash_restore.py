@@ -158,9 +158,12 @@ def test_a_server_killed_between_tests_is_not_blamed_on_the_next_tests_fixtures(
     assert warned + blamed_right == 3, out
 
 
+@pytest.mark.parametrize("workers", [(), ("-n", "2", "--dist", "loadfile")],
+                         ids=["one-process", "xdist"])
 def test_a_server_killed_after_the_last_sqlfix_test_is_said_at_the_end(
-        shop: pytest.Pytester) -> None:
-    # no later sqlfix test to find it dead: the run ended green without a word
+        shop: pytest.Pytester, workers: tuple[str, ...]) -> None:
+    # no later sqlfix test to find it dead: the run ended green without a word (and an
+    # xdist worker's terminal summary is not shown: its controller says it)
     shop.makepyfile(test_last="""
 import os, signal, time
 from pathlib import Path
@@ -174,9 +177,12 @@ def test_2_kills_it_without_sqlfix():
     os.kill(int((Path(DATA[0]) / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
     time.sleep(0.3)
 """)
-    result = shop.runpytest("-p", "no:randomly")
+    result = shop.runpytest_subprocess("-p", "no:randomly", *workers)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
         "*= sqlfix =*",
-        "the embedded PostgreSQL died after the run's last check of it*no test reported it.",
-        "the embedded PostgreSQL was killed by SIGKILL: its log*"])
+        "*the embedded PostgreSQL died after the run's last check of it*no test reported it.",
+        "the embedded PostgreSQL was killed by SIGKILL: its log*",
+        "*server log: *.pytest_cache/d/sqlfix/postgres*.log (copied there when the run ends)"])
+    kept = list((shop.path / ".pytest_cache" / "d" / "sqlfix").glob("postgres*.log"))
+    assert kept and "database system is ready" in kept[0].read_text()

@@ -108,7 +108,8 @@ ONCE_PER_RUN = {"pytest_addoption", "pytest_configure", "pytest_collection_modif
                 "pytest_report_header", "pytest_report_collectionfinish",
                 "pytest_sessionfinish",  # once, at the end (per-worker databases dropped)
                 "pytest_configure_node",  # the xdist controller: once per worker
-                "pytest_testnodedown"}  # the xdist controller: once per worker, at its end
+                "pytest_testnodedown",  # the xdist controller: once per worker, at its end
+                "pytest_terminal_summary"}  # the xdist controller: a worker's server's death
 
 PER_TEST_CONFTEST = """
 import json
