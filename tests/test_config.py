@@ -631,12 +631,14 @@ def test_pytest_from_a_subfolder_refuses_its_unread_tool_sqlfix(pytester, monkey
     result.stderr.fnmatch_lines(["*app/pyproject.toml has a ?tool.sqlfix? table that is not read*"])
 
 
-@pytest.mark.parametrize("args", [[], ["app"], ["app/test_a.py::test_a"]],
-                         ids=["testpaths", "folder", "node-id"])
+@pytest.mark.parametrize(("ini", "args"), [
+    ("testpaths = app\n", []), ("", ["app"]), ("", ["app/test_a.py::test_a"]),
+    ("", []),  # the whole tree: the collected sqlfix tests' folders tell
+], ids=["testpaths", "folder", "node-id", "everything"])
 def test_pytest_from_the_root_refuses_the_unread_tool_sqlfix_of_the_paths_it_runs(
-        pytester, args):
+        pytester, ini, args):
     # The common monorepo run: from the top, with the app's tests as arguments or testpaths
-    pytester.makeini("[pytest]\ntestpaths = app\n")
+    pytester.makeini(f"[pytest]\n{ini}")
     app = pytester.mkpydir("app")
     (app / "pyproject.toml").write_text("[tool.sqlfix]\nseed = 42\n")
     (app / "test_a.py").write_text("def test_a(sqlfix):\n    pass\n")

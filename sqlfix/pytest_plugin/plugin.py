@@ -223,16 +223,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     needed = False
     memo: dict[int, bool] = {}  # per node id(): a module's or class's marks are read once
+    folders = set()  # of the tests that need sqlfix
     for item in items:
-        if _carries_mark(item, memo):
-            needed = _request_uses(item) or needed
-        if not needed and "_sqlfix_session" in getattr(item, "fixturenames", ()):
-            needed = True  # a fixture that reaches the database (they all need the session)
+        uses = _carries_mark(item, memo) and _request_uses(item)
+        if uses or "_sqlfix_session" in getattr(item, "fixturenames", ()):
+            needed = True  # (a fixture that reaches the database: they all need the session)
+            folders.add(item.path.parent)
     if needed:
         register_run_hooks(config)
         if SETTINGS_KEY not in config.stash:
             settings_of(config)  # a bad configuration stops the run here, before any test
             config.stash[LATE_HEADER_KEY] = True
+        from sqlfix.pytest_plugin.runtime import refuse_unread_below
+
+        refuse_unread_below(config, folders)  # `pytest` from a monorepo's top, no paths
 
 
 def _carries_mark(node: pytest.Item | pytest.Collector, memo: dict[int, bool]) -> bool:

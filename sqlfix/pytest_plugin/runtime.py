@@ -16,7 +16,7 @@ import contextlib
 import os
 import shutil
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,6 +128,20 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"sqlfix: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     return settings
+
+
+def refuse_unread_below(config: pytest.Config, folders: Iterable[Path]) -> None:
+    """pytest.UsageError if a test that needs sqlfix sits below a pyproject.toml whose
+    `[tool.sqlfix]` table is not read (see config.refuse_unread_tables): the run's paths
+    alone miss `pytest` from a monorepo's top with no path and no testpaths."""
+    from sqlfix.config import refuse_unread_tables
+    from sqlfix.errors import SqlfixError
+
+    try:
+        for folder in sorted(set(folders)):
+            refuse_unread_tables(folder, config.rootpath, config.inipath)
+    except SqlfixError as exc:
+        raise pytest.UsageError(f"sqlfix: {exc}") from None
 
 
 def _remember_seed(config: pytest.Config, seed: int) -> None:
