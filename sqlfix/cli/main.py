@@ -93,6 +93,12 @@ def _seed(text: str) -> str:
     return text
 
 
+def _folder(text: str) -> Path:
+    if not text.strip():  # Path("") is the working directory, every .sql file in it
+        raise argparse.ArgumentTypeError("an empty path: give the fixtures folder")
+    return Path(text)
+
+
 def _codes(text: str) -> list[str]:
     return [code.strip() for code in text.split(",") if code.strip()]
 
@@ -101,7 +107,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fixtures",
         metavar="DIR",
-        type=Path,
+        type=_folder,
         help="fixtures directory (default: [tool.sqlfix] fixtures_dir or fixtures_sql)",
     )
     parser.add_argument(

@@ -264,7 +264,8 @@ def _needs_newer_server(text: str, sqlstate: str | None, server_version: int) ->
     instead = " (INSERT ... ON CONFLICT, UPDATE ... FROM)" if what == "MERGE" else ""
     return (
         f"{what} needs PostgreSQL {major} or later and this server is {have}; test on a "
-        f"newer one (the embedded server: server_version = \"{major}\" in [tool.sqlfix], "
+        f"newer one (the embedded server: server_version = \"{major}\" in [tool.sqlfix] "
+        f"or sqlfix_server_version = {major} in pytest's configuration, "
         f"or SQLFIX_PG_BINDIR at its bin/; with a DSN, a server of {major} or later; see "
         f"{docs_url('versions')}) or rewrite the statement for {have}{instead}"
     )

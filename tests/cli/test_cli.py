@@ -158,7 +158,8 @@ def test_lint_with_tests_reports_unused_and_missing(project: Path, capsys: pytes
         (["lint", "--format", "xml"], "invalid choice: 'xml'"),
         ([], "the following arguments are required: COMMAND"),
         (["render", "nope.sql"], "fixture 'nope.sql' not found"),
-        (["render", ""], "the fixture name is empty: render takes a fixture name"),  # "is a directory"
+        (["render", ""], "the fixture name is empty: render takes a fixture name"),
+        (["lint", "--fixtures", ""], "--fixtures: an empty path: give the fixtures folder"),  # "is a directory"
         # An existing file that is not SQL is refused unread (its first word is not echoed).
         (["render", "/etc/passwd"], "/etc/passwd is not a .sql file: render takes a fixture name"),
         (["render", "pyproject.toml"], "pyproject.toml is not a .sql file: render takes"),
