@@ -525,15 +525,15 @@ class Boundary:
             if conn.broken and self.escape is None:
                 # The checks read the marker without a query, so a connection the server
                 # ended during the test (and nobody used since) shows here first.
-                self.lost = True
-                died = self._server_gone is not None and self._server_gone()
-                self.escape = SERVER_DIED_HELP if died else LOST_HELP
-                self.lost_at_end = True
+                self.lost = self.lost_at_end = True
+                self.escape = LOST_HELP
             # A session sqlfix cannot reset (or a dead one) is not handed to the next
             # test: the session opens a fresh connection instead.
             conn.close()
-        if self.escape is None and self._server_gone is not None and self._server_gone():
-            # The postmaster died so late in the test that its backend still answered
+        if (self.escape is None or self.lost_at_end) and self._server_gone is not None \
+                and self._server_gone():
+            # The postmaster died after the checks: its backend went too, or still
+            # answered the ROLLBACK for a moment
             self.lost = self.lost_at_end = True
             self.escape = SERVER_DIED_HELP
             conn.close()
