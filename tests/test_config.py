@@ -634,7 +634,8 @@ def test_pytest_from_a_subfolder_refuses_its_unread_tool_sqlfix(pytester, monkey
 @pytest.mark.parametrize(("ini", "args"), [
     ("testpaths = app\n", []), ("", ["app"]), ("", ["app/test_a.py::test_a"]),
     ("", []),  # the whole tree: the collected sqlfix tests' folders tell
-], ids=["testpaths", "folder", "node-id", "everything"])
+    ("", ["-n", "2"]),  # found by the workers: an INTERNALERROR of the controller, once
+], ids=["testpaths", "folder", "node-id", "everything", "everything-xdist"])
 def test_pytest_from_the_root_refuses_the_unread_tool_sqlfix_of_the_paths_it_runs(
         pytester, ini, args):
     # The common monorepo run: from the top, with the app's tests as arguments or testpaths
@@ -644,4 +645,6 @@ def test_pytest_from_the_root_refuses_the_unread_tool_sqlfix_of_the_paths_it_run
     (app / "test_a.py").write_text("def test_a(sqlfix):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:randomly", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*app/pyproject.toml has a ?tool.sqlfix? table that is not read*"])
+    said = result.stdout.str() + result.stderr.str()
+    assert "app/pyproject.toml has a [tool.sqlfix] table that is not read" in said, said
+    assert "INTERNALERROR" not in said, said

@@ -63,6 +63,7 @@ FINGERPRINT_KEY = pytest.StashKey["Fingerprint"]()  # the verifier's reference s
 NO_ANSWER_KEY = pytest.StashKey[str]()  # the xdist controller could not connect: why
 HANDLE_KEY = pytest.StashKey["Sqlfix"]()  # for the failure report and --sqlfix-report
 KEEP_LOG_KEY = pytest.StashKey[bool]()  # a sqlfix test failed: keep the server's log
+UNREAD_KEY = pytest.StashKey[str]()  # an xdist worker's unread [tool.sqlfix]: said at first use
 CACHE_WARNED_KEY = pytest.StashKey[bool]()  # said once that its cache folder cannot be made
 NEXT_KEY = pytest.StashKey["pytest.Item | None"]()  # the test pytest runs after this one
 SEED_CACHE_KEY = "sqlfix/seed"  # the last run's seed, in pytest's cache, for --sqlfix-seed=last

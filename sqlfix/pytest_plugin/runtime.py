@@ -39,6 +39,7 @@ from sqlfix.pytest_plugin.plugin import (
     SEED_CACHE_KEY,
     SESSION_KEY,
     SETTINGS_KEY,
+    UNREAD_KEY,
     USED_KEY,
     asked_for,
     register_run_hooks,
@@ -141,6 +142,11 @@ def refuse_unread_below(config: pytest.Config, folders: Iterable[Path]) -> None:
         for folder in sorted(set(folders)):
             refuse_unread_tables(folder, config.rootpath, config.inipath)
     except SqlfixError as exc:
+        if hasattr(config, "workerinput"):
+            # A UsageError in a worker's collection is an INTERNALERROR of the controller:
+            # the first sqlfix test stops the run with it instead (stop_run, exit 4)
+            config.stash[UNREAD_KEY] = str(exc)
+            return
         raise pytest.UsageError(f"sqlfix: {exc}") from None
 
 
@@ -295,6 +301,9 @@ def session_fixture(pytestconfig: pytest.Config, request: pytest.FixtureRequest
         settings = settings_of(pytestconfig)
     except pytest.UsageError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    unread = pytestconfig.stash.get(UNREAD_KEY, None)
+    if unread is not None:
+        stop_run(pytestconfig, request.session, f"sqlfix: {unread}", pytest.ExitCode.USAGE_ERROR)
     register_run_hooks(pytestconfig)  # a test reached the database by getfixturevalue
     workerinput = getattr(pytestconfig, "workerinput", {})  # a DSN is cloned per worker
     session = DatabaseSession(settings, _fixture_cache(pytestconfig), workerinput.get("workerid"),
