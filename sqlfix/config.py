@@ -206,9 +206,13 @@ def _toml(path: Path, text: str) -> dict[str, Any]:
         data: dict[str, Any] = tomllib.loads(text)
         return data
     except tomllib.TOMLDecodeError as exc:
-        bom = " (it begins with a byte order mark: save it without one)" if text.startswith(
-            "\ufeff") else ""
-        raise ConfigError(f"{path}: invalid TOML: {exc}{bom}") from exc
+        raise ConfigError(f"{path}: invalid TOML: {exc}{_bom_hint(text)}") from exc
+
+
+def _bom_hint(text: str) -> str:
+    """What to do when a configuration file that did not parse starts with a BOM."""
+    return " (it begins with a byte order mark: save it without one)" if text.startswith(
+        "\ufeff") else ""
 
 
 def read_table(pyproject: Path | None) -> dict[str, Any]:
@@ -404,9 +408,7 @@ def _pytest_section(path: Path, section: str | None) -> dict[str, Any] | None:
     try:
         parser.read_string(text, str(path))
     except configparser.Error as exc:
-        bom = " (it begins with a byte order mark: save it without one)" if text.startswith(
-            "\ufeff") else ""
-        raise ConfigError(f"{path}: cannot be read: {exc}{bom}") from exc
+        raise ConfigError(f"{path}: cannot be read: {exc}{_bom_hint(text)}") from exc
     name = section or "pytest"
     if not parser.has_section(name):
         return {} if section is None else None
@@ -450,17 +452,21 @@ def find_project(start: Path) -> Project:
     return Project(pyproject.parent if pyproject is not None else start)
 
 
-def refuse_unread_tables(start: Path, root: Path, inifile: Path | None) -> None:
+def refuse_unread_tables(start: Path, root: Path, inifile: Path | None,
+                         seen: set[Path] | None = None) -> None:
     """ConfigError when a pyproject.toml between `start` (where the run began) and the
     project `root` holds a `[tool.sqlfix]` table: sqlfix reads only the root's, as pytest
     reads only its configuration file, and a monorepo's `app/pyproject.toml` would
-    otherwise be passed by without a word (its seed, schema, fixtures directory unused)."""
+    otherwise be passed by without a word (its seed, schema, fixtures directory unused).
+    `seen`: folders already looked at (by the walk of another start), not read again."""
     start, root = start.resolve(), root.resolve()
     if start == root or not start.is_relative_to(root):
         return
+    seen = set() if seen is None else seen
     for folder in (start, *start.parents):
-        if folder == root:
+        if folder == root or folder in seen:
             return
+        seen.add(folder)
         candidate = folder / "pyproject.toml"
         if not candidate.is_file():
             continue

@@ -139,8 +139,9 @@ def refuse_unread_below(config: pytest.Config, folders: Iterable[Path]) -> None:
     from sqlfix.errors import SqlfixError
 
     try:
+        seen: set[Path] = set()  # a folder's chain up to the root is read once
         for folder in sorted(set(folders)):
-            refuse_unread_tables(folder, config.rootpath, config.inipath)
+            refuse_unread_tables(folder, config.rootpath, config.inipath, seen)
     except SqlfixError as exc:
         if hasattr(config, "workerinput"):
             # A UsageError in a worker's collection is an INTERNALERROR of the controller:
