@@ -693,6 +693,8 @@ def _build(root: Path, got: _Collector) -> Settings:
     for key in ("dsn", "fixtures_dir"):  # from a file they may be of any TOML type
         if key in values:
             _typed(values, key, str, got.where(key))
+    if values.get("dsn"):
+        _check_dsn(values["dsn"], got.where("dsn"))
     if "fixtures_dir" in values and not values["fixtures_dir"].strip():
         # Path("") is the project root: every .sql file of the project would be a fixture
         raise ConfigError(f"{got.where('fixtures_dir')} is empty: give the fixtures folder, "
@@ -743,6 +745,20 @@ def _boundary_keys(values: Mapping[str, Any], where: Callable[[str], str]) -> di
         except ValueError as exc:
             raise ConfigError(f"{where(key)}: {exc}") from None
     return found
+
+
+def _check_dsn(dsn: str, where: str) -> None:
+    """ConfigError when libpq cannot read `dsn` at all (a bare `myapp_test`, an unclosed
+    quote): the configuration's to fix, said with where it was set, not at connect time."""
+    from psycopg import ProgrammingError  # only with a DSN: most runs have none
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(dsn)
+    except ProgrammingError as exc:
+        raise ConfigError(
+            f"{where} is not a connection string libpq can read ({str(exc).strip()}); write "
+            "'host=... dbname=myapp_test' or 'postgresql://user@host/myapp_test'") from None
 
 
 def _positive_int(value: object) -> int:

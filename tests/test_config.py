@@ -58,6 +58,9 @@ def test_schema_and_fixtures_dir_are_relative_to_the_project(tmp_path):
         # the project root, silently: every .sql file in it a fixture
         ("[tool.sqlfix]\nfixtures_dir = ''\n", "[tool.sqlfix] fixtures_dir is empty: give the "
          "fixtures folder, relative to the project root ('.' for the root itself)"),
+        # a bare database name: libpq's words alone at connect time, exit 3, before
+        ("[tool.sqlfix]\ndsn = 'myapp_test'\n", "[tool.sqlfix] dsn is not a connection string "
+         "libpq can read (missing \"=\" after \"myapp_test\""),
     ],
 )
 def test_bad_configuration_is_an_error_that_names_it(tmp_path, body, words):

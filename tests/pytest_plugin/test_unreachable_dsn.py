@@ -32,19 +32,24 @@ def test_the_same_failure_with_and_without_xdist(shop, pg_server, kind):
     elif kind == "unknown-database":
         dsn = make_conninfo(pg_server.dsn, dbname="nowhere_test")
         words = ['database "nowhere_test" does not exist', "Check the DSN"]
-    else:
+    else:  # the configuration's to fix: refused as it is read (once, by xdist's controller)
         dsn = "host=127.0.0.1 nonsense"
-        words = ['missing "=" after "nonsense" in connection info string']
+        words = ['option --sqlfix-dsn: dsn is not a connection string libpq can read (missing '
+                 '"=" after "nonsense" in connection info string); write ']
     shop.makepyfile("def test_db(sqlfix_conn): pass\ndef test_db_too(sqlfix_conn): pass\n"
                     "def test_plain(): pass\n")
     said = {}
     for workers in ((), ("-n", "2")):
         result = shop.runpytest_subprocess(f"--sqlfix-dsn={dsn}", *workers, *NO_RANDOM)
         output = result.stdout.str() + result.stderr.str()
-        assert result.ret == 3, output  # sqlfix's "could not prepare the test database"
-        assert all(w in output for w in words), output
         assert "grant CONNECT" not in output and "s3cret" not in output
         assert "Traceback" not in output and "INTERNALERROR" not in output
+        assert all(w in output for w in words), output
+        if kind == "unreadable":
+            assert result.ret == 4 and output.count("is not a connection string") == 1, output
+            said[workers] = "refused"
+            continue
+        assert result.ret == 3, output  # sqlfix's "could not prepare the test database"
         line = next(x for x in output.splitlines() if "could not prepare the test database" in x)
         said[workers] = line[line.index("sqlfix could not prepare"):].rstrip(" !")
     assert said[()] == said[("-n", "2")]
